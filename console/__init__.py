@@ -1,0 +1,1 @@
+"""wsconsole.console: the operator side: control-plane client, CLI and Textual console."""

@@ -1,0 +1,47 @@
+"""Configuration of the control listener (pure values, no I/O).
+
+Must never import asyncio, websockets or textual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .wire import MAX_REQUEST_BYTES
+
+__all__ = ["ControlConfig", "DEFAULT_CONTROL_HOST", "DEFAULT_CONTROL_PORT"]
+
+DEFAULT_CONTROL_HOST = "127.0.0.1"
+"""The control listener binds to loopback unless told otherwise."""
+DEFAULT_CONTROL_PORT = 8766
+"""Default TCP port of the control listener."""
+
+
+@dataclass
+class ControlConfig:
+    """Where the control listener listens and whom it lets in."""
+
+    host: str = DEFAULT_CONTROL_HOST
+    """Bind address; non-loopback needs TLS (cert/key) or ``allow_insecure``."""
+    port: int = DEFAULT_CONTROL_PORT
+    """TCP port; 0 picks a free one."""
+    unix_path: str | None = None
+    """Listen on this Unix socket instead of TCP."""
+    token: str | None = None
+    """Operator token given directly (``--token`` / ``WSCONSOLE_TOKEN``)."""
+    token_file: str | None = None
+    """Operator token file; created (mode 0600) with a random token if missing."""
+    read_only_token: str | None = None
+    """Read-only token given directly."""
+    read_only_token_file: str | None = None
+    """Read-only token file; created like ``token_file`` if missing."""
+    cert: str | None = None
+    """TLS certificate (PEM) for the control listener."""
+    key: str | None = None
+    """TLS private key (PEM) for the control listener."""
+    allow_insecure: bool = False
+    """Allow a non-loopback bind without TLS (the operator said so explicitly)."""
+    audit_log: str | None = None
+    """Append one JSON line per mutating operation to this file."""
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    """Larger control requests close the control connection with 1009."""

@@ -1,0 +1,536 @@
+"""The hub: the asyncio edge around the registry.
+
+It registers connections as their handshakes complete and forgets them when
+their TCP connections are lost, counts traffic, sends to and disconnects
+selected connections, closes slow consumers, and runs both kinds of shutdown.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from websockets.frames import CloseCode
+from websockets.protocol import OPEN
+
+from .errors import ServerStateError
+from .registry import ConnectionRecord, ConnectionRegistry, Selector
+
+if TYPE_CHECKING:  # pragma: no cover
+    from websockets.asyncio.server import Server, ServerConnection
+
+__all__ = [
+    "Hub",
+    "HubState",
+    "SendResult",
+    "Totals",
+    "SLOW_CONSUMER_CODE",
+    "SLOW_CONSUMER_REASON",
+    "DEFAULT_SLOW_CONSUMER_LIMIT",
+]
+
+logger = logging.getLogger("wsconsole.server")
+
+SLOW_CONSUMER_CODE = CloseCode.POLICY_VIOLATION  # 1008
+"""Close code sent to a client whose write buffer passed the limit."""
+SLOW_CONSUMER_REASON = "slow consumer: write buffer over limit"
+"""Close reason sent with :data:`SLOW_CONSUMER_CODE`."""
+DEFAULT_SLOW_CONSUMER_LIMIT = 4 * 1024 * 1024
+"""Bytes buffered for one client before it is closed as a slow consumer."""
+SLOW_CONSUMER_CLOSE_TIMEOUT = 2.0
+"""Seconds a slow consumer gets to read up to the close frame before it is aborted."""
+
+
+class HubState:
+    """Values of :attr:`Hub.state`."""
+
+    SERVING = "serving"
+    """Accepting new connections."""
+    DRAINING = "draining"
+    """Not accepting; open connections are closing or being kept until they do."""
+    STOPPED = "stopped"
+    """Every connection is gone and every handler has returned."""
+
+
+class Totals:
+    """Traffic counters since start, over all connections, open and closed.
+
+    Incremented on the hot path (plain int attributes, no locks); the metrics
+    and ``stats`` read them when asked.
+    """
+
+    __slots__ = ("msgs_in", "bytes_in", "msgs_out", "bytes_out")
+
+    def __init__(self) -> None:
+        self.msgs_in = 0
+        self.bytes_in = 0
+        self.msgs_out = 0
+        self.bytes_out = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "msgs_in": self.msgs_in,
+            "bytes_in": self.bytes_in,
+            "msgs_out": self.msgs_out,
+            "bytes_out": self.bytes_out,
+        }
+
+
+@dataclass(slots=True)
+class SendResult:
+    """What :meth:`Hub.send` did."""
+
+    recipients: int
+    """Open connections the selector matched."""
+    delivered: int
+    """Messages written to a connection's buffer."""
+    skipped: int
+    """Matched connections that were closing or closed, or could not be written."""
+    sample: list[str] = field(default_factory=list)
+    """Up to ten recipient ids (all runs; handy for a dry run)."""
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recipients": self.recipients,
+            "delivered": self.delivered,
+            "skipped": self.skipped,
+            "sample": self.sample,
+            "dry_run": self.dry_run,
+        }
+
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class Hub:
+    """Every open connection of one server, and what an operator can do to them."""
+
+    def __init__(
+        self,
+        node: str,
+        *,
+        slow_consumer_limit: int | None = DEFAULT_SLOW_CONSUMER_LIMIT,
+        sample_interval: float = 1.0,
+    ) -> None:
+        self.node = node
+        """This process's name; every record carries it."""
+        self.registry = ConnectionRegistry()
+        """The open connections."""
+        self.totals = Totals()
+        """Traffic since start."""
+        self.slow_consumer_limit = slow_consumer_limit
+        """Bytes buffered for one client before it is closed; None disables."""
+        self.state = HubState.SERVING
+        """One of :class:`HubState`."""
+        self.started_at = time.time()
+        """Wall-clock start time (seconds since the epoch)."""
+        self.listen: list[str] = []
+        """Addresses the public server listens on, ``host:port``."""
+        self.opened_total = 0
+        """Connections registered since start."""
+        self.closed_by_code: Counter[int] = Counter()
+        """Closed connections by close code."""
+        self.rejected_by_status: Counter[int] = Counter()
+        """Refused handshakes by HTTP status."""
+        self.slow_consumer_disconnects = 0
+        """Connections closed for not reading."""
+        self.operator_sends = 0
+        """Calls of :meth:`send` that sent (dry runs excluded)."""
+        self.rates: dict[str, float] = {"msgs_in": 0.0, "bytes_in": 0.0,
+                                        "msgs_out": 0.0, "bytes_out": 0.0}
+        """Per-second rates over the last sample interval."""
+        self.shutdown_mode: str | None = None
+        """'graceful' or 'keep_alive' once a shutdown started."""
+        self.shutdown_deadline: float | None = None
+        """Wall-clock time at which a keep-alive drain closes the rest."""
+
+        self._listeners: list[Listener] = []
+        self._observers: list[Any] = []
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sample_interval = sample_interval
+        self._sampler: asyncio.Task[None] | None = None
+        self._stopped: asyncio.Event | None = None
+
+    # Lifecycle, driven by WsconsoleServer
+
+    def attach(self, server: Server, listen: Iterable[str]) -> None:
+        """Bind the hub to the running websockets server."""
+        self._server = server
+        self.listen = list(listen)
+        self._stopped = asyncio.Event()
+        if self._sample_interval > 0:
+            self._sampler = asyncio.get_running_loop().create_task(self._sample())
+
+    def mark_stopped(self) -> None:
+        """Called once the websockets server has closed and handlers returned."""
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
+        if self.state != HubState.STOPPED:
+            self.state = HubState.STOPPED
+            self._emit("state_changed", {"state": self.state, "connections": 0})
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Return once the server has stopped."""
+        assert self._stopped is not None, "hub is not attached to a server"
+        await self._stopped.wait()
+
+    # Events
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(kind, data)`` for each event (see ``wire.EventKind``)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling a listener."""
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            pass
+
+    def add_observer(self, observer: Any) -> None:
+        """Register an object with optional ``on_send(result)``, ``on_latency(s)``
+        and ``on_closed(record, code)`` methods (the metrics use this)."""
+        self._observers.append(observer)
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Publish an event to every listener (used by the control plane too)."""
+        self._emit(kind, data)
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(kind, data)
+            except Exception:
+                logger.exception("event listener failed")
+
+    def _observe(self, method: str, *args: Any) -> None:
+        for observer in self._observers:
+            callback = getattr(observer, method, None)
+            if callback is not None:
+                try:
+                    callback(*args)
+                except Exception:
+                    logger.exception("observer %s failed", method)
+
+    # Registration, driven by the tracked connection
+
+    def register(self, connection: ServerConnection, user: str, remote: str) -> ConnectionRecord:
+        """Create and index the record of a connection whose handshake succeeded."""
+        request = connection.request
+        response = connection.response
+        assert request is not None and response is not None
+        path, _, query = request.path.partition("?")
+        now = time.time()
+        record = ConnectionRecord(
+            self.registry.new_id(),
+            node=self.node,
+            user=user,
+            path=path,
+            query=query,
+            remote=remote,
+            request_headers=list(request.headers.raw_items()),
+            response_headers=list(response.headers.raw_items()),
+            subprotocol=connection.subprotocol,
+            extensions=[ext.name for ext in connection.protocol.extensions],
+            connected_at=now,
+            handle=connection,
+        )
+        self.registry.add(record)
+        self.opened_total += 1
+        connection.protocol.wsc_record = record  # type: ignore[attr-defined]
+        connection.wsc_record = record  # type: ignore[attr-defined]
+        if self._listeners:
+            self._emit("connection_opened", record.summary())
+        return record
+
+    def unregister(self, connection: ServerConnection) -> None:
+        """Forget a connection; called from ``connection_lost``, so on every exit."""
+        record: ConnectionRecord | None = getattr(connection, "wsc_record", None)
+        if record is None or self.registry.remove(record.id) is None:
+            return
+        code, reason = _close_code(connection)
+        self.closed_by_code[code] += 1
+        self._observe("on_closed", record, code)
+        if self._listeners:
+            self._emit(
+                "connection_closed",
+                {
+                    "id": record.id,
+                    "node": record.node,
+                    "user": record.user,
+                    "path": record.path,
+                    "code": code,
+                    "reason": reason,
+                    "msgs_in": record.msgs_in,
+                    "msgs_out": record.msgs_out,
+                    "duration": time.time() - record.connected_at,
+                },
+            )
+        if self.state == HubState.DRAINING and self._listeners:
+            self._emit("state_changed", {"state": self.state,
+                                         "connections": len(self.registry)})
+
+    def handshake_rejected(self, status: int) -> None:
+        """Count a handshake answered with an HTTP status other than 101."""
+        self.rejected_by_status[status] += 1
+
+    def latency_measured(self, seconds: float) -> None:
+        """Called by the tracked connection when a keepalive pong arrives."""
+        self._observe("on_latency", seconds)
+
+    # Reading
+
+    def record_of(self, connection: ServerConnection) -> ConnectionRecord | None:
+        """The record of a connection, or None if it is not (or no longer) open."""
+        return getattr(connection, "wsc_record", None)
+
+    @staticmethod
+    def refresh(record: ConnectionRecord) -> None:
+        """Sample a record's live fields from its connection."""
+        connection = record.handle
+        if connection is None:
+            return
+        transport = getattr(connection, "transport", None)
+        if transport is not None:
+            record.buffered = transport.get_write_buffer_size()
+        record.latency = connection.latency
+
+    def stats(self) -> dict[str, Any]:
+        """Node, state, uptime, connections, totals and rates."""
+        now = time.time()
+        return {
+            "node": self.node,
+            "state": self.state,
+            "listen": self.listen,
+            "started_at": self.started_at,
+            "uptime": now - self.started_at,
+            "connections": len(self.registry),
+            "opened_total": self.opened_total,
+            "closed_total": sum(self.closed_by_code.values()),
+            "totals": self.totals.as_dict(),
+            "rates": dict(self.rates),
+            "shutdown_mode": self.shutdown_mode,
+            "shutdown_deadline": self.shutdown_deadline,
+        }
+
+    # Topics
+
+    def subscribe(self, connection: ServerConnection, topic: str) -> bool:
+        """Put a connection in a topic; False if it already was, or is gone."""
+        record = self.record_of(connection)
+        if record is None or record.id not in self.registry:
+            return False
+        return self.registry.subscribe(record.id, topic)
+
+    def unsubscribe(self, connection: ServerConnection, topic: str) -> bool:
+        """Take a connection out of a topic; False if it was not in it."""
+        record = self.record_of(connection)
+        if record is None:
+            return False
+        return self.registry.unsubscribe(record.id, topic)
+
+    # Operations
+
+    def select(self, selector: Selector) -> list[ConnectionRecord]:
+        """The open connections a selector matches."""
+        return self.registry.select(selector)
+
+    def send(
+        self, selector: Selector, message: str | bytes, *, dry_run: bool = False
+    ) -> SendResult:
+        """Send one message to every selected connection without awaiting any.
+
+        Like websockets' ``broadcast``: the message is written to each buffer
+        at once, a slow client never delays the others, and a client whose
+        buffer then passes the slow-consumer limit is closed.
+        """
+        if isinstance(message, str):
+            payload = message.encode()
+            method = "send_text"
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            payload = bytes(message)
+            method = "send_binary"
+        else:
+            raise TypeError("message must be str or bytes")
+        records = self.registry.select(selector)
+        sample = [record.id for record in records[:10]]
+        if dry_run:
+            return SendResult(len(records), 0, 0, sample, dry_run=True)
+        delivered = skipped = 0
+        limit = self.slow_consumer_limit
+        slow: list[ConnectionRecord] = []
+        for record in records:
+            connection = record.handle
+            if connection.protocol.state is not OPEN or connection.send_in_progress is not None:
+                skipped += 1
+                continue
+            try:
+                getattr(connection.protocol, method)(payload)
+                connection.send_data()
+            except Exception:
+                skipped += 1
+                continue
+            delivered += 1
+            if limit is not None and connection.transport.get_write_buffer_size() > limit:
+                slow.append(record)
+        for record in slow:
+            self._close_slow_consumer(record)
+        result = SendResult(len(records), delivered, skipped, sample)
+        self.operator_sends += 1
+        self._observe("on_send", result)
+        return result
+
+    def disconnect(
+        self, selector: Selector, code: int = CloseCode.NORMAL_CLOSURE, reason: str = ""
+    ) -> int:
+        """Start closing every selected connection; return how many."""
+        count = 0
+        for record in self.registry.select(selector):
+            connection = record.handle
+            if connection.protocol.state is not OPEN:
+                continue
+            self._spawn(connection.close(code, reason))
+            count += 1
+        return count
+
+    def check_slow_consumers(self) -> int:
+        """Close every connection over the buffer limit; return how many."""
+        limit = self.slow_consumer_limit
+        if limit is None:
+            return 0
+        slow = [
+            record
+            for record in self.registry
+            if record.handle.transport.get_write_buffer_size() > limit
+        ]
+        for record in slow:
+            self._close_slow_consumer(record)
+        return len(slow)
+
+    def _close_slow_consumer(self, record: ConnectionRecord) -> None:
+        connection = record.handle
+        if connection.protocol.state is not OPEN:
+            return
+        buffered = connection.transport.get_write_buffer_size()
+        self.slow_consumer_disconnects += 1
+        logger.warning(
+            "closing slow consumer %s (user %s): %d bytes buffered",
+            record.id, record.user, buffered,
+        )
+        self._emit("slow_consumer", {"id": record.id, "user": record.user,
+                                     "path": record.path, "buffered": buffered})
+        self._spawn(self._close_or_abort(connection, SLOW_CONSUMER_CODE,
+                                         SLOW_CONSUMER_REASON, SLOW_CONSUMER_CLOSE_TIMEOUT))
+
+    @staticmethod
+    async def _close_or_abort(
+        connection: ServerConnection, code: int, reason: str, timeout: float
+    ) -> None:
+        # A client that does not read never reaches the close frame behind its
+        # buffered data, so give it a short while, then drop the TCP connection.
+        try:
+            async with asyncio.timeout(timeout):
+                await connection.close(code, reason)
+        except TimeoutError:
+            connection.transport.abort()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # Shutdown
+
+    def shutdown(
+        self,
+        mode: str = "graceful",
+        *,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "",
+        deadline: float | None = None,
+    ) -> None:
+        """Start stopping the server; returns at once (see :meth:`wait_stopped`).
+
+        ``graceful``: stop accepting and close every connection with ``code``.
+        ``keep_alive``: stop accepting; open connections keep working until they
+        close, or until ``deadline`` seconds pass, when the rest are closed
+        gracefully with ``code``.
+        """
+        if mode not in ("graceful", "keep_alive"):
+            raise ValueError("mode must be 'graceful' or 'keep_alive'")
+        if self._server is None:
+            raise ServerStateError("the server is not running")
+        if self.state != HubState.SERVING:
+            if mode == "graceful" and self.shutdown_mode == "keep_alive":
+                # Escalation: a drain may be cut short by a graceful close.
+                self.shutdown_mode = "graceful"
+                self._close_all(code, reason)
+                return
+            raise ServerStateError(f"the server is already {self.state}")
+        self.state = HubState.DRAINING
+        self.shutdown_mode = mode
+        self._emit("state_changed", {"state": self.state, "mode": mode,
+                                     "connections": len(self.registry)})
+        if mode == "graceful":
+            self._server.close(close_connections=True, code=code, reason=reason)
+        else:
+            self._server.close(close_connections=False)
+            if deadline is not None:
+                self.shutdown_deadline = time.time() + deadline
+                self._spawn(self._deadline(deadline, code, reason))
+
+    async def _deadline(self, seconds: float, code: int, reason: str) -> None:
+        await asyncio.sleep(seconds)
+        if self.state == HubState.DRAINING:
+            logger.info("keep-alive deadline reached; closing %d connections",
+                        len(self.registry))
+            self._close_all(code, reason)
+
+    def _close_all(self, code: int, reason: str) -> None:
+        for record in self.registry:
+            if record.handle.protocol.state is OPEN:
+                self._spawn(record.handle.close(code, reason))
+
+    # Sampling
+
+    async def _sample(self) -> None:
+        interval = self._sample_interval
+        loop = asyncio.get_running_loop()
+        last = self.totals.as_dict()
+        last_time = loop.time()
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            current = self.totals.as_dict()
+            elapsed = max(now - last_time, 1e-9)
+            self.rates = {k: (current[k] - last[k]) / elapsed for k in current}
+            last, last_time = current, now
+            try:
+                self.check_slow_consumers()
+            except Exception:  # pragma: no cover - never let sampling die
+                logger.exception("slow-consumer check failed")
+
+
+def _close_code(connection: ServerConnection) -> tuple[int, str]:
+    """The close code that ended a connection, as the server saw it.
+
+    The code received from the client if any; else the code the server sent
+    (a slow consumer that never answered still shows 1008); else 1006.
+    """
+    protocol = connection.protocol
+    if protocol.close_rcvd is not None:
+        return protocol.close_rcvd.code, protocol.close_rcvd.reason
+    if protocol.close_sent is not None:
+        return protocol.close_sent.code, protocol.close_sent.reason
+    return CloseCode.ABNORMAL_CLOSURE, ""

@@ -1,0 +1,395 @@
+"""``serve``: a drop-in for ``websockets.asyncio.server.serve`` that feeds a hub.
+
+The handler still receives the ordinary websockets ``ServerConnection`` (a
+subclass of it, or of the user's own ``create_connection``); the user's
+``process_request`` and ``process_response`` still run.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import ipaddress
+import logging
+import os
+import socket
+from time import time as _now
+from typing import Any, Awaitable, Callable, Iterable
+from urllib.parse import parse_qs
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as websockets_serve
+from websockets.datastructures import Headers
+from websockets.frames import BINARY, CONT, TEXT
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+
+from .errors import IdentifyError
+from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub
+
+__all__ = [
+    "serve",
+    "WsconsoleServer",
+    "default_identify",
+    "default_node",
+    "HEALTH_PATH",
+    "hub_of",
+]
+
+logger = logging.getLogger("wsconsole.server")
+
+HEALTH_PATH = "/healthz"
+"""Path of the public health check."""
+
+_DATA_OPCODES = frozenset({TEXT, BINARY, CONT})
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+Identify = Callable[[ServerConnection], str]
+
+
+def hub_of(connection: ServerConnection) -> Hub:
+    """The hub of the server a connection belongs to (for handlers: topics, sends)."""
+    try:
+        return connection.wsc_hub  # type: ignore[attr-defined]
+    except AttributeError:
+        raise TypeError("this connection was not accepted by wsconsole.server.serve") from None
+
+
+def default_node() -> str:
+    """This process's default node name: ``hostname:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def default_identify(connection: ServerConnection) -> str:
+    """The basic-auth username if ``basic_auth`` ran, else ``?user=``, else anonymous."""
+    username = getattr(connection, "username", None)
+    if isinstance(username, str) and username:
+        return username
+    request = connection.request
+    if request is not None and "?" in request.path:
+        values = parse_qs(request.path.partition("?")[2]).get("user")
+        if values and values[0]:
+            return values[0]
+    return "anonymous"
+
+
+# The hot path: counting is done in the sans-I/O protocol, where every frame
+# passes whichever API sent it (connection.send, broadcast, the hub).
+_tracked_protocols: dict[type, type] = {}
+
+
+def _tracked_protocol_class(base: type[ServerProtocol]) -> type[ServerProtocol]:
+    cls = _tracked_protocols.get(base)
+    if cls is not None:
+        return cls
+
+    def recv_frame(self: Any, frame: Any) -> None:
+        base.recv_frame(self, frame)
+        record = self.wsc_record
+        if record is not None and frame.opcode in _DATA_OPCODES:
+            size = len(frame.data)
+            totals = self.wsc_totals
+            record.bytes_in += size
+            totals.bytes_in += size
+            if frame.fin:
+                record.msgs_in += 1
+                totals.msgs_in += 1
+                record.last_activity = _now()
+
+    def send_frame(self: Any, frame: Any) -> None:
+        base.send_frame(self, frame)
+        record = self.wsc_record
+        if record is not None and frame.opcode in _DATA_OPCODES:
+            size = len(frame.data)
+            totals = self.wsc_totals
+            record.bytes_out += size
+            totals.bytes_out += size
+            if frame.fin:
+                record.msgs_out += 1
+                totals.msgs_out += 1
+
+    cls = type(
+        "Tracked" + base.__name__,
+        (base,),
+        {"recv_frame": recv_frame, "send_frame": send_frame,
+         "wsc_record": None, "wsc_totals": None, "__module__": __name__},
+    )
+    _tracked_protocols[base] = cls
+    return cls
+
+
+def _tracked_connection_class(base: type[ServerConnection], hub: Hub) -> type[ServerConnection]:
+    class TrackedServerConnection(base):  # type: ignore[valid-type, misc]
+        """A websockets ServerConnection that reports to a wsconsole hub."""
+
+        wsc_hub = hub
+        wsc_record = None
+        wsc_user: str | None = None
+
+        def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+            # websockets builds the ServerProtocol itself; we swap in a subclass
+            # with counting hooks (same layout, two overridden methods).
+            protocol.__class__ = _tracked_protocol_class(type(protocol))
+            protocol.wsc_totals = hub.totals  # type: ignore[attr-defined]
+            super().__init__(protocol, *args, **kwargs)
+
+        async def handshake(self, *args: Any, **kwargs: Any) -> None:
+            await super().handshake(*args, **kwargs)
+            response = self.response
+            if response is not None and response.status_code != 101:
+                hub.handshake_rejected(response.status_code)
+
+        def acknowledge_pings(self, data: bytes) -> None:
+            super().acknowledge_pings(data)
+            if self.wsc_record is not None and self.latency:
+                hub.latency_measured(self.latency)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            try:
+                super().connection_lost(exc)
+            finally:
+                hub.unregister(self)
+
+    TrackedServerConnection.__qualname__ = "Tracked" + base.__name__
+    return TrackedServerConnection
+
+
+def _client_address(
+    connection: ServerConnection, trusted: list[ipaddress._BaseNetwork]
+) -> str:
+    """``ip:port`` of the client; X-Forwarded-For counts only from trusted proxies."""
+    peer = connection.remote_address
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = str(peer[0]), peer[1]
+    else:
+        return str(peer or "")
+    if trusted and _is_trusted(host, trusted) and connection.request is not None:
+        forwarded = connection.request.headers.get_all("X-Forwarded-For")
+        hops = [h.strip() for value in forwarded for h in value.split(",") if h.strip()]
+        # Walk from the nearest hop; the first one we do not trust is the client.
+        for hop in reversed(hops):
+            if not _is_trusted(hop, trusted):
+                return hop if _is_ip(hop) else host
+        if hops:
+            return hops[0]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_trusted(host: str, trusted: list[ipaddress._BaseNetwork]) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in trusted)
+
+
+def _parse_trusted(proxies: Iterable[str] | None) -> list[ipaddress._BaseNetwork]:
+    if proxies is None:
+        return []
+    if isinstance(proxies, str):
+        proxies = [proxies]
+    return [ipaddress.ip_network(p, strict=False) for p in proxies]
+
+
+def _text_response(status: http.HTTPStatus, body: str, **headers: str) -> Response:
+    data = body.encode()
+    hdrs = Headers()
+    hdrs["Content-Type"] = "text/plain; charset=utf-8"
+    hdrs["Content-Length"] = str(len(data))
+    hdrs["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        hdrs[name.replace("_", "-")] = value
+    return Response(status.value, status.phrase, hdrs, data)
+
+
+class WsconsoleServer:
+    """What :func:`serve` returns: the websockets ``Server``, plus the hub.
+
+    Mirrors websockets' ``Server`` (``async with``, ``await``, ``close``,
+    ``wait_closed``, ``serve_forever``, ``sockets``, ...); anything else is
+    looked up on the wrapped server.
+    """
+
+    def __init__(self, server: Server, hub: Hub, control: Any = None) -> None:
+        self.server = server
+        """The wrapped ``websockets.asyncio.server.Server``."""
+        self.hub = hub
+        """The hub: registry, send, disconnect, shutdown, stats."""
+        self.control = control
+        """The control listener, or None when disabled."""
+        self._watcher: asyncio.Task[None] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+    async def _start(self) -> WsconsoleServer:
+        await self.server
+        if self._watcher is None:
+            listen = []
+            for sock in self.server.sockets:
+                name = sock.getsockname()
+                if isinstance(name, tuple):
+                    host = name[0]
+                    listen.append(f"[{host}]:{name[1]}" if ":" in host else f"{host}:{name[1]}")
+                else:
+                    listen.append(str(name))
+            self.hub.attach(self.server, listen)
+            if self.control is not None:
+                try:
+                    await self.control.start()
+                except BaseException:
+                    self.server.close()
+                    await self.server.wait_closed()
+                    raise
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    async def _watch(self) -> None:
+        await self.server.wait_closed()
+        self.hub.mark_stopped()
+        if self.control is not None:
+            await self.control.stop()
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> WsconsoleServer:
+        return await self._start()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+        await self.wait_closed()
+
+    @property
+    def port(self) -> int:
+        """The public TCP port (handy with port 0)."""
+        return self.server.sockets[0].getsockname()[1]
+
+    def close(self, close_connections: bool = True, code: int = 1001, reason: str = "") -> None:
+        """Like websockets' ``Server.close``; ``close_connections=False`` is keep-alive."""
+        if self.hub.state == "serving":
+            self.hub.shutdown("graceful" if close_connections else "keep_alive",
+                              code=code, reason=reason)
+        elif close_connections:
+            self.server.close(close_connections=True, code=code, reason=reason)
+
+    async def wait_closed(self) -> None:
+        """Return when every connection is gone and the control listener closed."""
+        await self.server.wait_closed()
+        if self._watcher is not None:
+            await asyncio.shield(self._watcher)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` (or cancellation, which closes gracefully)."""
+        try:
+            await self._start()
+            await self.wait_closed()
+        except asyncio.CancelledError:
+            self.close()
+            await self.wait_closed()
+            raise
+
+    def is_serving(self) -> bool:
+        return self.server.is_serving()
+
+    @property
+    def sockets(self) -> Any:
+        return self.server.sockets
+
+
+def serve(
+    handler: Handler,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    identify: Identify | None = None,
+    node: str | None = None,
+    trusted_proxies: Iterable[str] | None = None,
+    slow_consumer_limit: int | None = DEFAULT_SLOW_CONSUMER_LIMIT,
+    health_path: str | None = HEALTH_PATH,
+    control: Any = None,
+    process_request: Callable[..., Any] | None = None,
+    create_connection: type[ServerConnection] | None = None,
+    **kwargs: Any,
+) -> WsconsoleServer:
+    """Create a WebSocket server that records every connection in a hub.
+
+    Takes every argument of ``websockets.asyncio.server.serve``, plus:
+
+    * ``identify``: connection -> user id (str). Default: :func:`default_identify`.
+    * ``node``: this process's name. Default: :func:`default_node`.
+    * ``trusted_proxies``: IPs or CIDRs whose ``X-Forwarded-For`` is believed.
+    * ``slow_consumer_limit``: write-buffer bytes past which a client is closed
+      with 1008; None disables.
+    * ``health_path``: answered with 200 on GET; None disables.
+    * ``control``: a ``ControlConfig`` to start the control listener beside it.
+    """
+    identify_fn: Identify = identify or default_identify
+    trusted = _parse_trusted(trusted_proxies)
+    hub = Hub(node or default_node(), slow_consumer_limit=slow_consumer_limit)
+    user_process_request = process_request
+
+    async def tracked_process_request(
+        connection: ServerConnection, request: Request
+    ) -> Response | None:
+        if health_path is not None and request.path.partition("?")[0] == health_path:
+            if request.method not in ("GET", "HEAD"):
+                return _text_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                      "Method Not Allowed\n", Allow="GET, HEAD")
+            return _text_response(http.HTTPStatus.OK, f"OK {hub.state}\n")
+        if request.method != "GET":
+            return _text_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                  "WebSocket handshakes use GET\n", Allow="GET")
+        if user_process_request is not None:
+            response = user_process_request(connection, request)
+            if isinstance(response, Awaitable):
+                response = await response
+            if response is not None:
+                return response
+        try:
+            user = identify_fn(connection)
+        except Exception as exc:
+            raise IdentifyError(f"identify() raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(user, str):
+            raise IdentifyError(
+                f"identify() must return a str, not {type(user).__name__}"
+            )
+        connection.wsc_user = user  # type: ignore[attr-defined]
+        return None
+
+    async def tracked_handler(connection: ServerConnection) -> None:
+        # The opening handshake succeeded; the connection may still have been
+        # lost in between (then connection_lost ran already: do not register).
+        if not connection.connection_lost_waiter.done():
+            hub.register(
+                connection,
+                getattr(connection, "wsc_user", None) or "anonymous",
+                _client_address(connection, trusted),
+            )
+        await handler(connection)
+
+    connection_class = _tracked_connection_class(create_connection or ServerConnection, hub)
+    server = websockets_serve(
+        tracked_handler,
+        host,
+        port,
+        process_request=tracked_process_request,
+        create_connection=connection_class,
+        **kwargs,
+    )
+    control_listener = None
+    if control is not None:
+        from .control import ControlListener
+
+        control_listener = ControlListener(hub, control)
+    return WsconsoleServer(server, hub, control_listener)

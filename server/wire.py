@@ -1,0 +1,445 @@
+"""The control plane's wire format: requests, replies, events, and their validation.
+
+Pure: no asyncio, no websockets, no textual. The server's control listener and
+the console's client both import this module, and nothing else of each other.
+
+Every frame is one JSON object in a text message.
+
+Request (client -> server)::
+
+    {"id": 7, "op": "send", "args": {"selector": {"user": "ann"}, "text": "hi"}}
+
+Reply (server -> client), same ``id``, exactly one of ``result`` / ``error``::
+
+    {"id": 7, "ok": true, "result": {"recipients": 2, "delivered": 2, "skipped": 0}}
+    {"id": 7, "ok": false, "error": {"code": "bad_selector", "message": "..."}}
+
+Event (server -> client, after ``subscribe``)::
+
+    {"event": "connection_opened", "time": 1767225600.0, "data": {...}}
+
+The operations, their arguments and results are in :data:`OPERATIONS` and in
+the README's "Control plane reference".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import ProtocolViolation, SelectorError
+from .registry import SORT_KEYS, Selector
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MAX_REQUEST_BYTES",
+    "ErrorCode",
+    "Arg",
+    "Operation",
+    "OPERATIONS",
+    "MUTATING_OPERATIONS",
+    "EventKind",
+    "Request",
+    "parse_request",
+    "encode_request",
+    "encode_reply",
+    "encode_error",
+    "encode_event",
+    "parse_message",
+    "Reply",
+    "Event",
+    "decode_payload",
+]
+
+PROTOCOL_VERSION = 1
+"""Bumped on any incompatible change of this module."""
+
+MAX_REQUEST_BYTES = 1 << 20
+"""A control request larger than this closes the control connection with 1009."""
+
+
+class ErrorCode:
+    """Stable error codes carried in ``error.code``."""
+
+    BAD_JSON = "bad_json"
+    """The frame is not a JSON object (or is binary)."""
+    BAD_REQUEST = "bad_request"
+    """Missing ``id``/``op``, unknown or missing argument, or a wrong type."""
+    UNKNOWN_OP = "unknown_op"
+    """``op`` names no operation."""
+    BAD_SELECTOR = "bad_selector"
+    """The selector (or a sort key, cursor or limit) is invalid."""
+    UNKNOWN_CONNECTION = "unknown_connection"
+    """``get`` of an id that is not open."""
+    FORBIDDEN = "forbidden"
+    """The read-only role asked for a mutating operation."""
+    BAD_STATE = "bad_state"
+    """E.g. a second shutdown while the server is already stopping."""
+    RATE_LIMITED = "rate_limited"
+    """Too many requests in flight on this control connection."""
+    INTERNAL = "internal_error"
+    """A bug: the server logged it; the control connection stays usable."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of an operation."""
+
+    type: type | tuple[type, ...]
+    required: bool = False
+    default: Any = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of the control plane."""
+
+    name: str
+    mutating: bool
+    args: Mapping[str, Arg]
+    doc: str
+
+
+_SELECTOR = Arg(dict, required=True, doc="which connections: everyone, user, path, topic, ids")
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in [
+        Operation(
+            "hello",
+            False,
+            {},
+            "Who am I talking to: node, role, protocol version, operations.",
+        ),
+        Operation(
+            "list",
+            False,
+            {
+                "user": Arg(str, doc="only this user's connections"),
+                "path": Arg(str, doc="only connections on this request path"),
+                "topic": Arg(str, doc="only connections subscribed to this topic"),
+                "id_prefix": Arg(str, doc="only ids starting with this"),
+                "sort": Arg(str, default="connected_at",
+                            doc="one of SORT_KEYS, '-' prefix for descending"),
+                "limit": Arg(int, default=100, doc="page size, 1..1000"),
+                "cursor": Arg(str, doc="next_cursor of the previous page"),
+                "groups": Arg(bool, default=True, doc="include group counts"),
+                "group_limit": Arg(int, default=200,
+                                   doc="largest groups of each kind to include"),
+            },
+            "A page of connections with group counts by user, path and topic.",
+        ),
+        Operation(
+            "get",
+            False,
+            {"id": Arg(str, required=True, doc="connection id")},
+            "One connection in full, headers redacted.",
+        ),
+        Operation(
+            "send",
+            True,
+            {
+                "selector": _SELECTOR,
+                "text": Arg(str, doc="a text message"),
+                "binary": Arg(str, doc="a binary message, base64-encoded"),
+                "dry_run": Arg(bool, default=False,
+                               doc="count recipients and return a sample; send nothing"),
+            },
+            "Send one message to the selected connections.",
+        ),
+        Operation(
+            "disconnect",
+            True,
+            {
+                "selector": _SELECTOR,
+                "code": Arg(int, default=1000, doc="WebSocket close code"),
+                "reason": Arg(str, default="", doc="close reason, <= 123 bytes UTF-8"),
+            },
+            "Close the selected connections.",
+        ),
+        Operation(
+            "shutdown",
+            True,
+            {
+                "mode": Arg(str, required=True, doc="'graceful' or 'keep_alive'"),
+                "code": Arg(int, default=1001, doc="close code for graceful closes"),
+                "reason": Arg(str, default="", doc="close reason"),
+                "deadline": Arg((int, float), doc="keep_alive: seconds, then close the rest"),
+            },
+            "Stop the server: close everyone now, or stop accepting and drain.",
+        ),
+        Operation(
+            "stats",
+            False,
+            {},
+            "Node, state, uptime, connections, totals and rates.",
+        ),
+        Operation(
+            "subscribe",
+            False,
+            {"stats_interval": Arg((int, float), default=1.0,
+                                   doc="seconds between 'stats' events, >= 0.1")},
+            "Start the live event stream on this control connection.",
+        ),
+        Operation("unsubscribe", False, {}, "Stop the live event stream."),
+    ]
+}
+"""Every operation, by name."""
+
+MUTATING_OPERATIONS = frozenset(name for name, op in OPERATIONS.items() if op.mutating)
+"""Operations the read-only role may not run; each is written to the audit log."""
+
+
+class EventKind:
+    """Values of ``event`` in event frames."""
+
+    CONNECTION_OPENED = "connection_opened"
+    """data: a connection summary (as in ``list``)."""
+    CONNECTION_CLOSED = "connection_closed"
+    """data: id, user, path, code, reason, msgs_in, msgs_out, duration."""
+    BURST = "burst"
+    """data: {opened, closed}: counts that replaced individual events in a burst."""
+    OPERATOR_ACTION = "operator_action"
+    """data: the audit entry of a mutating operation."""
+    STATE_CHANGED = "state_changed"
+    """data: state, connections."""
+    SLOW_CONSUMER = "slow_consumer"
+    """data: id, user, path, buffered: a connection closed for not reading."""
+    STATS = "stats"
+    """data: as the ``stats`` result, sent every ``stats_interval``."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated control request; ``args`` has defaults filled in."""
+
+    id: int | str
+    op: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def selector(self) -> Selector:
+        """The request's selector, validated."""
+        return Selector.from_dict(self.args["selector"])
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "object"}
+    if isinstance(t, tuple):
+        return "number" if set(t) == {int, float} else " or ".join(names.get(x, x.__name__) for x in t)
+    return names.get(t, t.__name__)
+
+
+def _check_type(value: Any, t: type | tuple[type, ...]) -> bool:
+    # bool is an int in Python, never on the wire.
+    if isinstance(value, bool):
+        return t is bool or (isinstance(t, tuple) and bool in t)
+    return isinstance(value, t)
+
+
+def parse_request(frame: str | bytes) -> Request:
+    """Parse and validate one request frame.
+
+    Raises :class:`ProtocolViolation` whose ``code`` is one of :class:`ErrorCode`
+    and whose ``request_id`` is the request's id when it could be read.
+    """
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        raise _violation(ErrorCode.BAD_JSON, "requests are JSON text frames, not binary")
+    try:
+        data = json.loads(frame)
+    except (ValueError, RecursionError) as exc:
+        raise _violation(ErrorCode.BAD_JSON, f"malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _violation(ErrorCode.BAD_JSON, "a request must be a JSON object")
+    request_id = data.get("id")
+    if request_id is None or not (
+        isinstance(request_id, (int, str)) and not isinstance(request_id, bool)
+    ):
+        raise _violation(ErrorCode.BAD_REQUEST, "'id' must be an integer or a string")
+    unknown_top = sorted(set(data) - {"id", "op", "args"})
+    if unknown_top:
+        raise _violation(ErrorCode.BAD_REQUEST, f"unknown field {unknown_top[0]!r}", request_id)
+    op_name = data.get("op")
+    if not isinstance(op_name, str):
+        raise _violation(ErrorCode.BAD_REQUEST, "'op' must be a string", request_id)
+    op = OPERATIONS.get(op_name)
+    if op is None:
+        raise _violation(
+            ErrorCode.UNKNOWN_OP,
+            f"unknown operation {op_name!r}; expected one of {', '.join(OPERATIONS)}",
+            request_id,
+        )
+    raw_args = data.get("args", {})
+    if not isinstance(raw_args, dict):
+        raise _violation(ErrorCode.BAD_REQUEST, "'args' must be an object", request_id)
+    unknown = sorted(set(raw_args) - set(op.args))
+    if unknown:
+        raise _violation(
+            ErrorCode.BAD_REQUEST,
+            f"unknown argument {unknown[0]!r} for {op_name}",
+            request_id,
+        )
+    args: dict[str, Any] = {}
+    for name, spec in op.args.items():
+        if name not in raw_args or raw_args[name] is None:
+            if spec.required:
+                raise _violation(
+                    ErrorCode.BAD_REQUEST, f"{op_name} needs argument {name!r}", request_id
+                )
+            args[name] = spec.default
+            continue
+        value = raw_args[name]
+        if not _check_type(value, spec.type):
+            raise _violation(
+                ErrorCode.BAD_REQUEST,
+                f"argument {name!r} of {op_name} must be a {_type_name(spec.type)}",
+                request_id,
+            )
+        args[name] = value
+    _check_op_args(op_name, args, request_id)
+    return Request(id=request_id, op=op_name, args=args)
+
+
+def _check_op_args(op: str, args: dict[str, Any], request_id: Any) -> None:
+    """Checks that span several arguments, or values beyond their type."""
+    if "selector" in args:
+        try:
+            Selector.from_dict(args["selector"])
+        except SelectorError as exc:
+            raise _violation(ErrorCode.BAD_SELECTOR, exc.message, request_id) from None
+    if op == "list":
+        sort = args["sort"]
+        if sort.lstrip("-") not in SORT_KEYS:
+            raise _violation(
+                ErrorCode.BAD_SELECTOR,
+                f"unknown sort key {sort!r}; expected one of {', '.join(SORT_KEYS)}",
+                request_id,
+            )
+        if not 1 <= args["limit"] <= 1000:
+            raise _violation(ErrorCode.BAD_REQUEST, "limit must be from 1 to 1000", request_id)
+        if not 0 <= args["group_limit"] <= 10_000:
+            raise _violation(ErrorCode.BAD_REQUEST, "group_limit must be from 0 to 10000", request_id)
+    elif op == "send":
+        if (args["text"] is None) == (args["binary"] is None):
+            raise _violation(
+                ErrorCode.BAD_REQUEST, "send needs exactly one of 'text' or 'binary'", request_id
+            )
+        if args["binary"] is not None:
+            try:
+                base64.b64decode(args["binary"], validate=True)
+            except (binascii.Error, ValueError):
+                raise _violation(
+                    ErrorCode.BAD_REQUEST, "'binary' must be valid base64", request_id
+                ) from None
+    elif op == "disconnect" or op == "shutdown":
+        code = args["code"]
+        if not (code in (1000, 1001, 1008, 1011, 1012, 1013) or 3000 <= code <= 4999):
+            raise _violation(
+                ErrorCode.BAD_REQUEST,
+                f"close code {code} cannot be sent; use 1000, 1001, 1008, 1011, 1012, "
+                "1013 or 3000-4999",
+                request_id,
+            )
+        if len(args["reason"].encode()) > 123:
+            raise _violation(
+                ErrorCode.BAD_REQUEST, "close reason must be at most 123 bytes of UTF-8", request_id
+            )
+        if op == "shutdown":
+            if args["mode"] not in ("graceful", "keep_alive"):
+                raise _violation(
+                    ErrorCode.BAD_REQUEST, "mode must be 'graceful' or 'keep_alive'", request_id
+                )
+            deadline = args["deadline"]
+            if deadline is not None and not 0 <= deadline <= 86_400:
+                raise _violation(
+                    ErrorCode.BAD_REQUEST, "deadline must be 0..86400 seconds", request_id
+                )
+    elif op == "subscribe":
+        if args["stats_interval"] < 0.1:
+            raise _violation(ErrorCode.BAD_REQUEST, "stats_interval must be >= 0.1", request_id)
+
+
+def decode_payload(args: Mapping[str, Any]) -> str | bytes:
+    """The message of a validated ``send`` request: str for text, bytes for binary."""
+    if args.get("text") is not None:
+        return args["text"]
+    return base64.b64decode(args["binary"], validate=True)
+
+
+def _violation(code: str, message: str, request_id: Any = None) -> ProtocolViolation:
+    exc = ProtocolViolation(message, code=code)
+    exc.request_id = request_id  # type: ignore[attr-defined]
+    return exc
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_request(request_id: int | str, op: str, args: Mapping[str, Any] | None = None) -> str:
+    """Client side: one request frame."""
+    frame: dict[str, Any] = {"id": request_id, "op": op}
+    if args:
+        frame["args"] = {k: v for k, v in args.items() if v is not None}
+    return _dumps(frame)
+
+
+def encode_reply(request_id: int | str | None, result: Any) -> str:
+    """Server side: a successful reply."""
+    return _dumps({"id": request_id, "ok": True, "result": result})
+
+
+def encode_error(request_id: int | str | None, code: str, message: str) -> str:
+    """Server side: an error reply (``id`` is null when the request had none)."""
+    return _dumps({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
+
+
+def encode_event(kind: str, data: Any, time: float) -> str:
+    """Server side: one event frame."""
+    return _dumps({"event": kind, "time": time, "data": data})
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply as the client reads it."""
+
+    id: int | str | None
+    ok: bool
+    result: Any = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event as the client reads it."""
+
+    kind: str
+    time: float
+    data: Any
+
+
+def parse_message(frame: str | bytes) -> Reply | Event:
+    """Client side: parse one frame from the server."""
+    try:
+        data = json.loads(frame)
+    except ValueError as exc:
+        raise ProtocolViolation(f"server sent malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolViolation("server sent a frame that is not an object")
+    if "event" in data:
+        return Event(kind=str(data["event"]), time=float(data.get("time", 0.0)),
+                     data=data.get("data"))
+    if data.get("ok") is True:
+        return Reply(id=data.get("id"), ok=True, result=data.get("result"))
+    error = data.get("error") or {}
+    return Reply(
+        id=data.get("id"),
+        ok=False,
+        error_code=str(error.get("code", ErrorCode.INTERNAL)),
+        error_message=str(error.get("message", "unknown error")),
+    )
