@@ -143,6 +143,9 @@ class Hub:
         """Connections closed for not reading."""
         self.operator_sends = 0
         """Calls of :meth:`send` that sent (dry runs excluded)."""
+        self.control_requests: Counter[tuple[str, str]] = Counter()
+        """Control-plane requests by (operation, outcome); outcome is "ok" or an
+        error code. Incremented by the control listener."""
         self.rates: dict[str, float] = {"msgs_in": 0.0, "bytes_in": 0.0,
                                         "msgs_out": 0.0, "bytes_out": 0.0}
         """Per-second rates over the last sample interval."""
