@@ -1,0 +1,62 @@
+"""The ``wsconsole`` command: ``serve``, ``demo``, ``console`` and the operator commands.
+
+Every failure the project raises on purpose (``WsconsoleError``) becomes one
+line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from wsconsole.server.errors import WsconsoleError
+
+__all__ = ["main", "build_parser", "EXIT_FAILURE", "EXIT_USAGE"]
+
+EXIT_FAILURE = 1
+"""A command failed (unreachable, refused, unknown id, ...)."""
+EXIT_USAGE = 2
+"""Bad command-line usage (argparse's own status)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="wsconsole",
+        description="A live WebSocket server with a control plane and a terminal console.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from . import serve_command
+
+    serve_command.register(subparsers)
+    # Commands written in their own modules register themselves when present.
+    for name in ("commands", "tui_command"):
+        try:
+            module = __import__(f"wsconsole.console.{name}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"wsconsole.console.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wsconsole`` script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except WsconsoleError as exc:
+        print(f"wsconsole: error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"wsconsole: error: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

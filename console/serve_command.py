@@ -1,0 +1,99 @@
+"""The ``wsconsole serve`` command line: arguments in, ``run_server`` out.
+
+The server is imported only when the command runs, so the rest of the console
+never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+__all__ = ["register", "add_control_arguments", "control_config_from_args"]
+
+
+def add_control_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the control listener, shared by ``serve`` and ``demo``."""
+    group = parser.add_argument_group("control plane")
+    group.add_argument("--control-host", default="127.0.0.1",
+                       help="control listener address (default: 127.0.0.1, loopback)")
+    group.add_argument("--control-port", type=int, default=8766,
+                       help="control listener port (default: 8766; 0 picks a free one)")
+    group.add_argument("--control-unix", metavar="PATH",
+                       help="listen on this Unix socket instead of TCP")
+    group.add_argument("--no-control", action="store_true",
+                       help="do not start the control listener")
+    group.add_argument("--token", help="operator token (default: $WSCONSOLE_TOKEN or --token-file)")
+    group.add_argument("--token-file", metavar="F",
+                       help="operator token file; created (mode 0600) with a new token if missing")
+    group.add_argument("--read-only-token-file", metavar="F",
+                       help="read-only token file; created like --token-file if missing")
+    group.add_argument("--control-cert", metavar="PEM", help="TLS certificate for the control listener")
+    group.add_argument("--control-key", metavar="PEM", help="TLS key for the control listener")
+    group.add_argument("--insecure-control", action="store_true",
+                       help="allow a non-loopback control listener without TLS (not recommended)")
+    group.add_argument("--audit-log", metavar="FILE",
+                       help="append one JSON line per operator action to FILE")
+
+
+def control_config_from_args(args: argparse.Namespace) -> Any:
+    """A ``ControlConfig`` from parsed arguments, or None with ``--no-control``."""
+    from wsconsole.server.config import ControlConfig
+
+    if args.no_control:
+        return None
+    token = args.token or os.environ.get("WSCONSOLE_TOKEN") or None
+    token_file = args.token_file
+    if token is None and token_file is None:
+        token_file = os.path.join(_state_dir(), "token")
+    return ControlConfig(
+        host=args.control_host,
+        port=args.control_port,
+        unix_path=args.control_unix,
+        token=token,
+        token_file=token_file,
+        read_only_token_file=args.read_only_token_file,
+        cert=args.control_cert,
+        key=args.control_key,
+        allow_insecure=args.insecure_control,
+        audit_log=args.audit_log,
+    )
+
+
+def _state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "wsconsole")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve`` to the top-level parser."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run a WebSocket application (or the demo) with the control plane",
+        description="Run APP (module:attribute, a websockets connection handler) inside "
+        "wsconsole's server; without APP, run the demo application (echo, and "
+        "?room=NAME relays to the room).",
+    )
+    parser.add_argument("app", nargs="?", metavar="APP", help="module:attribute of a handler")
+    parser.add_argument("--host", default="127.0.0.1", help="public address (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="public port (default: 8765)")
+    parser.add_argument("--node", help="this process's name (default: hostname:pid)")
+    parser.add_argument("--slow-consumer-limit", type=int, metavar="BYTES",
+                        help="close clients with more than BYTES buffered (default: 4 MiB)")
+    add_control_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from wsconsole.server.runner import run_server
+
+    kwargs: dict[str, Any] = {}
+    if args.node:
+        kwargs["node"] = args.node
+    if args.slow_consumer_limit is not None:
+        kwargs["slow_consumer_limit"] = args.slow_consumer_limit
+    return asyncio.run(
+        run_server(args.app, args.host, args.port, control_config_from_args(args), **kwargs)
+    )

@@ -1,0 +1,101 @@
+"""``wsconsole serve``: run an application (or the demo) inside the embedded server.
+
+Loads APP (``module:attribute``), starts the public server and the control
+listener, prints where they listen, and shuts down gracefully on SIGTERM or
+SIGINT (exit status 0).
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+import sys
+from typing import Any, Callable, TextIO
+
+from .config import ControlConfig
+from .errors import WsconsoleError
+from .serving import WsconsoleServer, serve
+
+__all__ = ["load_app", "run_server", "AppLoadError"]
+
+
+class AppLoadError(WsconsoleError):
+    """APP could not be imported or is not a connection handler."""
+
+    code = "bad_app"
+
+
+def load_app(spec: str | None) -> Callable[..., Any]:
+    """Import ``module:attribute``; None gives the built-in demo application."""
+    if spec is None:
+        from .demo_app import demo_handler
+
+        return demo_handler
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise AppLoadError(f"APP must be module:attribute, not {spec!r}")
+    if "" not in sys.path and "." not in sys.path:
+        # Like `python -m`, let APP live in the current directory.
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppLoadError(f"cannot import {module_name!r}: {exc}") from exc
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AppLoadError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if not callable(target):
+        raise AppLoadError(f"{spec} is not callable")
+    return target
+
+
+async def run_server(
+    app: str | None,
+    host: str,
+    port: int,
+    control: ControlConfig | None,
+    *,
+    out: TextIO = sys.stdout,
+    started: Callable[[WsconsoleServer], Any] | None = None,
+    **serve_kwargs: Any,
+) -> int:
+    """Serve until SIGTERM/SIGINT or an operator's shutdown; return the exit status."""
+    handler = load_app(app)
+    server = serve(handler, host, port, control=control, **serve_kwargs)
+    await server
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if server.hub.state == "serving":
+            print("wsconsole: shutting down gracefully", file=out, flush=True)
+            server.close()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
+            pass
+    what = app or "the demo application"
+    for address in server.hub.listen:
+        print(f"wsconsole: serving {what} on ws://{address}", file=out, flush=True)
+    if server.control is not None:
+        for line in getattr(server.control, "describe", lambda: [])():
+            print(f"wsconsole: {line}", file=out, flush=True)
+    if started is not None:
+        started(server)
+    try:
+        await server.wait_closed()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.remove_signal_handler(signum)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover
+                pass
+    print("wsconsole: stopped", file=out, flush=True)
+    return 0
