@@ -202,8 +202,8 @@ class Hub:
             pass
 
     def add_observer(self, observer: Any) -> None:
-        """Register an object with optional ``on_send(result)``, ``on_latency(s)``
-        and ``on_closed(record, code)`` methods (the metrics use this)."""
+        """Register an object with optional ``on_opened(record)``, ``on_send(result)``,
+        ``on_latency(s)`` and ``on_closed(record, code)`` methods (the metrics use this)."""
         self._observers.append(observer)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
@@ -253,6 +253,8 @@ class Hub:
         self.opened_total += 1
         connection.protocol.wsc_record = record  # type: ignore[attr-defined]
         connection.wsc_record = record  # type: ignore[attr-defined]
+        if self._observers:
+            self._observe("on_opened", record)
         if self._listeners:
             self._emit("connection_opened", record.summary())
         return record
