@@ -1,0 +1,492 @@
+"""The control-plane client: an asyncio websockets client that speaks ``wire``.
+
+Both operator front ends use it: the command line (``wsconsole ls``, ``send``,
+...) and the Textual console. One connection carries requests, their replies
+and, after :meth:`ControlClient.subscribe`, the live event stream::
+
+    async with ControlClient(resolve_url(None), resolve_token(None, None)) as client:
+        page = await client.list_connections(user="ann")
+        await client.send({"user": "ann"}, text="hello")
+
+Every failure is a :class:`~wsconsole.server.errors.WsconsoleError`:
+:class:`ControlUnavailable` when the control plane cannot be reached or goes
+away, :class:`Unauthorized` when the token is missing or refused, and
+:class:`ControlError` (with the server's ``code``) for an error reply. No
+websockets exception escapes this module.
+
+Imports only ``wsconsole.server.wire`` and ``wsconsole.server.errors`` from the
+server, never the hub, the serving code or the control listener; never textual.
+The token is never logged, printed or put in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import re
+import socket
+from typing import Any, AsyncIterator
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
+
+from wsconsole.server import wire
+from wsconsole.server.errors import (
+    ControlError,
+    ControlUnavailable,
+    Forbidden,
+    ProtocolViolation,
+    Unauthorized,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "EVENT_BUFFER",
+    "ControlClient",
+    "default_token_file",
+    "resolve_url",
+    "resolve_token",
+]
+
+logger = logging.getLogger("wsconsole.console")
+
+DEFAULT_URL = "ws://127.0.0.1:8766"
+"""Where ``wsconsole serve`` puts its control listener unless told otherwise."""
+
+EVENT_BUFFER = 1000
+"""Events kept for a slow consumer; past this the oldest are dropped."""
+
+# Replies to ``list`` with a large page and group counts can pass websockets'
+# 1 MiB default; the server is trusted, the limit only guards against a bug.
+_MAX_REPLY_BYTES = 64 * 1024 * 1024
+
+_END = object()
+"""Queued after the last event, so that :meth:`ControlClient.events` ends."""
+
+
+def resolve_url(url: str | None) -> str:
+    """The control URL: ``url``, else ``$WSCONSOLE_URL``, else :data:`DEFAULT_URL`."""
+    return url or os.environ.get("WSCONSOLE_URL") or DEFAULT_URL
+
+
+def default_token_file() -> str:
+    """The token file ``wsconsole serve`` creates when given no token.
+
+    ``$XDG_STATE_HOME/wsconsole/token``, or ``~/.local/state/wsconsole/token``
+    (the same rule as ``wsconsole serve``).
+    """
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(base, "wsconsole", "token")
+
+
+def resolve_token(token: str | None, token_file: str | None) -> str:
+    """The operator's token, from the first place that has one.
+
+    ``token``, else the contents of ``token_file``, else ``$WSCONSOLE_TOKEN``,
+    else :func:`default_token_file` if it exists. Raises :class:`Unauthorized`
+    when none of them gives a token, or a named token file cannot be read.
+    """
+    if token:
+        return _checked(token.strip(), "--token")
+    if token_file:
+        return _read_token_file(token_file)
+    env = os.environ.get("WSCONSOLE_TOKEN")
+    if env:
+        return _checked(env.strip(), "WSCONSOLE_TOKEN")
+    default = default_token_file()
+    if os.path.exists(default):
+        return _read_token_file(default)
+    raise Unauthorized(
+        "no token: pass --token or --token-file, set WSCONSOLE_TOKEN, "
+        f"or run `wsconsole serve` on this machine (it writes {default})"
+    )
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.read().strip()
+    except OSError as exc:
+        raise Unauthorized(f"cannot read token file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise Unauthorized(f"token file {path} is not UTF-8 text") from None
+    if not token:
+        raise Unauthorized(f"token file {path} is empty")
+    return _checked(token, f"token file {path}")
+
+
+def _checked(token: str, source: str) -> str:
+    # A token goes into an HTTP header: a newline or control character would
+    # corrupt the request (or inject a header), so refuse it here. The error
+    # names where the token came from, never the token.
+    if not token:
+        raise Unauthorized(f"empty token from {source}")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in token):
+        raise Unauthorized(f"the token from {source} contains spaces or control characters")
+    return token
+
+
+def _error_from_reply(reply: wire.Reply) -> ControlError:
+    """The exception for an error reply: the server's message and code."""
+    code = reply.error_code or wire.ErrorCode.INTERNAL
+    message = reply.error_message or "unknown error"
+    if code == wire.ErrorCode.FORBIDDEN:
+        return Forbidden(message, code=code)
+    if code == Unauthorized.code:
+        return Unauthorized(message, code=code)
+    if code in (wire.ErrorCode.BAD_JSON, wire.ErrorCode.BAD_REQUEST, wire.ErrorCode.UNKNOWN_OP):
+        return ProtocolViolation(message, code=code)
+    return ControlError(message, code=code)
+
+
+class ControlClient:
+    """One connection to a control listener: requests, replies and events.
+
+    Use ``async with``, or :meth:`connect` and :meth:`close`. A single reader
+    task reads every frame: a reply resolves the request waiting for its id;
+    an event goes to a bounded queue that :meth:`events` drains, dropping the
+    oldest event when the consumer falls :data:`EVENT_BUFFER` behind.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        open_timeout: float = 5.0,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        """The control listener's URL, ``ws://host:port`` or ``wss://...``."""
+        self.open_timeout = open_timeout
+        """Seconds to open the connection (TCP, TLS and the HTTP handshake)."""
+        self.request_timeout = request_timeout
+        """Seconds to wait for each reply before raising ControlUnavailable."""
+        self.role: str | None = None
+        """The role the server gave our token ("operator" or "read_only"), after connect."""
+        self.node: str | None = None
+        """The server's node name, after connect."""
+        self.server_info: dict[str, Any] = {}
+        """The whole ``hello`` result."""
+        self.dropped_events = 0
+        """Events dropped because the consumer of :meth:`events` was too slow."""
+        # Kept private and out of repr so that it never reaches a log or a traceback.
+        self._token = token
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[wire.Reply]] = {}
+        self._next_id = 0
+        self._events: asyncio.Queue[Any] = asyncio.Queue(maxsize=EVENT_BUFFER + 1)
+        self._closed_reason = "not connected"
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "not connected"
+        return f"<ControlClient {self.url} {state} role={self.role}>"
+
+    # Lifecycle
+
+    @property
+    def connected(self) -> bool:
+        """True while the control connection is open and being read."""
+        return (
+            self._ws is not None
+            and self._reader is not None
+            and not self._reader.done()
+        )
+
+    async def connect(self) -> dict[str, Any]:
+        """Open the connection, say ``hello``, and return its result (node, role, ...)."""
+        if self.connected:
+            return self.server_info
+        headers = {}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {_checked(self._token, 'the client')}"
+        try:
+            self._ws = await connect(
+                self.url,
+                additional_headers=headers,
+                open_timeout=self.open_timeout,
+                # The control plane is normally on loopback; a system proxy
+                # would only get in the way (and see the bearer token).
+                proxy=None,
+                max_size=_MAX_REPLY_BYTES,
+                # Events arrive in bursts; let the reader task keep up.
+                max_queue=64,
+                # Compression buys little for small JSON frames on loopback.
+                compression=None,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status == 401:
+                raise Unauthorized(
+                    f"token refused by {self.url} (HTTP 401)"
+                    if self._token is not None
+                    else f"{self.url} needs a token (HTTP 401); pass --token or --token-file"
+                ) from None
+            if status == 403:
+                raise Forbidden(f"{self.url} refused the connection (HTTP 403)") from None
+            raise ControlUnavailable(
+                f"cannot reach {self.url}: HTTP {status} {exc.response.reason_phrase}"
+                " (is this a wsconsole control listener?)"
+            ) from None
+        except InvalidURI as exc:
+            raise ControlUnavailable(f"cannot reach {self.url}: not a ws:// URL ({exc})") from None
+        except TimeoutError:
+            raise ControlUnavailable(
+                f"cannot reach {self.url}: timed out after {self.open_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise ControlUnavailable(f"cannot reach {self.url}: {_os_reason(exc)}") from None
+        except (WebSocketException, ValueError) as exc:
+            raise ControlUnavailable(f"cannot reach {self.url}: {exc}") from None
+        self._closed_reason = "closed"
+        self._events = asyncio.Queue(maxsize=EVENT_BUFFER + 1)
+        self._reader = asyncio.get_running_loop().create_task(
+            self._read(self._ws), name="wsconsole-control-reader"
+        )
+        try:
+            info = await self.hello()
+        except BaseException:
+            await self.close()
+            raise
+        return info
+
+    async def close(self) -> None:
+        """Close the connection; pending requests fail with ControlUnavailable."""
+        ws, reader = self._ws, self._reader
+        if ws is not None:
+            self._closed_reason = "closed by the client"
+            try:
+                await ws.close()
+            except Exception:  # pragma: no cover - closing must never raise
+                pass
+        if reader is not None:
+            try:
+                await reader
+            except BaseException:  # pragma: no cover - the reader handles its errors
+                pass
+
+    async def __aenter__(self) -> ControlClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    # The reader
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for frame in ws:
+                try:
+                    message = wire.parse_message(frame)
+                except ProtocolViolation as exc:
+                    logger.warning("ignoring a frame from the control plane: %s", exc)
+                    continue
+                if isinstance(message, wire.Event):
+                    self._push_event(message)
+                    continue
+                future = self._pending.pop(message.id, None)  # type: ignore[arg-type]
+                if future is not None and not future.done():
+                    future.set_result(message)
+                elif message.id is None and not message.ok:
+                    # The server could not read one of our requests at all.
+                    logger.warning("control plane error: %s", message.error_message)
+            self._closed_reason = _close_reason(ws) or self._closed_reason
+        except ConnectionClosed:
+            self._closed_reason = _close_reason(ws) or "connection lost"
+        except Exception as exc:  # pragma: no cover - defensive: a reader bug
+            logger.exception("control client reader failed")
+            self._closed_reason = f"reader failed: {exc}"
+        finally:
+            error = ControlUnavailable(
+                f"control connection to {self.url} {self._closed_reason}"
+            )
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(error)
+            self._pending.clear()
+            self._push_event(_END)
+
+    def _push_event(self, item: Any) -> None:
+        # Drop the oldest rather than grow without bound or stall the reader
+        # (a stalled reader would also stall replies to requests).
+        if self._events.full():
+            dropped = self._events.get_nowait()
+            if dropped is not _END:
+                self.dropped_events += 1
+        self._events.put_nowait(item)
+
+    # Requests
+
+    async def request(self, op: str, **args: Any) -> Any:
+        """Run one operation and return its result.
+
+        Raises :class:`ControlError` with the server's code for an error reply
+        (:class:`Forbidden` for ``forbidden``), and :class:`ControlUnavailable`
+        when not connected, when the connection drops, or after
+        ``request_timeout`` seconds without a reply.
+        """
+        ws = self._ws
+        if ws is None or not self.connected:
+            raise ControlUnavailable(f"not connected to {self.url} ({self._closed_reason})")
+        self._next_id += 1
+        request_id = self._next_id
+        frame = wire.encode_request(request_id, op, args)
+        if len(frame.encode()) > wire.MAX_REQUEST_BYTES:
+            # The server would close the whole control connection (1009).
+            raise ProtocolViolation(
+                f"{op} request is {len(frame.encode())} bytes; the control plane "
+                f"accepts at most {wire.MAX_REQUEST_BYTES}",
+                code=wire.ErrorCode.BAD_REQUEST,
+            )
+        future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            try:
+                await ws.send(frame)
+            except ConnectionClosed:
+                raise ControlUnavailable(
+                    f"control connection to {self.url} {_close_reason(ws) or 'closed'}"
+                ) from None
+            try:
+                async with asyncio.timeout(self.request_timeout):
+                    reply = await future
+            except TimeoutError:
+                raise ControlUnavailable(
+                    f"no reply from {self.url} to {op} within {self.request_timeout:g} s"
+                ) from None
+        finally:
+            self._pending.pop(request_id, None)
+        if reply.ok:
+            return reply.result
+        raise _error_from_reply(reply)
+
+    async def hello(self) -> dict[str, Any]:
+        """Who is the server and who are we: node, role, protocol version, operations."""
+        info = await self.request("hello")
+        if isinstance(info, dict):
+            self.server_info = info
+            self.role = info.get("role")
+            self.node = info.get("node")
+        return info
+
+    async def list_connections(
+        self,
+        *,
+        user: str | None = None,
+        path: str | None = None,
+        topic: str | None = None,
+        id_prefix: str | None = None,
+        sort: str = "connected_at",
+        limit: int = 100,
+        cursor: str | None = None,
+        groups: bool = True,
+    ) -> dict[str, Any]:
+        """One page of connections: ``connections``, ``total``, ``next_cursor``, ``groups``."""
+        return await self.request(
+            "list", user=user, path=path, topic=topic, id_prefix=id_prefix,
+            sort=sort, limit=limit, cursor=cursor, groups=groups,
+        )
+
+    async def get(self, id: str) -> dict[str, Any]:
+        """One connection in full, headers included (secrets redacted by the server)."""
+        return await self.request("get", id=id)
+
+    async def send(
+        self,
+        selector: dict[str, Any],
+        *,
+        text: str | None = None,
+        binary: bytes | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Send one text or binary message: ``recipients``, ``delivered``, ``skipped``."""
+        if (text is None) == (binary is None):
+            raise ProtocolViolation("send needs exactly one of text or binary")
+        encoded = base64.b64encode(bytes(binary)).decode("ascii") if binary is not None else None
+        return await self.request(
+            "send", selector=_selector(selector), text=text, binary=encoded, dry_run=dry_run
+        )
+
+    async def disconnect(
+        self, selector: dict[str, Any], *, code: int = 1000, reason: str = ""
+    ) -> dict[str, Any]:
+        """Close the selected connections with ``code`` and ``reason``."""
+        return await self.request(
+            "disconnect", selector=_selector(selector), code=code, reason=reason
+        )
+
+    async def shutdown(
+        self,
+        mode: str,
+        *,
+        code: int = 1001,
+        reason: str = "",
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """Stop the server: ``graceful`` (close everyone) or ``keep_alive`` (drain)."""
+        return await self.request(
+            "shutdown", mode=mode.replace("-", "_"), code=code, reason=reason, deadline=deadline
+        )
+
+    async def stats(self) -> dict[str, Any]:
+        """Node, state, uptime, connections, totals and rates."""
+        return await self.request("stats")
+
+    async def subscribe(self, stats_interval: float = 1.0) -> None:
+        """Start the event stream on this connection; read it with :meth:`events`."""
+        await self.request("subscribe", stats_interval=stats_interval)
+
+    async def events(self) -> AsyncIterator[wire.Event]:
+        """Events pushed after :meth:`subscribe`; ends when the connection closes."""
+        if self._reader is None:
+            return
+        while True:
+            item = await self._events.get()
+            if item is _END:
+                # Leave the marker for any other consumer, so it ends too.
+                self._push_event(_END)
+                return
+            yield item
+
+
+def _selector(selector: Any) -> dict[str, Any]:
+    # Accept a registry Selector as well as its wire form (a dict).
+    to_dict = getattr(selector, "to_dict", None)
+    return to_dict() if callable(to_dict) else selector
+
+
+def _close_reason(ws: ClientConnection) -> str | None:
+    """``closed by the server (code 1001: ...)``, or None if not closed yet."""
+    rcvd = ws.protocol.close_rcvd
+    if rcvd is not None:
+        text = f"closed by the server (code {rcvd.code}"
+        return text + (f": {rcvd.reason})" if rcvd.reason else ")")
+    if ws.protocol.close_sent is not None:
+        return "closed"
+    return None
+
+
+def _os_reason(exc: OSError) -> str:
+    """A short reason: "Connection refused", not "[Errno 111] Connect call failed (...)"."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror})"
+    errno = exc.errno
+    if not errno:
+        # asyncio reports one error per address tried as "Multiple exceptions:
+        # [Errno 111] ..., [Errno 111] ..."; the first errno says enough.
+        match = re.search(r"\[Errno (\d+)\]", str(exc))
+        errno = int(match.group(1)) if match else None
+    if errno:
+        return os.strerror(errno)
+    return str(exc) or type(exc).__name__
