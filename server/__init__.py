@@ -9,6 +9,7 @@ Must never import textual or ``wsconsole.console``: the server runs without the 
 """
 
 from .errors import (
+    ConfigError,
     ControlError,
     ControlUnavailable,
     Forbidden,
@@ -51,6 +52,7 @@ __all__ = [
     "UnknownConnection",
     "IdentifyError",
     "ServerStateError",
+    "ConfigError",
     "ControlError",
     "ControlUnavailable",
     "ProtocolViolation",

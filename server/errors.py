@@ -9,6 +9,7 @@ human ``message``::
     ├── UnknownConnection      a connection id that is not (or no longer) open
     ├── IdentifyError          ``identify`` raised or returned a non-string
     ├── ServerStateError       an operation that the server's state forbids
+    ├── ConfigError            a configuration refused at start (fail closed)
     └── ControlError           anything the control plane answers with an error
         ├── ProtocolViolation  malformed request: bad JSON, wrong types, ...
         ├── Unauthorized       token missing or refused
@@ -29,6 +30,7 @@ __all__ = [
     "UnknownConnection",
     "IdentifyError",
     "ServerStateError",
+    "ConfigError",
     "ControlError",
     "ProtocolViolation",
     "Unauthorized",
@@ -76,6 +78,13 @@ class ServerStateError(WsconsoleError):
     """The operation is not possible in the server's current state."""
 
     code = "bad_state"
+
+
+class ConfigError(WsconsoleError):
+    """A configuration that wsconsole refuses to start with (e.g. no token, or a
+    non-loopback control listener without TLS)."""
+
+    code = "bad_config"
 
 
 class ControlError(WsconsoleError):
