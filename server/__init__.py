@@ -8,54 +8,73 @@
 Must never import textual or ``wsconsole.console``: the server runs without the TUI.
 """
 
-from .errors import (
-    ConfigError,
-    ControlError,
-    ControlUnavailable,
-    Forbidden,
-    IdentifyError,
-    ProtocolViolation,
-    SelectorError,
-    ServerStateError,
-    Unauthorized,
-    UnknownConnection,
-    WsconsoleError,
-)
-from .hub import (
-    DEFAULT_SLOW_CONSUMER_LIMIT,
-    SLOW_CONSUMER_CODE,
-    SLOW_CONSUMER_REASON,
-    Hub,
-    HubState,
-    SendResult,
-)
-from .registry import ConnectionRecord, ConnectionRegistry, Selector
-from .serving import HEALTH_PATH, WsconsoleServer, default_identify, hub_of, serve
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "serve",
-    "hub_of",
-    "default_identify",
-    "WsconsoleServer",
-    "Hub",
-    "HubState",
-    "SendResult",
-    "Selector",
-    "ConnectionRecord",
-    "ConnectionRegistry",
-    "HEALTH_PATH",
-    "DEFAULT_SLOW_CONSUMER_LIMIT",
-    "SLOW_CONSUMER_CODE",
-    "SLOW_CONSUMER_REASON",
-    "WsconsoleError",
-    "SelectorError",
-    "UnknownConnection",
-    "IdentifyError",
-    "ServerStateError",
-    "ConfigError",
-    "ControlError",
-    "ControlUnavailable",
-    "ProtocolViolation",
-    "Unauthorized",
-    "Forbidden",
-]
+# Lazy exports (PEP 562): `from wsconsole.server import wire` must not load the
+# hub or websockets, so that the console imports only the wire format.
+_EXPORTS = {
+    "serve": "serving",
+    "hub_of": "serving",
+    "default_identify": "serving",
+    "WsconsoleServer": "serving",
+    "HEALTH_PATH": "serving",
+    "Hub": "hub",
+    "HubState": "hub",
+    "SendResult": "hub",
+    "DEFAULT_SLOW_CONSUMER_LIMIT": "hub",
+    "SLOW_CONSUMER_CODE": "hub",
+    "SLOW_CONSUMER_REASON": "hub",
+    "Selector": "registry",
+    "ConnectionRecord": "registry",
+    "ConnectionRegistry": "registry",
+    "ControlConfig": "config",
+    "WsconsoleError": "errors",
+    "SelectorError": "errors",
+    "UnknownConnection": "errors",
+    "IdentifyError": "errors",
+    "ServerStateError": "errors",
+    "ControlError": "errors",
+    "ControlUnavailable": "errors",
+    "ProtocolViolation": "errors",
+    "Unauthorized": "errors",
+    "Forbidden": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ControlConfig
+    from .errors import (
+        ControlError,
+        ControlUnavailable,
+        Forbidden,
+        IdentifyError,
+        ProtocolViolation,
+        SelectorError,
+        ServerStateError,
+        Unauthorized,
+        UnknownConnection,
+        WsconsoleError,
+    )
+    from .hub import (
+        DEFAULT_SLOW_CONSUMER_LIMIT,
+        SLOW_CONSUMER_CODE,
+        SLOW_CONSUMER_REASON,
+        Hub,
+        HubState,
+        SendResult,
+    )
+    from .registry import ConnectionRecord, ConnectionRegistry, Selector
+    from .serving import HEALTH_PATH, WsconsoleServer, default_identify, hub_of, serve
+
+__all__ = list(_EXPORTS)

@@ -228,6 +228,7 @@ class WsconsoleServer:
         self.control = control
         """The control listener, or None when disabled."""
         self._watcher: asyncio.Task[None] | None = None
+        self._port: int | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.server, name)
@@ -244,6 +245,10 @@ class WsconsoleServer:
                 else:
                     listen.append(str(name))
             self.hub.attach(self.server, listen)
+            if listen and self.server.sockets and isinstance(
+                self.server.sockets[0].getsockname(), tuple
+            ):
+                self._port = self.server.sockets[0].getsockname()[1]
             if self.control is not None:
                 try:
                     await self.control.start()
@@ -272,8 +277,10 @@ class WsconsoleServer:
 
     @property
     def port(self) -> int:
-        """The public TCP port (handy with port 0)."""
-        return self.server.sockets[0].getsockname()[1]
+        """The public TCP port (handy with port 0); still known after close."""
+        if self._port is None:
+            self._port = self.server.sockets[0].getsockname()[1]
+        return self._port
 
     def close(self, close_connections: bool = True, code: int = 1001, reason: str = "") -> None:
         """Like websockets' ``Server.close``; ``close_connections=False`` is keep-alive."""

@@ -1,0 +1,86 @@
+"""`wsconsole serve` as a user runs it: a real process, real clients, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.conftest import TIMEOUT
+
+WSCONSOLE = [sys.executable, "-m", "wsconsole.console.cli"]
+
+
+async def start(args: list[str], cwd: str | None = None) -> tuple[asyncio.subprocess.Process, str]:
+    """Start `wsconsole serve ARGS` and return it with the URL it printed."""
+    process = await asyncio.create_subprocess_exec(
+        *WSCONSOLE, "serve", *args, "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd,
+    )
+    async with asyncio.timeout(TIMEOUT * 2):
+        line = (await process.stdout.readline()).decode()
+    match = re.search(r"on (ws://\S+)", line)
+    assert match, line
+    return process, match.group(1)
+
+
+async def stop(process: asyncio.subprocess.Process, signum: int) -> tuple[int, str]:
+    process.send_signal(signum)
+    async with asyncio.timeout(TIMEOUT * 2):
+        out, _ = await process.communicate()
+    return process.returncode, out.decode()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_demo_app_echoes_and_signals_stop_gracefully(signum):
+    """Without APP the demo echoes; SIGTERM/SIGINT close clients with 1001 and exit 0."""
+    process, url = await start(["--no-control"])
+    try:
+        async with connect(url + "/chat?room=lobby") as a, connect(url + "/chat?room=lobby") as b:
+            await a.send("hello")
+            assert await a.recv() == "hello"  # echo
+            assert await b.recv() == "hello"  # the room relays it
+            code, out = await stop(process, signum)
+            await a.wait_closed()
+            assert a.close_code == 1001
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert code == 0
+    assert "stopped" in out
+
+
+async def test_serve_runs_an_app_given_as_module_attribute(tmp_path):
+    """`wsconsole serve mymodule:handler` runs the user's handler unchanged."""
+    (tmp_path / "shouty.py").write_text(textwrap.dedent("""
+        async def handler(websocket):
+            async for message in websocket:
+                await websocket.send(message.upper())
+    """))
+    process, url = await start(["shouty:handler", "--no-control"], cwd=str(tmp_path))
+    try:
+        async with connect(url) as client:
+            await client.send("quiet")
+            assert await client.recv() == "QUIET"
+    finally:
+        code, _ = await stop(process, signal.SIGTERM)
+    assert code == 0
+
+
+def test_bad_app_is_one_line_on_stderr():
+    """An APP that cannot be imported is one error line and exit status 1."""
+    result = subprocess.run(
+        [*WSCONSOLE, "serve", "no_such_module:handler", "--no-control", "--port", "0"],
+        capture_output=True, text=True, timeout=TIMEOUT * 4,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("wsconsole: error: cannot import 'no_such_module'")
+    assert "Traceback" not in result.stderr

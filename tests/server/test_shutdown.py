@@ -1,0 +1,107 @@
+"""Both shutdown modes, and the hub's state while the server drains."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.conftest import TIMEOUT, wait_for
+from wsconsole.server import Selector, ServerStateError, serve
+from wsconsole.server.demo_app import demo_handler
+
+
+def url(server, **query) -> str:
+    qs = "&".join(f"{k}={v}" for k, v in query.items())
+    return f"ws://127.0.0.1:{server.port}/" + (f"?{qs}" if qs else "")
+
+
+async def recv(client):
+    async with asyncio.timeout(TIMEOUT):
+        return await client.recv()
+
+
+async def test_graceful_shutdown_closes_everyone_with_the_given_code():
+    """Graceful shutdown stops accepting, closes every client with 1012 and a reason,
+    waits for handlers, and ends in the stopped state."""
+    server = await serve(demo_handler, "127.0.0.1", 0)
+    hub = server.hub
+    clients = [await connect(url(server, user=f"u{i}")) for i in range(3)]
+    await wait_for(lambda: len(hub.registry) == 3)
+    hub.shutdown("graceful", code=1012, reason="restarting")
+    assert hub.state == "draining"
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+    assert hub.state == "stopped" and len(hub.registry) == 0
+    for client in clients:
+        await client.wait_closed()
+        assert (client.close_code, client.close_reason) == (1012, "restarting")
+    assert hub.closed_by_code[1012] == 3
+
+
+async def test_keep_alive_keeps_open_connections_and_refuses_new_ones():
+    """In keep-alive mode an open client still echoes and receives broadcasts, a new
+    client is refused, and the server stops when the last client leaves."""
+    server = await serve(demo_handler, "127.0.0.1", 0)
+    hub = server.hub
+    ann = await connect(url(server, user="ann"))
+    bob = await connect(url(server, user="bob"))
+    await wait_for(lambda: len(hub.registry) == 2)
+    server.close(close_connections=False)
+    assert hub.state == "draining" and hub.shutdown_mode == "keep_alive"
+    await ann.send("still echoing")
+    assert await recv(ann) == "still echoing"
+    result = hub.send(Selector(everyone=True), "drain notice")
+    assert result.delivered == 2
+    assert await recv(ann) == "drain notice" and await recv(bob) == "drain notice"
+    with pytest.raises(OSError):
+        await connect(url(server, user="late"), open_timeout=TIMEOUT)
+    assert hub.stats()["connections"] == 2
+    await ann.close()
+    await wait_for(lambda: len(hub.registry) == 1)
+    assert hub.state == "draining"
+    await bob.close()
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+    assert hub.state == "stopped"
+
+
+async def test_keep_alive_deadline_closes_the_rest_gracefully():
+    """After the keep-alive deadline, the remaining clients are closed with the code."""
+    server = await serve(demo_handler, "127.0.0.1", 0)
+    hub = server.hub
+    client = await connect(url(server, user="ann"))
+    await wait_for(lambda: len(hub.registry) == 1)
+    hub.shutdown("keep_alive", code=1001, reason="deadline", deadline=0.2)
+    await client.send("before deadline")
+    assert await recv(client) == "before deadline"
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+    assert (client.close_code, client.close_reason) == (1001, "deadline")
+    assert hub.state == "stopped"
+
+
+async def test_graceful_after_keep_alive_escalates_and_a_second_shutdown_is_refused():
+    """A graceful shutdown cuts a keep-alive drain short; repeating it is an error."""
+    server = await serve(demo_handler, "127.0.0.1", 0)
+    hub = server.hub
+    client = await connect(url(server, user="ann"))
+    await wait_for(lambda: len(hub.registry) == 1)
+    hub.shutdown("keep_alive")
+    with pytest.raises(ServerStateError):
+        hub.shutdown("keep_alive")
+    hub.shutdown("graceful", code=1001)
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+    assert client.close_code == 1001
+    with pytest.raises(ServerStateError):
+        hub.shutdown("graceful")
+
+
+async def test_context_manager_exit_is_graceful():
+    """Leaving `async with serve(...)` closes clients with 1001, like websockets."""
+    async with serve(demo_handler, "127.0.0.1", 0) as server:
+        client = await connect(url(server))
+        await wait_for(lambda: len(server.hub.registry) == 1)
+    assert client.close_code == 1001 and server.hub.state == "stopped"

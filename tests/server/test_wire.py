@@ -1,0 +1,84 @@
+"""The control plane's wire format, with plain values."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from wsconsole.server import wire
+from wsconsole.server.errors import ProtocolViolation
+
+
+def parse_error(frame) -> ProtocolViolation:
+    with pytest.raises(ProtocolViolation) as info:
+        wire.parse_request(frame)
+    return info.value
+
+
+def test_valid_request_gets_defaults_filled_in():
+    """A minimal list request comes back with every default argument."""
+    request = wire.parse_request('{"id": 1, "op": "list"}')
+    assert request.op == "list" and request.id == 1
+    assert request.args["limit"] == 100 and request.args["sort"] == "connected_at"
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        ("{not json", "bad_json"),
+        ("[1, 2]", "bad_json"),
+        (b'{"id": 1, "op": "list"}', "bad_json"),
+        ('{"op": "list"}', "bad_request"),
+        ('{"id": true, "op": "list"}', "bad_request"),
+        ('{"id": 1, "op": "launch"}', "unknown_op"),
+        ('{"id": 1, "op": "list", "extra": 1}', "bad_request"),
+        ('{"id": 1, "op": "list", "args": {"limit": "10"}}', "bad_request"),
+        ('{"id": 1, "op": "list", "args": {"limit": true}}', "bad_request"),
+        ('{"id": 1, "op": "list", "args": {"limit": 0}}', "bad_request"),
+        ('{"id": 1, "op": "list", "args": {"sort": "token"}}', "bad_selector"),
+        ('{"id": 1, "op": "list", "args": {"colour": "red"}}', "bad_request"),
+        ('{"id": 1, "op": "get"}', "bad_request"),
+        ('{"id": 1, "op": "send", "args": {"selector": {}, "text": "x"}}', "bad_selector"),
+        ('{"id": 1, "op": "send", "args": {"selector": {"user": "a"}}}', "bad_request"),
+        ('{"id": 1, "op": "send", "args": {"selector": {"user": "a"}, "binary": "%%"}}', "bad_request"),
+        ('{"id": 1, "op": "disconnect", "args": {"selector": {"user": "a"}, "code": 1005}}', "bad_request"),
+        ('{"id": 1, "op": "shutdown", "args": {"mode": "now"}}', "bad_request"),
+        ('{"id": 1, "op": "shutdown", "args": {"mode": "keep_alive", "deadline": -1}}', "bad_request"),
+    ],
+)
+def test_bad_requests_get_stable_error_codes(frame, code):
+    """Every kind of malformed request maps to one stable error code."""
+    assert parse_error(frame).code == code
+
+
+def test_errors_carry_the_request_id_when_readable():
+    """A reply to a bad request can be matched to it by id."""
+    assert parse_error('{"id": "r7", "op": "launch"}').request_id == "r7"
+
+
+def test_binary_payload_is_base64():
+    """A binary send carries base64 that decodes to the original bytes."""
+    payload = bytes(range(256))
+    request = wire.parse_request(json.dumps(
+        {"id": 1, "op": "send", "args": {"selector": {"everyone": True},
+                                         "binary": base64.b64encode(payload).decode()}}))
+    assert wire.decode_payload(request.args) == payload
+
+
+def test_replies_and_events_round_trip_through_the_client_parser():
+    """What the server encodes, the client parses back."""
+    ok = wire.parse_message(wire.encode_reply(3, {"count": 2}))
+    assert ok == wire.Reply(id=3, ok=True, result={"count": 2})
+    error = wire.parse_message(wire.encode_error(4, "forbidden", "read-only"))
+    assert (error.ok, error.error_code, error.error_message) == (False, "forbidden", "read-only")
+    event = wire.parse_message(wire.encode_event("stats", {"connections": 1}, 12.5))
+    assert event == wire.Event(kind="stats", time=12.5, data={"connections": 1})
+    request = wire.parse_request(wire.encode_request(9, "get", {"id": "abc"}))
+    assert request.args == {"id": "abc"}
+
+
+def test_mutating_operations_are_the_ones_that_change_the_server():
+    """The read-only role is refused exactly send, disconnect and shutdown."""
+    assert wire.MUTATING_OPERATIONS == {"send", "disconnect", "shutdown"}
