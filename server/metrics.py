@@ -1,0 +1,537 @@
+"""Prometheus metrics and the health check of the control listener.
+
+Every wsconsole metric is defined in this module, in :data:`METRICS`, and
+nowhere else. The naming rule:
+
+* ``wsconsole_<noun>_<unit>``: the ``wsconsole_`` namespace, then what is
+  counted, then the unit, always a base unit (``_seconds``, ``_bytes``); a count
+  of things has no unit suffix (``wsconsole_connections_open``).
+* Counters end in ``_total`` (``wsconsole_received_bytes_total``).
+* Every metric has help text.
+* Labels are bounded: never a user id, connection id, query string or raw
+  header. A path is a label only through a route template or as one of the
+  first ``max_paths`` distinct paths, then ``other``; close codes and HTTP
+  statuses outside a known set fall into a class bucket (``4xxx``, ``5xx``) or
+  ``other``. Label values known in advance exist from the start at zero.
+
+Cost: nothing here runs per message. The hub already keeps plain-int totals
+and per-code counters; a scrape reads them (:class:`HubCollector`). Open
+connections per path label and the two histograms are updated by hub
+observer callbacks, which run once per connection opened or closed, per
+operator send and per keepalive pong. A scrape costs time in proportion to the
+number of label values, never to the number of open connections.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+from websockets.frames import CloseCode
+
+from .errors import WsconsoleError
+from .hub import HubState
+from .wire import OPERATIONS, ErrorCode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .hub import Hub, SendResult
+    from .registry import ConnectionRecord
+
+__all__ = [
+    "Metrics",
+    "HubCollector",
+    "PathLabels",
+    "MetricSpec",
+    "health",
+    "markdown_table",
+    "METRICS",
+    "NAMESPACE",
+    "OTHER",
+    "DEFAULT_MAX_PATHS",
+    "MAX_PATH_LABEL_LENGTH",
+    "CLOSE_CODE_LABELS",
+    "STATUS_LABELS",
+    "OUTCOME_LABELS",
+    "OPERATION_LABELS",
+    "STATE_LABELS",
+    "RECIPIENTS_BUCKETS",
+    "LATENCY_BUCKETS",
+    "close_code_label",
+    "status_label",
+    "CONNECTIONS_OPEN",
+    "CONNECTIONS_OPENED",
+    "CONNECTIONS_CLOSED",
+    "MESSAGES_RECEIVED",
+    "MESSAGES_SENT",
+    "RECEIVED_BYTES",
+    "SENT_BYTES",
+    "OPERATOR_SENDS",
+    "OPERATOR_SEND_RECIPIENTS",
+    "SENDS_SKIPPED",
+    "HANDSHAKES_REJECTED",
+    "SLOW_CONSUMER_DISCONNECTS",
+    "KEEPALIVE_LATENCY",
+    "CONTROL_REQUESTS",
+    "SERVER_STATE",
+]
+
+NAMESPACE = "wsconsole"
+"""Prefix of every metric name."""
+
+OTHER = "other"
+"""Label value for everything outside a label's bounded set."""
+
+DEFAULT_MAX_PATHS = 50
+"""Distinct request paths that get a label of their own when no route templates are set."""
+
+MAX_PATH_LABEL_LENGTH = 128
+"""Longer paths are ``other``: a label value is not a place for a client's megabyte."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Name, type, labels and help of one metric."""
+
+    name: str
+    """Full name as exposed (counters include ``_total``)."""
+    type: str
+    """``counter``, ``gauge`` or ``histogram``."""
+    help: str
+    """One sentence shown by Prometheus."""
+    labels: tuple[str, ...] = ()
+    """Label names; each has a bounded set of values."""
+    unit: str = ""
+    """Base unit (``seconds``, ``bytes``) if the name carries one; OpenMetrics shows it."""
+
+
+# The metrics. Names follow the rule in the module docstring; the test suite
+# checks it, and docs/metrics.md is this list rendered by markdown_table().
+
+CONNECTIONS_OPEN = MetricSpec(
+    "wsconsole_connections_open", "gauge",
+    "Open WebSocket connections, by request path (route template, first paths, or other).",
+    ("path",),
+)
+CONNECTIONS_OPENED = MetricSpec(
+    "wsconsole_connections_opened_total", "counter",
+    "WebSocket connections whose opening handshake succeeded.",
+)
+CONNECTIONS_CLOSED = MetricSpec(
+    "wsconsole_connections_closed_total", "counter",
+    "WebSocket connections closed, by close code (3xxx/4xxx for application codes, "
+    "1006 when no close frame was exchanged).",
+    ("code",),
+)
+MESSAGES_RECEIVED = MetricSpec(
+    "wsconsole_messages_received_total", "counter",
+    "Data messages received from clients.",
+)
+MESSAGES_SENT = MetricSpec(
+    "wsconsole_messages_sent_total", "counter",
+    "Data messages sent to clients, by handlers and by operators.",
+)
+RECEIVED_BYTES = MetricSpec(
+    "wsconsole_received_bytes_total", "counter",
+    "Payload bytes of data frames received from clients.",
+    unit="bytes",
+)
+SENT_BYTES = MetricSpec(
+    "wsconsole_sent_bytes_total", "counter",
+    "Payload bytes of data frames sent to clients.",
+    unit="bytes",
+)
+OPERATOR_SENDS = MetricSpec(
+    "wsconsole_operator_sends_total", "counter",
+    "Operator sends (control-plane send or Hub.send), dry runs excluded.",
+)
+OPERATOR_SEND_RECIPIENTS = MetricSpec(
+    "wsconsole_operator_send_recipients", "histogram",
+    "Connections matched by each operator send.",
+)
+SENDS_SKIPPED = MetricSpec(
+    "wsconsole_sends_skipped_total", "counter",
+    "Recipients of operator sends that were skipped: closing, closed, busy "
+    "with a fragmented message, or not writable.",
+)
+HANDSHAKES_REJECTED = MetricSpec(
+    "wsconsole_handshakes_rejected_total", "counter",
+    "HTTP requests on the WebSocket port answered with a status other than 101, "
+    "by status (health checks count as 200).",
+    ("status",),
+)
+SLOW_CONSUMER_DISCONNECTS = MetricSpec(
+    "wsconsole_slow_consumer_disconnects_total", "counter",
+    "Connections closed with 1008 because their write buffer passed the slow-consumer limit.",
+)
+KEEPALIVE_LATENCY = MetricSpec(
+    "wsconsole_keepalive_latency_seconds", "histogram",
+    "Round-trip time from a keepalive ping to its pong.",
+    unit="seconds",
+)
+CONTROL_REQUESTS = MetricSpec(
+    "wsconsole_control_requests_total", "counter",
+    "Control-plane requests, by operation and outcome (ok or an error code).",
+    ("operation", "outcome"),
+)
+SERVER_STATE = MetricSpec(
+    "wsconsole_server_state", "gauge",
+    "1 for the server's current state (serving, draining, stopped), 0 for the others.",
+    ("state",),
+)
+
+METRICS: tuple[MetricSpec, ...] = (
+    CONNECTIONS_OPEN,
+    CONNECTIONS_OPENED,
+    CONNECTIONS_CLOSED,
+    MESSAGES_RECEIVED,
+    MESSAGES_SENT,
+    RECEIVED_BYTES,
+    SENT_BYTES,
+    OPERATOR_SENDS,
+    OPERATOR_SEND_RECIPIENTS,
+    SENDS_SKIPPED,
+    HANDSHAKES_REJECTED,
+    SLOW_CONSUMER_DISCONNECTS,
+    KEEPALIVE_LATENCY,
+    CONTROL_REQUESTS,
+    SERVER_STATE,
+)
+"""Every wsconsole metric, in exposition order."""
+
+
+# Bounded label sets.
+
+CLOSE_CODE_LABELS: tuple[str, ...] = (
+    *(str(int(code)) for code in sorted(CloseCode)),
+    "3xxx",
+    "4xxx",
+    OTHER,
+)
+"""Values of the ``code`` label: RFC 6455 codes, application code ranges, other."""
+
+_KNOWN_CLOSE_CODES = frozenset(int(code) for code in CloseCode)
+
+
+def close_code_label(code: int) -> str:
+    """The bounded label value of a close code."""
+    if code in _KNOWN_CLOSE_CODES:
+        return str(code)
+    if 3000 <= code <= 3999:
+        return "3xxx"
+    if 4000 <= code <= 4999:
+        return "4xxx"
+    return OTHER
+
+
+_KNOWN_STATUSES = (200, 400, 401, 403, 404, 405, 426, 429, 500, 503)
+
+STATUS_LABELS: tuple[str, ...] = (
+    *(str(status) for status in _KNOWN_STATUSES),
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    OTHER,
+)
+"""Values of the ``status`` label: common statuses, then status classes, then other."""
+
+
+def status_label(status: int) -> str:
+    """The bounded label value of an HTTP status."""
+    if status in _KNOWN_STATUSES:
+        return str(status)
+    if 200 <= status <= 599:
+        return f"{status // 100}xx"
+    return OTHER
+
+
+OPERATION_LABELS: tuple[str, ...] = (*OPERATIONS, OTHER)
+"""Values of the ``operation`` label: the wire format's operations, then other."""
+
+
+def _known_outcomes() -> tuple[str, ...]:
+    codes = {value for name, value in vars(ErrorCode).items()
+             if not name.startswith("_") and isinstance(value, str)}
+    # The exception tree's codes too: the control listener reports those it raises.
+    pending = [WsconsoleError]
+    while pending:
+        cls = pending.pop()
+        codes.add(cls.code)
+        pending.extend(cls.__subclasses__())
+    return ("ok", *sorted(codes), OTHER)
+
+
+OUTCOME_LABELS: tuple[str, ...] = _known_outcomes()
+"""Values of the ``outcome`` label: ok, every stable error code, then other."""
+
+STATE_LABELS: tuple[str, ...] = (HubState.SERVING, HubState.DRAINING, HubState.STOPPED)
+"""Values of the ``state`` label."""
+
+RECIPIENTS_BUCKETS: tuple[float, ...] = (
+    0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
+)
+"""Upper bounds of the recipients histogram (a broadcast can reach everyone)."""
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+"""Upper bounds of the keepalive latency histogram, in seconds."""
+
+
+class PathLabels:
+    """Maps a request path to a bounded ``path`` label value.
+
+    With route templates, a path gets the first template it matches
+    (``/rooms/{name}`` matches ``/rooms/x`` but not ``/rooms/x/y``), else
+    ``other``. Without, each of the first ``max_paths`` distinct paths seen is
+    its own label, and every later one is ``other``. Once given, a path's
+    label never changes, so a connection's close is counted where its open was.
+    """
+
+    _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+    def __init__(self, route_templates: Sequence[str] | None = None,
+                 max_paths: int = DEFAULT_MAX_PATHS) -> None:
+        if isinstance(route_templates, str):
+            raise TypeError("route_templates must be a sequence of strings, not a string")
+        if not isinstance(max_paths, int) or isinstance(max_paths, bool) or max_paths < 0:
+            raise ValueError("max_paths must be a non-negative integer")
+        self.templates: tuple[str, ...] = tuple(route_templates or ())
+        """The route templates, in matching order."""
+        self.max_paths = max_paths
+        """Distinct paths labelled individually when there are no templates."""
+        self._patterns = [(t, self._compile(t)) for t in self.templates]
+        # Only ever holds up to max_paths entries: the memory stays bounded too.
+        self._seen: dict[str, str] = {}
+
+    @classmethod
+    def _compile(cls, template: str) -> re.Pattern[str]:
+        if not isinstance(template, str) or not template.startswith("/"):
+            raise ValueError(f"a route template must be a string starting with '/': {template!r}")
+        literals = cls._PLACEHOLDER.split(template)[::2]
+        if any("{" in literal or "}" in literal for literal in literals):
+            raise ValueError(f"bad placeholder in route template {template!r}; use {{name}}")
+        # A placeholder is one path segment: /rooms/{name} never matches /rooms/a/b.
+        return re.compile("[^/]+".join(re.escape(literal) for literal in literals))
+
+    def initial(self) -> tuple[str, ...]:
+        """The label values known before any connection: templates and ``other``."""
+        return (*self.templates, OTHER)
+
+    def label(self, path: str) -> str:
+        """The label value of a request path (without its query string)."""
+        if self._patterns:
+            for template, pattern in self._patterns:
+                if pattern.fullmatch(path):
+                    return template
+            return OTHER
+        label = self._seen.get(path)
+        if label is not None:
+            return label
+        if (len(self._seen) < self.max_paths and path.startswith("/")
+                and len(path) <= MAX_PATH_LABEL_LENGTH):
+            self._seen[path] = path
+            return path
+        return OTHER
+
+
+class _Histogram:
+    """Bucket counts and a sum; observed from the event loop, read by scrapes."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf only
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le).
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def family(self, spec: MetricSpec) -> HistogramMetricFamily:
+        counts, total_sum = list(self.counts), self.sum
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip(self.bounds, counts):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))
+        buckets.append(("+Inf", cumulative + counts[-1]))
+        return HistogramMetricFamily(spec.name, spec.help, buckets=buckets,
+                                     sum_value=total_sum, unit=spec.unit)
+
+
+def _counter(spec: MetricSpec, value: float | None = None) -> CounterMetricFamily:
+    return CounterMetricFamily(spec.name, spec.help, value=value,
+                               labels=None if value is not None else spec.labels,
+                               unit=spec.unit)
+
+
+def _gauge(spec: MetricSpec) -> GaugeMetricFamily:
+    return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels, unit=spec.unit)
+
+
+def _bucketed(counts: Iterable[tuple[Any, int]], initial: Iterable[str],
+              label: Any) -> dict[str, int]:
+    totals = dict.fromkeys(initial, 0)
+    for key, count in counts:
+        name = label(key)
+        totals[name] = totals.get(name, 0) + count
+    return totals
+
+
+class HubCollector(Collector):
+    """Reads a hub's counters at scrape time and yields the wsconsole metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        hub = metrics.hub
+        totals = hub.totals
+
+        open_family = _gauge(CONNECTIONS_OPEN)
+        for path, count in list(metrics.open_by_path.items()):
+            open_family.add_metric([path], count)
+        yield open_family
+
+        yield _counter(CONNECTIONS_OPENED, hub.opened_total)
+
+        closed = _counter(CONNECTIONS_CLOSED)
+        # list(): a snapshot, in case a scrape runs in a thread beside the loop.
+        by_code = _bucketed(list(hub.closed_by_code.items()), CLOSE_CODE_LABELS,
+                            close_code_label)
+        for code, count in by_code.items():
+            closed.add_metric([code], count)
+        yield closed
+
+        yield _counter(MESSAGES_RECEIVED, totals.msgs_in)
+        yield _counter(MESSAGES_SENT, totals.msgs_out)
+        yield _counter(RECEIVED_BYTES, totals.bytes_in)
+        yield _counter(SENT_BYTES, totals.bytes_out)
+        yield _counter(OPERATOR_SENDS, hub.operator_sends)
+        yield metrics.recipients.family(OPERATOR_SEND_RECIPIENTS)
+        yield _counter(SENDS_SKIPPED, metrics.sends_skipped)
+
+        rejected = _counter(HANDSHAKES_REJECTED)
+        by_status = _bucketed(list(hub.rejected_by_status.items()), STATUS_LABELS,
+                              status_label)
+        for status, count in by_status.items():
+            rejected.add_metric([status], count)
+        yield rejected
+
+        yield _counter(SLOW_CONSUMER_DISCONNECTS, hub.slow_consumer_disconnects)
+        yield metrics.latency.family(KEEPALIVE_LATENCY)
+
+        requests = _counter(CONTROL_REQUESTS)
+        by_request: Counter[tuple[str, str]] = Counter(
+            {(op, "ok"): 0 for op in OPERATIONS}
+        )
+        for (op, outcome), count in list(hub.control_requests.items()):
+            key = (op if op in OPERATIONS else OTHER,
+                   outcome if outcome in OUTCOME_LABELS else OTHER)
+            by_request[key] += count
+        for (op, outcome), count in by_request.items():
+            requests.add_metric([op, outcome], count)
+        yield requests
+
+        state = _gauge(SERVER_STATE)
+        for name in STATE_LABELS:
+            state.add_metric([name], 1 if hub.state == name else 0)
+        yield state
+
+
+class Metrics:
+    """The metrics of one hub: a registry of our own, and its exposition.
+
+    Create it once per hub (it registers itself as a hub observer); the
+    control listener calls :meth:`render` for ``GET /metrics``.
+    """
+
+    def __init__(self, hub: Hub, *, route_templates: Sequence[str] | None = None,
+                 max_paths: int = DEFAULT_MAX_PATHS) -> None:
+        self.hub = hub
+        """The hub whose counters are exposed."""
+        self.paths = PathLabels(route_templates, max_paths)
+        """How request paths become ``path`` label values."""
+        self.open_by_path: dict[str, int] = dict.fromkeys(self.paths.initial(), 0)
+        """Open connections per path label, kept by the observer callbacks."""
+        self.recipients = _Histogram(RECIPIENTS_BUCKETS)
+        """Recipients per operator send."""
+        self.latency = _Histogram(LATENCY_BUCKETS)
+        """Keepalive round trips, in seconds."""
+        self.sends_skipped = 0
+        """Recipients skipped by operator sends since this object was created."""
+        self.registry = CollectorRegistry()
+        """Our own registry: wsconsole, process and platform metrics, nothing global."""
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(HubCollector(self))
+        # Connections opened before we were created: count them once, here, so
+        # their closes do not drive a gauge below zero.
+        for path, count in hub.registry.path_counts().items():
+            self._add_open(path, count)
+        hub.add_observer(self)
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """Body and Content-Type: OpenMetrics when `accept` asks for
+        application/openmetrics-text, else Prometheus text 0.0.4."""
+        # prometheus_client's own negotiation, as its HTTP server does it.
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+    # Hub observer callbacks: once per connection or operation, never per message.
+
+    def on_opened(self, record: ConnectionRecord) -> None:
+        """A connection was registered."""
+        self._add_open(record.path, 1)
+
+    def on_closed(self, record: ConnectionRecord, code: int) -> None:
+        """A connection was forgotten (its close is counted by the hub)."""
+        self._add_open(record.path, -1)
+
+    def on_send(self, result: SendResult) -> None:
+        """An operator send ran (dry runs are not reported)."""
+        self.recipients.observe(result.recipients)
+        self.sends_skipped += result.skipped
+
+    def on_latency(self, seconds: float) -> None:
+        """A keepalive pong arrived."""
+        self.latency.observe(seconds)
+
+    def _add_open(self, path: str, delta: int) -> None:
+        label = self.paths.label(path)
+        self.open_by_path[label] = self.open_by_path.get(label, 0) + delta
+
+
+def health(hub: Hub) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body): 200 with {"state": "serving", "connections": N, "node": ...}
+    while serving; 503 while draining or stopped, so a load balancer stops sending clients."""
+    body = {"state": hub.state, "connections": len(hub.registry), "node": hub.node}
+    return (200 if hub.state == HubState.SERVING else 503), body
+
+
+def markdown_table() -> str:
+    """The metrics table of docs/metrics.md (a test keeps the two equal)."""
+    lines = ["| Name | Type | Labels | Help |", "| --- | --- | --- | --- |"]
+    for spec in METRICS:
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
+        lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.help} |")
+    return "\n".join(lines) + "\n"
