@@ -4,6 +4,7 @@ exposition parsed with prometheus_client's own parsers (and promtool if present)
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -96,8 +97,9 @@ async def test_every_metric_follows_the_naming_rule():
         assert family.documentation == spec.help
     assert len({spec.name for spec in METRICS}) == len(METRICS)
     # Process and platform collectors are on our registry too.
-    assert "process_resident_memory_bytes" in families or "python_info" in families
     assert "python_info" in families
+    if Path("/proc/self/stat").exists():  # the process collector reads /proc
+        assert "process_resident_memory_bytes" in families
 
 
 async def test_known_label_values_exist_from_the_start_at_zero():
@@ -489,3 +491,117 @@ def test_docs_scrape_configurations_pass_promtool(tmp_path):
         result = subprocess.run(["promtool", "check", "config", str(config)],
                                 capture_output=True, text=True, timeout=TIMEOUT * 6)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Through the real control listener, over HTTP, as Prometheus scrapes it.
+
+TOKEN = "metrics-test-token"
+
+
+async def http_request(port: int, method: str, path: str,
+                       **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request on loopback: (status, headers in lower case, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+        lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        async with asyncio.timeout(TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")
+            status_line, *header_lines = head.decode("latin-1").split("\r\n")
+            fields = dict(line.split(": ", 1) for line in header_lines if line)
+            fields = {name.lower(): value for name, value in fields.items()}
+            length = int(fields.get("content-length", "0"))
+            body = await reader.readexactly(length) if method != "HEAD" else b""
+        return int(status_line.split()[1]), fields, body
+    finally:
+        writer.close()
+
+
+async def scrape(port: int, name: str, **labels: str) -> float:
+    """One sample's value from GET /metrics on the control listener."""
+    status, _, body = await http_request(port, "GET", "/metrics")
+    assert status == 200
+    found = [s.value for family in parse_prometheus(body.decode()) for s in family.samples
+             if s.name == name and labels.items() <= s.labels.items()]
+    assert len(found) == 1, f"{len(found)} samples {name}{labels}"
+    return found[0]
+
+
+async def test_metrics_and_health_over_the_control_listener():
+    """Prometheus and a load balancer reach /metrics and /healthz on the control
+    port; values follow client traffic and control requests; HEAD works, POST is 405."""
+    pytest.importorskip("wsconsole.server.control")
+    from wsconsole.server.config import ControlConfig
+    from wsconsole.server.wire import encode_request, parse_message
+
+    async with serve(echo, "127.0.0.1", 0,
+                     control=ControlConfig(port=0, token=TOKEN)) as server:
+        port = server.control.port
+        client = await connect(url(server, "/room"))
+        await client.send("hello")
+        assert await recv(client) == "hello"
+        await wait_for(lambda: len(server.hub.registry) == 1)
+
+        # Loopback: no token needed for /metrics.
+        status, headers, body = await http_request(port, "GET", "/metrics")
+        assert status == 200
+        assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert await scrape(port, "wsconsole_connections_open", path="/room") == 1
+        assert await scrape(port, "wsconsole_messages_received_total") == 1
+
+        status, headers, body = await http_request(
+            port, "GET", "/metrics", Accept="application/openmetrics-text; version=1.0.0")
+        assert status == 200
+        assert headers["content-type"].startswith("application/openmetrics-text")
+        assert body.endswith(b"# EOF\n")
+        assert any(f.name == "wsconsole_connections_opened"
+                   for f in parse_openmetrics(body.decode()))
+
+        status, headers, body = await http_request(port, "HEAD", "/metrics")
+        assert (status, body) == (200, b"")
+        status, headers, _ = await http_request(port, "POST", "/metrics")
+        assert status == 405 and "GET" in headers["allow"]
+
+        # A real control request is counted by operation and outcome.
+        async with connect(f"ws://127.0.0.1:{port}",
+                           additional_headers={"Authorization": f"Bearer {TOKEN}"}) as operator:
+            await operator.send(encode_request(1, "stats"))
+            reply = parse_message(await recv(operator))
+            assert reply.ok
+        assert await scrape(port, "wsconsole_control_requests_total",
+                            operation="stats", outcome="ok") == 1
+
+        status, headers, body = await http_request(port, "GET", "/healthz")
+        assert status == 200 and headers["content-type"].startswith("application/json")
+        assert json.loads(body) == {"state": "serving", "connections": 1,
+                                    "node": server.hub.node}
+
+        server.close(close_connections=False)  # keep-alive drain: the client stays
+        status, _, body = await http_request(port, "GET", "/healthz")
+        assert (status, json.loads(body)["state"]) == (503, "draining")
+        assert await scrape(port, "wsconsole_server_state", state="draining") == 1
+        await client.close()
+        async with asyncio.timeout(TIMEOUT):
+            await server.wait_closed()
+
+
+async def test_metrics_need_the_token_off_loopback():
+    """On a non-loopback address /metrics answers 401 without the bearer token and
+    200 with it, while /healthz stays open to load balancers."""
+    pytest.importorskip("wsconsole.server.control")
+    from wsconsole.server.config import ControlConfig
+
+    config = ControlConfig(host="0.0.0.0", port=0, token=TOKEN, allow_insecure=True)
+    async with serve(echo, "127.0.0.1", 0, control=config) as server:
+        port = server.control.port
+        status, headers, _ = await http_request(port, "GET", "/metrics")
+        assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+        status, _, _ = await http_request(port, "GET", "/metrics",
+                                          Authorization="Bearer wrong-token")
+        assert status == 401
+        status, _, body = await http_request(port, "GET", "/metrics",
+                                             Authorization=f"Bearer {TOKEN}")
+        assert status == 200 and b"wsconsole_server_state" in body
+        status, _, _ = await http_request(port, "GET", "/healthz")
+        assert status == 200
