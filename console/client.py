@@ -29,7 +29,7 @@ import re
 import socket
 from typing import Any, AsyncIterator
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidStatus,
@@ -49,6 +49,7 @@ from wsconsole.server.errors import (
 __all__ = [
     "DEFAULT_URL",
     "EVENT_BUFFER",
+    "UNIX_SCHEME",
     "ControlClient",
     "default_token_file",
     "resolve_url",
@@ -59,6 +60,9 @@ logger = logging.getLogger("wsconsole.console")
 
 DEFAULT_URL = "ws://127.0.0.1:8766"
 """Where ``wsconsole serve`` puts its control listener unless told otherwise."""
+
+UNIX_SCHEME = "ws+unix:"
+"""URL prefix of a control listener on a Unix socket: ``ws+unix:/run/wsconsole.sock``."""
 
 EVENT_BUFFER = 1000
 """Events kept for a slow consumer; past this the oldest are dropped."""
@@ -211,19 +215,7 @@ class ControlClient:
         if self._token is not None:
             headers["Authorization"] = f"Bearer {_checked(self._token, 'the client')}"
         try:
-            self._ws = await connect(
-                self.url,
-                additional_headers=headers,
-                open_timeout=self.open_timeout,
-                # The control plane is normally on loopback; a system proxy
-                # would only get in the way (and see the bearer token).
-                proxy=None,
-                max_size=_MAX_REPLY_BYTES,
-                # Events arrive in bursts; let the reader task keep up.
-                max_queue=64,
-                # Compression buys little for small JSON frames on loopback.
-                compression=None,
-            )
+            self._ws = await self._open(headers)
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status == 401:
@@ -259,6 +251,23 @@ class ControlClient:
             await self.close()
             raise
         return info
+
+    def _open(self, headers: dict[str, str]) -> Any:
+        options: dict[str, Any] = dict(
+            additional_headers=headers,
+            open_timeout=self.open_timeout,
+            max_size=_MAX_REPLY_BYTES,
+            # Events arrive in bursts; let the reader task keep up.
+            max_queue=64,
+            # Compression buys little for small JSON frames on loopback.
+            compression=None,
+        )
+        if self.url.startswith(UNIX_SCHEME):
+            # The control listener's own spelling of a Unix socket: ws+unix:PATH.
+            return unix_connect(self.url[len(UNIX_SCHEME):], uri="ws://localhost/", **options)
+        # The control plane is normally on loopback; a system proxy would only
+        # get in the way (and see the bearer token).
+        return connect(self.url, proxy=None, **options)
 
     async def close(self) -> None:
         """Close the connection; pending requests fail with ControlUnavailable."""
@@ -319,10 +328,11 @@ class ControlClient:
 
     def _push_event(self, item: Any) -> None:
         # Drop the oldest rather than grow without bound or stall the reader
-        # (a stalled reader would also stall replies to requests).
-        if self._events.full():
-            dropped = self._events.get_nowait()
-            if dropped is not _END:
+        # (a stalled reader would also stall replies to requests). The queue
+        # has one slot more than EVENT_BUFFER, so the end marker always fits.
+        if item is not _END:
+            while self._events.qsize() >= EVENT_BUFFER:
+                self._events.get_nowait()
                 self.dropped_events += 1
         self._events.put_nowait(item)
 
