@@ -123,6 +123,8 @@ class Hub:
         """This process's name; every record carries it."""
         self.registry = ConnectionRegistry()
         """The open connections."""
+        self.protocol_records: dict[Any, ConnectionRecord] = {}
+        """Records by sans-I/O protocol object: how the counting hot path finds them."""
         self.totals = Totals()
         """Traffic since start."""
         self.slow_consumer_limit = slow_consumer_limit
@@ -242,16 +244,17 @@ class Hub:
             path=path,
             query=query,
             remote=remote,
-            request_headers=list(request.headers.raw_items()),
-            response_headers=list(response.headers.raw_items()),
+            # Keep websockets' Headers objects: no copy per connection.
+            request_headers=request.headers,
+            response_headers=response.headers,
             subprotocol=connection.subprotocol,
-            extensions=[ext.name for ext in connection.protocol.extensions],
+            extensions=tuple(ext.name for ext in connection.protocol.extensions),
             connected_at=now,
             handle=connection,
         )
         self.registry.add(record)
         self.opened_total += 1
-        connection.protocol.wsc_record = record  # type: ignore[attr-defined]
+        self.protocol_records[connection.protocol] = record
         connection.wsc_record = record  # type: ignore[attr-defined]
         if self._observers:
             self._observe("on_opened", record)
@@ -264,6 +267,7 @@ class Hub:
         record: ConnectionRecord | None = getattr(connection, "wsc_record", None)
         if record is None or self.registry.remove(record.id) is None:
             return
+        self.protocol_records.pop(connection.protocol, None)
         code, reason = _close_code(connection)
         self.closed_by_code[code] += 1
         self._observe("on_closed", record, code)

@@ -37,12 +37,22 @@ REDACTED_HEADERS = frozenset(
 REDACTED = "[redacted]"
 
 
-def redact_headers(headers: Iterable[tuple[str, str]]) -> list[list[str]]:
-    """Return ``[name, value]`` pairs with secret values replaced by ``[redacted]``."""
+def redact_headers(headers: Any) -> list[list[str]]:
+    """Return ``[name, value]`` pairs with secret values replaced by ``[redacted]``.
+
+    ``headers`` is an iterable of pairs, or any object with ``raw_items()``
+    (such as websockets' ``Headers``, which records keep as they are rather
+    than copy, to save memory per connection).
+    """
+    if hasattr(headers, "raw_items"):
+        headers = headers.raw_items()
     return [
         [name, REDACTED if name.lower() in REDACTED_HEADERS else value]
         for name, value in headers
     ]
+
+
+_NO_TOPICS: frozenset[str] = frozenset()
 
 
 class ConnectionRecord:
@@ -84,10 +94,10 @@ class ConnectionRecord:
         path: str,
         query: str = "",
         remote: str = "",
-        request_headers: list[tuple[str, str]] | None = None,
-        response_headers: list[tuple[str, str]] | None = None,
+        request_headers: Any = (),
+        response_headers: Any = (),
         subprotocol: str | None = None,
-        extensions: list[str] | None = None,
+        extensions: tuple[str, ...] = (),
         connected_at: float = 0.0,
         handle: Any = None,
     ) -> None:
@@ -97,10 +107,11 @@ class ConnectionRecord:
         self.path = path
         self.query = query
         self.remote = remote
-        self.request_headers = request_headers or []
-        self.response_headers = response_headers or []
+        self.request_headers = request_headers
+        """Pairs, or an object with ``raw_items()``; read with :func:`redact_headers`."""
+        self.response_headers = response_headers
         self.subprotocol = subprotocol
-        self.extensions = extensions or []
+        self.extensions = tuple(extensions)
         self.connected_at = connected_at
         self.last_activity = connected_at
         self.msgs_in = 0
@@ -109,8 +120,9 @@ class ConnectionRecord:
         self.bytes_out = 0
         self.buffered = 0
         self.latency = 0.0
-        # A connection is in few topics; a tuple-free set keeps membership O(1).
-        self.topics: set[str] = set()
+        # Most connections join no topic: share one empty frozenset until they
+        # do (an empty set costs 216 bytes per connection).
+        self.topics: set[str] | frozenset[str] = _NO_TOPICS
         self.handle = handle
         """Opaque reference to the live connection; the registry never touches it."""
 
@@ -312,7 +324,10 @@ class ConnectionRegistry:
             raise UnknownConnection(f"no open connection with id {id}")
         if topic in record.topics:
             return False
-        record.topics.add(topic)
+        if record.topics:
+            record.topics.add(topic)  # type: ignore[union-attr]
+        else:
+            record.topics = {topic}
         self._by_topic.setdefault(topic, {})[id] = record
         return True
 
@@ -321,7 +336,7 @@ class ConnectionRegistry:
         record = self._by_id.get(id)
         if record is None or topic not in record.topics:
             return False
-        record.topics.discard(topic)
+        record.topics.discard(topic)  # type: ignore[union-attr]
         _discard(self._by_topic, topic, id)
         return True
 

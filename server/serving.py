@@ -77,50 +77,53 @@ def default_identify(connection: ServerConnection) -> str:
 
 # The hot path: counting is done in the sans-I/O protocol, where every frame
 # passes whichever API sent it (connection.send, broadcast, the hub).
-_tracked_protocols: dict[type, type] = {}
+#
+# websockets builds the ServerProtocol itself, so the connection swaps in a
+# subclass (same layout, two overridden methods). Nothing is stored on the
+# protocol instance: a new attribute on an instance whose class was swapped
+# turns its key-sharing __dict__ into a full one (~1.5 KiB per connection).
+# The record is found in the hub's dict keyed by protocol instead.
 
 
-def _tracked_protocol_class(base: type[ServerProtocol]) -> type[ServerProtocol]:
-    cls = _tracked_protocols.get(base)
-    if cls is not None:
-        return cls
+def _tracked_protocol_class(base: type[ServerProtocol], hub: Hub) -> type[ServerProtocol]:
+    records = hub.protocol_records
+    totals = hub.totals
 
     def recv_frame(self: Any, frame: Any) -> None:
         base.recv_frame(self, frame)
-        record = self.wsc_record
-        if record is not None and frame.opcode in _DATA_OPCODES:
-            size = len(frame.data)
-            totals = self.wsc_totals
-            record.bytes_in += size
-            totals.bytes_in += size
-            if frame.fin:
-                record.msgs_in += 1
-                totals.msgs_in += 1
-                record.last_activity = _now()
+        if frame.opcode in _DATA_OPCODES:
+            record = records.get(self)
+            if record is not None:
+                size = len(frame.data)
+                record.bytes_in += size
+                totals.bytes_in += size
+                if frame.fin:
+                    record.msgs_in += 1
+                    totals.msgs_in += 1
+                    record.last_activity = _now()
 
     def send_frame(self: Any, frame: Any) -> None:
         base.send_frame(self, frame)
-        record = self.wsc_record
-        if record is not None and frame.opcode in _DATA_OPCODES:
-            size = len(frame.data)
-            totals = self.wsc_totals
-            record.bytes_out += size
-            totals.bytes_out += size
-            if frame.fin:
-                record.msgs_out += 1
-                totals.msgs_out += 1
+        if frame.opcode in _DATA_OPCODES:
+            record = records.get(self)
+            if record is not None:
+                size = len(frame.data)
+                record.bytes_out += size
+                totals.bytes_out += size
+                if frame.fin:
+                    record.msgs_out += 1
+                    totals.msgs_out += 1
 
-    cls = type(
+    return type(
         "Tracked" + base.__name__,
         (base,),
-        {"recv_frame": recv_frame, "send_frame": send_frame,
-         "wsc_record": None, "wsc_totals": None, "__module__": __name__},
+        {"recv_frame": recv_frame, "send_frame": send_frame, "__module__": __name__},
     )
-    _tracked_protocols[base] = cls
-    return cls
 
 
 def _tracked_connection_class(base: type[ServerConnection], hub: Hub) -> type[ServerConnection]:
+    tracked_protocols: dict[type, type] = {}
+
     class TrackedServerConnection(base):  # type: ignore[valid-type, misc]
         """A websockets ServerConnection that reports to a wsconsole hub."""
 
@@ -129,10 +132,11 @@ def _tracked_connection_class(base: type[ServerConnection], hub: Hub) -> type[Se
         wsc_user: str | None = None
 
         def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-            # websockets builds the ServerProtocol itself; we swap in a subclass
-            # with counting hooks (same layout, two overridden methods).
-            protocol.__class__ = _tracked_protocol_class(type(protocol))
-            protocol.wsc_totals = hub.totals  # type: ignore[attr-defined]
+            cls = tracked_protocols.get(type(protocol))
+            if cls is None:
+                cls = tracked_protocols[type(protocol)] = _tracked_protocol_class(
+                    type(protocol), hub)
+            protocol.__class__ = cls
             super().__init__(protocol, *args, **kwargs)
 
         async def handshake(self, *args: Any, **kwargs: Any) -> None:
