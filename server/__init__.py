@@ -33,6 +33,7 @@ _EXPORTS = {
     "UnknownConnection": "errors",
     "IdentifyError": "errors",
     "ServerStateError": "errors",
+    "ConfigError": "errors",
     "ControlError": "errors",
     "ControlUnavailable": "errors",
     "ProtocolViolation": "errors",
@@ -55,6 +56,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ControlConfig
     from .errors import (
+        ConfigError,
         ControlError,
         ControlUnavailable,
         Forbidden,
