@@ -47,6 +47,7 @@ from .errors import (
     WsconsoleError,
 )
 from .hub import HubState
+from .registry import REDACTED, REDACTED_HEADERS
 from .wire import ErrorCode, EventKind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +65,25 @@ __all__ = [
 ]
 
 logger = logging.getLogger("wsconsole.control")
+
+class _RedactHeaders(logging.Filter):
+    """Blank secret header values in websockets' DEBUG handshake lines.
+
+    With DEBUG on, websockets logs every request header, ``Authorization``
+    (our bearer token) included; this logger is the one the listener hands it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (isinstance(args, tuple) and len(args) == 2 and isinstance(record.msg, str)
+                and record.msg.endswith("%s: %s") and str(args[0]).lower() in REDACTED_HEADERS):
+            record.args = (args[0], REDACTED)
+        return True
+
+
+websockets_logger = logging.getLogger("wsconsole.control.websockets")
+"""The logger of the control listener's websockets server (headers redacted)."""
+websockets_logger.addFilter(_RedactHeaders())
 
 OPERATOR = "operator"
 """Role of the operator token: every operation."""
@@ -316,6 +336,7 @@ class ControlListener:
         """The ``Metrics`` of ``wsconsole.server.metrics``, or None without it."""
         self._tokens: list[tuple[bytes, str]] = []
         self._server: Server | None = None
+        self._port: int | None = None
         self._tls = False
         self._sessions: set[_Session] = set()
         self._subscribers: dict[_Session, _Subscription] = {}
@@ -347,6 +368,7 @@ class ControlListener:
             # intent, and control traffic is small anyway.
             compression=None,
             server_header="wsconsole",
+            logger=websockets_logger,
             ssl=ssl_context,
         )
         try:
@@ -359,6 +381,9 @@ class ControlListener:
             self._close_audit()
             raise
         self._tls = ssl_context is not None
+        if config.unix_path is None:
+            # Kept: after stop() the sockets are gone, and describe() still works.
+            self._port = self._server.sockets[0].getsockname()[1]
         self.hub.add_listener(self._on_event)
         self._listening = True
 
@@ -426,9 +451,7 @@ class ControlListener:
     @property
     def port(self) -> int | None:
         """The TCP port it listens on (handy with port 0); None on a Unix socket."""
-        if self._server is None or self.config.unix_path is not None:
-            return None
-        return self._server.sockets[0].getsockname()[1]
+        return self._port
 
     @property
     def url(self) -> str:
