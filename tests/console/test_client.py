@@ -10,7 +10,6 @@ import pytest
 from websockets.asyncio.server import serve as websockets_serve
 
 from tests.conftest import TIMEOUT
-from wsconsole.console import client as client_module
 from wsconsole.console.client import (
     DEFAULT_URL,
     EVENT_BUFFER,
@@ -355,18 +354,23 @@ async def test_slow_event_consumer_drops_the_oldest(monkeypatch):
     assert received == list(range(burst - EVENT_BUFFER, burst))
 
 
-def test_client_module_imports_no_server_internals():
-    """The client module reaches the server only through wire and errors."""
+@pytest.mark.parametrize("module", ["client", "commands", "output"])
+def test_console_modules_import_only_wire_and_errors(module):
+    """The client, the commands and their output reach the server only through wire and errors."""
     import ast
+    import importlib
     import inspect
 
-    tree = ast.parse(inspect.getsource(client_module))
+    source = inspect.getsource(importlib.import_module(f"wsconsole.console.{module}"))
     from_server = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("wsconsole.server"):
             from_server |= {f"{node.module}.{alias.name}" for alias in node.names}
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [
+                alias.name for alias in node.names]
+            assert not any(name.startswith("textual") for name in names)
         if isinstance(node, ast.Import):
-            assert not any(alias.name.startswith(("wsconsole.server", "textual"))
-                           for alias in node.names)
+            assert not any(alias.name.startswith("wsconsole.server") for alias in node.names)
     allowed = ("wsconsole.server.wire", "wsconsole.server.errors.")
-    assert from_server and all(name.startswith(allowed) for name in from_server), from_server
+    assert all(name.startswith(allowed) for name in from_server), from_server

@@ -1,0 +1,385 @@
+"""The operator's commands: ``ls``, ``show``, ``send``, ``kick``, ``shutdown``,
+``stats`` and ``events``, each one request (or a stream) over the control plane.
+
+``register(subparsers)`` adds them to the ``wsconsole`` parser
+(``wsconsole.console.cli``). Every command prints a readable table by default
+and JSON with ``--json``; a failure raises a ``WsconsoleError`` that the
+entry point turns into one line on stderr and exit status 1. A command that
+needs a selector and has none is a usage error (exit status 2), so that a
+forgotten flag never broadcasts.
+
+Imports nothing of the server but ``wire`` and ``errors`` (through the
+client); never textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any, Awaitable, Callable
+
+from wsconsole.server.errors import ControlUnavailable
+
+from . import output
+from .client import ControlClient, resolve_token, resolve_url
+
+__all__ = ["register", "selector_from_args", "read_message", "EXIT_USAGE"]
+
+EXIT_USAGE = 2
+"""Exit status of a usage error (as argparse uses)."""
+
+Action = Callable[[ControlClient, argparse.Namespace], Awaitable[int | None]]
+
+
+# Arguments shared by every command
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("control plane")
+    group.add_argument("--url", metavar="URL",
+                       help="control listener (default: $WSCONSOLE_URL or ws://127.0.0.1:8766)")
+    group.add_argument("--token", metavar="TOKEN",
+                       help="bearer token (default: --token-file, $WSCONSOLE_TOKEN, "
+                       "or the token file `wsconsole serve` writes)")
+    group.add_argument("--token-file", metavar="FILE", help="read the bearer token from FILE")
+    group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="seconds to wait for a reply (default: 10)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _add_selector_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "selector", "which connections (kinds combine with AND; at least one is required)"
+    )
+    group.add_argument("--all", action="store_true", dest="everyone", help="every connection")
+    group.add_argument("--user", metavar="USER", help="connections of this user")
+    group.add_argument("--path", metavar="PATH", help="connections on this request path")
+    group.add_argument("--topic", metavar="TOPIC", help="connections subscribed to this topic")
+    group.add_argument("--id", metavar="ID", action="append", dest="ids",
+                       help="this connection (repeat for several)")
+
+
+def selector_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The wire form of the selector flags, or None when none was given."""
+    selector: dict[str, Any] = {}
+    if args.everyone:
+        selector["everyone"] = True
+    for name in ("user", "path", "topic"):
+        value = getattr(args, name)
+        if value is not None:
+            selector[name] = value
+    if args.ids:
+        selector["ids"] = list(args.ids)
+    return selector or None
+
+
+def _usage_error(args: argparse.Namespace, message: str) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace, action: Action) -> int:
+    """Connect, run ``action``, close; the exit status is what ``action`` returns."""
+
+    async def main() -> int:
+        url = resolve_url(args.url)
+        token = resolve_token(args.token, args.token_file)
+        client = ControlClient(url, token, request_timeout=args.timeout)
+        async with client:
+            return int(await action(client, args) or 0)
+
+    return asyncio.run(main())
+
+
+def _emit(text: str) -> None:
+    if text:
+        print(text, flush=True)
+
+
+# ls
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    return _run(args, _ls)
+
+
+async def _ls(client: ControlClient, args: argparse.Namespace) -> int:
+    filters = dict(user=args.user, path=args.path, topic=args.topic,
+                   id_prefix=args.id_prefix, sort=args.sort)
+    if args.groups:
+        page = await client.list_connections(**filters, limit=1, groups=True)
+        groups = page.get("groups") or {}
+        _emit(output.to_json(groups) if args.json else output.groups_table(groups))
+        return 0
+    connections: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = await client.list_connections(**filters, limit=args.limit,
+                                             cursor=cursor, groups=False)
+        connections.extend(page.get("connections") or [])
+        cursor = page.get("next_cursor")
+        if not (args.all_pages and cursor):
+            break
+    total = page.get("total", len(connections))
+    if args.json:
+        _emit(output.to_json(connections))
+        return 0
+    if connections:
+        _emit(output.connections_table(connections, time.time()))
+    if cursor:
+        _emit(f"{len(connections)} of {total} connections (--all-pages for the rest)")
+    else:
+        _emit(f"{len(connections)} connection{'' if len(connections) == 1 else 's'}")
+    return 0
+
+
+# show
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    return _run(args, _show)
+
+
+async def _show(client: ControlClient, args: argparse.Namespace) -> int:
+    connection = await client.get(args.connection_id)
+    _emit(output.to_json(connection) if args.json
+          else output.connection_detail(connection, time.time()))
+    return 0
+
+
+# send
+
+
+def read_message(argument: str | None, binary: bool, stdin: Any = None) -> str | bytes:
+    """The message to send: the argument, or stdin when it is missing or ``-``.
+
+    Text read from stdin loses one trailing newline (``echo hi | wsconsole
+    send`` sends ``hi``); binary is sent byte for byte.
+    """
+    stdin = stdin if stdin is not None else sys.stdin
+    if argument is not None and argument != "-":
+        return argument.encode() if binary else argument
+    if binary:
+        return stdin.buffer.read()
+    text = stdin.read()
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    selector = selector_from_args(args)
+    if selector is None:
+        return _usage_error(args, "send needs a selector: --all, --user, --path, --topic or --id")
+    if args.message is None and (sys.stdin is None or sys.stdin.isatty()):
+        return _usage_error(args, "give MESSAGE, or pipe it on stdin")
+    args.selector = selector
+    # Read stdin before connecting, so a slow producer never holds a control connection.
+    args.payload = read_message(args.message, args.binary)
+    return _run(args, _send)
+
+
+async def _send(client: ControlClient, args: argparse.Namespace) -> int:
+    payload = args.payload
+    if isinstance(payload, bytes):
+        result = await client.send(args.selector, binary=payload, dry_run=args.dry_run)
+    else:
+        result = await client.send(args.selector, text=payload, dry_run=args.dry_run)
+    if args.json:
+        _emit(output.to_json(result))
+    elif args.dry_run:
+        sample = " ".join(result.get("sample") or [])
+        recipients = result.get("recipients", 0)
+        _emit(f"would send to {recipients} connection{'' if recipients == 1 else 's'}"
+              f" (dry run; nothing sent){': ' + sample if sample else ''}")
+    else:
+        _emit(f"sent to {result.get('delivered', 0)} of {result.get('recipients', 0)}"
+              f" (skipped {result.get('skipped', 0)})")
+    return 0
+
+
+# kick
+
+
+def _cmd_kick(args: argparse.Namespace) -> int:
+    selector = selector_from_args(args)
+    if selector is None:
+        return _usage_error(args, "kick needs a selector: --all, --user, --path, --topic or --id")
+    args.selector = selector
+    return _run(args, _kick)
+
+
+async def _kick(client: ControlClient, args: argparse.Namespace) -> int:
+    result = await client.disconnect(args.selector, code=args.code, reason=args.reason)
+    if args.json:
+        _emit(output.to_json(result))
+    else:
+        count = result.get("count", 0)
+        _emit(f"disconnecting {count} connection{'' if count == 1 else 's'} (code {args.code})")
+    return 0
+
+
+# shutdown
+
+
+def _cmd_shutdown(args: argparse.Namespace) -> int:
+    return _run(args, _shutdown)
+
+
+async def _shutdown(client: ControlClient, args: argparse.Namespace) -> int:
+    result = await client.shutdown(args.mode, code=args.code, reason=args.reason,
+                                   deadline=args.deadline)
+    if args.json:
+        _emit(output.to_json(result))
+        return 0
+    result = result if isinstance(result, dict) else {}
+    connections = result.get("connections")
+    if args.mode == "keep_alive":
+        text = "stopped accepting; open connections keep being served"
+        if args.deadline is not None:
+            text += f" for at most {args.deadline:g} s"
+    else:
+        text = f"closing every connection (code {args.code})"
+    if connections is not None:
+        text += f" ({connections} open)"
+    _emit(text)
+    return 0
+
+
+# stats
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    return _run(args, _stats)
+
+
+async def _stats(client: ControlClient, args: argparse.Namespace) -> int:
+    stats = await client.stats()
+    _emit(output.to_json(stats) if args.json else output.stats_lines(stats))
+    return 0
+
+
+# events
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        return _usage_error(args, "--count must be at least 1")
+    return _run(args, _events)
+
+
+async def _events(client: ControlClient, args: argparse.Namespace) -> int:
+    kinds = set(args.kinds or ())
+    await client.subscribe(stats_interval=args.stats_interval)
+    printed = 0
+    async for event in client.events():
+        if kinds and event.kind not in kinds:
+            continue
+        if args.json:
+            line = output.to_json({"event": event.kind, "time": event.time,
+                                   "data": event.data}, compact=True)
+        else:
+            line = output.event_line(event.kind, event.time, event.data)
+        # Flushed per line: the consumer is often a pipe (jq, grep, a test).
+        print(line, flush=True)
+        printed += 1
+        if args.count is not None and printed >= args.count:
+            return 0
+    if args.count is not None:
+        raise ControlUnavailable(
+            f"the event stream ended after {printed} of {args.count} events"
+        )
+    return 0
+
+
+# Registration
+
+
+def _add(subparsers: Any, name: str, func: Callable[[argparse.Namespace], int],
+         help: str, description: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help, description=description)
+    parser.set_defaults(func=func, parser=parser)
+    return parser
+
+
+def register(subparsers: Any) -> None:
+    """Add the operator commands to the ``wsconsole`` parser."""
+    ls = _add(subparsers, "ls", _cmd_ls, "list connections",
+              "List open connections, filtered and sorted, a page at a time.")
+    ls.add_argument("--user", metavar="USER", help="only this user's connections")
+    ls.add_argument("--path", metavar="PATH", help="only connections on this path")
+    ls.add_argument("--topic", metavar="TOPIC", help="only connections in this topic")
+    ls.add_argument("--id-prefix", metavar="PREFIX", help="only ids starting with PREFIX")
+    ls.add_argument("--sort", default="connected_at", metavar="KEY",
+                    help="id, user, path, remote, connected_at, last_activity, msgs_in, "
+                    "bytes_in, msgs_out, bytes_out, buffered or latency; --sort=-KEY for "
+                    "descending (default: connected_at)")
+    ls.add_argument("--limit", type=int, default=100, metavar="N",
+                    help="page size, 1 to 1000 (default: 100)")
+    ls.add_argument("--all-pages", action="store_true",
+                    help="follow next_cursor until every match is listed")
+    ls.add_argument("--groups", action="store_true",
+                    help="print connection counts by user, path and topic instead")
+    _add_connection_arguments(ls)
+
+    show = _add(subparsers, "show", _cmd_show, "show one connection in full",
+                "Show one connection: identity, counters, topics and handshake headers "
+                "(Authorization, Cookie and similar values are redacted by the server).")
+    show.add_argument("connection_id", metavar="ID", help="connection id (from ls)")
+    _add_connection_arguments(show)
+
+    send = _add(subparsers, "send", _cmd_send, "send a message to selected connections",
+                "Send one message to the selected connections. MESSAGE is read from "
+                "stdin when missing or '-' (one trailing newline dropped for text).")
+    send.add_argument("message", nargs="?", metavar="MESSAGE", help="the message (default: stdin)")
+    send.add_argument("--binary", action="store_true",
+                      help="send a binary message (MESSAGE as UTF-8, or stdin's bytes)")
+    send.add_argument("--dry-run", action="store_true",
+                      help="count the recipients and show a sample; send nothing")
+    _add_selector_arguments(send)
+    _add_connection_arguments(send)
+
+    kick = _add(subparsers, "kick", _cmd_kick, "disconnect selected connections",
+                "Close the selected connections with a close code and reason.")
+    kick.add_argument("--code", type=int, default=1000,
+                      help="close code: 1000, 1001, 1008, 1011, 1012, 1013 or 3000-4999 "
+                      "(default: 1000)")
+    kick.add_argument("--reason", default="", help="close reason, at most 123 bytes")
+    _add_selector_arguments(kick)
+    _add_connection_arguments(kick)
+
+    shutdown = _add(subparsers, "shutdown", _cmd_shutdown, "stop the server",
+                    "Stop the server. --graceful closes every connection now; "
+                    "--keep-alive stops accepting and keeps serving open connections "
+                    "until they close (or until --deadline).")
+    mode = shutdown.add_mutually_exclusive_group()
+    mode.add_argument("--graceful", action="store_const", const="graceful", dest="mode",
+                      help="close every connection now (default)")
+    mode.add_argument("--keep-alive", action="store_const", const="keep_alive", dest="mode",
+                      help="stop accepting; keep serving open connections")
+    shutdown.set_defaults(mode="graceful")
+    shutdown.add_argument("--deadline", type=float, metavar="SECONDS",
+                          help="--keep-alive: close the remaining connections after SECONDS")
+    shutdown.add_argument("--code", type=int, default=1001,
+                          help="close code (default: 1001, going away)")
+    shutdown.add_argument("--reason", default="", help="close reason, at most 123 bytes")
+    _add_connection_arguments(shutdown)
+
+    stats = _add(subparsers, "stats", _cmd_stats, "show server statistics",
+                 "Node, state, uptime, connections, totals and rates.")
+    _add_connection_arguments(stats)
+
+    events = _add(subparsers, "events", _cmd_events, "stream live events",
+                  "Print events as they happen: connections opened and closed, "
+                  "operator actions, state changes and periodic stats.")
+    events.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    events.add_argument("--kind", action="append", dest="kinds", metavar="KIND",
+                        help="only events of this kind (repeatable): connection_opened, "
+                        "connection_closed, burst, operator_action, state_changed, "
+                        "slow_consumer, stats")
+    events.add_argument("--stats-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="seconds between stats events (default: 5)")
+    _add_connection_arguments(events)
+

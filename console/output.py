@@ -1,0 +1,202 @@
+"""Plain-text and JSON rendering for the operator commands.
+
+Pure functions from values to strings: no I/O, no asyncio, no server imports,
+so that the command line's output can be tested and reused (e.g. by docs).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "to_json",
+    "table",
+    "key_values",
+    "age",
+    "size",
+    "timestamp",
+    "connections_table",
+    "groups_table",
+    "connection_detail",
+    "stats_lines",
+    "event_line",
+]
+
+
+def to_json(value: Any, *, compact: bool = False) -> str:
+    """JSON for scripts: indented by default, one line with ``compact``."""
+    if compact:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Columns aligned on the widest cell; the last column is not padded."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        padded = [cell.ljust(width) for cell, width in zip(row[:-1], widths)]
+        lines.append("  ".join(padded + [row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
+    """``key  value`` lines, values aligned."""
+    pairs = [(k, "-" if v is None or v == "" else str(v)) for k, v in pairs]
+    if not pairs:
+        return ""
+    width = max(len(k) for k, _ in pairs)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs)
+
+
+def age(seconds: float) -> str:
+    """A short duration: ``42s``, ``3m12s``, ``2h05m``, ``3d04h``."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def size(n: float) -> str:
+    """Bytes in binary units: ``512 B``, ``1.5 KiB``, ``3.0 MiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover - unreachable
+
+
+def timestamp(epoch: float | None) -> str:
+    """Local time, to the second: ``2026-01-01 12:00:00``."""
+    if not epoch:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def connections_table(connections: Sequence[dict[str, Any]], now: float) -> str:
+    """The ``ls`` table: ID USER PATH REMOTE AGE IN OUT TOPICS (IN/OUT are messages)."""
+    return table(
+        ["ID", "USER", "PATH", "REMOTE", "AGE", "IN", "OUT", "TOPICS"],
+        [
+            [
+                c.get("id"),
+                c.get("user"),
+                c.get("path"),
+                c.get("remote"),
+                age(now - float(c.get("connected_at") or now)),
+                c.get("msgs_in", 0),
+                c.get("msgs_out", 0),
+                ",".join(c.get("topics") or []) or "-",
+            ]
+            for c in connections
+        ],
+    )
+
+
+def groups_table(groups: dict[str, Any]) -> str:
+    """Group counts as KIND NAME CONNECTIONS, largest first within each kind.
+
+    Accepts each kind as ``{name: count}`` or as ``[[name, count], ...]``.
+    """
+    rows = []
+    for kind in ("user", "path", "topic"):
+        counts = groups.get(kind) or groups.get(kind + "s") or groups.get("by_" + kind) or {}
+        items = counts.items() if isinstance(counts, dict) else counts
+        for name, count in sorted(items, key=lambda item: (-item[1], item[0])):
+            rows.append([kind, name, count])
+    return table(["KIND", "NAME", "CONNECTIONS"], rows)
+
+
+def connection_detail(c: dict[str, Any], now: float) -> str:
+    """The ``show`` view: key/value lines, then the request and response headers."""
+    connected_at = c.get("connected_at")
+    lines = [
+        key_values(
+            [
+                ("id", c.get("id")),
+                ("node", c.get("node")),
+                ("user", c.get("user")),
+                ("path", c.get("path")),
+                ("query", c.get("query")),
+                ("remote", c.get("remote")),
+                ("connected", f"{timestamp(connected_at)} ({age(now - float(connected_at or now))} ago)"),
+                ("last activity", timestamp(c.get("last_activity"))),
+                ("messages in", f"{c.get('msgs_in', 0)} ({size(c.get('bytes_in', 0))})"),
+                ("messages out", f"{c.get('msgs_out', 0)} ({size(c.get('bytes_out', 0))})"),
+                ("buffered", size(c.get("buffered", 0))),
+                ("latency", f"{float(c.get('latency') or 0) * 1000:.1f} ms"),
+                ("topics", ", ".join(c.get("topics") or [])),
+                ("subprotocol", c.get("subprotocol")),
+                ("extensions", ", ".join(c.get("extensions") or [])),
+            ]
+        )
+    ]
+    for title, key in (("request headers", "request_headers"),
+                       ("response headers", "response_headers")):
+        headers = c.get(key) or []
+        lines.append("")
+        lines.append(title)
+        lines.extend(f"  {name}: {value}" for name, value in headers)
+    return "\n".join(lines)
+
+
+def stats_lines(stats: dict[str, Any]) -> str:
+    """The ``stats`` view: one key/value line each, totals and rates flattened."""
+    totals = stats.get("totals") or {}
+    rates = stats.get("rates") or {}
+    pairs: list[tuple[str, Any]] = [
+        ("node", stats.get("node")),
+        ("state", stats.get("state")),
+        ("listen", ", ".join(stats.get("listen") or [])),
+        ("uptime", age(stats.get("uptime") or 0)),
+        ("connections", stats.get("connections")),
+        ("opened total", stats.get("opened_total")),
+        ("closed total", stats.get("closed_total")),
+    ]
+    for direction in ("in", "out"):
+        msgs, nbytes = totals.get(f"msgs_{direction}"), totals.get(f"bytes_{direction}")
+        if msgs is not None:
+            pairs.append((f"messages {direction}", f"{msgs} ({size(nbytes or 0)})"))
+        mrate, brate = rates.get(f"msgs_{direction}"), rates.get(f"bytes_{direction}")
+        if mrate is not None:
+            pairs.append((f"rate {direction}", f"{mrate:.1f} msg/s ({size(brate or 0)}/s)"))
+    if stats.get("shutdown_mode"):
+        pairs.append(("shutdown mode", stats["shutdown_mode"]))
+    if stats.get("shutdown_deadline"):
+        pairs.append(("shutdown deadline", timestamp(stats["shutdown_deadline"])))
+    known = {"node", "state", "listen", "uptime", "connections", "opened_total",
+             "closed_total", "totals", "rates", "shutdown_mode", "shutdown_deadline",
+             "started_at"}
+    # Fields a newer server adds still show, after the ones we know.
+    for key, value in stats.items():
+        if key not in known and not isinstance(value, (dict, list)):
+            pairs.append((key.replace("_", " "), value))
+    return key_values(pairs)
+
+
+def event_line(kind: str, time_: float, data: Any) -> str:
+    """One event as a human line: ``12:00:01 connection_opened 1a2b3c user=ann ...``."""
+    clock = time.strftime("%H:%M:%S", time.localtime(time_)) if time_ else "--:--:--"
+    data = data if isinstance(data, dict) else {"data": data}
+    if kind == "stats":
+        detail = (f"state={data.get('state')} connections={data.get('connections')} "
+                  f"in={(data.get('rates') or {}).get('msgs_in', 0):.1f}/s "
+                  f"out={(data.get('rates') or {}).get('msgs_out', 0):.1f}/s")
+    else:
+        parts = []
+        for key, value in data.items():
+            if isinstance(value, (dict, list)):
+                value = to_json(value, compact=True)
+            elif isinstance(value, float):
+                value = f"{value:.3f}".rstrip("0").rstrip(".")
+            parts.append(f"{key}={value}")
+        detail = " ".join(parts)
+    return f"{clock} {kind} {detail}".rstrip()
