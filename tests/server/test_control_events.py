@@ -1,0 +1,181 @@
+"""The control listener's event stream (and its coalescing) and its audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+
+from tests.conftest import TIMEOUT, wait_for
+from wsconsole.server import wire
+from wsconsole.server.control import _Subscription
+from wsconsole.server.wire import EventKind
+
+from .control_helpers import READ_ONLY_TOKEN, TOKEN, control, public, running
+
+
+# The stream
+
+
+async def test_opened_and_closed_events_carry_the_connection_and_close_code():
+    """A subscriber sees connection_opened with the summary and connection_closed with the code."""
+    async with running() as server, control(server) as ctl:
+        await ctl.ok("subscribe", stats_interval=60)
+        async with public(server, "/chat?user=ann") as client:
+            opened = await ctl.event(lambda e: e.kind == EventKind.CONNECTION_OPENED)
+            assert opened.data["user"] == "ann" and opened.data["path"] == "/chat"
+            await client.close(4005, "done")
+        closed = await ctl.event(lambda e: e.kind == EventKind.CONNECTION_CLOSED)
+        assert closed.data["id"] == opened.data["id"]
+        assert (closed.data["code"], closed.data["reason"]) == (4005, "done")
+
+
+async def test_operator_actions_are_published_to_subscribers():
+    """A send by one operator appears as an operator_action event on another's stream."""
+    async with running() as server, control(server, READ_ONLY_TOKEN) as watcher:
+        await watcher.ok("subscribe", stats_interval=60)
+        async with control(server) as ctl:
+            await ctl.ok("send", selector={"user": "nobody"}, text="hello")
+        action = await watcher.event(lambda e: e.kind == EventKind.OPERATOR_ACTION)
+    assert action.data["op"] == "send" and action.data["role"] == "operator"
+    assert action.data["args"]["selector"] == {"user": "nobody"}
+    assert action.data["result"]["recipients"] == 0
+
+
+async def test_stats_events_arrive_every_interval():
+    """subscribe with stats_interval sends a stats event at once and then periodically."""
+    async with running() as server, control(server) as ctl:
+        await ctl.ok("subscribe", stats_interval=0.1)
+        times = []
+        for _ in range(3):
+            event = await ctl.event(lambda e: e.kind == EventKind.STATS)
+            assert event.data["node"] == server.hub.node
+            times.append(event.time)
+    assert times == sorted(times) and times[-1] > times[0]
+
+
+async def test_unsubscribe_stops_the_stream():
+    """After unsubscribe, no event reaches the control connection."""
+    async with running() as server, control(server) as ctl:
+        await ctl.ok("subscribe", stats_interval=60)
+        await ctl.event(lambda e: e.kind == EventKind.STATS)
+        result = await ctl.ok("unsubscribe")
+        assert result == {"subscribed": False, "was_subscribed": True}
+        ctl.events.clear()
+        async with public(server):
+            await wait_for(lambda: len(server.hub.registry) == 1)
+            await ctl.ok("hello")
+        await wait_for(lambda: len(server.hub.registry) == 0)
+        await ctl.ok("hello")
+        assert ctl.events == []
+
+
+async def test_a_burst_of_connections_is_coalesced():
+    """300 quick connects and closes reach a subscriber as fewer frames with a burst summary, totals conserved."""
+    async with running() as server:
+        server.control.flush_interval = 0.5
+        server.control.burst_threshold = 50
+        async with control(server) as ctl:
+            await ctl.ok("subscribe", stats_interval=60)
+            clients = await asyncio.gather(*(public(server, f"/?user=u{i}") for i in range(300)))
+            await asyncio.gather(*(client.close() for client in clients))
+            opened = closed = frames = bursts = 0
+            async with asyncio.timeout(TIMEOUT * 2):
+                while opened < 300 or closed < 300:
+                    event = await ctl.next_event()
+                    if event.kind == EventKind.CONNECTION_OPENED:
+                        opened += 1
+                    elif event.kind == EventKind.CONNECTION_CLOSED:
+                        assert event.data["code"] == 1000
+                        closed += 1
+                    elif event.kind == EventKind.BURST:
+                        opened += event.data["opened"]
+                        closed += event.data["closed"]
+                        bursts += 1
+                    else:
+                        continue
+                    frames += 1
+    assert (opened, closed) == (300, 300)
+    assert bursts >= 1
+    assert frames < 200
+
+
+def test_subscription_memory_is_bounded_under_a_flood():
+    """10,000 events in one window keep at most the threshold in memory and flush as head + one burst."""
+    subscription = _Subscription(stats_interval=1.0, threshold=100, head=10, max_other=50)
+    for i in range(10_000):
+        kind = EventKind.CONNECTION_OPENED if i % 2 == 0 else EventKind.CONNECTION_CLOSED
+        subscription.push(kind, {"id": str(i)}, 0.0)
+    for i in range(200):
+        subscription.push(EventKind.SLOW_CONSUMER, {"id": str(i)}, 0.0)
+    assert len(subscription.pending) <= 100 + 50
+    events = [wire.parse_message(frame) for frame in subscription.take(1.0)]
+    connection_events = [e for e in events if e.kind in (EventKind.CONNECTION_OPENED,
+                                                          EventKind.CONNECTION_CLOSED)]
+    [burst] = [e for e in events if e.kind == EventKind.BURST]
+    assert len(connection_events) == 10
+    assert len(connection_events) + burst.data["opened"] + burst.data["closed"] == 10_000
+    assert burst.data["opened"] + sum(e.kind == EventKind.CONNECTION_OPENED
+                                      for e in connection_events) == 5_000
+    assert sum(e.kind == EventKind.SLOW_CONSUMER for e in events) == 50
+    assert burst.data["dropped"] == 150
+    # The window restarts empty.
+    assert subscription.take(2.0) == []
+
+
+def test_a_quiet_window_sends_every_event():
+    """Below the threshold, every connection event is sent as itself, with no burst."""
+    subscription = _Subscription(stats_interval=1.0, threshold=100, head=10, max_other=50)
+    for i in range(100):
+        subscription.push(EventKind.CONNECTION_OPENED, {"id": str(i)}, 0.0)
+    events = [wire.parse_message(frame) for frame in subscription.take(1.0)]
+    assert [e.data["id"] for e in events] == [str(i) for i in range(100)]
+
+
+# Audit log
+
+
+async def test_audit_log_records_every_mutating_operation(tmp_path):
+    """Each send, disconnect and shutdown, refused or not, is one JSON line; reads are not logged."""
+    audit = tmp_path / "audit.log"
+    async with running(audit_log=str(audit)) as server:
+        assert any(str(audit) in line for line in server.control.describe())
+        async with public(server, "/?user=ann") as client:
+            async with control(server) as ctl, control(server, READ_ONLY_TOKEN) as viewer:
+                await ctl.ok("list")
+                await ctl.ok("send", selector={"user": "ann"}, text="x" * 500)
+                assert await client.recv() == "x" * 500
+                await viewer.error("send", selector={"everyone": True}, text="y")
+                await ctl.error("send", selector={"colour": "red"}, text="z")
+                await ctl.ok("disconnect", selector={"user": "nobody"}, code=4000, reason="r")
+                await ctl.ok("shutdown", mode="keep_alive", deadline=30)
+                client_address = ctl.ws.local_address
+        await asyncio.wait_for(server.wait_closed(), TIMEOUT)
+    assert stat.S_IMODE(os.stat(audit).st_mode) == 0o600
+    text = audit.read_text()
+    assert TOKEN not in text and READ_ONLY_TOKEN not in text
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert [e["op"] for e in entries] == ["send", "send", "send", "disconnect", "shutdown"]
+    send, forbidden, bad, disconnect, shutdown = entries
+    assert send["time"].endswith("+00:00") and "T" in send["time"]
+    assert send["role"] == "operator"
+    assert send["client"] == f"{client_address[0]}:{client_address[1]}"
+    assert send["args"]["selector"] == {"user": "ann"}
+    assert send["args"]["text_length"] == 500 and len(send["args"]["text"]) <= 201
+    assert send["result"]["delivered"] == 1
+    assert forbidden["role"] == "read_only" and forbidden["error"]["code"] == "forbidden"
+    assert bad["error"]["code"] == "bad_selector"
+    assert disconnect["args"] == {"selector": {"user": "nobody"}, "code": 4000, "reason": "r"}
+    assert disconnect["result"] == {"count": 0}
+    assert shutdown["args"]["mode"] == "keep_alive" and shutdown["args"]["deadline"] == 30
+    assert shutdown["result"]["mode"] == "keep_alive"
+
+
+async def test_audit_log_is_appended_across_restarts(tmp_path):
+    """A restarted server appends to the audit log instead of truncating it."""
+    audit = tmp_path / "audit.log"
+    for _ in range(2):
+        async with running(audit_log=str(audit)) as server, control(server) as ctl:
+            await ctl.ok("send", selector={"everyone": True}, text="hi")
+    assert len(audit.read_text().splitlines()) == 2
