@@ -574,9 +574,12 @@ class ControlListener:
         try:
             async for frame in connection:
                 reply, then = self._dispatch(session, frame)
-                await connection.send(reply)
-                if then is not None:
-                    then()
+                try:
+                    await connection.send(reply)
+                finally:
+                    # An accepted shutdown runs even if its operator just left.
+                    if then is not None:
+                        then()
         except ConnectionClosed:
             pass
         finally:
