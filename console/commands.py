@@ -234,16 +234,15 @@ async def _shutdown(client: ControlClient, args: argparse.Namespace) -> int:
     if args.json:
         _emit(output.to_json(result))
         return 0
-    result = result if isinstance(result, dict) else {}
-    connections = result.get("connections")
+    connections = result.get("connections", 0) if isinstance(result, dict) else 0
+    plural = "" if connections == 1 else "s"
     if args.mode == "keep_alive":
-        text = "stopped accepting; open connections keep being served"
+        verb = "keeps" if connections == 1 else "keep"
+        text = f"stopped accepting; {connections} open connection{plural} {verb} being served"
         if args.deadline is not None:
             text += f" for at most {args.deadline:g} s"
     else:
-        text = f"closing every connection (code {args.code})"
-    if connections is not None:
-        text += f" ({connections} open)"
+        text = f"stopped accepting; closing {connections} open connection{plural} (code {args.code})"
     _emit(text)
     return 0
 

@@ -182,21 +182,37 @@ def stats_lines(stats: dict[str, Any]) -> str:
     return key_values(pairs)
 
 
+_EVENT_FIELDS = {
+    "connection_opened": ("id", "user", "path", "remote", "topics"),
+    "connection_closed": ("id", "user", "path", "code", "reason", "duration"),
+    "operator_action": ("role", "client", "op", "args", "result", "error"),
+    "state_changed": ("state", "mode", "connections"),
+    "burst": ("opened", "closed", "dropped"),
+    "slow_consumer": ("id", "user", "path", "buffered"),
+}
+"""The fields worth a human's line, per event kind; other kinds show every field."""
+
+
 def event_line(kind: str, time_: float, data: Any) -> str:
-    """One event as a human line: ``12:00:01 connection_opened 1a2b3c user=ann ...``."""
+    """One event as a human line: ``12:00:01 connection_opened id=1a2b3c user=ann ...``."""
     clock = time.strftime("%H:%M:%S", time.localtime(time_)) if time_ else "--:--:--"
     data = data if isinstance(data, dict) else {"data": data}
     if kind == "stats":
+        rates = data.get("rates") or {}
         detail = (f"state={data.get('state')} connections={data.get('connections')} "
-                  f"in={(data.get('rates') or {}).get('msgs_in', 0):.1f}/s "
-                  f"out={(data.get('rates') or {}).get('msgs_out', 0):.1f}/s")
-    else:
-        parts = []
-        for key, value in data.items():
-            if isinstance(value, (dict, list)):
-                value = to_json(value, compact=True)
-            elif isinstance(value, float):
-                value = f"{value:.3f}".rstrip("0").rstrip(".")
-            parts.append(f"{key}={value}")
-        detail = " ".join(parts)
-    return f"{clock} {kind} {detail}".rstrip()
+                  f"in={rates.get('msgs_in', 0):.1f}/s out={rates.get('msgs_out', 0):.1f}/s")
+        return f"{clock} {kind} {detail}"
+    fields = _EVENT_FIELDS.get(kind, tuple(data))
+    parts = []
+    for key in fields:
+        if key not in data or data[key] is None:
+            continue
+        value = data[key]
+        if isinstance(value, (dict, list)):
+            value = to_json(value, compact=True)
+        elif isinstance(value, float):
+            value = f"{value:.3f}".rstrip("0").rstrip(".")
+        elif isinstance(value, str) and (value == "" or " " in value):
+            value = json.dumps(value, ensure_ascii=False)
+        parts.append(f"{key}={value}")
+    return f"{clock} {kind} {' '.join(parts)}".rstrip()

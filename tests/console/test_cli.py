@@ -299,7 +299,7 @@ async def test_shutdown_keep_alive_keeps_open_connections(live: Live, capsys):
     ws = await live.client(user="ann")
     assert await run(*live.cli("shutdown", "--keep-alive")) == 0
     assert capsys.readouterr().out == (
-        "stopped accepting; open connections keep being served (1 open)\n")
+        "stopped accepting; 1 open connection keeps being served\n")
     # New connections are refused once the listening socket is closed.
     await wait_for(lambda: not live.server.is_serving())
     with pytest.raises(OSError):

@@ -1,0 +1,382 @@
+"""Regenerate docs/cli.md: run every operator command against a real ``wsconsole serve``.
+
+    python docs/cli_samples.py            # rewrites docs/cli.md beside this file
+
+Starts ``wsconsole serve`` (the demo application) on free loopback ports with
+fresh token files, opens a few real websockets clients, runs each documented
+command through the installed ``wsconsole`` script, and writes the command
+lines and their real output into the page. Nothing in the samples is typed by
+hand; ids, times and addresses change from run to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+
+HERE = Path(__file__).resolve().parent
+WSCONSOLE = str(Path(sys.executable).parent / "wsconsole")
+NODE = "demo-1"
+
+
+def free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+class Session:
+    """A running ``wsconsole serve`` and the page being written."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        # The documented defaults when they are free, so the page shows them.
+        self.public = free_port(8765)
+        self.control = free_port(8766)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WSCONSOLE_")}
+        self.env["XDG_STATE_HOME"] = str(tmp / "state")
+        self.env["COLUMNS"] = "100"
+        self.page: list[str] = []
+        self.clients: list[ClientConnection] = []
+        self.server: asyncio.subprocess.Process | None = None
+        self.serve_output: list[str] = []
+
+    async def start(self) -> None:
+        argv = [WSCONSOLE, "serve", "--port", str(self.public), "--control-port",
+                str(self.control), "--node", NODE,
+                "--read-only-token-file",
+                str(self.tmp / "state" / "wsconsole" / "read-only-token")]
+        self.server = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=self.env)
+        assert self.server.stdout is not None
+        while True:
+            line = (await self.server.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError("wsconsole serve exited:\n" + "".join(self.serve_output))
+            self.serve_output.append(line.replace(str(self.tmp), "~/.local"))
+            if line.startswith("wsconsole: control plane on"):
+                break
+        # The rest of the banner (token files, metrics) is already written.
+        for _ in range(3):
+            try:
+                async with asyncio.timeout(0.5):
+                    line = (await self.server.stdout.readline()).decode()
+            except TimeoutError:
+                break
+            self.serve_output.append(line.replace(str(self.tmp), "~/.local"))
+        # Operators export these once; the samples below rely on them.
+        self.env["WSCONSOLE_URL"] = f"ws://127.0.0.1:{self.control}"
+
+    async def client(self, path: str, **headers: str) -> ClientConnection:
+        ws = await connect(f"ws://127.0.0.1:{self.public}{path}",
+                           additional_headers=headers or None)
+        self.clients.append(ws)
+        return ws
+
+    async def run(self, command: str, *, stdin: bytes | None = None,
+                  shown: str | None = None, token: str = "token",
+                  keep: Callable[[str], str] | None = None) -> tuple[int, str]:
+        """Run ``command`` (a shell-like line), record it and its output."""
+        argv = shlex.split(command)
+        assert argv[0] == "wsconsole"
+        env = dict(self.env)
+        env["WSCONSOLE_TOKEN"] = (self.tmp / "state" / "wsconsole" / "token").read_text().strip() \
+            if token == "token" else (self.tmp / "state" / "wsconsole" / token).read_text().strip()
+        process = await asyncio.create_subprocess_exec(
+            WSCONSOLE, *argv[1:], env=env,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await process.communicate(stdin)
+        text = out.decode().rstrip("\n")
+        status = process.returncode
+        shown_text = keep(text) if keep is not None else text
+        block = [f"$ {shown or command}"] + ([shown_text] if shown_text else [])
+        if status:
+            block.append(f"$ echo $?\n{status}")
+        self.page.append("```console\n" + "\n".join(block) + "\n```")
+        return status, text
+
+    def say(self, text: str) -> None:
+        self.page.append(text.strip("\n"))
+
+    async def stop(self) -> None:
+        for ws in self.clients:
+            await ws.close()
+        if self.server is not None and self.server.returncode is None:
+            self.server.terminate()
+            await self.server.wait()
+
+
+async def drain(ws: ClientConnection) -> None:
+    """Read (and forget) what the demo echoes, so clients never stall."""
+    try:
+        async for _ in ws:
+            pass
+    except Exception:
+        pass
+
+
+async def generate(s: Session) -> None:
+    await s.start()
+    s.say(INTRO)
+    s.page.append("```console\n$ wsconsole serve --read-only-token-file ~/.local/state/wsconsole/read-only-token\n"
+                  + "".join(s.serve_output).rstrip("\n") + "\n```")
+    s.say(ENVIRONMENT)
+
+    ann = await s.client("/chat?user=ann&room=lobby",
+                         Authorization="Basic YW5uOmh1bnRlcjI=", Cookie="session=0123abcd")
+    bob = await s.client("/chat?user=bob&room=lobby")
+    carol = await s.client("/feed?user=carol")
+    dave = await s.client("/feed?user=dave&room=ops")
+    for ws in (ann, bob, carol, dave):
+        await ws.send("hello")
+    readers = [asyncio.create_task(drain(ws)) for ws in (ann, bob, carol, dave)]
+
+    s.say(LS)
+    await s.run("wsconsole ls")
+    await s.run("wsconsole ls --user ann --sort=-msgs_in")
+    await s.run("wsconsole ls --json --limit 1")
+    await s.run("wsconsole ls --groups")
+    s.say(LS_AFTER)
+
+    connections = json.loads((await _json(s, "ls --json --user ann")))
+    ann_id = connections[0]["id"]
+    s.say(SHOW)
+    await s.run(f"wsconsole show {ann_id}")
+
+    s.say(SEND)
+    await s.run('wsconsole send --topic lobby "server restarts at 18:00"')
+    await s.run('wsconsole send --path /feed --json \'{"type": "refresh"}\'')
+    await s.run("wsconsole send --user ann", stdin=b"from a pipe\n",
+                shown="echo 'from a pipe' | wsconsole send --user ann")
+    await s.run("wsconsole send --all --binary", stdin=b"\x00\x01\x02",
+                shown="printf '\\000\\001\\002' | wsconsole send --all --binary")
+    await s.run('wsconsole send --all --dry-run "test"')
+    await s.run('wsconsole send --user nobody "hi"')
+    await s.run('wsconsole send "forgot the selector"')
+    s.say(SEND_AFTER)
+
+    s.say(KICK)
+    await s.run('wsconsole kick --user carol --code 4000 --reason "account suspended"')
+    await s.run(f"wsconsole kick --id {ann_id} --json")
+
+    s.say(STATS)
+    await s.run("wsconsole stats")
+
+    s.say(EVENTS)
+    events = asyncio.create_task(s.run(
+        "wsconsole events --count 4 --kind connection_opened --kind connection_closed "
+        "--kind operator_action"))
+    # Keep causing events until the command has printed four of them.
+    while not events.done():
+        await s.client("/chat?user=erin")
+        await _json(s, 'kick --user erin --code 4000 --reason "demo over"')
+        await asyncio.wait([events], timeout=0.2)
+    await s.run("wsconsole events --count 1 --json --kind stats --stats-interval 0.2")
+
+    s.say(SHUTDOWN)
+    await s.run("wsconsole shutdown --keep-alive --deadline 600")
+    await s.run("wsconsole stats --json",
+                shown="wsconsole stats --json | grep -E '\"(state|connections|shutdown_mode)\"'",
+                keep=lambda text: "\n".join(
+                    line for line in text.splitlines()
+                    if any(f'"{key}"' in line for key in ("state", "connections", "shutdown_mode"))))
+    await s.run('wsconsole shutdown --graceful --code 1012 --reason "restarting"')
+
+    s.say(ERRORS)
+    await s.run("wsconsole ls", shown="wsconsole ls   # the server has stopped")
+    await _restart(s)
+    await s.run("wsconsole ls --token-file /nonexistent",
+                shown="wsconsole ls --token-file /nonexistent")
+    await s.run("wsconsole ls --token wrong")
+    await s.run('wsconsole send --all "hi"', token="read-only-token",
+                shown='WSCONSOLE_TOKEN=$(cat ~/.local/state/wsconsole/read-only-token) wsconsole send --all "hi"')
+    await s.run("wsconsole show 0000000000")
+    await s.run("wsconsole ls --sort=shoe_size")
+    await s.run("wsconsole kick --all --code 1006")
+    s.say(OUTRO)
+    for task in readers:
+        task.cancel()
+
+
+async def _json(s: Session, args: str) -> str:
+    env = dict(s.env)
+    env["WSCONSOLE_TOKEN"] = (s.tmp / "state" / "wsconsole" / "token").read_text().strip()
+    process = await asyncio.create_subprocess_exec(
+        WSCONSOLE, *shlex.split(args), env=env, stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    return out.decode()
+
+
+async def _restart(s: Session) -> None:
+    assert s.server is not None
+    await s.server.wait()
+    s.clients.clear()
+    s.serve_output.clear()
+    await s.start()
+
+
+INTRO = """
+# Operator commands
+
+`wsconsole ls`, `show`, `send`, `kick`, `shutdown`, `stats` and `events` talk to
+a running server's control plane. Each prints a readable table by default and
+JSON with `--json`; each failure is one line on stderr and exit status 1 (a
+usage error, such as `send` without a selector, is exit status 2).
+
+Every sample on this page is real output: `python docs/cli_samples.py` starts
+`wsconsole serve` (the demo application) with four clients (ann and bob on
+`/chat` in room `lobby`, carol and dave on `/feed`, dave in room `ops`), runs
+each command, and rewrites this page.
+
+## Connecting
+
+Every command takes:
+
+| option | default | meaning |
+|---|---|---|
+| `--url URL` | `$WSCONSOLE_URL`, else `ws://127.0.0.1:8766` | the control listener (`ws+unix:PATH` for `--control-unix`) |
+| `--token TOKEN` | | the bearer token |
+| `--token-file FILE` | | read the token from FILE |
+| | `$WSCONSOLE_TOKEN` | when neither option is given |
+| | `~/.local/state/wsconsole/token` | the file `wsconsole serve` creates (`$XDG_STATE_HOME/wsconsole/token`), when it exists |
+| `--timeout SECONDS` | 10 | how long to wait for each reply |
+| `--json` | | JSON instead of a table |
+
+On the machine that runs `wsconsole serve` with its defaults, no option is
+needed: the commands find the control plane on 127.0.0.1:8766 and the token in
+the file the server created.
+"""
+
+ENVIRONMENT = """
+The samples below run with `WSCONSOLE_URL` and `WSCONSOLE_TOKEN` exported.
+"""
+
+LS = """
+## `wsconsole ls`: list connections
+
+Columns: id, user, request path, client address, age, messages in and out,
+topics. Filters: `--user`, `--path`, `--topic`, `--id-prefix` (they combine
+with AND). `--sort KEY` sorts by id, user, path, remote, connected_at (the
+default), last_activity, msgs_in, bytes_in, msgs_out, bytes_out, buffered or
+latency; write `--sort=-KEY` for descending. `--limit N` (1 to 1000, default
+100) is the page size; `--all-pages` follows the server's cursor to the end.
+`--groups` prints connection counts by user, path and topic instead.
+"""
+
+LS_AFTER = """
+`ls --json` prints a JSON list of connection objects (`id`, `node`, `user`,
+`path`, `query`, `remote`, `connected_at`, `last_activity`, `msgs_in`,
+`bytes_in`, `msgs_out`, `bytes_out`, `buffered`, `latency`, `topics`), so
+`wsconsole ls --json --all-pages | jq -r '.[].id'` lists every id.
+"""
+
+SHOW = """
+## `wsconsole show ID`: one connection in full
+
+Identity, counters, topics, then the handshake's request and response
+headers. The server redacts `Authorization`, `Proxy-Authorization`, `Cookie`
+and `Set-Cookie` before they leave it. `--json` prints the same as one object
+(headers as `[name, value]` pairs in `request_headers` and `response_headers`).
+"""
+
+SEND = """
+## `wsconsole send [MESSAGE]`: send to selected connections
+
+A selector is required: `--all`, `--user U`, `--path P`, `--topic T`, `--id ID`
+(repeat `--id` for several). Kinds combine with AND: `--user ann --path /chat`
+is ann's connections on `/chat`. MESSAGE is read from stdin when it is missing
+or `-` (one trailing newline is dropped from text read from stdin); `--binary`
+sends a binary message (stdin's bytes, or MESSAGE's UTF-8). `--dry-run` counts
+the recipients and shows a sample of ids without sending. The output is
+`sent to DELIVERED of RECIPIENTS (skipped N)`: skipped connections were closing.
+"""
+
+SEND_AFTER = """
+A selector that matches nothing is not an error: it sends to 0. No selector at
+all is a usage error, so a forgotten flag never broadcasts.
+"""
+
+KICK = """
+## `wsconsole kick`: disconnect selected connections
+
+The same selectors as `send`. `--code` (default 1000; 1000, 1001, 1008, 1011,
+1012, 1013 or 3000-4999) and `--reason` (at most 123 bytes) go in the close
+frame the clients receive.
+"""
+
+STATS = """
+## `wsconsole stats`: the server at a glance
+
+Node, state (`serving`, `draining`, `stopped`), listening addresses, uptime,
+open connections, connections opened and closed since start, messages and
+bytes in and out, and their rates over the last second.
+"""
+
+EVENTS = """
+## `wsconsole events`: the live event stream
+
+Prints events as they happen, one per line, flushed (so it works in a pipe):
+`connection_opened`, `connection_closed` (with the close code), `burst` (counts
+that replaced individual connection events during a flood), `operator_action`
+(every send, kick and shutdown, by any operator), `state_changed`,
+`slow_consumer`, and `stats` every `--stats-interval` seconds (default 5).
+`--kind K` (repeatable) keeps only some kinds; `--count N` exits after N
+events; `--json` prints one JSON object per line. Without `--count` it runs
+until interrupted or until the server stops.
+"""
+
+SHUTDOWN = """
+## `wsconsole shutdown`: stop the server
+
+`--graceful` (the default) stops accepting and closes every connection with
+`--code` (default 1001) and `--reason`. `--keep-alive` stops accepting and
+keeps serving the open connections until they close; with `--deadline
+SECONDS`, the ones still open then are closed gracefully. A graceful shutdown
+may follow a keep-alive one, to cut the drain short. The reply comes before the
+shutdown starts; the control plane keeps answering (`stats`, `ls`, `send`,
+`events`) until the server has stopped.
+"""
+
+ERRORS = """
+## When a command fails
+
+One line on stderr, exit status 1, never a traceback:
+"""
+
+OUTRO = """
+Exit statuses: 0 success, 1 failure (the line says why), 2 usage error, 130
+interrupted (Ctrl-C, e.g. to stop `events`).
+"""
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        session = Session(Path(tmp))
+        try:
+            await generate(session)
+        finally:
+            await session.stop()
+        text = "\n\n".join(session.page) + "\n"
+        text = text.replace(tmp, "~/.local")
+        (HERE / "cli.md").write_text(text)
+        print(f"wrote {HERE / 'cli.md'}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
