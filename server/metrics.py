@@ -19,7 +19,9 @@ and per-code counters; a scrape reads them (:class:`HubCollector`). Open
 connections per path label and the two histograms are updated by hub
 observer callbacks, which run once per connection opened or closed, per
 operator send and per keepalive pong. A scrape costs time in proportion to the
-number of label values, never to the number of open connections.
+number of label values, never to the number of open connections. (The process
+collector's ``process_open_fds`` lists ``/proc/self/fd``, so that one part of a
+scrape does grow with open sockets: about 4 ms at 10,000.)
 
 Must never import textual or ``wsconsole.console``.
 """
