@@ -1,0 +1,17 @@
+"""Screens of the console; each has its styles in a ``.tcss`` file beside it."""
+
+from .compose import ComposeScreen
+from .confirm import DisconnectScreen
+from .detail import DetailScreen
+from .help import HelpScreen
+from .main import MainScreen
+from .shutdown import ShutdownScreen
+
+__all__ = [
+    "ComposeScreen",
+    "DetailScreen",
+    "DisconnectScreen",
+    "HelpScreen",
+    "MainScreen",
+    "ShutdownScreen",
+]

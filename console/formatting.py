@@ -1,0 +1,192 @@
+"""Pure helpers of the console: the view filter and how values are shown.
+
+No textual, no asyncio, no network: these take values and return values, so
+the filter syntax and the number formats are tested with plain values.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, replace
+from typing import Any
+
+__all__ = [
+    "ViewFilter",
+    "parse_filter",
+    "human_bytes",
+    "human_count",
+    "human_duration",
+    "human_rate",
+    "CLOSE_CODE_NAMES",
+    "describe_close",
+]
+
+_FILTER_KEYS = {"user": "user", "path": "path", "topic": "topic", "room": "topic", "id": "id_prefix"}
+
+
+@dataclass(frozen=True)
+class ViewFilter:
+    """Which connections the table shows; the server does the filtering."""
+
+    user: str | None = None
+    path: str | None = None
+    topic: str | None = None
+    id_prefix: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when every connection is shown."""
+        return not (self.user or self.path or self.topic or self.id_prefix)
+
+    def list_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``ControlClient.list_connections``."""
+        return {
+            "user": self.user,
+            "path": self.path,
+            "topic": self.topic,
+            "id_prefix": self.id_prefix,
+        }
+
+    def selector(self) -> dict[str, Any] | None:
+        """The control plane selector of the same connections.
+
+        None when the filter cannot be said as a selector (an id prefix), so
+        that an action never targets more than the operator sees.
+        """
+        if self.id_prefix:
+            return None
+        selector: dict[str, Any] = {}
+        for name in ("user", "path", "topic"):
+            value = getattr(self, name)
+            if value:
+                selector[name] = value
+        return selector or {"everyone": True}
+
+    def text(self) -> str:
+        """The filter in the syntax :func:`parse_filter` reads back."""
+        parts = []
+        for key, name in (("user", "user"), ("path", "path"), ("topic", "topic"),
+                          ("id", "id_prefix")):
+            value = getattr(self, name)
+            if value:
+                parts.append(f"{key}={shlex.quote(value)}")
+        return " ".join(parts)
+
+    def describe(self) -> str:
+        """What the table shows, for titles and dialogs: ``everyone`` or ``user=ann``."""
+        return self.text() or "everyone"
+
+    def with_group(self, kind: str, value: str | None) -> ViewFilter:
+        """This filter narrowed to one group (kind: user, path or topic)."""
+        return replace(ViewFilter(), **{kind: value})
+
+
+def parse_filter(text: str) -> ViewFilter:
+    """Read what the operator typed after ``/``.
+
+    ``user=ann path=/chat topic=lobby id=3f`` in any combination; a bare word
+    is a user, a bare ``/word`` a path, ``#word`` a topic. Raises ValueError
+    with a message for the operator.
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"cannot read the filter: {exc}") from None
+    fields: dict[str, str] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if sep:
+            name = _FILTER_KEYS.get(key.strip().lower())
+            if name is None:
+                raise ValueError(f"unknown filter {key!r}: use user=, path=, topic= or id=")
+        elif word.startswith("/"):
+            name, value = "path", word
+        elif word.startswith("#"):
+            name, value = "topic", word[1:]
+        else:
+            name, value = "user", word.removeprefix("@")
+        if not value:
+            raise ValueError(f"empty value for {key or name}")
+        if name in fields and fields[name] != value:
+            raise ValueError(f"two values for {name}: {fields[name]!r} and {value!r}")
+        fields[name] = value
+    return ViewFilter(**fields)
+
+
+def human_bytes(n: float | int | None) -> str:
+    """``512 B``, ``1.5 KiB``, ``12 MiB``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            if unit == "B":
+                return f"{int(value)} B"
+            return f"{value:.1f} {unit}" if abs(value) < 10 else f"{value:.0f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def human_count(n: float | int | None) -> str:
+    """``999``, ``12.3k``, ``4.5M``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    if abs(value) < 1000:
+        return f"{int(value)}" if value == int(value) else f"{value:.1f}"
+    for unit in ("k", "M", "G"):
+        value /= 1000
+        if abs(value) < 1000 or unit == "G":
+            return f"{value:.1f}{unit}" if abs(value) < 100 else f"{value:.0f}{unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def human_rate(n: float | None) -> str:
+    """A per-second rate: ``0``, ``3.5``, ``1.2k``."""
+    if n is None:
+        return "-"
+    if n < 10:
+        return f"{n:.1f}" if n else "0"
+    return human_count(round(n))
+
+
+def human_duration(seconds: float | None) -> str:
+    """``4s``, ``3m05s``, ``2h10m``, ``3d04h``."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+CLOSE_CODE_NAMES = {
+    1000: "normal",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no status",
+    1006: "abnormal",
+    1007: "invalid data",
+    1008: "policy violation",
+    1009: "too big",
+    1010: "extension",
+    1011: "internal error",
+    1012: "service restart",
+    1013: "try again later",
+}
+"""Short names of the close codes an operator meets."""
+
+
+def describe_close(code: int | None, reason: str = "") -> str:
+    """``1001 going away`` or ``4000 "maintenance"``."""
+    if code is None:
+        return "no code"
+    text = f"{code} {CLOSE_CODE_NAMES.get(code, '')}".rstrip()
+    if reason:
+        text += f" {reason!r}"
+    return text

@@ -1,0 +1,87 @@
+"""The disconnect confirmation: who will be closed, with which code and reason."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+__all__ = ["DisconnectScreen", "parse_close_code"]
+
+
+def parse_close_code(text: str) -> int:
+    """A close code an operator may send; ValueError with a message otherwise."""
+    try:
+        code = int(text.strip())
+    except ValueError:
+        raise ValueError(f"close code must be a number, not {text!r}") from None
+    if not (code in (1000, 1001, 1008, 1011, 1012, 1013) or 3000 <= code <= 4999):
+        raise ValueError(f"close code {code} cannot be sent; use 1000, 1001, 1008, 1011, "
+                         "1012, 1013 or 3000-4999")
+    return code
+
+
+class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):
+    """Asks before closing connections; dismissed with selector, code and reason."""
+
+    CSS_PATH = "confirm.tcss"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="disconnect_cancel",
+                tooltip="Close nothing"),
+    ]
+
+    def __init__(self, description: str, selector: dict[str, Any], count: int | None) -> None:
+        super().__init__()
+        self.description = description
+        self.selector = selector
+        self.count = count
+
+    def compose(self) -> ComposeResult:
+        n = self.count
+        with Vertical(id="confirm-dialog"):
+            yield Label("Disconnect?", id="confirm-title")
+            yield Static(
+                f"Close {self.description}"
+                + (f": {n} connection{'s' if n != 1 else ''}." if n is not None else ".")
+                + "\nThe clients get a close frame with this code and reason; whether they "
+                "reconnect is up to them.", id="confirm-text")
+            with Horizontal(classes="confirm-row"):
+                yield Label("code", classes="confirm-label")
+                yield Input("1000", id="confirm-code", restrict=r"[0-9]*", max_length=4)
+            with Horizontal(classes="confirm-row"):
+                yield Label("reason", classes="confirm-label")
+                yield Input(placeholder="optional, at most 123 bytes", id="confirm-reason")
+            yield Static(id="confirm-error")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Disconnect", variant="error", id="confirm-yes")
+                yield Button("Cancel", id="confirm-no")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-dialog").border_title = "Disconnect"
+        self.query_one("#confirm-no", Button).focus()
+
+    @on(Button.Pressed, "#confirm-yes")
+    @on(Input.Submitted)
+    def _confirmed(self) -> None:
+        try:
+            code = parse_close_code(self.query_one("#confirm-code", Input).value)
+        except ValueError as exc:
+            self.query_one("#confirm-error", Static).update(str(exc))
+            return
+        reason = self.query_one("#confirm-reason", Input).value
+        if len(reason.encode()) > 123:
+            self.query_one("#confirm-error", Static).update(
+                "the reason must be at most 123 bytes of UTF-8")
+            return
+        self.dismiss({"selector": self.selector, "code": code, "reason": reason,
+                      "description": self.description})
+
+    @on(Button.Pressed, "#confirm-no")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

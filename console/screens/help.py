@@ -1,0 +1,69 @@
+"""The help screen (``?``): every key of the console, what it does, and the filter syntax."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+__all__ = ["HelpScreen", "FILTER_HELP"]
+
+FILTER_HELP = (
+    "Filter (/): user=NAME path=/PATH topic=NAME id=PREFIX, in any combination; "
+    "a bare word is a user, /word a path, #word a topic. The server filters and pages: "
+    "the table holds one page ([ and ] move between pages). Choosing a group in the "
+    "groups panel (Enter) filters the same way; Esc shows everyone again."
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """A table of the keys of the screen below and of the app."""
+
+    CSS_PATH = "help.tcss"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark,q", "dismiss", "Close", id="help_close"),
+    ]
+
+    def __init__(self, screen: Screen[object]) -> None:
+        super().__init__()
+        self.for_screen = screen
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-dialog"):
+            yield Static(id="help-keys")
+            yield Static(FILTER_HELP, id="help-filter")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-dialog").border_title = "Keys"
+        self.query_one("#help-dialog").border_subtitle = "Esc closes"
+        table = Table(box=None, padding=(0, 2), expand=True, show_header=True,
+                      header_style="bold")
+        table.add_column("key", style="bold", no_wrap=True)
+        table.add_column("action", no_wrap=True)
+        table.add_column("what it does")
+        seen: set[str] = set()
+        bindings: list[Binding] = []
+        for source in (self.for_screen, self.app):
+            for _, binding in source._bindings:
+                if isinstance(binding, Binding) and binding.description and \
+                        binding.action not in seen and not binding.system:
+                    seen.add(binding.action)
+                    bindings.append(binding)
+        for binding in bindings:
+            enabled = self.for_screen.check_action(binding.action.split("(")[0], ())
+            key = self.app.get_key_display(binding)
+            row_style = "" if enabled else "dim"
+            note = binding.tooltip or ""
+            if enabled is None:
+                note += " (not available now)"
+            table.add_row(key, binding.description, Text(note), style=row_style)
+        table.add_row("ctrl+p", "Command palette",
+                      "Every action by name, and the theme, screenshot and quit commands")
+        self.query_one("#help-keys", Static).update(table)

@@ -1,0 +1,219 @@
+"""The shutdown dialog: graceful or keep-alive, explained; then the drain, live."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, ProgressBar, RadioButton, RadioSet, Static
+
+from wsconsole.server.errors import WsconsoleError
+
+from ..link import ControlLink
+from ..messages import ActionCompleted, CommandFailed
+from .confirm import parse_close_code
+
+__all__ = ["ShutdownScreen", "GRACEFUL_HELP", "KEEP_ALIVE_HELP"]
+
+GRACEFUL_HELP = (
+    "Graceful: stop accepting new connections and close every open one now, with the "
+    "close code below (1001 \"going away\" unless you choose another code and reason). "
+    "Clients see a clean close and may reconnect to another server."
+)
+KEEP_ALIVE_HELP = (
+    "Keep-alive: stop accepting new connections, but keep serving the open ones until "
+    "they close by themselves, as during a deploy where a new process takes the new "
+    "clients. With a deadline, whatever is still open then is closed gracefully with "
+    "the code below."
+)
+
+
+class ShutdownScreen(ModalScreen[None]):
+    """Choose how to stop the server, confirm, then watch it drain."""
+
+    CSS_PATH = "shutdown.tcss"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", id="shutdown_close",
+                tooltip="Close this dialog (a drain in progress continues)"),
+    ]
+
+    def __init__(self, link: ControlLink, stats: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.link = link
+        self.stats: dict[str, Any] = dict(stats or {})
+        self.mode = "graceful"
+        self.started_with: int | None = None
+        """Connections open when the shutdown started (the progress bar's total)."""
+        self.phase = "choose"
+        """choose, then draining, then stopped."""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="shutdown-dialog"):
+            with Vertical(id="shutdown-choose"):
+                yield Label("Shut the server down", id="shutdown-title")
+                yield Static(id="shutdown-now")
+                with RadioSet(id="shutdown-mode"):
+                    yield RadioButton("Graceful: close everyone now", value=True)
+                    yield RadioButton("Keep-alive: stop accepting, let open connections drain")
+                yield Static(GRACEFUL_HELP, id="shutdown-help")
+                with Horizontal(classes="shutdown-row"):
+                    yield Label("code", classes="shutdown-label")
+                    yield Input("1001", id="shutdown-code", restrict=r"[0-9]*", max_length=4)
+                    yield Label("reason", classes="shutdown-label")
+                    yield Input(placeholder="optional", id="shutdown-reason")
+                with Horizontal(classes="shutdown-row", id="shutdown-deadline-row"):
+                    yield Label("deadline", classes="shutdown-label")
+                    yield Input(placeholder="seconds; empty: wait for every client",
+                                id="shutdown-deadline", restrict=r"[0-9.]*")
+                yield Static(id="shutdown-error")
+                with Horizontal(classes="shutdown-buttons"):
+                    yield Button("Shut down", variant="error", id="shutdown-confirm")
+                    yield Button("Cancel", id="shutdown-cancel")
+            with Vertical(id="shutdown-progress"):
+                yield Label("Shutting down", id="shutdown-progress-title")
+                yield Static(id="shutdown-progress-text")
+                yield ProgressBar(id="shutdown-bar", show_eta=False)
+                with Horizontal(classes="shutdown-buttons"):
+                    yield Button("Close the rest now (graceful)", variant="warning",
+                                 id="shutdown-escalate")
+                    yield Button("Hide", id="shutdown-hide")
+
+    def on_mount(self) -> None:
+        self.query_one("#shutdown-dialog").border_title = "Shutdown"
+        self.query_one("#shutdown-deadline-row").display = False
+        if self.stats.get("state") == "draining":
+            self.started_with = self.stats.get("connections")
+            self.mode = self.stats.get("shutdown_mode") or "keep_alive"
+            self._to_phase("draining")
+        else:
+            self._to_phase("choose")
+            self.query_one("#shutdown-cancel", Button).focus()
+        self.show_stats(self.stats)
+
+    def _to_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.set_class(phase != "choose", "progress")
+
+    @on(RadioSet.Changed, "#shutdown-mode")
+    def _mode_changed(self, event: RadioSet.Changed) -> None:
+        self.mode = "keep_alive" if event.index == 1 else "graceful"
+        self.query_one("#shutdown-help", Static).update(
+            KEEP_ALIVE_HELP if self.mode == "keep_alive" else GRACEFUL_HELP)
+        self.query_one("#shutdown-deadline-row").display = self.mode == "keep_alive"
+
+    @on(Button.Pressed, "#shutdown-confirm")
+    def _confirm(self) -> None:
+        error = self.query_one("#shutdown-error", Static)
+        try:
+            code = parse_close_code(self.query_one("#shutdown-code", Input).value)
+            reason = self.query_one("#shutdown-reason", Input).value
+            if len(reason.encode()) > 123:
+                raise ValueError("the reason must be at most 123 bytes of UTF-8")
+            deadline_text = self.query_one("#shutdown-deadline", Input).value.strip()
+            deadline = None
+            if self.mode == "keep_alive" and deadline_text:
+                try:
+                    deadline = float(deadline_text)
+                except ValueError:
+                    raise ValueError(f"deadline must be a number of seconds, "
+                                     f"not {deadline_text!r}") from None
+        except ValueError as exc:
+            error.update(str(exc))
+            return
+        error.update("")
+        self.query_one("#shutdown-confirm", Button).disabled = True
+        self.shutdown(self.mode, code, reason, deadline)
+
+    @work(exclusive=True, group="shutdown", exit_on_error=False)
+    async def shutdown(self, mode: str, code: int, reason: str, deadline: float | None) -> None:
+        """Ask the server to stop; sent once, never retried."""
+        try:
+            result = await self.link.require().shutdown(mode, code=code, reason=reason,
+                                                        deadline=deadline)
+        except WsconsoleError as exc:
+            self.post_message(self.ShutdownFailed("Shutdown", exc.message))
+            return
+        self.post_message(self.ShutdownStarted(mode, result))
+
+    class ShutdownStarted(ActionCompleted):
+        """The server accepted the shutdown."""
+
+        def __init__(self, mode: str, result: Any) -> None:
+            super().__init__("Shutdown", f"{mode.replace('_', '-')} shutdown started")
+            self.mode = mode
+            self.result = result if isinstance(result, dict) else {}
+
+    class ShutdownFailed(CommandFailed):
+        """The server refused, or the link is down; nothing is retried."""
+
+    @on(ShutdownStarted)
+    def _started(self, message: ShutdownStarted) -> None:
+        message.stop()
+        self.mode = message.mode
+        self.started_with = message.result.get("connections", self.stats.get("connections", 0))
+        self.stats = dict(self.stats, state="draining", shutdown_mode=message.mode,
+                          connections=self.started_with)
+        self.notify(message.summary, title="Shutdown", markup=False)
+        self._to_phase("draining")
+        self.show_stats(self.stats)
+
+    @on(ShutdownFailed)
+    def _failed(self, message: ShutdownFailed) -> None:
+        message.stop()
+        self.query_one("#shutdown-confirm", Button).disabled = False
+        self.query_one("#shutdown-error", Static).update(f"Not shut down: {message.message}")
+        self.notify(message.message, title="Shutdown failed", severity="error", markup=False)
+
+    def show_stats(self, stats: dict[str, Any]) -> None:
+        """Follow the drain (the main screen forwards every sample)."""
+        self.stats = dict(self.stats, **stats)
+        state = self.stats.get("state", "?")
+        open_now = int(self.stats.get("connections", 0) or 0)
+        if self.phase == "choose":
+            self.query_one("#shutdown-now", Static).update(
+                f"The server is {state} with {open_now} open connection"
+                f"{'s' if open_now != 1 else ''}.")
+            return
+        if state == "stopped" or (self.phase == "draining" and state != "draining"
+                                  and state != "serving"):
+            self._to_phase("stopped")
+        total = max(self.started_with or 0, open_now)
+        bar = self.query_one("#shutdown-bar", ProgressBar)
+        bar.update(total=max(total, 1), progress=(total - open_now) if total else 1)
+        mode = str(self.stats.get("shutdown_mode") or self.mode).replace("_", "-")
+        if self.phase == "stopped" or (open_now == 0 and state != "serving"):
+            text = f"{mode} shutdown: every connection closed; the server has stopped."
+        elif mode == "keep-alive":
+            text = (f"Keep-alive drain: not accepting new connections; {open_now} of {total} "
+                    "still open and served until they close.")
+        else:
+            text = f"Graceful shutdown: closing; {open_now} of {total} connections left."
+        self.query_one("#shutdown-progress-text", Static).update(text)
+        self.query_one("#shutdown-escalate", Button).display = (
+            mode == "keep-alive" and open_now > 0 and self.phase == "draining")
+
+    def link_lost(self) -> None:
+        """The control plane went away: after a shutdown, that means it stopped."""
+        if self.phase == "draining":
+            self._to_phase("stopped")
+            self.show_stats({"state": "stopped", "connections": 0})
+
+    @on(Button.Pressed, "#shutdown-escalate")
+    def _escalate(self) -> None:
+        self.query_one("#shutdown-escalate", Button).disabled = True
+        code = 1001
+        try:
+            code = parse_close_code(self.query_one("#shutdown-code", Input).value)
+        except ValueError:
+            pass
+        self.shutdown("graceful", code, self.query_one("#shutdown-reason", Input).value, None)
+
+    @on(Button.Pressed, "#shutdown-cancel")
+    @on(Button.Pressed, "#shutdown-hide")
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,146 @@
+"""``wsconsole console``, ``wsconsole demo`` and ``wsconsole screenshots``.
+
+``console`` attaches the TUI to a running control plane. ``demo`` starts, in
+this process, the embedded server with the demo application, simulated
+clients and the console attached with a random token that is never printed.
+The server is imported only inside ``demo``: the console never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+__all__ = ["register", "run_console", "run_demo", "DEMO_NODE"]
+
+DEMO_NODE = "demo"
+"""Node name of the demo server."""
+DEMO_SLOW_CONSUMER_LIMIT = 1024 * 1024
+"""The demo closes slow consumers at 1 MiB, so the slow reader's fate is seen soon."""
+
+
+def register(subparsers: Any) -> None:
+    """Add ``console``, ``demo`` and ``screenshots`` to the top-level parser."""
+    console = subparsers.add_parser(
+        "console",
+        help="the terminal console for a running server's control plane",
+        description="Watch and operate a live wsconsole server: connections by user, path "
+        "and topic, headers, events; send, broadcast, disconnect, shut down.",
+    )
+    console.add_argument("--url", metavar="URL",
+                         help="control plane URL (default: $WSCONSOLE_URL or ws://127.0.0.1:8766)")
+    console.add_argument("--token", metavar="TOKEN",
+                         help="bearer token (default: --token-file, $WSCONSOLE_TOKEN, "
+                         "or the token file `wsconsole serve` created)")
+    console.add_argument("--token-file", metavar="FILE", help="read the bearer token from FILE")
+    console.set_defaults(func=run_console)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="start a demo server with simulated clients and open the console on it",
+        description="Start, in this process, the embedded server with the demo application "
+        "(echo; ?room=NAME relays to the room), a dozen simulated clients (one of them a "
+        "slow reader), and the console attached to its control plane. Quit with q or "
+        "ctrl+c; everything stops.",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="public address (default: 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=0,
+                      help="public port (default: 0, a free one)")
+    demo.add_argument("--control-port", type=int, default=0,
+                      help="control listener port on 127.0.0.1 (default: 0, a free one)")
+    demo.add_argument("--seed", type=int, default=7, help="simulator seed (default: 7)")
+    demo.add_argument("--guests", type=int, default=4,
+                      help="simulated guests who come and go (default: 4)")
+    demo.add_argument("--no-slow-reader", action="store_true",
+                      help="leave out the client that stops reading")
+    demo.set_defaults(func=run_demo)
+
+    shots = subparsers.add_parser(
+        "screenshots",
+        help="regenerate the console's SVG screenshots from fixed sample data",
+        description="Write SVGs of the main screen, the detail view, the compose dialog "
+        "and the shutdown dialog, from fixed sample data at a fixed terminal size.",
+    )
+    shots.add_argument("--out", default="screenshots", metavar="DIR",
+                       help="output directory (default: ./screenshots)")
+    shots.set_defaults(func=_run_screenshots)
+
+
+def run_console(args: argparse.Namespace) -> int:
+    """``wsconsole console``: the TUI on the control plane at ``--url``."""
+    from wsconsole.server.errors import Unauthorized
+
+    from .app import ConsoleApp
+    from .client import ControlClient, resolve_token, resolve_url
+
+    url = resolve_url(args.url)
+    try:
+        token: str | None = resolve_token(args.token, args.token_file)
+    except Unauthorized:
+        # No token anywhere: start anyway; the server's 401 becomes the banner.
+        token = None
+    _quiet_logging()
+    app = ConsoleApp(lambda: ControlClient(url, token), url=url)
+    app.run()
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``wsconsole demo``: server, simulator and console in one process."""
+    _quiet_logging()
+    return asyncio.run(_demo(args))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from wsconsole.server import serve
+    from wsconsole.server.config import ControlConfig
+    from wsconsole.server.demo_app import demo_handler
+
+    from .app import ConsoleApp
+    from .client import ControlClient
+    from .simulator import Simulator
+
+    # The token lives only in this process: in the server's config and the client.
+    token = secrets.token_urlsafe(32)
+    server = serve(
+        demo_handler, args.host, args.port, node=DEMO_NODE,
+        slow_consumer_limit=DEMO_SLOW_CONSUMER_LIMIT,
+        control=ControlConfig(host="127.0.0.1", port=args.control_port, token=token),
+    )
+    await server
+    url = server.control.url
+    simulator = Simulator(f"ws://{server.hub.listen[0]}", seed=args.seed,
+                          guests=args.guests, slow_reader=not args.no_slow_reader)
+    simulator.start()
+    app = ConsoleApp(lambda: ControlClient(url, token), url=url)
+    try:
+        await app.run_async()
+    finally:
+        await simulator.stop()
+        if server.hub.state == "serving":
+            server.close()
+        try:
+            async with asyncio.timeout(5):
+                await server.wait_closed()
+        except TimeoutError:  # pragma: no cover - a client that never closes
+            pass
+    return 0
+
+
+def _run_screenshots(args: argparse.Namespace) -> int:
+    from .screenshots import write_screenshots
+
+    for path in write_screenshots(args.out):
+        print(path)
+    return 0
+
+
+def _quiet_logging() -> None:
+    # Log lines would be drawn over the TUI; warnings worth seeing reach the
+    # event log through the control plane instead.
+    logging.getLogger("websockets").setLevel(logging.CRITICAL)
+    logging.getLogger("wsconsole").setLevel(logging.CRITICAL)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)

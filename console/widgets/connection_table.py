@@ -1,0 +1,181 @@
+"""The connection table: one page of connections, updated in place by key.
+
+Rows are keyed by connection id. A new page updates the cells that changed,
+adds the rows that are new, removes the rows that are gone and reorders the
+rest to the server's order; it never clears and refills, so the cursor, the
+scroll position and the operator's eye stay where they were.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
+
+from ..formatting import human_bytes, human_count, human_duration
+
+__all__ = ["ConnectionTable", "COLUMNS"]
+
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    # (sort key on the server, header, right-aligned)
+    ("id", "id", False),
+    ("user", "user", False),
+    ("path", "path", False),
+    ("remote", "client", False),
+    ("connected_at", "age", True),
+    ("last_activity", "idle", True),
+    ("msgs_in", "msgs in", True),
+    ("bytes_in", "bytes in", True),
+    ("msgs_out", "msgs out", True),
+    ("bytes_out", "bytes out", True),
+    ("buffered", "buffered", True),
+    ("latency", "latency", True),
+)
+"""The table's columns; each key is also a sort key of the control plane."""
+
+# Age and idle sort the other way round from the timestamps they come from:
+# the oldest connection has the smallest connected_at.
+_INVERTED = {"connected_at", "last_activity"}
+
+
+class ConnectionTable(DataTable[Any]):
+    """Connections of the current view, one row per connection id."""
+
+    DEFAULT_CSS = """
+    ConnectionTable {
+        height: 1fr;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+        border-subtitle-color: $text-muted;
+        scrollbar-size-horizontal: 1;
+    }
+    ConnectionTable:focus {
+        border: round $accent;
+    }
+    ConnectionTable.stale {
+        opacity: 60%;
+    }
+    """
+
+    class SortRequested(Message):
+        """The operator clicked a header: sort by this key (``-`` for descending)."""
+
+        def __init__(self, sort: str) -> None:
+            super().__init__()
+            self.sort = sort
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.clock = clock
+        self.sort_key = "connected_at"
+        """The server's sort key of the rows shown, ``-`` prefix for descending."""
+        self._cells: dict[str, tuple[Any, ...]] = {}
+        self._summaries: dict[str, dict[str, Any]] = {}
+
+    def on_mount(self) -> None:
+        for key, label, right in COLUMNS:
+            self.add_column(self._header(key, label, right), key=key)
+
+    def _header(self, key: str, label: str, right: bool) -> Text:
+        bare = self.sort_key.lstrip("-")
+        descending = self.sort_key.startswith("-")
+        if key == bare:
+            # The arrow shows what the operator sees grow, so age is inverted.
+            up = descending if key in _INVERTED else not descending
+            label = f"{label} {'▲' if up else '▼'}"
+        return Text(label, justify="right" if right else "left", style="bold" if key == bare else "")
+
+    def set_sort(self, sort: str) -> None:
+        """Show which column the server sorts by."""
+        self.sort_key = sort
+        for key, label, right in COLUMNS:
+            column = self.columns.get(key)  # type: ignore[call-overload]
+            if column is not None:
+                column.label = self._header(key, label, right)
+        self._require_update_dimensions = True
+        self.refresh()
+
+    @property
+    def selected_id(self) -> str | None:
+        """The connection id under the cursor, if any."""
+        if not self.row_count:
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except Exception:
+            return None
+        return str(row_key.value) if row_key.value is not None else None
+
+    def summary(self, connection_id: str) -> dict[str, Any] | None:
+        """The last summary shown for a connection id."""
+        return self._summaries.get(connection_id)
+
+    def apply_page(self, connections: list[dict[str, Any]]) -> None:
+        """Show this page: update, add, remove and reorder rows by key."""
+        now = self.clock()
+        selected = self.selected_id
+        new_order = [c["id"] for c in connections]
+        wanted = set(new_order)
+        for gone in [key for key in self._cells if key not in wanted]:
+            self.remove_row(gone)
+            del self._cells[gone]
+            self._summaries.pop(gone, None)
+        for connection in connections:
+            key = connection["id"]
+            cells = self._format(connection, now)
+            self._summaries[key] = connection
+            previous = self._cells.get(key)
+            if previous is None:
+                self.add_row(*cells, key=key)
+            elif previous != cells:
+                for (column, _, _), old, new in zip(COLUMNS, previous, cells):
+                    if old != new:
+                        self.update_cell(key, column, new)
+            self._cells[key] = cells
+        current_order = sorted(self._cells, key=lambda k: self.get_row_index(k))
+        if current_order != new_order:
+            rank = {key: index for index, key in enumerate(new_order)}
+            self.sort("id", key=lambda value: rank.get(str(value), len(rank)))
+        if selected is not None and selected in self._cells:
+            index = self.get_row_index(selected)
+            if index != self.cursor_row:
+                self.move_cursor(row=index, animate=False, scroll=False)
+
+    @staticmethod
+    def _format(c: dict[str, Any], now: float) -> tuple[Any, ...]:
+        def right(value: str, style: str = "") -> Text:
+            return Text(value, justify="right", style=style)
+
+        buffered = c.get("buffered") or 0
+        latency = c.get("latency") or 0.0
+        idle = now - (c.get("last_activity") or now)
+        return (
+            c["id"],
+            Text(c.get("user", ""), style="bold"),
+            c.get("path", ""),
+            Text(c.get("remote", ""), style="dim"),
+            right(human_duration(now - (c.get("connected_at") or now))),
+            right(human_duration(idle), "dim" if idle < 60 else "yellow"),
+            right(human_count(c.get("msgs_in"))),
+            right(human_bytes(c.get("bytes_in"))),
+            right(human_count(c.get("msgs_out"))),
+            right(human_bytes(c.get("bytes_out"))),
+            right(human_bytes(buffered), "bold red" if buffered >= 256 * 1024
+                  else "yellow" if buffered else "dim"),
+            right(f"{latency * 1000:.0f} ms" if latency else "-",
+                  "yellow" if latency > 0.25 else ""),
+        )
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        key = str(event.column_key.value)
+        bare = self.sort_key.lstrip("-")
+        if key == bare:
+            sort = key if self.sort_key.startswith("-") else f"-{key}"
+        else:
+            # Counters read best largest first; age and idle oldest first.
+            sort = key if key in _INVERTED or key in ("id", "user", "path", "remote") else f"-{key}"
+        self.post_message(self.SortRequested(sort))

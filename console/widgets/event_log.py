@@ -1,0 +1,171 @@
+"""The event log: connections opened and closed, operator actions, errors.
+
+Events are buffered and written a few times a second; when many connections
+open or close in one such interval they become one line with counts, so a
+burst of ten thousand reconnects is a line, not a flood (toolong's habit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from wsconsole.server.wire import Event, EventKind
+
+from ..formatting import describe_close, human_bytes, human_duration
+
+__all__ = ["EventLog", "COALESCE_ABOVE", "FLUSH_INTERVAL"]
+
+COALESCE_ABOVE = 4
+"""More opened (or closed) events than this in one flush become one summary line."""
+FLUSH_INTERVAL = 0.25
+"""Seconds between writes of buffered events."""
+
+
+class EventLog(RichLog):
+    """A scrolling log of what happened, newest at the bottom."""
+
+    DEFAULT_CSS = """
+    EventLog {
+        height: 10;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+        background: $surface;
+        scrollbar-size-vertical: 1;
+    }
+    EventLog:focus {
+        border: round $accent;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, max_lines=2000, wrap=False, markup=False, min_width=40)
+        self._pending: list[Event] = []
+        self.entries: deque[str] = deque(maxlen=2000)
+        """Plain text of the lines written, newest last (for tests and copy)."""
+
+    def on_mount(self) -> None:
+        self.border_title = "Events"
+        self.set_interval(FLUSH_INTERVAL, self.flush)
+
+    def add_event(self, event: Event) -> None:
+        """Queue one event of the server's stream."""
+        self._pending.append(event)
+
+    def note(self, message: str, *, style: str = "", at: float | None = None) -> None:
+        """Write one line of the console's own (link up/down, errors, results)."""
+        self.flush()
+        self._write(at if at is not None else time.time(), Text(message, style=style))
+
+    def flush(self) -> None:
+        """Write the queued events, coalescing opens and closes."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        opened = [e for e in pending if e.kind == EventKind.CONNECTION_OPENED]
+        closed = [e for e in pending if e.kind == EventKind.CONNECTION_CLOSED]
+        coalesce_opened = len(opened) > COALESCE_ABOVE
+        coalesce_closed = len(closed) > COALESCE_ABOVE
+        for event in pending:
+            if event.kind == EventKind.CONNECTION_OPENED and coalesce_opened:
+                continue
+            if event.kind == EventKind.CONNECTION_CLOSED and coalesce_closed:
+                continue
+            line = self._describe(event)
+            if line is not None:
+                self._write(event.time, line)
+        if coalesce_opened:
+            users = Counter(str((e.data or {}).get("user", "?")) for e in opened)
+            self._write(opened[-1].time, Text.assemble(
+                ("+ ", "green"), (f"{len(opened)} connections opened", "green"),
+                (" (" + _top(users) + ")", "dim")))
+        if coalesce_closed:
+            codes = Counter(describe_close((e.data or {}).get("code")) for e in closed)
+            self._write(closed[-1].time, Text.assemble(
+                ("- ", "red"), (f"{len(closed)} connections closed", "red"),
+                (" (" + _top(codes) + ")", "dim")))
+
+    def _write(self, at: float, line: Text) -> None:
+        stamp = Text(time.strftime("%H:%M:%S ", time.localtime(at)), style="dim")
+        text = stamp + line
+        text.no_wrap = True
+        self.entries.append(text.plain)
+        self.write(text)
+
+    @staticmethod
+    def _describe(event: Event) -> Text | None:
+        data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
+        kind = event.kind
+        if kind == EventKind.CONNECTION_OPENED:
+            return Text.assemble(
+                ("+ ", "green"), (data.get("user", "?"), "bold"), f" {data.get('path', '')}",
+                (f"  {data.get('id', '')} from {data.get('remote', '')}", "dim"))
+        if kind == EventKind.CONNECTION_CLOSED:
+            code = data.get("code")
+            style = "red" if code not in (1000, 1001) else ""
+            return Text.assemble(
+                ("- ", "red"), (data.get("user", "?"), "bold"), f" {data.get('path', '')}",
+                (f"  {data.get('id', '')} ", "dim"),
+                (describe_close(code, data.get("reason") or ""), style),
+                (f" after {human_duration(data.get('duration'))}, "
+                 f"{data.get('msgs_in', 0)} in / {data.get('msgs_out', 0)} out", "dim"))
+        if kind == EventKind.BURST:
+            return Text.assemble(("± ", "yellow"), (
+                f"burst: {data.get('opened', 0)} opened, {data.get('closed', 0)} closed",
+                "yellow"))
+        if kind == EventKind.OPERATOR_ACTION:
+            return Text.assemble(("⚑ ", "bold magenta"), (_describe_action(data), "magenta"))
+        if kind == EventKind.STATE_CHANGED:
+            state = data.get("state", "?")
+            mode = data.get("mode")
+            return Text.assemble(
+                ("● ", "bold yellow"), (f"server {state}", "bold yellow"),
+                (f" ({str(mode).replace('_', '-')})" if mode else "", "yellow"),
+                (f", {data.get('connections', 0)} connections open", "dim"))
+        if kind == EventKind.SLOW_CONSUMER:
+            return Text.assemble(
+                ("! ", "bold red"),
+                (f"slow consumer {data.get('user', '?')} {data.get('path', '')} "
+                 f"{data.get('id', '')}: {human_bytes(data.get('buffered'))} buffered, closing "
+                 "with 1008", "red"))
+        return None
+
+
+def _top(counter: Counter[str], n: int = 3) -> str:
+    items = counter.most_common()
+    text = ", ".join(f"{name} ×{count}" for name, count in items[:n])
+    if len(items) > n:
+        text += f", +{len(items) - n} more"
+    return text
+
+
+def _describe_action(data: dict[str, Any]) -> str:
+    """One line from an audit entry (see the control listener's audit log)."""
+    op = data.get("op", "?")
+    args = data.get("args") if isinstance(data.get("args"), dict) else {}
+    selector = args.get("selector")
+    parts = [f"{data.get('role') or 'operator'}: {op}"]
+    if args.get("dry_run"):
+        parts[0] += " (dry run)"
+    if isinstance(selector, dict):
+        parts.append(" ".join(
+            "everyone" if k == "everyone" else f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in selector.items() if k != "ids_total"))
+    if args.get("mode"):
+        parts.append(str(args["mode"]).replace("_", "-"))
+    if op in ("disconnect", "shutdown") and args.get("code") is not None:
+        parts.append(describe_close(args["code"], args.get("reason") or ""))
+    result = data.get("result")
+    if isinstance(result, dict):
+        shown = {k: v for k, v in result.items()
+                 if k in ("recipients", "delivered", "skipped", "count", "connections")}
+        if shown:
+            parts.append("→ " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    error = data.get("error")
+    if error:
+        parts.append("failed: " + str(error.get("message", error) if isinstance(error, dict) else error))
+    return " ".join(parts)

@@ -1,0 +1,129 @@
+"""The groups panel: everyone, and connections by user, path and topic, with counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+__all__ = ["GroupsPanel", "GroupKey"]
+
+GroupKey = tuple[str, "str | None"]
+"""(kind, value): ("everyone", None), ("user", "ann"), ("path", "/chat"), ("topic", "lobby")."""
+
+_SECTIONS = (("user", "users", "Users"), ("path", "paths", "Paths"), ("topic", "topics", "Topics"))
+
+
+class GroupsPanel(Tree[GroupKey]):
+    """A tree of groups, updated in place by key as counts change."""
+
+    DEFAULT_CSS = """
+    GroupsPanel {
+        width: 24;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+        padding: 0 0;
+    }
+    GroupsPanel:focus {
+        border: round $accent;
+    }
+    """
+
+    class GroupChosen(Message):
+        """The operator chose a group; the table should show only it."""
+
+        def __init__(self, kind: str, value: str | None) -> None:
+            super().__init__()
+            self.kind = kind
+            self.value = value
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("groups", data=("everyone", None), id=id)
+        self.show_root = False
+        self.guide_depth = 2
+        self._everyone: TreeNode[GroupKey] | None = None
+        self._sections: dict[str, TreeNode[GroupKey]] = {}
+        self._group_nodes: dict[GroupKey, TreeNode[GroupKey]] = {}
+        self._active: GroupKey = ("everyone", None)
+        self._counts: dict[GroupKey, int] = {}
+        self._total: int | None = None
+        self.truncated = False
+        """True when the server sent only the largest groups."""
+
+    def on_mount(self) -> None:
+        self.border_title = "Groups"
+        self._everyone = self.root.add_leaf("Everyone", data=("everyone", None))
+        for kind, _, title in _SECTIONS:
+            self._sections[kind] = self.root.add(title, data=(kind, None), expand=True)
+        self.root.expand()
+
+    @property
+    def active(self) -> GroupKey:
+        """The group the table shows."""
+        return self._active
+
+    def set_active(self, kind: str, value: str | None) -> None:
+        """Mark which group the table shows (after a filter typed with ``/``, too)."""
+        previous, self._active = self._active, (kind, value)
+        for key in (previous, self._active):
+            if key == ("everyone", None) and self._everyone is not None:
+                self._everyone.set_label(self._label(key, self._total))
+            elif key in self._group_nodes:
+                self._group_nodes[key].set_label(self._label(key, self._counts.get(key)))
+
+    def update_groups(self, groups: dict[str, dict[str, int]], total: int | None,
+                      truncated: bool = False) -> None:
+        """Apply new counts: update labels, add new groups, remove empty ones."""
+        if self._everyone is None:
+            return
+        counts: dict[GroupKey, int] = {}
+        for kind, plural, _ in _SECTIONS:
+            for value, count in (groups.get(plural) or {}).items():
+                counts[(kind, value)] = int(count)
+        self._counts = counts
+        if total is not None:
+            self._total = total
+            self._everyone.set_label(self._label(("everyone", None), total))
+        for key in [k for k in self._group_nodes if k not in counts]:
+            self._group_nodes.pop(key).remove()
+        for kind, _, title in _SECTIONS:
+            section = self._sections[kind]
+            values = sorted(v for (k, v) in counts if k == kind)
+            n = len(values)
+            section.set_label(Text.assemble(title, (f" {n}", "dim")))
+            for index, value in enumerate(values):
+                key = (kind, value)
+                label = self._label(key, counts[key])
+                node = self._group_nodes.get(key)
+                if node is None:
+                    # Insert in name order, so groups do not jump around.
+                    following = next((self._group_nodes[(kind, v)] for v in values[index + 1:]
+                                      if (kind, v) in self._group_nodes), None)
+                    self._group_nodes[key] = section.add_leaf(label, data=key, before=following)
+                elif node.label != label:
+                    node.set_label(label)
+        self.truncated = truncated
+
+    def _label(self, key: GroupKey, count: int | None) -> Text:
+        kind, value = key
+        name = "Everyone" if kind == "everyone" else str(value)
+        active = key == self._active
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append("▶ " if active else "  ", style="bold yellow" if active else "")
+        text.append(name, style="bold" if active else "")
+        if count is not None:
+            text.append(f" {count}", style="dim")
+        return text
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[GroupKey]) -> None:
+        event.stop()
+        data = event.node.data
+        if data is None:
+            return
+        kind, value = data
+        if kind != "everyone" and value is None:
+            return  # a section heading: it only folds
+        self.post_message(self.GroupChosen(kind, value))

@@ -1,0 +1,137 @@
+"""The status bar: node, listen addresses, state, uptime, counts, rates, link health."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widget import Widget
+from textual.widgets import Sparkline, Static
+
+from ..formatting import human_bytes, human_duration, human_rate
+
+__all__ = ["StatusBar", "SPARKLINE_SAMPLES"]
+
+SPARKLINE_SAMPLES = 60
+"""Stats samples kept for the sparklines (one a second: the last minute)."""
+
+_STATE_STYLES = {"serving": "bold green", "draining": "bold yellow", "stopped": "bold red"}
+_LINK_STYLES = {"connected": "green", "connecting": "yellow", "lost": "bold red",
+                "refused": "bold red"}
+
+
+class StatusBar(Widget):
+    """Two lines at the top: who and how the server is, and its traffic."""
+
+    DEFAULT_CSS = """
+    StatusBar {
+        height: 2;
+        background: $panel;
+    }
+    StatusBar #status-line {
+        height: 1;
+        padding: 0 1;
+    }
+    StatusBar #traffic-line {
+        height: 1;
+        padding: 0 1;
+    }
+    StatusBar .rate {
+        width: auto;
+        min-width: 22;
+    }
+    StatusBar Sparkline {
+        width: 1fr;
+        max-width: 40;
+        margin: 0 2 0 1;
+    }
+    StatusBar #rates-in-spark > .sparkline--max-color { color: $success; }
+    StatusBar #rates-in-spark > .sparkline--min-color { color: $success 30%; }
+    StatusBar #rates-out-spark > .sparkline--max-color { color: $accent; }
+    StatusBar #rates-out-spark > .sparkline--min-color { color: $accent 30%; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.stats: dict[str, Any] = {}
+        self.link_status = "connecting"
+        self.link_text = "connecting..."
+        self.role: str | None = None
+        self._in: deque[float] = deque([0.0] * SPARKLINE_SAMPLES, maxlen=SPARKLINE_SAMPLES)
+        self._out: deque[float] = deque([0.0] * SPARKLINE_SAMPLES, maxlen=SPARKLINE_SAMPLES)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status-line")
+        with Horizontal(id="traffic-line"):
+            yield Static(classes="rate", id="rates-in")
+            yield Sparkline(list(self._in), id="rates-in-spark")
+            yield Static(classes="rate", id="rates-out")
+            yield Sparkline(list(self._out), id="rates-out-spark")
+
+    def on_mount(self) -> None:
+        self._render_status()
+        self._render_rates()
+
+    def update_stats(self, stats: dict[str, Any]) -> None:
+        """Show a new stats sample and extend the sparklines."""
+        self.stats = stats
+        rates = stats.get("rates") or {}
+        self._in.append(float(rates.get("msgs_in", 0.0)))
+        self._out.append(float(rates.get("msgs_out", 0.0)))
+        self._render_status()
+        self._render_rates()
+
+    def update_link(self, status: str, text: str, role: str | None = None) -> None:
+        """Show the control link's health: connected, connecting, lost or refused."""
+        self.link_status = status
+        self.link_text = text
+        if role is not None:
+            self.role = role
+        self._render_status()
+
+    def _render_status(self) -> None:
+        if not self.is_mounted:
+            return
+        stats = self.stats
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(f"{stats.get('node', '?')}", style="bold")
+        state = stats.get("state", "?")
+        line.append("  ")
+        label = state
+        if state == "draining" and stats.get("shutdown_mode"):
+            label = f"draining ({str(stats['shutdown_mode']).replace('_', '-')})"
+        line.append(label, style=_STATE_STYLES.get(state, "bold"))
+        listen = stats.get("listen") or []
+        if listen:
+            line.append("  ws://" + ", ws://".join(listen), style="dim")
+        if "uptime" in stats:
+            line.append(f"  up {human_duration(stats['uptime'])}")
+        if "connections" in stats:
+            line.append(f"  {stats['connections']} connections", style="bold")
+            line.append(
+                f" ({stats.get('opened_total', 0)} opened, {stats.get('closed_total', 0)} closed)",
+                style="dim",
+            )
+        line.append("  link: ", style="dim")
+        line.append(self.link_text, style=_LINK_STYLES.get(self.link_status, ""))
+        if self.role == "read_only" and self.link_status == "connected":
+            line.append(" read-only", style="bold yellow")
+        self.query_one("#status-line", Static).update(line)
+
+    def _render_rates(self) -> None:
+        if not self.is_mounted:
+            return
+        rates = self.stats.get("rates") or {}
+        self.query_one("#rates-in", Static).update(Text.assemble(
+            ("in ", "dim"), (f"{human_rate(rates.get('msgs_in', 0.0))} msg/s", "bold"),
+            (f" {human_bytes(rates.get('bytes_in', 0.0))}/s", "dim"),
+        ))
+        self.query_one("#rates-out", Static).update(Text.assemble(
+            ("out ", "dim"), (f"{human_rate(rates.get('msgs_out', 0.0))} msg/s", "bold"),
+            (f" {human_bytes(rates.get('bytes_out', 0.0))}/s", "dim"),
+        ))
+        self.query_one("#rates-in-spark", Sparkline).data = list(self._in)
+        self.query_one("#rates-out-spark", Sparkline).data = list(self._out)
