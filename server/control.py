@@ -341,7 +341,7 @@ class ControlListener:
         self._sessions: set[_Session] = set()
         self._subscribers: dict[_Session, _Subscription] = {}
         self._audit: Any = None
-        self._listening = False
+        self._hub_listening = False
         self._stopped = False
 
     # Lifecycle
@@ -384,8 +384,6 @@ class ControlListener:
         if config.unix_path is None:
             # Kept: after stop() the sockets are gone, and describe() still works.
             self._port = self._server.sockets[0].getsockname()[1]
-        self.hub.add_listener(self._on_event)
-        self._listening = True
 
     async def stop(self) -> None:
         """Send subscribers their last events, close every control connection, stop."""
@@ -393,6 +391,7 @@ class ControlListener:
             return
         self._stopped = True
         self.hub.remove_listener(self._on_event)
+        self._hub_listening = False
         # Let subscribers see the final state_changed before the close.
         try:
             async with asyncio.timeout(self.close_timeout):
@@ -404,7 +403,6 @@ class ControlListener:
             pass
         self._server.close(close_connections=True, code=1001, reason="server stopped")
         await self._server.wait_closed()
-        self._listening = False
         self._close_audit()
 
     def _check_bind(self, config: ControlConfig) -> ssl.SSLContext | None:
@@ -728,6 +726,11 @@ class ControlListener:
                                          self.max_pending_events)
             session.subscription = subscription
             self._subscribers[session] = subscription
+            if not self._hub_listening and not self._stopped:
+                # Only while someone listens: with a listener, the hub builds
+                # an event dict on every connect and close.
+                self.hub.add_listener(self._on_event)
+                self._hub_listening = True
             session.pump = asyncio.get_running_loop().create_task(
                 self._pump(session, subscription))
         else:
@@ -752,6 +755,9 @@ class ControlListener:
 
     def _unsubscribe(self, session: _Session) -> None:
         self._subscribers.pop(session, None)
+        if not self._subscribers and self._hub_listening:
+            self.hub.remove_listener(self._on_event)
+            self._hub_listening = False
         session.subscription = None
         if session.pump is not None:
             session.pump.cancel()
@@ -780,6 +786,9 @@ class ControlListener:
                 await asyncio.sleep(self.flush_interval)
         except ConnectionClosed:
             pass
+        except Exception:
+            logger.exception("event stream to %s failed", session.client)
+            await session.connection.close(1011, "event stream failed")
 
     @staticmethod
     async def _flush(session: _Session, subscription: _Subscription) -> None:
