@@ -291,7 +291,7 @@ class Hub:
                                          "connections": len(self.registry)})
 
     def handshake_rejected(self, status: int) -> None:
-        """Count a handshake answered with an HTTP status other than 101."""
+        """Count a handshake refused with an HTTP error status (3xx-5xx)."""
         self.rejected_by_status[status] += 1
 
     def latency_measured(self, seconds: float) -> None:

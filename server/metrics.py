@@ -172,8 +172,8 @@ SENDS_SKIPPED = MetricSpec(
 )
 HANDSHAKES_REJECTED = MetricSpec(
     "wsconsole_handshakes_rejected_total", "counter",
-    "HTTP requests on the WebSocket port answered with a status other than 101, "
-    "by status (health checks count as 200).",
+    "Opening handshakes refused with an HTTP error status (3xx-5xx) on the "
+    "WebSocket port, by status; health checks are not counted.",
     ("status",),
 )
 SLOW_CONSUMER_DISCONNECTS = MetricSpec(

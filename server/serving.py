@@ -142,7 +142,9 @@ def _tracked_connection_class(base: type[ServerConnection], hub: Hub) -> type[Se
         async def handshake(self, *args: Any, **kwargs: Any) -> None:
             await super().handshake(*args, **kwargs)
             response = self.response
-            if response is not None and response.status_code != 101:
+            # 2xx answers (the health check, an app's own HTTP route) are
+            # served requests, not refused handshakes.
+            if response is not None and response.status_code >= 300:
                 hub.handshake_rejected(response.status_code)
 
         def acknowledge_pings(self, data: bytes) -> None:
