@@ -62,6 +62,7 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "load_token",
     "is_loopback",
+    "websockets_logger",
 ]
 
 logger = logging.getLogger("wsconsole.control")
