@@ -36,6 +36,12 @@ def add_control_arguments(parser: argparse.ArgumentParser) -> None:
                        help="allow a non-loopback control listener without TLS (not recommended)")
     group.add_argument("--audit-log", metavar="FILE",
                        help="append one JSON line per operator action to FILE")
+    group.add_argument("--route", action="append", default=[], metavar="TEMPLATE",
+                       help="route template for the metrics' path label, e.g. /rooms/{name} "
+                       "(repeatable; unmatched paths are 'other')")
+    group.add_argument("--max-path-labels", type=int, default=50, metavar="N",
+                       help="without --route, the first N distinct paths get a label "
+                       "(default: 50)")
 
 
 def control_config_from_args(args: argparse.Namespace) -> Any:
@@ -59,6 +65,8 @@ def control_config_from_args(args: argparse.Namespace) -> Any:
         key=args.control_key,
         allow_insecure=args.insecure_control,
         audit_log=args.audit_log,
+        metrics_route_templates=tuple(args.route),
+        metrics_max_paths=args.max_path_labels,
     )
 
 

@@ -45,3 +45,7 @@ class ControlConfig:
     """Append one JSON line per mutating operation to this file."""
     max_request_bytes: int = MAX_REQUEST_BYTES
     """Larger control requests close the control connection with 1009."""
+    metrics_route_templates: tuple[str, ...] = ()
+    """Route templates such as ``/rooms/{name}`` that give metrics their path label."""
+    metrics_max_paths: int = 50
+    """Without templates, the first N distinct paths get a label; the rest are 'other'."""

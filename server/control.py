@@ -47,6 +47,7 @@ from .errors import (
     WsconsoleError,
 )
 from .hub import HubState
+from .metrics import Metrics, health
 from .registry import REDACTED, REDACTED_HEADERS
 from .wire import ErrorCode, EventKind
 
@@ -333,8 +334,8 @@ class ControlListener:
         """The read-only token's file, once started."""
         self.read_only_token_file_created = False
         """True if :meth:`start` created :attr:`read_only_token_file`."""
-        self.metrics: Any = None
-        """The ``Metrics`` of ``wsconsole.server.metrics``, or None without it."""
+        self.metrics: Metrics | None = None
+        """The Prometheus exposition, created at start."""
         self._tokens: list[tuple[bytes, str]] = []
         self._server: Server | None = None
         self._port: int | None = None
@@ -357,9 +358,11 @@ class ControlListener:
         config = self.config
         ssl_context = self._check_bind(config)
         self._load_tokens(config)
-        metrics_factory = _metrics_factory()
-        if metrics_factory is not None:
-            self.metrics = metrics_factory(self.hub)
+        self.metrics = Metrics(
+            self.hub,
+            route_templates=config.metrics_route_templates or None,
+            max_paths=config.metrics_max_paths,
+        )
         if config.audit_log:
             self._audit = _open_audit_log(config.audit_log)
         common: dict[str, Any] = dict(
@@ -539,22 +542,12 @@ class ControlListener:
         return role
 
     def _metrics(self, request: Request, head: bool) -> Response:
-        if self.metrics is None:
-            return _response(http.HTTPStatus.SERVICE_UNAVAILABLE,
-                             "metrics are not available in this build\n", head=head)
         accept = ", ".join(request.headers.get_all("Accept")) or None
         body, content_type = self.metrics.render(accept)
         return _response(http.HTTPStatus.OK, body, head=head, content_type=content_type)
 
     def _health(self, head: bool) -> Response:
-        health = _health_function()
-        if health is not None:
-            status, data = health(self.hub)
-        else:
-            stats = self.hub.stats()
-            status = 200 if stats["state"] == HubState.SERVING else 503
-            data = {"state": stats["state"], "connections": stats["connections"],
-                    "node": stats["node"]}
+        status, data = health(self.hub)
         body = json.dumps(data, separators=(",", ":")) + "\n"
         return _response(http.HTTPStatus(status), body, head=head,
                          content_type="application/json")
@@ -837,24 +830,6 @@ def _largest(n: int, counts: dict[str, int]) -> list[tuple[str, int]]:
     import heapq
 
     return heapq.nlargest(n, counts.items(), key=lambda kv: kv[1])
-
-
-def _metrics_factory() -> Any:
-    try:
-        from .metrics import Metrics
-    except ImportError:
-        # The metrics module is optional in a stripped build; /metrics says so.
-        logger.debug("wsconsole.server.metrics unavailable; /metrics answers 503")
-        return None
-    return Metrics
-
-
-def _health_function() -> Any:
-    try:
-        from .metrics import health
-    except ImportError:
-        return None
-    return health
 
 
 def _open_audit_log(path: str) -> Any:

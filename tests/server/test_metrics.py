@@ -532,7 +532,6 @@ async def scrape(port: int, name: str, **labels: str) -> float:
 async def test_metrics_and_health_over_the_control_listener():
     """Prometheus and a load balancer reach /metrics and /healthz on the control
     port; values follow client traffic and control requests; HEAD works, POST is 405."""
-    pytest.importorskip("wsconsole.server.control")
     from wsconsole.server.config import ControlConfig
     from wsconsole.server.wire import encode_request, parse_message
 
@@ -590,7 +589,6 @@ async def test_metrics_and_health_over_the_control_listener():
 async def test_metrics_need_the_token_off_loopback():
     """On a non-loopback address /metrics answers 401 without the bearer token and
     200 with it, while /healthz stays open to load balancers."""
-    pytest.importorskip("wsconsole.server.control")
     from wsconsole.server.config import ControlConfig
 
     config = ControlConfig(host="0.0.0.0", port=0, token=TOKEN, allow_insecure=True)
@@ -606,3 +604,20 @@ async def test_metrics_need_the_token_off_loopback():
         assert status == 200 and b"wsconsole_server_state" in body
         status, _, _ = await http_request(port, "GET", "/healthz")
         assert status == 200
+
+
+async def test_route_templates_from_the_control_config_label_scraped_paths():
+    """`wsconsole serve --route /rooms/{name}` (ControlConfig.metrics_route_templates)
+    labels open connections by template on the control listener's /metrics."""
+    from wsconsole.server.config import ControlConfig
+
+    config = ControlConfig(port=0, token=TOKEN, metrics_route_templates=("/rooms/{name}",))
+    async with serve(echo, "127.0.0.1", 0, control=config) as server:
+        clients = [await connect(url(server, f"/rooms/r{i}")) for i in range(3)]
+        clients.append(await connect(url(server, "/elsewhere")))
+        await wait_for(lambda: len(server.hub.registry) == 4)
+        port = server.control.port
+        assert await scrape(port, "wsconsole_connections_open", path="/rooms/{name}") == 3
+        assert await scrape(port, "wsconsole_connections_open", path="other") == 1
+        for client in clients:
+            await client.close()
