@@ -73,7 +73,7 @@ class Simulator:
         residents: tuple[Resident, ...] = RESIDENTS,
         guests: int = 4,
         slow_reader: bool = True,
-        slow_message_bytes: int = 64 * 1024,
+        slow_message_bytes: int = 128 * 1024,
     ) -> None:
         self.url = url.rstrip("/")
         """The public WebSocket server, ``ws://host:port``."""
@@ -190,7 +190,7 @@ class Simulator:
                     while not self._stopping:
                         await ws.send(payload)
                         self.sent += 1
-                        await asyncio.sleep(0.2)
+                        await asyncio.sleep(0.25)
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
                 pass
             await asyncio.sleep(5.0)

@@ -65,7 +65,7 @@ class DetailScreen(Screen[None]):
         for table in (request, response):
             table.add_column("name", key="name")
             table.add_column("value", key="value")
-        self._render()
+        self._show()
         self.fetch()
         self.set_interval(self.interval, self.fetch)
 
@@ -104,14 +104,14 @@ class DetailScreen(Screen[None]):
             self.refresh_bindings()
         else:
             self.connection = message.connection
-        self._render()
+        self._show()
 
     @on(CommandFailed)
     def _failed(self, message: CommandFailed) -> None:
         message.stop()
         self.notify(message.message, title=message.title, severity="error", markup=False)
 
-    def _render(self) -> None:
+    def _show(self) -> None:
         c = self.connection
         now = self.clock()
         grid = Table.grid(padding=(0, 2))

@@ -1,0 +1,322 @@
+"""The console app against a real embedded server, real control plane and real clients.
+
+Each test runs ``ConsoleApp.run_test()`` on loopback (port 0) and waits for
+conditions with bounded loops (``until``), never a sleep that hopes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, AsyncIterator, Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from wsconsole.console.app import ConsoleApp
+from wsconsole.console.client import ControlClient
+from wsconsole.console.screens import (
+    ComposeScreen,
+    DetailScreen,
+    DisconnectScreen,
+    MainScreen,
+    ShutdownScreen,
+)
+from wsconsole.console.widgets import EventLog, GroupsPanel
+from wsconsole.server import serve
+from wsconsole.server.config import ControlConfig
+from wsconsole.server.demo_app import demo_handler
+
+from ..conftest import TIMEOUT
+
+TOKEN = "operator-token-for-console-tests"
+READ_ONLY = "read-only-token-for-console-tests"
+SIZE = (150, 45)
+
+
+class Live:
+    """A running demo server with its control plane, and its public clients."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.clients: list[ClientConnection] = []
+
+    @property
+    def control_url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.control.port}"
+
+    async def client(self, user: str, path: str = "/chat", room: str | None = None,
+                     **kwargs: Any) -> ClientConnection:
+        query = f"user={user}" + (f"&room={room}" if room else "")
+        ws = await connect(f"ws://127.0.0.1:{self.server.port}{path}?{query}", **kwargs)
+        self.clients.append(ws)
+        return ws
+
+    def app(self, token: str = TOKEN, **kwargs: Any) -> ConsoleApp:
+        url = self.control_url
+        kwargs.setdefault("poll_interval", 0.2)
+        kwargs.setdefault("stats_interval", 0.2)
+        return ConsoleApp(lambda: ControlClient(url, token), url=url, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def live_server(control_port: int = 0) -> AsyncIterator[Live]:
+    server = serve(demo_handler, "127.0.0.1", 0, node="test-node",
+                   control=ControlConfig(host="127.0.0.1", port=control_port, token=TOKEN,
+                                         read_only_token=READ_ONLY))
+    await server
+    live = Live(server)
+    try:
+        yield live
+    finally:
+        for ws in live.clients:
+            await ws.close()
+        if server.hub.state == "serving":
+            server.close()
+        async with asyncio.timeout(TIMEOUT):
+            await server.wait_closed()
+
+
+async def until(pilot: Any, condition: Callable[[], Any], timeout: float = TIMEOUT) -> None:
+    """Let the app run until ``condition()`` is true; fail after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await pilot.pause(0.02)
+
+
+def main(app: ConsoleApp) -> MainScreen:
+    return app.main_screen
+
+
+def rows(app: ConsoleApp) -> list[dict[str, Any]]:
+    table = main(app).table
+    return [table.summary(str(key.value)) for key in table.rows]
+
+
+async def select_row(pilot: Any, app: ConsoleApp, predicate: Callable[[dict], bool]) -> dict:
+    """Move the table cursor to the first row matching ``predicate``."""
+    table = main(app).table
+    for index, row in enumerate(rows(app)):
+        if predicate(row):
+            table.move_cursor(row=index)
+            await pilot.pause()
+            return row
+    raise AssertionError("no such row")
+
+
+async def test_table_shows_connections_by_user_and_path() -> None:
+    """The table lists every connection with its user and path, and the groups count them."""
+    async with live_server() as live:
+        await live.client("ann", "/chat")
+        await live.client("ann", "/feed")
+        await live.client("bob", "/feed")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 3)
+            assert sorted((r["user"], r["path"]) for r in rows(app)) == [
+                ("ann", "/chat"), ("ann", "/feed"), ("bob", "/feed")]
+            groups = app.screen.query_one(GroupsPanel)
+            await until(pilot, lambda: groups._counts.get(("user", "ann")) == 2)
+            assert groups._counts[("path", "/feed")] == 2
+            assert main(app).query_one("#status").stats.get("node") in (None, "test-node")
+
+
+async def test_filter_and_group_narrow_the_table() -> None:
+    """`/user=ann` shows only ann's rows; choosing a path group shows only that path."""
+    async with live_server() as live:
+        await live.client("ann", "/chat")
+        await live.client("ann", "/feed")
+        await live.client("bob", "/feed")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 3)
+            await pilot.press("slash")
+            await pilot.press(*"user=ann", "enter")
+            await until(pilot, lambda: len(rows(app)) == 2)
+            assert {r["user"] for r in rows(app)} == {"ann"}
+            main(app).query_one(GroupsPanel).post_message(
+                GroupsPanel.GroupChosen("path", "/feed"))
+            await until(pilot, lambda: {r["path"] for r in rows(app)} == {"/feed"}
+                        and len(rows(app)) == 2)
+            assert {r["user"] for r in rows(app)} == {"ann", "bob"}
+            # A filter the console cannot read is refused with a message, not a traceback.
+            await pilot.press("slash")
+            await pilot.press("ctrl+u", *"colour=red", "enter")
+            await until(pilot, lambda: any("unknown filter" in n.message
+                                           for n in app._notifications))
+            assert main(app).view.path == "/feed"
+
+
+async def test_detail_shows_headers_redacted() -> None:
+    """The detail view shows request headers, with the secret ones redacted."""
+    async with live_server() as live:
+        await live.client("ann", "/chat", additional_headers={
+            "Authorization": "Bearer hunter2", "X-Client-Version": "4.2"})
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 1)
+            main(app).table.focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, DetailScreen)
+                        and app.screen.connection.get("request_headers"))
+            headers = {name.lower(): value for name, value
+                       in app.screen.connection["request_headers"]}
+            assert headers["authorization"] == "[redacted]"
+            assert headers["x-client-version"] == "4.2"
+            table = app.screen.query_one("#request-headers")
+            shown = [str(cell) for row in table.rows for cell in table.get_row(row)]
+            assert "[redacted]" in shown and not any("hunter2" in c for c in shown)
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+async def test_broadcast_from_compose_dialog_reaches_clients() -> None:
+    """A broadcast to the lobby shows its dry-run count, then reaches lobby clients only."""
+    async with live_server() as live:
+        ann = await live.client("ann", room="lobby")
+        bob = await live.client("bob", room="lobby")
+        eve = await live.client("eve", room="kitchen")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 3)
+            await pilot.press("slash", *"topic=lobby", "enter")
+            await until(pilot, lambda: len(rows(app)) == 2)
+            await pilot.press("b")
+            await until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+            compose = app.screen
+            assert compose.selector == {"topic": "lobby"}
+            await until(pilot, lambda: compose.recipients == 2)
+            # Invalid JSON is caught before anything is sent.
+            compose.query_one("#compose-format").query("RadioButton").last().value = True
+            await pilot.press(*"{oops")
+            await until(pilot, lambda: compose.as_json)
+            assert compose.query_one("#compose-send").disabled
+            assert "Invalid JSON" in str(compose.query_one("#compose-check").render())
+            compose.query_one("TextArea").text = '{"notice": "maintenance at 5"}'
+            await until(pilot, lambda: not compose.query_one("#compose-send").disabled)
+            await pilot.press("ctrl+s")
+            async with asyncio.timeout(TIMEOUT):
+                assert await ann.recv() == '{"notice": "maintenance at 5"}'
+                assert await bob.recv() == '{"notice": "maintenance at 5"}'
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    unexpected = await eve.recv()
+                    raise AssertionError(f"eve got {unexpected!r}")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+            await until(pilot, lambda: any("delivered 2, skipped 0" in line
+                                           for line in app.screen.query_one(EventLog).entries))
+
+
+async def test_disconnect_selected_connection() -> None:
+    """Disconnecting the selected row asks first, then closes that client with 1000."""
+    async with live_server() as live:
+        await live.client("ann")
+        bob = await live.client("bob", "/feed")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 2)
+            await select_row(pilot, app, lambda r: r["user"] == "bob")
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, DisconnectScreen))
+            await pilot.click("#confirm-yes")
+            async with asyncio.timeout(TIMEOUT):
+                await bob.wait_closed()
+            assert bob.close_code == 1000
+            await until(pilot, lambda: [r["user"] for r in rows(app)] == ["ann"])
+
+
+async def test_keep_alive_shutdown_shows_the_drain() -> None:
+    """Keep-alive shutdown stops accepting, keeps clients served, and shows them draining."""
+    async with live_server() as live:
+        ann = await live.client("ann")
+        bob = await live.client("bob")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 2
+                        and main(app).stats.get("connections") == 2)
+            await pilot.press("X")
+            await until(pilot, lambda: isinstance(app.screen, ShutdownScreen))
+            dialog = app.screen
+            await pilot.click("#shutdown-mode RadioButton:last-of-type")
+            await until(pilot, lambda: dialog.mode == "keep_alive")
+            await pilot.click("#shutdown-confirm")
+            await until(pilot, lambda: dialog.phase == "draining")
+            assert live.server.hub.state == "draining"
+            # Open connections are still served.
+            await ann.send("still here")
+            async with asyncio.timeout(TIMEOUT):
+                assert await ann.recv() == "still here"
+            text = dialog.query_one("#shutdown-progress-text")
+            await until(pilot, lambda: "2 of 2 still open" in str(text.render()))
+            await bob.close()
+            await until(pilot, lambda: "1 of 2 still open" in str(text.render()))
+            assert main(app).query_one("#status").stats["state"] == "draining"
+
+
+async def test_read_only_token_disables_mutating_actions() -> None:
+    """With a read-only token the console says so and refuses to open mutating dialogs."""
+    async with live_server() as live:
+        await live.client("ann")
+        app = live.app(token=READ_ONLY)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 1 and app.link.read_only)
+            screen = main(app)
+            assert "Read-only token" in str(screen.query_one("#banner").render())
+            for action in ("broadcast", "send", "disconnect", "disconnect_group", "shutdown"):
+                assert screen.check_action(action, ()) is None, action
+            assert screen.check_action("detail", ()) is True
+            await pilot.press("b", "d", "X")
+            await pilot.pause()
+            assert app.screen is screen
+            commands = [c.title for c in app.get_system_commands(screen)]
+            assert "Detail" in commands and "Broadcast" not in commands
+
+
+async def test_reconnects_after_the_control_plane_restarts() -> None:
+    """When the server goes away the console says so, then reconnects to its successor."""
+    async with live_server() as first:
+        port = first.server.control.port
+        await first.client("ann")
+        app = first.app(reconnect_delays=(0.05, 0.1))
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: [r["user"] for r in rows(app)] == ["ann"])
+            first.server.close()
+            await first.server.wait_closed()
+            await until(pilot, lambda: app.link.status == "lost")
+            assert "Control link lost" in str(main(app).query_one("#banner").render())
+            assert main(app).table.has_class("stale")
+            assert main(app).check_action("broadcast", ()) is None
+            async with live_server(control_port=port) as second:
+                await second.client("zoe", "/feed")
+                await until(pilot, lambda: app.link.status == "connected", timeout=3 * TIMEOUT)
+                await until(pilot, lambda: [r["user"] for r in rows(app)] == ["zoe"])
+                assert not main(app).table.has_class("stale")
+                assert any("reconnected" in line for line in main(app).event_log.entries)
+
+
+async def test_unreachable_control_plane_keeps_the_console_running() -> None:
+    """With nothing listening, the console shows why and keeps retrying, without a traceback."""
+    app = ConsoleApp(lambda: ControlClient("ws://127.0.0.1:9", TOKEN), url="ws://127.0.0.1:9",
+                     reconnect_delays=(0.05,))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.link.status == "lost")
+        assert "Cannot reach the control plane" in str(main(app).query_one("#banner").render())
+        assert app.is_running
+
+
+async def test_refused_token_is_reported() -> None:
+    """A wrong token is reported once in the banner; the console does not spin retrying."""
+    async with live_server() as live:
+        app = live.app(token="not-the-token")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.link.status == "refused")
+            assert "refused the token" in str(main(app).query_one("#banner").render())
+
+
+async def test_too_small_terminal_says_so() -> None:
+    """A terminal below the minimum size shows a message instead of a broken layout."""
+    app = ConsoleApp(lambda: ControlClient("ws://127.0.0.1:9", TOKEN), reconnect_delays=(1.0,))
+    async with app.run_test(size=(60, 15)) as pilot:
+        await pilot.pause()
+        screen = main(app)
+        assert screen.has_class("too-small")
+        assert "too small" in str(screen.query_one("#too-small").render())
