@@ -131,7 +131,7 @@ class MainScreen(Screen[None]):
                 yield Input(placeholder="filter: user=ann path=/chat topic=lobby id=3f "
                             "(Enter applies, Esc cancels)", id="filter")
                 yield ConnectionTable(clock=self.clock, id="connections")
-        yield EventLog(id="events")
+        yield EventLog(clock=self.clock, id="events")
         yield Static(id="too-small")
         yield Footer()
 

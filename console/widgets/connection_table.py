@@ -68,7 +68,7 @@ class ConnectionTable(DataTable[Any]):
             self.sort = sort
 
     def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=1)
         self.clock = clock
         self.sort_key = "connected_at"
         """The server's sort key of the rows shown, ``-`` prefix for descending."""

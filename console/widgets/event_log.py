@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual.widgets import RichLog
@@ -42,8 +42,9 @@ class EventLog(RichLog):
     }
     """
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
         super().__init__(id=id, max_lines=2000, wrap=False, markup=False, min_width=40)
+        self.clock = clock
         self._pending: list[Event] = []
         self.entries: deque[str] = deque(maxlen=2000)
         """Plain text of the lines written, newest last (for tests and copy)."""
@@ -59,7 +60,7 @@ class EventLog(RichLog):
     def note(self, message: str, *, style: str = "", at: float | None = None) -> None:
         """Write one line of the console's own (link up/down, errors, results)."""
         self.flush()
-        self._write(at if at is not None else time.time(), Text(message, style=style))
+        self._write(at if at is not None else self.clock(), Text(message, style=style))
 
     def flush(self) -> None:
         """Write the queued events, coalescing opens and closes."""

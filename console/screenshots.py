@@ -1,0 +1,270 @@
+"""Regenerate ``screenshots/*.svg`` from fixed sample data: ``wsconsole screenshots``.
+
+The console runs headless at a fixed size against :class:`SampleControlClient`,
+which answers like a control plane from fixed data (a fixed node, fixed ids,
+fixed counters, a frozen clock), so that the pictures change only when the
+console does. Also runnable as ``python -m wsconsole.console.screenshots``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from wsconsole.server.wire import Event, EventKind
+
+__all__ = ["SampleControlClient", "write_screenshots", "NOW", "SIZE", "SHOTS"]
+
+NOW = 1_767_229_200.0
+"""The frozen clock: 2026-01-01 01:00:00 UTC."""
+SIZE = (150, 44)
+"""Terminal columns and rows of every screenshot."""
+SHOTS = ("main", "detail", "compose", "shutdown")
+"""The screenshots, by file name (``screenshots/NAME.svg``)."""
+
+_PEOPLE = [
+    ("ann", "/chat", ["lobby"]), ("bob", "/chat", ["lobby"]), ("chen", "/chat", ["dev"]),
+    ("dara", "/chat", ["dev"]), ("eve", "/feed", []), ("eve", "/feed", []),
+    ("frank", "/feed", ["markets"]), ("grace", "/api/stream", []), ("heidi", "/chat", ["lobby"]),
+    ("ivan", "/api/stream", ["markets"]), ("judy", "/notifications", []),
+    ("ken", "/chat", ["random"]), ("guest-12", "/chat", ["lobby"]), ("guest-31", "/feed", []),
+    ("mallory", "/feed", []), ("guest-40", "/api/stream", ["random"]),
+]
+
+
+def _sample_connections() -> list[dict[str, Any]]:
+    rng = random.Random(5)
+    connections = []
+    for index, (user, path, topics) in enumerate(_PEOPLE):
+        age = 3600 - index * 170 - rng.randint(0, 90)
+        msgs_in = int(age * rng.uniform(0.2, 2.5))
+        msgs_out = int(msgs_in * rng.uniform(1.0, 2.2))
+        slow = user == "mallory"
+        connections.append({
+            "id": f"{rng.getrandbits(40):010x}",
+            "node": "demo",
+            "user": user,
+            "path": path,
+            "query": f"user={user}" + (f"&room={topics[0]}" if topics else ""),
+            "remote": f"10.0.{index // 8}.{20 + index}:{51000 + rng.randint(0, 9000)}",
+            "connected_at": NOW - age,
+            "last_activity": NOW - (rng.randint(0, 4) if not slow else 0),
+            "msgs_in": msgs_in,
+            "bytes_in": msgs_in * (131072 if slow else rng.randint(40, 90)),
+            "msgs_out": msgs_out,
+            "bytes_out": msgs_out * (131072 if slow else rng.randint(40, 120)),
+            "buffered": 2_883_584 if slow else 0,
+            "latency": 0.0 if slow else rng.uniform(0.0004, 0.004),
+            "topics": topics,
+        })
+    return connections
+
+
+def _sample_stats(index: int) -> dict[str, Any]:
+    rng = random.Random(index)
+    msgs_in = 18 + 6 * ((index * 7) % 5) + rng.uniform(0, 4)
+    return {
+        "node": "demo", "state": "serving", "listen": ["127.0.0.1:8765"],
+        "started_at": NOW - 3725, "uptime": 3725.0, "connections": len(_PEOPLE),
+        "opened_total": 131, "closed_total": 115,
+        "totals": {"msgs_in": 81234, "bytes_in": 5_123_456, "msgs_out": 160321,
+                   "bytes_out": 9_876_543},
+        "rates": {"msgs_in": msgs_in, "bytes_in": msgs_in * 61,
+                  "msgs_out": msgs_in * 1.9, "bytes_out": msgs_in * 1.9 * 64},
+        "shutdown_mode": None, "shutdown_deadline": None,
+    }
+
+
+def _sample_events(connections: list[dict[str, Any]]) -> list[Event]:
+    by_user = {c["user"]: c for c in connections}
+    t = NOW - 40
+    return [
+        Event(EventKind.CONNECTION_CLOSED, t, {
+            "id": "3be01f7a22", "user": "guest-37", "path": "/chat", "code": 1000,
+            "reason": "bye", "msgs_in": 12, "msgs_out": 30, "duration": 14.2}),
+        Event(EventKind.CONNECTION_OPENED, t + 3, by_user["guest-40"]),
+        Event(EventKind.OPERATOR_ACTION, t + 9, {
+            "role": "operator", "op": "send", "args": {"selector": {"topic": "lobby"},
+                                                       "text_length": 31},
+            "result": {"recipients": 4, "delivered": 4, "skipped": 0}}),
+        Event(EventKind.CONNECTION_CLOSED, t + 15, {
+            "id": "9a0c33d1e4", "user": "guest-22", "path": "/feed", "code": 1006,
+            "reason": "", "msgs_in": 3, "msgs_out": 9, "duration": 6.9}),
+        Event(EventKind.SLOW_CONSUMER, t + 21, {
+            "id": "5f1e2d3c4b", "user": "mallory", "path": "/feed", "buffered": 4_325_376}),
+        Event(EventKind.CONNECTION_CLOSED, t + 23, {
+            "id": "5f1e2d3c4b", "user": "mallory", "path": "/feed", "code": 1008,
+            "reason": "slow consumer: write buffer over limit", "msgs_in": 88,
+            "msgs_out": 88, "duration": 22.0}),
+        Event(EventKind.CONNECTION_OPENED, t + 29, by_user["mallory"]),
+        Event(EventKind.CONNECTION_OPENED, t + 33, by_user["guest-12"]),
+    ]
+
+
+class SampleControlClient:
+    """Answers like ``ControlClient`` from fixed data; sends nothing anywhere."""
+
+    def __init__(self) -> None:
+        self.connections = _sample_connections()
+        self.role = "operator"
+        self.node = "demo"
+        self.connected = False
+
+    async def connect(self) -> dict[str, Any]:
+        self.connected = True
+        return {"server": "wsconsole", "protocol": 1, "node": "demo", "role": "operator",
+                "state": "serving"}
+
+    async def close(self) -> None:
+        self.connected = False
+
+    async def subscribe(self, stats_interval: float = 1.0) -> None:
+        return None
+
+    async def events(self) -> AsyncIterator[Event]:
+        for index in range(60):
+            yield Event(EventKind.STATS, NOW - 60 + index, _sample_stats(index))
+        for event in _sample_events(self.connections):
+            yield event
+        # Then a quiet, live-looking link that never changes what is shown.
+        await asyncio.Event().wait()
+
+    async def list_connections(self, *, user: str | None = None, path: str | None = None,
+                               topic: str | None = None, id_prefix: str | None = None,
+                               sort: str = "connected_at", limit: int = 100,
+                               cursor: str | None = None, groups: bool = True) -> dict[str, Any]:
+        rows = [c for c in self.connections
+                if (user is None or c["user"] == user) and (path is None or c["path"] == path)
+                and (topic is None or topic in c["topics"])
+                and (id_prefix is None or c["id"].startswith(id_prefix))]
+        key = sort.lstrip("-")
+        rows.sort(key=lambda c: (c[key], c["id"]), reverse=sort.startswith("-"))
+        counts: dict[str, dict[str, int]] = {"users": {}, "paths": {}, "topics": {}}
+        for c in self.connections:
+            counts["users"][c["user"]] = counts["users"].get(c["user"], 0) + 1
+            counts["paths"][c["path"]] = counts["paths"].get(c["path"], 0) + 1
+            for t in c["topics"]:
+                counts["topics"][t] = counts["topics"].get(t, 0) + 1
+        return {"connections": rows[:limit], "total": len(rows), "next_cursor": None,
+                "groups": counts, "groups_truncated": False}
+
+    async def get(self, id: str) -> dict[str, Any]:
+        c = next(c for c in self.connections if c["id"] == id)
+        return dict(c, request_headers=[
+            ["Host", "chat.example.com"], ["Upgrade", "websocket"], ["Connection", "Upgrade"],
+            ["Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="], ["Sec-WebSocket-Version", "13"],
+            ["Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"],
+            ["Sec-WebSocket-Protocol", "chat.v2"], ["Origin", "https://chat.example.com"],
+            ["User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"],
+            ["Authorization", "[redacted]"], ["Cookie", "[redacted]"],
+            ["X-Forwarded-For", "203.0.113.7"],
+        ], response_headers=[
+            ["Upgrade", "websocket"], ["Connection", "Upgrade"],
+            ["Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="],
+            ["Sec-WebSocket-Extensions", "permessage-deflate"],
+            ["Sec-WebSocket-Protocol", "chat.v2"], ["Date", "Thu, 01 Jan 2026 01:00:00 GMT"],
+            ["Server", "Python/3.12 websockets/17.0"],
+        ], subprotocol="chat.v2", extensions=["permessage-deflate"])
+
+    async def send(self, selector: dict[str, Any], *, text: str | None = None,
+                   binary: bytes | None = None, dry_run: bool = False) -> dict[str, Any]:
+        page = await self.list_connections(
+            user=selector.get("user"), path=selector.get("path"), topic=selector.get("topic"))
+        ids = [c["id"] for c in page["connections"]]
+        if "ids" in selector:
+            ids = [i for i in ids if i in selector["ids"]]
+        n = len(ids)
+        return {"recipients": n, "delivered": 0 if dry_run else n, "skipped": 0,
+                "sample": ids[:10], "dry_run": dry_run}
+
+    async def disconnect(self, selector: dict[str, Any], *, code: int = 1000,
+                         reason: str = "") -> dict[str, Any]:
+        raise RuntimeError("the sample client never disconnects")
+
+    async def shutdown(self, mode: str, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("the sample client never shuts down")
+
+
+async def _shoot(out: Path) -> list[Path]:
+    from textual.widgets import TextArea
+
+    from .app import ConsoleApp
+    from .screens import ComposeScreen, DetailScreen, ShutdownScreen
+
+    app = ConsoleApp(SampleControlClient, url="ws://127.0.0.1:8766", clock=lambda: NOW,  # type: ignore[arg-type]
+                     poll_interval=3600, stats_interval=3600)
+    written: list[Path] = []
+
+    async def until(condition: Any) -> None:
+        async with asyncio.timeout(20):
+            while not condition():
+                await pilot.pause(0.02)
+
+    def save(name: str) -> None:
+        path = out / f"{name}.svg"
+        path.write_text(app.export_screenshot(title="wsconsole"), encoding="utf-8")
+        written.append(path)
+
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main_screen
+        await until(lambda: main.table.row_count == len(_PEOPLE)
+                    and main.stats.get("uptime") and len(main.event_log.entries) >= 8)
+        app.clear_notifications()
+        main.table.move_cursor(row=2)
+        await pilot.pause(0.3)
+        save("main")
+
+        await pilot.press("enter")
+        await until(lambda: isinstance(app.screen, DetailScreen)
+                    and app.screen.connection.get("request_headers"))
+        await pilot.pause(0.2)
+        save("detail")
+        await pilot.press("escape")
+        await until(lambda: app.screen is main)
+
+        main._set_view(main.view.with_group("topic", "lobby"))
+        await pilot.pause(0.3)
+        await pilot.press("b")
+        await until(lambda: isinstance(app.screen, ComposeScreen) and app.screen.recipients)
+        compose = app.screen
+        compose.query_one("#compose-format").query("RadioButton").last().value = True
+        area = compose.query_one(TextArea)
+        area.cursor_blink = False
+        area.text = '{"type": "notice", "text": "Deploy at 17:00 UTC, expect a reconnect"}'
+        await pilot.pause(0.3)
+        save("compose")
+        await pilot.press("escape")
+        await until(lambda: app.screen is main)
+
+        main._set_view(type(main.view)())
+        await pilot.pause(0.2)
+        await pilot.press("X")
+        await until(lambda: isinstance(app.screen, ShutdownScreen))
+        await pilot.click("#shutdown-mode RadioButton:last-of-type")
+        await pilot.pause(0.1)
+        app.screen.query_one("#shutdown-deadline").value = "300"
+        app.screen.query_one("#shutdown-reason").value = "deploy"
+        app.screen.query_one("#shutdown-cancel").focus()
+        await pilot.pause(0.3)
+        save("shutdown")
+    return written
+
+
+def write_screenshots(out: str | os.PathLike[str] = "screenshots") -> list[Path]:
+    """Write every screenshot into ``out``; return the paths written."""
+    # Timestamps in the event log are local time: pin the zone for stable pictures.
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_shoot(directory))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for written_path in write_screenshots(sys.argv[1] if len(sys.argv) > 1 else "screenshots"):
+        print(written_path)
