@@ -22,7 +22,7 @@ __all__ = ["SampleControlClient", "write_screenshots", "NOW", "SIZE", "SHOTS"]
 
 NOW = 1_767_229_200.0
 """The frozen clock: 2026-01-01 01:00:00 UTC."""
-SIZE = (150, 44)
+SIZE = (160, 46)
 """Terminal columns and rows of every screenshot."""
 SHOTS = ("main", "detail", "compose", "shutdown")
 """The screenshots, by file name (``screenshots/NAME.svg``)."""
