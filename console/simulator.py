@@ -183,14 +183,19 @@ class Simulator:
             # show up on the server quickly instead of in the kernel.
             try:
                 sock = await _small_buffer_socket(_host_port(self.url))
-                async with connect(self._address("mallory", "/feed", None), sock=sock,
+                ws = await connect(self._address("mallory", "/feed", None), sock=sock,
                                    max_queue=1, ping_interval=None,
-                                   user_agent_header="demo-slow-reader/0.1") as ws:
+                                   user_agent_header="demo-slow-reader/0.1")
+                try:
                     # Never read: after one message the client stops reading its socket.
                     while not self._stopping:
                         await ws.send(payload)
                         self.sent += 1
                         await asyncio.sleep(0.25)
+                finally:
+                    # A reader that never reads would never see a close frame
+                    # either: drop the connection, as a crashed client would.
+                    ws.transport.abort()
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
                 pass
             await asyncio.sleep(5.0)

@@ -167,9 +167,9 @@ class ComposeScreen(ModalScreen["str | None"]):
         sample = result.get("sample") or []
         line = f"Dry run: {self.recipients} recipient{'s' if self.recipients != 1 else ''}"
         if sample:
-            more = self.recipients - len(sample)
-            line += " (" + ", ".join(sample[:5]) + (f", +{more} more" if more > 0 else
-                                                   ", …" if len(sample) > 5 else "") + ")"
+            shown = sample[:5]
+            more = self.recipients - len(shown)
+            line += " (" + ", ".join(shown) + (f", +{more} more" if more > 0 else "") + ")"
         if self.recipients == 0:
             line += ". Nothing to send to."
         self.query_one("#compose-recipients", Static).update(line)

@@ -38,7 +38,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-dialog"):
             yield Static(id="help-keys")
-            yield Static(FILTER_HELP, id="help-filter")
+            yield Static(FILTER_HELP, id="help-filter", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#help-dialog").border_title = "Keys"
@@ -48,13 +48,14 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("key", style="bold", no_wrap=True)
         table.add_column("action", no_wrap=True)
         table.add_column("what it does")
+        # Only the console's own bindings (they all have ids); Textual's focus
+        # and copy keys would bury them.
         seen: set[str] = set()
         bindings: list[Binding] = []
         for source in (self.for_screen, self.app):
             for _, binding in source._bindings:
-                if isinstance(binding, Binding) and binding.description and \
-                        binding.action not in seen and not binding.system:
-                    seen.add(binding.action)
+                if binding.id and binding.description and binding.id not in seen:
+                    seen.add(binding.id)
                     bindings.append(binding)
         for binding in bindings:
             enabled = self.for_screen.check_action(binding.action.split("(")[0], ())

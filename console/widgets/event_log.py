@@ -46,6 +46,7 @@ class EventLog(RichLog):
         super().__init__(id=id, max_lines=2000, wrap=False, markup=False, min_width=40)
         self.clock = clock
         self._pending: list[Event] = []
+        self._last_state: tuple[Any, Any] = ("serving", None)
         self.entries: deque[str] = deque(maxlen=2000)
         """Plain text of the lines written, newest last (for tests and copy)."""
 
@@ -72,6 +73,13 @@ class EventLog(RichLog):
         coalesce_opened = len(opened) > COALESCE_ABOVE
         coalesce_closed = len(closed) > COALESCE_ABOVE
         for event in pending:
+            if event.kind == EventKind.STATE_CHANGED and isinstance(event.data, dict):
+                # While draining, each close repeats the state with a new count:
+                # the status bar and the shutdown dialog show that, the log does not.
+                state = (event.data.get("state"), event.data.get("mode"))
+                if state[0] == self._last_state[0] and state[1] in (None, self._last_state[1]):
+                    continue
+                self._last_state = (state[0], state[1] or self._last_state[1])
             if event.kind == EventKind.CONNECTION_OPENED and coalesce_opened:
                 continue
             if event.kind == EventKind.CONNECTION_CLOSED and coalesce_closed:
@@ -119,14 +127,18 @@ class EventLog(RichLog):
                 f"burst: {data.get('opened', 0)} opened, {data.get('closed', 0)} closed",
                 "yellow"))
         if kind == EventKind.OPERATOR_ACTION:
+            args = data.get("args") if isinstance(data.get("args"), dict) else {}
+            if args.get("dry_run") and not data.get("error"):
+                return None  # a count for a dialog, not an action on anyone
             return Text.assemble(("⚑ ", "bold magenta"), (_describe_action(data), "magenta"))
         if kind == EventKind.STATE_CHANGED:
             state = data.get("state", "?")
             mode = data.get("mode")
+            n = data.get("connections", 0)
             return Text.assemble(
                 ("● ", "bold yellow"), (f"server {state}", "bold yellow"),
                 (f" ({str(mode).replace('_', '-')})" if mode else "", "yellow"),
-                (f", {data.get('connections', 0)} connections open", "dim"))
+                (f", {n} connection{'s' if n != 1 else ''} open", "dim"))
         if kind == EventKind.SLOW_CONSUMER:
             return Text.assemble(
                 ("! ", "bold red"),

@@ -1,0 +1,72 @@
+"""The console's pure helpers: the filter syntax and the number formats."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsconsole.console.formatting import (
+    ViewFilter,
+    describe_close,
+    human_bytes,
+    human_count,
+    human_duration,
+    parse_filter,
+)
+from wsconsole.console.screens.compose import check_message
+from wsconsole.console.screens.confirm import parse_close_code
+
+
+def test_filter_reads_keys_and_bare_words() -> None:
+    """`user=`, `path=`, `topic=`, `id=` and bare words, /paths and #topics all parse."""
+    assert parse_filter("user=ann path=/chat") == ViewFilter(user="ann", path="/chat")
+    assert parse_filter("bob /feed #lobby") == ViewFilter(user="bob", path="/feed", topic="lobby")
+    assert parse_filter("id=3f") == ViewFilter(id_prefix="3f")
+    assert parse_filter("") == ViewFilter()
+
+
+def test_filter_refuses_what_it_cannot_read() -> None:
+    """Unknown keys, empty values and two users are refused with a message."""
+    for text in ("colour=red", "user=", "ann bob", "'unclosed"):
+        with pytest.raises(ValueError):
+            parse_filter(text)
+
+
+def test_filter_round_trips_and_becomes_a_selector() -> None:
+    """A filter prints back in its own syntax, and turns into a control-plane selector."""
+    view = ViewFilter(user="ann smith", topic="lobby")
+    assert parse_filter(view.text()) == view
+    assert view.selector() == {"user": "ann smith", "topic": "lobby"}
+    assert ViewFilter().selector() == {"everyone": True}
+    # An id prefix cannot be a selector: no action may target more than is shown.
+    assert ViewFilter(id_prefix="3f").selector() is None
+
+
+def test_numbers_are_short() -> None:
+    """Bytes, counts, durations and close codes read at a glance."""
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    assert human_bytes(3 * 1024 * 1024) == "3.0 MiB"
+    assert human_count(999) == "999"
+    assert human_count(12_345) == "12.3k"
+    assert human_duration(4) == "4s"
+    assert human_duration(185) == "3m05s"
+    assert human_duration(7800) == "2h10m"
+    assert describe_close(1001) == "1001 going away"
+    assert describe_close(4000, "bye") == "4000 'bye'"
+
+
+def test_json_is_checked_before_sending() -> None:
+    """Invalid JSON and empty messages are refused; text is sent as typed."""
+    assert check_message('{"a": 1}', as_json=True) is None
+    assert "Invalid JSON" in (check_message("{oops", as_json=True) or "")
+    assert check_message("{oops", as_json=False) is None
+    assert check_message("", as_json=False) is not None
+
+
+def test_close_codes_an_operator_may_send() -> None:
+    """1000, 1001 and 3000-4999 pass; reserved codes and words are refused."""
+    assert parse_close_code("1000") == 1000
+    assert parse_close_code(" 4001 ") == 4001
+    for text in ("1005", "1006", "2999", "abc", ""):
+        with pytest.raises(ValueError):
+            parse_close_code(text)
