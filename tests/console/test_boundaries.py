@@ -1,0 +1,48 @@
+"""What the console may import from the server, and that its screenshots are current."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import wsconsole.console
+
+CONSOLE = Path(wsconsole.console.__file__).parent
+ALLOWED = {"wsconsole.server.wire", "wsconsole.server.errors", "wsconsole.server.registry"}
+# Modules that are allowed to load the server, lazily, inside a function.
+SERVER_STARTERS = {"tui_command.py", "serve_command.py", "cli.py"}
+TUI_MODULES = ["app.py", "formatting.py", "link.py", "messages.py", "screenshots.py",
+               "simulator.py", "tui_command.py", *(f"screens/{p.name}" for p in
+               (CONSOLE / "screens").glob("*.py")),
+               *(f"widgets/{p.name}" for p in (CONSOLE / "widgets").glob("*.py"))]
+
+
+@pytest.mark.parametrize("module", TUI_MODULES)
+def test_tui_imports_only_the_wire_format_of_the_server(module: str) -> None:
+    """At module level, the TUI imports from the server only wire, errors and registry."""
+    tree = ast.parse((CONSOLE / module).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.startswith("wsconsole.server"):
+            assert node.module in ALLOWED, f"{module} imports {node.module}"
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("wsconsole.server"):
+                    assert alias.name in ALLOWED, f"{module} imports {alias.name}"
+
+
+def test_screenshots_match_the_committed_ones(tmp_path: Path) -> None:
+    """`wsconsole screenshots` reproduces the committed SVGs exactly (rerun it if not)."""
+    from wsconsole.console.screenshots import SHOTS, write_screenshots
+
+    repository = CONSOLE.parent / "screenshots"
+    if not (repository / "main.svg").exists():
+        pytest.skip("not running from a source checkout")
+    written = write_screenshots(tmp_path)
+    assert sorted(p.stem for p in written) == sorted(SHOTS)
+    for path in written:
+        committed = (repository / path.name).read_text(encoding="utf-8")
+        assert path.read_text(encoding="utf-8") == committed, (
+            f"{path.name} is out of date: run `wsconsole screenshots`")
