@@ -8,6 +8,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, RadioButton, RadioSet, Static
 
@@ -172,6 +173,12 @@ class ShutdownScreen(ModalScreen[None]):
     def show_stats(self, stats: dict[str, Any]) -> None:
         """Follow the drain (the main screen forwards every sample)."""
         self.stats = dict(self.stats, **stats)
+        try:
+            self._show_stats()
+        except NoMatches:
+            pass  # forwarded before the dialog was composed; on_mount shows it
+
+    def _show_stats(self) -> None:
         state = self.stats.get("state", "?")
         open_now = int(self.stats.get("connections", 0) or 0)
         if self.phase == "choose":
