@@ -352,11 +352,12 @@ class ControlClient:
         self._next_id += 1
         request_id = self._next_id
         frame = wire.encode_request(request_id, op, args)
-        if len(frame.encode()) > wire.MAX_REQUEST_BYTES:
+        limit = self.server_info.get("max_request_bytes") or wire.MAX_REQUEST_BYTES
+        if len(frame.encode()) > limit:
             # The server would close the whole control connection (1009).
             raise ProtocolViolation(
                 f"{op} request is {len(frame.encode())} bytes; the control plane "
-                f"accepts at most {wire.MAX_REQUEST_BYTES}",
+                f"accepts at most {limit}",
                 code=wire.ErrorCode.BAD_REQUEST,
             )
         future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()

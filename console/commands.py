@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from typing import Any, Awaitable, Callable
@@ -92,7 +93,15 @@ def _run(args: argparse.Namespace, action: Action) -> int:
         async with client:
             return int(await action(client, args) or 0)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except BrokenPipeError:
+        # The reader went away (`wsconsole events | head -1`): that is how a
+        # pipeline ends, not a failure. Point stdout at devnull so that the
+        # interpreter's final flush does not complain about the pipe either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _emit(text: str) -> None:
