@@ -97,9 +97,12 @@ class StatusBar(Widget):
             return
         stats = self.stats
         line = Text(no_wrap=True, overflow="ellipsis")
-        line.append(f"{stats.get('node', '?')}", style="bold")
-        state = stats.get("state", "?")
-        line.append("  ")
+        if not stats:
+            line.append("no server data yet", style="dim")
+        else:
+            line.append(f"{stats.get('node', '?')}", style="bold")
+            line.append("  ")
+        state = stats.get("state", "")
         label = state
         if state == "draining" and stats.get("shutdown_mode"):
             label = f"draining ({str(stats['shutdown_mode']).replace('_', '-')})"
