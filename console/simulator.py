@@ -1,9 +1,11 @@
 """Simulated clients for ``wsconsole demo``: a small, lively population.
 
 Several users on several paths, some in rooms, each sending a few messages a
-second and reading what comes back; guests who come and go; and one slow
-reader who stops reading, so that its server-side buffer grows until the
-server closes it as a slow consumer (then it comes back and does it again).
+second and reading what comes back; guests who come and go; a market ticker
+that publishes snapshots to the ``markets`` room; and one slow reader in that
+room who stops reading. Room messages are broadcast (no backpressure), so the
+slow reader's server-side buffer grows until the server closes it as a slow
+consumer with 1008; then it comes back and does it again.
 
 Real websockets clients on loopback, in the caller's event loop. Imports
 websockets only, never the server.
@@ -73,7 +75,8 @@ class Simulator:
         residents: tuple[Resident, ...] = RESIDENTS,
         guests: int = 4,
         slow_reader: bool = True,
-        slow_message_bytes: int = 128 * 1024,
+        ticker_bytes: int = 64 * 1024,
+        ticker_interval: float = 0.1,
     ) -> None:
         self.url = url.rstrip("/")
         """The public WebSocket server, ``ws://host:port``."""
@@ -81,7 +84,10 @@ class Simulator:
         self.residents = residents
         self.guests = guests
         self.slow_reader = slow_reader
-        self.slow_message_bytes = slow_message_bytes
+        self.ticker_bytes = ticker_bytes
+        """Size of one market snapshot broadcast to the markets room."""
+        self.ticker_interval = ticker_interval
+        """Seconds between snapshots."""
         self.sent = 0
         """Messages sent by all simulated clients."""
         self.received = 0
@@ -98,6 +104,7 @@ class Simulator:
         for index in range(self.guests):
             self._tasks.append(loop.create_task(self._guest(index), name=f"sim-guest-{index}"))
         if self.slow_reader:
+            self._tasks.append(loop.create_task(self._ticker(), name="sim-ticker"))
             self._tasks.append(loop.create_task(self._slow(), name="sim-slow-reader"))
 
     async def stop(self) -> None:
@@ -174,27 +181,44 @@ class Simulator:
         except ConnectionClosed:
             pass
 
-    async def _slow(self) -> None:
-        """mallory sends big messages and never reads the echoes."""
-        await asyncio.sleep(2.0)
-        payload = "x" * self.slow_message_bytes
+    async def _ticker(self) -> None:
+        """A feed that publishes a market snapshot to the markets room ten times a second."""
+        await asyncio.sleep(1.0)
+        snapshot = json.dumps({"type": "snapshot", "book": "x" * self.ticker_bytes})
         while not self._stopping:
-            # A small receive buffer and a one-message queue make the backlog
-            # show up on the server quickly instead of in the kernel.
             try:
+                async with connect(self._address("ticker", "/api/stream", "markets"),
+                                   user_agent_header="demo-ticker/1.0") as ws:
+                    reader = asyncio.get_running_loop().create_task(self._drain(ws))
+                    try:
+                        while not self._stopping:
+                            await ws.send(snapshot)
+                            self.sent += 1
+                            await asyncio.sleep(self.ticker_interval)
+                    finally:
+                        reader.cancel()
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
+                pass
+            await asyncio.sleep(1.0)
+
+    async def _slow(self) -> None:
+        """mallory joins the markets room and stops reading."""
+        await asyncio.sleep(2.0)
+        while not self._stopping:
+            try:
+                # A small receive buffer keeps the backlog on the server, where
+                # the operator can see it, instead of in the kernel; without
+                # compression the snapshots are not squeezed to a few bytes.
                 sock = await _small_buffer_socket(_host_port(self.url))
-                ws = await connect(self._address("mallory", "/feed", None), sock=sock,
-                                   max_queue=1, ping_interval=None,
+                ws = await connect(self._address("mallory", "/feed", "markets"), sock=sock,
+                                   max_queue=1, ping_interval=None, compression=None,
                                    user_agent_header="demo-slow-reader/0.1")
                 try:
-                    # Never read: after one message the client stops reading its socket.
-                    while not self._stopping:
-                        await ws.send(payload)
-                        self.sent += 1
-                        await asyncio.sleep(0.25)
+                    ws.transport.pause_reading()  # the client hangs: reads nothing
+                    # With reading paused it cannot notice the server closing it,
+                    # so it comes back after a while, as a restarted client would.
+                    await asyncio.sleep(45.0)
                 finally:
-                    # A reader that never reads would never see a close frame
-                    # either: drop the connection, as a crashed client would.
                     ws.transport.abort()
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
                 pass

@@ -18,7 +18,7 @@ __all__ = ["register", "run_console", "run_demo", "DEMO_NODE"]
 
 DEMO_NODE = "demo"
 """Node name of the demo server."""
-DEMO_SLOW_CONSUMER_LIMIT = 4 * 1024 * 1024
+DEMO_SLOW_CONSUMER_LIMIT = 1024 * 1024
 """Where the demo closes slow consumers: the slow reader gets there in about 20 s."""
 
 
