@@ -149,12 +149,12 @@ MESSAGES_SENT = MetricSpec(
 )
 RECEIVED_BYTES = MetricSpec(
     "wsconsole_received_bytes_total", "counter",
-    "Payload bytes of data frames received from clients.",
+    "Bytes received from clients on open WebSocket connections (framing included).",
     unit="bytes",
 )
 SENT_BYTES = MetricSpec(
     "wsconsole_sent_bytes_total", "counter",
-    "Payload bytes of data frames sent to clients.",
+    "Bytes sent to clients on open WebSocket connections (framing included).",
     unit="bytes",
 )
 OPERATOR_SENDS = MetricSpec(
@@ -485,7 +485,9 @@ class Metrics:
         """Our own registry: wsconsole, process and platform metrics, nothing global."""
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        self.registry.register(HubCollector(self))
+        self.collector = HubCollector(self)
+        """The wsconsole metrics alone (without the process and platform ones)."""
+        self.registry.register(self.collector)
         # Connections opened before we were created: count them once, here, so
         # their closes do not drive a gauge below zero.
         for path, count in hub.registry.path_counts().items():

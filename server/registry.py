@@ -75,6 +75,7 @@ class ConnectionRecord:
         "extensions",
         "connected_at",
         "last_activity",
+        "msgs_in_seen",
         "msgs_in",
         "bytes_in",
         "msgs_out",
@@ -114,6 +115,9 @@ class ConnectionRecord:
         self.extensions = tuple(extensions)
         self.connected_at = connected_at
         self.last_activity = connected_at
+        """When a message last arrived, to within the hub's sample interval."""
+        self.msgs_in_seen = 0
+        """``msgs_in`` when ``last_activity`` was last updated (by the hub's sampler)."""
         self.msgs_in = 0
         self.bytes_in = 0
         self.msgs_out = 0
@@ -347,6 +351,10 @@ class ConnectionRegistry:
 
     def __iter__(self) -> Iterator[ConnectionRecord]:
         return iter(list(self._by_id.values()))
+
+    def records(self) -> Any:
+        """A live view of the records (do not add or remove while iterating)."""
+        return self._by_id.values()
 
     def __contains__(self, id: object) -> bool:
         return id in self._by_id

@@ -15,7 +15,6 @@ import ipaddress
 import logging
 import os
 import socket
-from time import time as _now
 from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import parse_qs
 
@@ -23,6 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 from websockets.datastructures import Headers
 from websockets.frames import BINARY, CONT, TEXT
+from websockets.protocol import OPEN
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
@@ -42,8 +42,6 @@ logger = logging.getLogger("wsconsole.server")
 
 HEALTH_PATH = "/healthz"
 """Path of the public health check."""
-
-_DATA_OPCODES = frozenset({TEXT, BINARY, CONT})
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 Identify = Callable[[ServerConnection], str]
@@ -75,72 +73,94 @@ def default_identify(connection: ServerConnection) -> str:
     return "anonymous"
 
 
-# The hot path: counting is done in the sans-I/O protocol, where every frame
-# passes whichever API sent it (connection.send, broadcast, the hub).
+# The hot path. Counting happens in the connection, which websockets creates
+# from our class (``create_connection``): bytes as they cross the socket,
+# messages as frames are parsed and serialized. The sans-I/O protocol is left
+# alone: swapping its class after websockets built it would cost every
+# attribute access on it its fast path (about 7% of echo throughput).
 #
-# websockets builds the ServerProtocol itself, so the connection swaps in a
-# subclass (same layout, two overridden methods). Nothing is stored on the
-# protocol instance: a new attribute on an instance whose class was swapped
-# turns its key-sharing __dict__ into a full one (~1.5 KiB per connection).
-# The record is found in the hub's dict keyed by protocol instead.
+# Per message in: one increment in data_received (bytes) and one in
+# process_event (messages); out: a look at the first byte of each serialized
+# frame in send_data. Totals are summed from records when read, and last
+# activity is sampled once a second by the hub, so the clock is never read
+# per message (tests/benchmarks/bench_server.py keeps this within budget).
+
+_FIN_DATA_FIRST_BYTES = frozenset({0x80, 0x81, 0x82})
+"""First byte & 0x8F of a frame that ends a message: FIN with CONT, TEXT or BINARY."""
 
 
-def _tracked_protocol_class(base: type[ServerProtocol], hub: Hub) -> type[ServerProtocol]:
-    records = hub.protocol_records
-    totals = hub.totals
-
-    def recv_frame(self: Any, frame: Any) -> None:
-        base.recv_frame(self, frame)
-        if frame.opcode in _DATA_OPCODES:
-            record = records.get(self)
-            if record is not None:
-                size = len(frame.data)
-                record.bytes_in += size
-                totals.bytes_in += size
-                if frame.fin:
-                    record.msgs_in += 1
-                    totals.msgs_in += 1
-                    record.last_activity = _now()
-
-    def send_frame(self: Any, frame: Any) -> None:
-        base.send_frame(self, frame)
-        if frame.opcode in _DATA_OPCODES:
-            record = records.get(self)
-            if record is not None:
-                size = len(frame.data)
-                record.bytes_out += size
-                totals.bytes_out += size
-                if frame.fin:
-                    record.msgs_out += 1
-                    totals.msgs_out += 1
-
-    return type(
-        "Tracked" + base.__name__,
-        (base,),
-        {"recv_frame": recv_frame, "send_frame": send_frame, "__module__": __name__},
-    )
-
-
-def _tracked_connection_class(base: type[ServerConnection], hub: Hub) -> type[ServerConnection]:
-    tracked_protocols: dict[type, type] = {}
+def _tracked_connection_class(
+    base: type[ServerConnection], hub: Hub, trusted: list[ipaddress._BaseNetwork]
+) -> type[ServerConnection]:
+    base_data_received = base.data_received
+    base_send_data = base.send_data
 
     class TrackedServerConnection(base):  # type: ignore[valid-type, misc]
         """A websockets ServerConnection that reports to a wsconsole hub."""
 
         wsc_hub = hub
-        wsc_record = None
-        wsc_user: str | None = None
 
         def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-            cls = tracked_protocols.get(type(protocol))
-            if cls is None:
-                cls = tracked_protocols[type(protocol)] = _tracked_protocol_class(
-                    type(protocol), hub)
-            protocol.__class__ = cls
             super().__init__(protocol, *args, **kwargs)
+            # Set every attribute of ours now, in a fixed order: adding them
+            # later, while other handshakes interleave, can cost connections
+            # their key-sharing __dict__ (~1.5 KiB each).
+            self.wsc_user: str | None = None
+            self.wsc_record: Any = None
+
+        # The hooks call base methods directly: super() would build a proxy
+        # object per call, on the path of every message.
+        def data_received(self, data: bytes) -> None:
+            record = self.wsc_record
+            if record is None:
+                base_data_received(self, data)
+                return
+            record.bytes_in += len(data)
+            # websockets' Connection.data_received, with messages counted in
+            # its event loop: one Python frame less per message than wrapping
+            # process_event (pinned to websockets 17; tests cover closing).
+            protocol = self.protocol
+            protocol.receive_data(data)
+            events = protocol.events_received()
+            try:
+                self.send_data()
+            except Exception as exc:
+                if self.debug:
+                    self.logger.debug("! error while sending data", exc_info=True)
+                self.set_connection_exc(exc)
+            if protocol.close_expected():
+                if self.close_deadline is None:
+                    if self.close_timeout is not None:
+                        self.close_deadline = self.loop.time() + self.close_timeout
+            for event in events:
+                opcode = event.opcode
+                if event.fin and (opcode is TEXT or opcode is BINARY or opcode is CONT):
+                    record.msgs_in += 1
+                self.process_event(event)
+
+        def send_data(self) -> None:
+            record = self.wsc_record
+            if record is not None:
+                # Each item is one serialized frame (or b"" for EOF).
+                for chunk in self.protocol.writes:
+                    if chunk:
+                        record.bytes_out += len(chunk)
+                        if chunk[0] & 0x8F in _FIN_DATA_FIRST_BYTES:
+                            record.msgs_out += 1
+            base_send_data(self)
 
         async def handshake(self, *args: Any, **kwargs: Any) -> None:
             await super().handshake(*args, **kwargs)
+            # Register here rather than in a wrapper around the user's handler:
+            # a wrapper coroutine would add a frame to every resume of the
+            # handler, i.e. to every message. websockets calls the handler
+            # right after this returns, if the connection is open.
+            if (
+                self.protocol.state is OPEN
+                and not self.connection_lost_waiter.done()
+            ):
+                hub.register(self, self.wsc_user or "anonymous",
+                             _client_address(self, trusted))
             response = self.response
             # 2xx answers (the health check, an app's own HTTP route) are
             # served requests, not refused handshakes.
@@ -380,20 +400,10 @@ def serve(
         connection.wsc_user = user  # type: ignore[attr-defined]
         return None
 
-    async def tracked_handler(connection: ServerConnection) -> None:
-        # The opening handshake succeeded; the connection may still have been
-        # lost in between (then connection_lost ran already: do not register).
-        if not connection.connection_lost_waiter.done():
-            hub.register(
-                connection,
-                getattr(connection, "wsc_user", None) or "anonymous",
-                _client_address(connection, trusted),
-            )
-        await handler(connection)
-
-    connection_class = _tracked_connection_class(create_connection or ServerConnection, hub)
+    connection_class = _tracked_connection_class(
+        create_connection or ServerConnection, hub, trusted)
     server = websockets_serve(
-        tracked_handler,
+        handler,
         host,
         port,
         process_request=tracked_process_request,

@@ -147,8 +147,10 @@ async def test_values_follow_connect_send_and_close():
             assert await recv(client) == message
         assert value(metrics, "wsconsole_messages_received_total") == 3
         assert value(metrics, "wsconsole_messages_sent_total") == 3
-        assert value(metrics, "wsconsole_received_bytes_total") == 5 + 2 + 1000
-        assert value(metrics, "wsconsole_sent_bytes_total") == 5 + 2 + 1000
+        # Bytes on the wire: 2-byte headers (4 for 1000 bytes), clients mask (+4).
+        assert value(metrics, "wsconsole_received_bytes_total") == (2 + 4 + 5) + (
+            2 + 4 + 2) + (4 + 4 + 1000)
+        assert value(metrics, "wsconsole_sent_bytes_total") == (2 + 5) + (2 + 2) + (4 + 1000)
 
         await a1.close()  # 1000
         await a2.close(4001, "app-specific")

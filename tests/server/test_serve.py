@@ -62,8 +62,15 @@ async def test_connections_are_recorded_by_user_path_and_topic():
             assert record.msgs_in >= 1 and record.bytes_in >= 4
 
 
+def frame_size(payload: int, *, masked: bool) -> int:
+    """Bytes of one unfragmented frame on the wire (RFC 6455 5.2)."""
+    header = 2 + (2 if 126 <= payload < 65536 else 8 if payload >= 65536 else 0)
+    return header + (4 if masked else 0) + payload
+
+
 async def test_traffic_is_counted_both_ways():
-    """Messages and bytes in and out are counted per connection and in total."""
+    """Messages, and bytes on the wire (framing included), in and out are
+    counted per connection and in total."""
     async with serve(echo, "127.0.0.1", 0, compression=None) as server:
         async with connect(url(server, user="ann"), compression=None) as client:
             for _ in range(5):
@@ -72,10 +79,18 @@ async def test_traffic_is_counted_both_ways():
             await client.send(b"\x00" * 100)
             await recv(client)
             record = server.hub.registry.select(Selector(user="ann"))[0]
-            assert (record.msgs_in, record.bytes_in) == (6, 125)
-            assert (record.msgs_out, record.bytes_out) == (6, 125)
+            # Client frames are masked; the server's are not.
+            bytes_in = 5 * frame_size(5, masked=True) + frame_size(100, masked=True)
+            bytes_out = 5 * frame_size(5, masked=False) + frame_size(100, masked=False)
+            assert (record.msgs_in, record.bytes_in) == (6, bytes_in)
+            assert (record.msgs_out, record.bytes_out) == (6, bytes_out)
             assert server.hub.totals.as_dict() == {
-                "msgs_in": 6, "bytes_in": 125, "msgs_out": 6, "bytes_out": 125}
+                "msgs_in": 6, "bytes_in": bytes_in, "msgs_out": 6, "bytes_out": bytes_out}
+        await wait_for(lambda: len(server.hub.registry) == 0)
+        # Closed connections still count in the totals (plus the close frames).
+        totals = server.hub.totals
+        assert (totals.msgs_in, totals.msgs_out) == (6, 6)
+        assert totals.bytes_in > bytes_in and totals.bytes_out > bytes_out
 
 
 async def test_each_selector_reaches_exactly_its_group():
@@ -369,3 +384,22 @@ async def test_every_way_a_connection_ends_removes_its_record():
     # Shutdown.
     assert len(hub.registry) == 0
     assert hub.closed_by_code[1001] == 1 and hub.closed_by_code[1000] == 1
+
+
+def test_the_copy_of_websockets_data_received_is_current():
+    """TrackedServerConnection.data_received re-implements websockets'
+    Connection.data_received (to count messages without an extra frame per
+    message); if websockets changes it, this fails so the copy is updated."""
+    import ast
+    import hashlib
+    import inspect
+    import textwrap
+
+    from websockets.asyncio.connection import Connection
+
+    source = textwrap.dedent(inspect.getsource(Connection.data_received))
+    digest = hashlib.sha256(ast.dump(ast.parse(source)).encode()).hexdigest()[:16]
+    assert digest == "decdcbe4af008eeb", (
+        "websockets changed Connection.data_received: update the copy in "
+        "server/serving.py, then this digest"
+    )
