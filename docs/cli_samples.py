@@ -1,6 +1,7 @@
-"""Regenerate docs/cli.md: run every operator command against a real ``wsconsole serve``.
+"""Regenerate the README's operator-command section: run every operator command
+against a real ``wsconsole serve``.
 
-    python docs/cli_samples.py            # rewrites docs/cli.md beside this file
+    python docs/cli_samples.py    # rewrites README.md between the cli:begin/end markers
 
 Starts ``wsconsole serve`` (the demo application) on free loopback ports with
 fresh token files, opens a few real websockets clients, runs each documented
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 import socket
 import sys
@@ -239,10 +241,10 @@ a running server's control plane. Each prints a readable table by default and
 JSON with `--json`; each failure is one line on stderr and exit status 1 (a
 usage error, such as `send` without a selector, is exit status 2).
 
-Every sample on this page is real output: `python docs/cli_samples.py` starts
+Every sample in this section is real output: `python docs/cli_samples.py` starts
 `wsconsole serve` (the demo application) with four clients (ann and bob on
 `/chat` in room `lobby`, carol and dave on `/feed`, dave in room `ops`), runs
-each command, and rewrites this page.
+each command, and rewrites this section of the README.
 
 ## Connecting
 
@@ -374,8 +376,20 @@ async def main() -> None:
             await session.stop()
         text = "\n\n".join(session.page) + "\n"
         text = text.replace(tmp, "~/.local")
-        (HERE / "cli.md").write_text(text)
-        print(f"wrote {HERE / 'cli.md'}")
+        write_readme_section(text)
+
+
+BEGIN, END = "<!-- cli:begin -->", "<!-- cli:end -->"
+
+
+def write_readme_section(page: str) -> None:
+    """Put the page into README.md between the markers, one heading level down."""
+    readme = HERE.parent / "README.md"
+    section = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", page.strip(), flags=re.M)
+    text = readme.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    readme.write_text(text[:start] + "\n" + section + "\n" + text[end:])
+    print(f"wrote the operator commands section of {readme}")
 
 
 if __name__ == "__main__":

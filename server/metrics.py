@@ -122,7 +122,7 @@ class MetricSpec:
 
 
 # The metrics. Names follow the rule in the module docstring; the test suite
-# checks it, and docs/metrics.md is this list rendered by markdown_table().
+# checks it, and the README's metrics table is this list rendered by markdown_table().
 
 CONNECTIONS_OPEN = MetricSpec(
     "wsconsole_connections_open", "gauge",
@@ -533,7 +533,7 @@ def health(hub: Hub) -> tuple[int, dict[str, Any]]:
 
 
 def markdown_table() -> str:
-    """The metrics table of docs/metrics.md (a test keeps the two equal)."""
+    """The metrics table of the README (a test keeps the two equal)."""
     lines = ["| Name | Type | Labels | Help |", "| --- | --- | --- | --- |"]
     for spec in METRICS:
         labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"

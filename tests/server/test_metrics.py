@@ -472,8 +472,8 @@ async def test_promtool_accepts_the_exposition():
 
 
 def test_docs_table_matches_the_metric_definitions():
-    """docs/metrics.md carries the table generated from METRICS, so they never drift."""
-    docs = (REPO / "docs" / "metrics.md").read_text()
+    """The README carries the table generated from METRICS, so they never drift."""
+    docs = (REPO / "README.md").read_text()
     assert markdown_table() in docs, "regenerate with: python -c " \
         "'from wsconsole.server.metrics import markdown_table; print(markdown_table())'"
 
@@ -481,8 +481,8 @@ def test_docs_table_matches_the_metric_definitions():
 @pytest.mark.skipif(shutil.which("promtool") is None,
                     reason="promtool not on PATH (Debian package 'prometheus')")
 def test_docs_scrape_configurations_pass_promtool(tmp_path):
-    """Each Prometheus configuration in docs/metrics.md passes `promtool check config`."""
-    docs = (REPO / "docs" / "metrics.md").read_text()
+    """Each Prometheus configuration in the README passes `promtool check config`."""
+    docs = (REPO / "README.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", docs, re.S)
     assert len(blocks) == 2
     for i, block in enumerate(blocks):
