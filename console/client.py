@@ -83,8 +83,8 @@ def resolve_url(url: str | None) -> str:
 def default_token_file() -> str:
     """The token file ``wsconsole serve`` creates when given no token.
 
-    ``$XDG_STATE_HOME/wsconsole/token``, or ``~/.local/state/wsconsole/token``
-    (the same rule as ``wsconsole serve``).
+    ``$XDG_STATE_HOME/wsconsole/token``, or ``~/.local/state/wsconsole/token``;
+    ``wsconsole serve`` uses this function too.
     """
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state"

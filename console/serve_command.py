@@ -53,7 +53,10 @@ def control_config_from_args(args: argparse.Namespace) -> Any:
     token = args.token or os.environ.get("WSCONSOLE_TOKEN") or None
     token_file = args.token_file
     if token is None and token_file is None:
-        token_file = os.path.join(_state_dir(), "token")
+        from .client import default_token_file
+
+        # The file the operator commands and the console look for by default.
+        token_file = default_token_file()
     return ControlConfig(
         host=args.control_host,
         port=args.control_port,
@@ -68,11 +71,6 @@ def control_config_from_args(args: argparse.Namespace) -> Any:
         metrics_route_templates=tuple(args.route),
         metrics_max_paths=args.max_path_labels,
     )
-
-
-def _state_dir() -> str:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "wsconsole")
 
 
 def register(subparsers: Any) -> None:
