@@ -72,7 +72,11 @@ async def run_server(
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
-        if server.hub.state == "serving":
+        hub = server.hub
+        # Also during a keep-alive drain: a signal then means "stop waiting".
+        if hub.state == "serving" or (
+            hub.state == "draining" and hub.shutdown_mode == "keep_alive"
+        ):
             print("wsconsole: shutting down gracefully", file=out, flush=True)
             server.close()
 

@@ -309,10 +309,17 @@ class WsconsoleServer:
         return self._port
 
     def close(self, close_connections: bool = True, code: int = 1001, reason: str = "") -> None:
-        """Like websockets' ``Server.close``; ``close_connections=False`` is keep-alive."""
-        if self.hub.state == "serving":
-            self.hub.shutdown("graceful" if close_connections else "keep_alive",
-                              code=code, reason=reason)
+        """Like websockets' ``Server.close``; ``close_connections=False`` is keep-alive.
+
+        A graceful close during a keep-alive drain closes the connections left.
+        """
+        hub = self.hub
+        if hub.state == "serving":
+            hub.shutdown("graceful" if close_connections else "keep_alive",
+                         code=code, reason=reason)
+        elif hub.state == "draining" and hub.shutdown_mode == "keep_alive":
+            if close_connections:
+                hub.shutdown("graceful", code=code, reason=reason)
         elif close_connections:
             self.server.close(close_connections=True, code=code, reason=reason)
 

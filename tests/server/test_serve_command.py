@@ -84,3 +84,46 @@ def test_bad_app_is_one_line_on_stderr():
     assert result.returncode == 1
     assert result.stderr.startswith("wsconsole: error: cannot import 'no_such_module'")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_during_a_keep_alive_drain_closes_the_rest_and_exits(signum):
+    """SIGTERM/SIGINT while a keep-alive shutdown drains closes the open clients
+    with 1001 and exits 0, rather than waiting for them forever."""
+    import json
+
+    token = "signal-test-token-0123456789"
+    process = await asyncio.create_subprocess_exec(
+        *WSCONSOLE, "serve", "--port", "0", "--control-port", "0", "--token", token,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        url = control_url = None
+        async with asyncio.timeout(TIMEOUT * 2):
+            while control_url is None:
+                line = (await process.stdout.readline()).decode()
+                assert line, "wsconsole serve exited early"
+                if match := re.search(r"serving .* on (ws://\S+)", line):
+                    url = match.group(1)
+                if match := re.search(r"control plane on (ws://\S+)", line):
+                    control_url = match.group(1)
+        async with connect(url + "/?user=stays") as client:
+            async with connect(control_url, additional_headers={
+                    "Authorization": f"Bearer {token}"}) as control:
+                await control.send(json.dumps(
+                    {"id": 1, "op": "shutdown", "args": {"mode": "keep_alive"}}))
+                async with asyncio.timeout(TIMEOUT):
+                    assert json.loads(await control.recv())["ok"] is True
+            await client.send("still here")
+            async with asyncio.timeout(TIMEOUT):
+                assert await client.recv() == "still here"
+            code, out = await stop(process, signum)
+            async with asyncio.timeout(TIMEOUT):
+                await client.wait_closed()
+            assert client.close_code == 1001
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0
+    assert "stopped" in out
