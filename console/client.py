@@ -139,6 +139,27 @@ def _checked(token: str, source: str) -> str:
     return token
 
 
+class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' client logger, with our Authorization header blanked.
+
+    At DEBUG, websockets logs every request header it sends (``> Authorization:
+    Bearer ...``); the token must not end up in a log file.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__(logger, None)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return msg, kwargs
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if (len(args) == 2 and msg in ("< %s: %s", "> %s: %s")
+                and str(args[0]).lower() == "authorization"):
+            args = (args[0], "[redacted]")
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        super().log(level, msg, *args, **kwargs)
+
+
 def _error_from_reply(reply: wire.Reply) -> ControlError:
     """The exception for an error reply: the server's message and code."""
     code = reply.error_code or wire.ErrorCode.INTERNAL
@@ -261,6 +282,7 @@ class ControlClient:
             max_queue=64,
             # Compression buys little for small JSON frames on loopback.
             compression=None,
+            logger=_RedactingLogger(logging.getLogger("websockets.client")),
         )
         if self.url.startswith(UNIX_SCHEME):
             # The control listener's own spelling of a Unix socket: ws+unix:PATH.

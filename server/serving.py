@@ -227,6 +227,32 @@ def _parse_trusted(proxies: Iterable[str] | None) -> list[ipaddress._BaseNetwork
     return [ipaddress.ip_network(p, strict=False) for p in proxies]
 
 
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger given to websockets, with secret header values blanked.
+
+    At DEBUG, websockets logs every handshake header (``< Cookie: ...``) with
+    this exact format; clients' credentials must not end up in log files.
+    The logger keeps its name (``websockets.server`` by default), so logging
+    configured for websockets still applies.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__(logger, None)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return msg, kwargs  # keep the caller's ``extra``
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if (len(args) == 2 and msg in ("< %s: %s", "> %s: %s")
+                and str(args[0]).lower() in _SECRET_HEADERS):
+            args = (args[0], "[redacted]")
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        super().log(level, msg, *args, **kwargs)
+
+
 def _text_response(status: http.HTTPStatus, body: str, **headers: str) -> Response:
     data = body.encode()
     hdrs = Headers()
@@ -360,6 +386,7 @@ def serve(
     control: Any = None,
     process_request: Callable[..., Any] | None = None,
     create_connection: type[ServerConnection] | None = None,
+    logger: Any = None,
     **kwargs: Any,
 ) -> WsconsoleServer:
     """Create a WebSocket server that records every connection in a hub.
@@ -373,6 +400,9 @@ def serve(
       with 1008; None disables.
     * ``health_path``: answered with 200 on GET; None disables.
     * ``control``: a ``ControlConfig`` to start the control listener beside it.
+
+    The ``logger`` (default ``websockets.server``) never sees the values of
+    ``Authorization``, ``Cookie`` and similar headers, even at DEBUG.
     """
     identify_fn: Identify = identify or default_identify
     trusted = _parse_trusted(trusted_proxies)
@@ -415,6 +445,7 @@ def serve(
         port,
         process_request=tracked_process_request,
         create_connection=connection_class,
+        logger=_RedactingLogger(logger or logging.getLogger("websockets.server")),
         **kwargs,
     )
     control_listener = None

@@ -171,6 +171,20 @@ async def test_token_never_in_repr(live: Live):
         assert live.url in repr(client)
 
 
+async def test_token_never_in_debug_logs(live: Live, caplog):
+    """With DEBUG logging on, websockets' handshake lines show the client's
+    Authorization header redacted, never the token."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        async with ControlClient(live.url, OPERATOR_TOKEN) as client:
+            await client.stats()
+    client_side = [record.getMessage() for record in caplog.records
+                   if record.name.startswith("websockets.client")]
+    assert any("Authorization" in line for line in client_side)
+    assert not any(OPERATOR_TOKEN in line for line in client_side)
+
+
 # Operations
 
 

@@ -323,6 +323,28 @@ async def test_bad_identify_refuses_the_handshake_and_leaks_nothing(identify, ca
         assert len(server.hub.registry) == 0
 
 
+async def test_client_secrets_never_reach_the_debug_logs(caplog):
+    """With DEBUG logging on, the public server logs handshake headers with the
+    values of Authorization, Cookie and the like redacted, under websockets'
+    usual logger name."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        async with serve(echo, "127.0.0.1", 0) as server:
+            async with connect(url(server), additional_headers={
+                "Authorization": "Basic c2VjcmV0LWF1dGg=",
+                "Cookie": "session=secret-cookie",
+                "Proxy-Authorization": "Bearer secret-proxy",
+            }) as client:
+                await client.send("x")
+                await recv(client)
+    server_side = [record.getMessage() for record in caplog.records
+                   if record.name == "websockets.server"]
+    assert any(line.startswith("< Cookie:") for line in server_side)
+    for secret in ("c2VjcmV0LWF1dGg=", "secret-cookie", "secret-proxy"):
+        assert not any(secret in line for line in server_side)
+
+
 async def test_forwarded_for_is_believed_only_from_trusted_proxies():
     """X-Forwarded-For sets the client address only when the peer is a trusted proxy."""
     headers = {"X-Forwarded-For": "203.0.113.9, 10.0.0.2"}
