@@ -257,12 +257,21 @@ async def _shoot(out: Path) -> list[Path]:
 
 def write_screenshots(out: str | os.PathLike[str] = "screenshots") -> list[Path]:
     """Write every screenshot into ``out``; return the paths written."""
-    # Timestamps in the event log are local time: pin the zone for stable pictures.
-    os.environ["TZ"] = "UTC"
-    time.tzset()
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_shoot(directory))
+    # Timestamps in the event log are local time: pin the zone for stable
+    # pictures, and give the caller's zone back (a test process goes on after).
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        return asyncio.run(_shoot(directory))
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
 
 
 if __name__ == "__main__":  # pragma: no cover

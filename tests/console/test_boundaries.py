@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import os
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -33,14 +36,27 @@ def test_tui_imports_only_the_wire_format_of_the_server(module: str) -> None:
                     assert alias.name in ALLOWED, f"{module} imports {alias.name}"
 
 
-def test_screenshots_match_the_committed_ones(tmp_path: Path) -> None:
-    """`wsconsole screenshots` reproduces the committed SVGs exactly (rerun it if not)."""
+@pytest.fixture
+def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A non-UTC zone for the test, and the process's own zone back afterwards."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield "America/New_York"
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_screenshots_match_the_committed_ones(tmp_path: Path, local_zone: str) -> None:
+    """`wsconsole screenshots` reproduces the committed SVGs exactly (rerun it if not),
+    in UTC whatever the local zone, and gives the caller's zone back."""
     from wsconsole.console.screenshots import SHOTS, write_screenshots
 
     repository = CONSOLE.parent / "screenshots"
     if not (repository / "main.svg").exists():
         pytest.skip("not running from a source checkout")
     written = write_screenshots(tmp_path)
+    assert os.environ["TZ"] == local_zone
+    assert time.localtime(0).tm_hour == 19  # 1970-01-01 00:00 UTC in New York
     assert sorted(p.stem for p in written) == sorted(SHOTS)
     for path in written:
         committed = (repository / path.name).read_text(encoding="utf-8")
