@@ -482,6 +482,8 @@ def _discard(index: dict[str, dict[str, ConnectionRecord]], key: str, id: str) -
 def _parse_cursor(cursor: str | None) -> int:
     if cursor is None or cursor == "":
         return 0
-    if not isinstance(cursor, str) or not cursor.isdigit():
+    # ASCII and short: str.isdigit() also accepts "²", which int() refuses.
+    if (not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit()
+            or len(cursor) > 18):
         raise SelectorError("cursor must be a value returned as next_cursor")
     return int(cursor)

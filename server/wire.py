@@ -250,7 +250,7 @@ def parse_request(frame: str | bytes) -> Request:
     if isinstance(frame, (bytes, bytearray, memoryview)):
         raise _violation(ErrorCode.BAD_JSON, "requests are JSON text frames, not binary")
     try:
-        data = json.loads(frame)
+        data = json.loads(frame, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise _violation(ErrorCode.BAD_JSON, f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -302,6 +302,12 @@ def parse_request(frame: str | bytes) -> Request:
         args[name] = value
     _check_op_args(op_name, args, request_id)
     return Request(id=request_id, op=op_name, args=args)
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON has no such values, and
+    # echoed into a reply or the audit log they would make invalid JSON.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _check_op_args(op: str, args: dict[str, Any], request_id: Any) -> None:

@@ -138,6 +138,10 @@ def test_query_refuses_unknown_sort_keys_and_cursors():
         reg.query(limit=0)
     with pytest.raises(SelectorError, match="cursor"):
         reg.query(cursor="abc")
+    # str.isdigit() accepts these, int() does not (or not past 4300 digits).
+    for cursor in ("²", "٣", "9" * 5000):
+        with pytest.raises(SelectorError, match="cursor"):
+            reg.query(cursor=cursor)
 
 
 def test_id_prefix_filter():

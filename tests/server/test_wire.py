@@ -46,6 +46,12 @@ def test_valid_request_gets_defaults_filled_in():
         ('{"id": 1, "op": "disconnect", "args": {"selector": {"user": "a"}, "code": 1005}}', "bad_request"),
         ('{"id": 1, "op": "shutdown", "args": {"mode": "now"}}', "bad_request"),
         ('{"id": 1, "op": "shutdown", "args": {"mode": "keep_alive", "deadline": -1}}', "bad_request"),
+        # Python's json reads these, but they are not JSON: echoed into a reply
+        # or the audit log they would make lines no strict parser reads.
+        ('{"id": 1, "op": "subscribe", "args": {"stats_interval": NaN}}', "bad_json"),
+        ('{"id": 1, "op": "subscribe", "args": {"stats_interval": Infinity}}', "bad_json"),
+        ('{"id": 1, "op": "shutdown", "args": {"mode": "keep_alive", "deadline": -Infinity}}',
+         "bad_json"),
     ],
 )
 def test_bad_requests_get_stable_error_codes(frame, code):
