@@ -11,6 +11,7 @@ import time
 from typing import Any, Iterable, Sequence
 
 __all__ = [
+    "printable",
     "to_json",
     "table",
     "key_values",
@@ -25,16 +26,42 @@ __all__ = [
 ]
 
 
+# User names, paths, topics and header values are chosen by the server's
+# clients. Printed raw, an escape sequence in one could retitle, clear or
+# rewrite the operator's terminal, a newline could forge a table row, and a
+# bidi override could reverse what is read. Tables show them escaped.
+_BIDI = (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_UNSAFE_TEXT = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    **{c: f"\\u{c:04x}" for c in _BIDI},
+}
+# json.dumps escapes C0 already; C1, DEL and bidi can only occur inside JSON
+# strings, where a \u escape keeps the document's meaning.
+_UNSAFE_JSON = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), *_BIDI)}
+
+
+def printable(value: Any) -> str:
+    """``str(value)`` with control and bidi characters escaped (``\\x1b``)."""
+    return str(value).translate(_UNSAFE_TEXT)
+
+
 def to_json(value: Any, *, compact: bool = False) -> str:
-    """JSON for scripts: indented by default, one line with ``compact``."""
+    """JSON for scripts: indented by default, one line with ``compact``.
+
+    Terminal control characters are ``\\u`` escapes, so the values parse back exact.
+    """
     if compact:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return json.dumps(value, indent=2, ensure_ascii=False)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    return text.translate(_UNSAFE_JSON)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Columns aligned on the widest cell; the last column is not padded."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[printable(h) for h in headers]] + [
+        ["" if c is None else printable(c) for c in row] for row in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
@@ -45,7 +72,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
     """``key  value`` lines, values aligned."""
-    pairs = [(k, "-" if v is None or v == "" else str(v)) for k, v in pairs]
+    pairs = [(k, "-" if v is None or v == "" else printable(v)) for k, v in pairs]
     if not pairs:
         return ""
     width = max(len(k) for k, _ in pairs)
@@ -144,7 +171,7 @@ def connection_detail(c: dict[str, Any], now: float) -> str:
         headers = c.get(key) or []
         lines.append("")
         lines.append(title)
-        lines.extend(f"  {name}: {value}" for name, value in headers)
+        lines.extend(f"  {printable(name)}: {printable(value)}" for name, value in headers)
     return "\n".join(lines)
 
 
@@ -201,7 +228,7 @@ def event_line(kind: str, time_: float, data: Any) -> str:
         rates = data.get("rates") or {}
         detail = (f"state={data.get('state')} connections={data.get('connections')} "
                   f"in={rates.get('msgs_in', 0):.1f}/s out={rates.get('msgs_out', 0):.1f}/s")
-        return f"{clock} {kind} {detail}"
+        return printable(f"{clock} {kind} {detail}")
     fields = _EVENT_FIELDS.get(kind, tuple(data))
     parts = []
     for key in fields:
@@ -215,4 +242,4 @@ def event_line(kind: str, time_: float, data: Any) -> str:
         elif isinstance(value, str) and (value == "" or " " in value):
             value = json.dumps(value, ensure_ascii=False)
         parts.append(f"{key}={value}")
-    return f"{clock} {kind} {' '.join(parts)}".rstrip()
+    return printable(f"{clock} {kind} {' '.join(parts)}".rstrip())

@@ -153,6 +153,35 @@ async def test_ls_groups_prints_counts(live: Live, capsys):
 # show
 
 
+async def test_client_chosen_names_cannot_drive_the_operators_terminal(live: Live, capsys):
+    """A user name or topic with escape sequences (chosen by a client) prints
+    escaped in tables, details and event lines, and stays exact in JSON."""
+    evil = "\x1b]0;pwned\x07\x1b[2J\u009b31m\u202eevil\nfake row"
+    ws = await live.client("/chat", user=evil, topics=(evil,))
+    connection_id = live.id_of(ws)
+    for argv in (("ls",), ("ls", "--groups"), ("show", connection_id)):
+        assert await run(*live.cli(*argv)) == 0
+        out = capsys.readouterr().out
+        for raw in ("\x1b", "\x07", "\u009b", "\u202e", "\nfake row"):
+            assert raw not in out, (argv, out)
+        assert "\\x1b]0;pwned" in out
+    assert await run(*live.cli("ls", "--json")) == 0
+    out = capsys.readouterr().out
+    assert "\u009b" not in out and "\u202e" not in out
+    assert json.loads(out)[0]["user"] == evil
+
+    events = asyncio.create_task(run(*live.cli(
+        "events", "--count", "1", "--kind", "connection_opened", "--stats-interval", "60")))
+    # As in the events tests: connect until the command has seen one.
+    async with asyncio.timeout(TIMEOUT * 2):
+        while not events.done():
+            await live.client("/chat", user=evil)
+            await asyncio.wait([events], timeout=0.05)
+    assert events.result() == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\nfake row" not in out and "connection_opened" in out
+
+
 async def test_show_redacts_secrets(live: Live, capsys):
     """show prints the connection and its headers, Authorization and Cookie redacted."""
     ws = await live.client("/chat", user="ann", topics=("lobby",), headers={
