@@ -17,15 +17,17 @@ __all__ = ["register", "add_control_arguments", "control_config_from_args"]
 def add_control_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the control listener, shared by ``serve`` and ``demo``."""
     group = parser.add_argument_group("control plane")
-    group.add_argument("--control-host", default="127.0.0.1",
+    group.add_argument("--control-host", default="127.0.0.1", metavar="HOST",
                        help="control listener address (default: 127.0.0.1, loopback)")
-    group.add_argument("--control-port", type=int, default=8766,
+    group.add_argument("--control-port", type=int, default=8766, metavar="PORT",
                        help="control listener port (default: 8766; 0 picks a free one)")
     group.add_argument("--control-unix", metavar="PATH",
                        help="listen on this Unix socket instead of TCP")
     group.add_argument("--no-control", action="store_true",
                        help="do not start the control listener")
-    group.add_argument("--token", help="operator token (default: $WSCONSOLE_TOKEN or --token-file)")
+    group.add_argument("--token", metavar="TOKEN",
+                       help="operator token (default: $WSCONSOLE_TOKEN or --token-file; "
+                       "other local users can see command-line arguments, so prefer those)")
     group.add_argument("--token-file", metavar="F",
                        help="operator token file; created (mode 0600) with a new token if missing")
     group.add_argument("--read-only-token-file", metavar="F",
