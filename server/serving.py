@@ -417,15 +417,17 @@ def serve(
                 return _text_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
                                       "Method Not Allowed\n", Allow="GET, HEAD")
             return _text_response(http.HTTPStatus.OK, f"OK {hub.state}\n")
-        if request.method != "GET":
-            return _text_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
-                                  "WebSocket handshakes use GET\n", Allow="GET")
         if user_process_request is not None:
+            # Every method, as websockets' own serve does: the app may answer
+            # some HTTP routes itself.
             response = user_process_request(connection, request)
             if isinstance(response, Awaitable):
                 response = await response
             if response is not None:
                 return response
+        if request.method != "GET":
+            return _text_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                  "WebSocket handshakes use GET\n", Allow="GET")
         try:
             user = identify_fn(connection)
         except Exception as exc:

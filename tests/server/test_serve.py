@@ -286,6 +286,29 @@ async def test_user_process_request_and_basic_auth_still_run():
         await wait_for(lambda: server.hub.rejected_by_status[401] == 1)
 
 
+async def test_user_process_request_sees_every_method_as_with_websockets():
+    """As with websockets' own serve, the user's process_request also sees
+    non-GET requests (e.g. a POST route it answers); other non-GET requests
+    still get 405."""
+    from websockets.http11 import Response
+    from websockets.datastructures import Headers
+
+    def hook(connection, request):
+        if request.method == "POST" and request.path == "/hook":
+            return Response(202, "Accepted", Headers([("Content-Length", "0")]))
+
+    async with serve(echo, "127.0.0.1", 0, process_request=hook) as server:
+        hooked = await asyncio.to_thread(
+            http_request, server.port, b"POST /hook HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert hooked.startswith(b"HTTP/1.1 202")
+        other = await asyncio.to_thread(
+            http_request, server.port, b"PUT /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert other.startswith(b"HTTP/1.1 405") and b"Allow: GET" in other
+        async with connect(url(server)) as client:
+            await client.send("alive")
+            assert await recv(client) == "alive"
+
+
 async def test_process_response_still_runs():
     """A user's process_response can add headers that the record then shows."""
     def add_header(connection, request, response):
