@@ -90,12 +90,23 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--node", help="this process's name (default: hostname:pid)")
     parser.add_argument("--slow-consumer-limit", type=int, metavar="BYTES",
                         help="close clients with more than BYTES buffered (default: 4 MiB)")
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"],
+                        help="log to stderr from this level (default: warning; info adds one "
+                        "line per connection; secrets are redacted at every level)")
     add_control_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from wsconsole.server.runner import run_server
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
     kwargs: dict[str, Any] = {}
     if args.node:

@@ -20,7 +20,7 @@ from websockets.frames import CloseCode
 from websockets.protocol import OPEN
 
 from .errors import ServerStateError
-from .registry import ConnectionRecord, ConnectionRegistry, Selector
+from .registry import ConnectionRecord, ConnectionRegistry, Selector, redact_query
 
 if TYPE_CHECKING:  # pragma: no cover
     from websockets.asyncio.server import Server, ServerConnection
@@ -239,7 +239,8 @@ class Hub:
             node=self.node,
             user=user,
             path=path,
-            query=query,
+            # Secrets in the query (?access_token=...) never leave the server.
+            query=redact_query(query),
             remote=remote,
             # Keep websockets' Headers objects: no copy per connection.
             request_headers=request.headers,

@@ -12,6 +12,7 @@ index buckets, so they never need a scan.
 from __future__ import annotations
 
 import heapq
+import re
 import secrets
 from dataclasses import dataclass
 from itertools import islice
@@ -27,6 +28,8 @@ __all__ = [
     "SORT_KEYS",
     "REDACTED_HEADERS",
     "redact_headers",
+    "redact_query",
+    "SECRET_QUERY_KEYS",
 ]
 
 REDACTED_HEADERS = frozenset(
@@ -50,6 +53,30 @@ def redact_headers(headers: Any) -> list[list[str]]:
         [name, REDACTED if name.lower() in REDACTED_HEADERS else value]
         for name, value in headers
     ]
+
+
+SECRET_QUERY_KEYS = re.compile(
+    r"token|secret|passw|auth|api[-_]?key|signature|session|jwt|credential", re.I
+)
+"""Query parameters whose values are redacted (browser clients often pass a
+token as ``?access_token=``, since they cannot set headers)."""
+
+
+def redact_query(query: str) -> str:
+    """The query string with the values of secret-looking keys replaced.
+
+    ``user=ann&access_token=abc`` becomes ``user=ann&access_token=[redacted]``;
+    the rest is kept byte for byte.
+    """
+    if not query or not SECRET_QUERY_KEYS.search(query):
+        return query
+    parts = []
+    for part in query.split("&"):
+        key, sep, value = part.partition("=")
+        if sep and value and SECRET_QUERY_KEYS.search(key):
+            part = f"{key}={REDACTED}"
+        parts.append(part)
+    return "&".join(parts)
 
 
 _NO_TOPICS: frozenset[str] = frozenset()

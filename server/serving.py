@@ -28,6 +28,7 @@ from websockets.server import ServerProtocol
 
 from .errors import IdentifyError
 from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub
+from .registry import redact_query
 
 __all__ = [
     "serve",
@@ -249,6 +250,10 @@ class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         if (len(args) == 2 and msg in ("< %s: %s", "> %s: %s")
                 and str(args[0]).lower() in _SECRET_HEADERS):
             args = (args[0], "[redacted]")
+        elif len(args) == 3 and msg == "< %s %s %s" and "?" in str(args[1]):
+            # The request line: its query may carry a token.
+            path, _, query = str(args[1]).partition("?")
+            args = (args[0], f"{path}?{redact_query(query)}", args[2])
         kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
         super().log(level, msg, *args, **kwargs)
 

@@ -163,3 +163,20 @@ def test_secret_headers_are_redacted_in_detail():
     ]
     record = ConnectionRecord("abc", node="n", user="u", path="/", request_headers=headers)
     assert "s3cret" not in repr(record.detail())
+
+
+@pytest.mark.parametrize(
+    "query, shown",
+    [
+        ("user=ann&room=lobby", "user=ann&room=lobby"),
+        ("user=ann&access_token=abc.def", "user=ann&access_token=[redacted]"),
+        ("TOKEN=x&Password=y&api_key=z&sig=1", "TOKEN=[redacted]&Password=[redacted]&api_key=[redacted]&sig=1"),
+        ("auth=", "auth="),
+        ("", ""),
+    ],
+)
+def test_secret_looking_query_values_are_redacted(query, shown):
+    """Tokens passed in the query string (browsers cannot set headers) are redacted."""
+    from wsconsole.server.registry import redact_query
+
+    assert redact_query(query) == shown

@@ -448,3 +448,19 @@ def test_the_copy_of_websockets_data_received_is_current():
         "websockets changed Connection.data_received: update the copy in "
         "server/serving.py, then this digest"
     )
+
+
+async def test_query_tokens_never_reach_records_or_debug_logs(caplog):
+    """A client authenticating with ?access_token= shows it redacted in its record,
+    and the DEBUG log of the request line does not carry it either."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="websockets.server")
+    async with serve(echo, "127.0.0.1", 0) as server:
+        async with connect(url(server, "/live", user="ann", access_token="s3cr3t-value")):
+            await wait_for(lambda: len(server.hub.registry) == 1)
+            record = next(iter(server.hub.registry))
+            assert record.query == "user=ann&access_token=[redacted]"
+            assert "s3cr3t-value" not in repr(record.detail())
+    assert "GET /live?user=ann&access_token=[redacted]" in caplog.text
+    assert "s3cr3t-value" not in caplog.text

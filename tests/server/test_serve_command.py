@@ -127,3 +127,20 @@ async def test_a_signal_during_a_keep_alive_drain_closes_the_rest_and_exits(sign
             await process.wait()
     assert code == 0
     assert "stopped" in out
+
+
+async def test_log_level_debug_logs_connections_without_their_secrets():
+    """`--log-level debug` logs to stderr, request lines included, with no token
+    from the query string in it."""
+    process, url = await start(["--no-control", "--log-level", "debug"])
+    try:
+        async with connect(url + "/x?user=ann&token=hunter2") as client:
+            await client.send("hi")
+            assert await client.recv() == "hi"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT * 2):
+            _, err = await process.communicate()
+    log = err.decode()
+    assert "connection open" in log and "token=[redacted]" in log
+    assert "hunter2" not in log
