@@ -17,6 +17,7 @@ __all__ = [
     "human_count",
     "human_duration",
     "human_rate",
+    "human_latency",
     "CLOSE_CODE_NAMES",
     "describe_close",
 ]
@@ -148,6 +149,22 @@ def human_rate(n: float | None) -> str:
     if n < 10:
         return f"{n:.1f}" if n else "0"
     return human_count(round(n))
+
+
+def human_latency(seconds: float | None) -> str:
+    """A ping round trip: ``-`` (not measured yet), ``0.4 ms``, ``35 ms``, ``1.2 s``.
+
+    Loopback and LAN round trips are under a millisecond: a whole number of
+    milliseconds would show them all as ``0 ms``.
+    """
+    if not seconds:
+        return "-"
+    ms = seconds * 1000
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{seconds:.1f} s"
 
 
 def human_duration(seconds: float | None) -> str:

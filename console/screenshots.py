@@ -55,7 +55,8 @@ def _sample_connections() -> list[dict[str, Any]]:
             "connected_at": NOW - age,
             "last_activity": NOW - (rng.randint(0, 4) if not slow else 0),
             "msgs_in": msgs_in,
-            "bytes_in": msgs_in * (131072 if slow else rng.randint(40, 90)),
+            # The slow reader sends little and reads nothing: its bytes go out.
+            "bytes_in": msgs_in * rng.randint(40, 90),
             "msgs_out": msgs_out,
             "bytes_out": msgs_out * (131072 if slow else rng.randint(40, 120)),
             "buffered": 2_883_584 if slow else 0,

@@ -128,6 +128,9 @@ class Simulator:
             try:
                 async with connect(self._address(who.user, who.path, who.room),
                                    user_agent_header=f"demo-{who.user}/1.0",
+                                   # Credentials like a browser's, so that the detail
+                                   # view shows them redacted.
+                                   additional_headers=_credentials(who.user),
                                    subprotocols=None) as ws:
                     await self._talk(ws, who.rate, who.user)
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
@@ -244,3 +247,9 @@ def _host_port(url: str) -> tuple[str, int]:
     rest = url.split("://", 1)[-1].split("/", 1)[0]
     host, _, port = rest.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def _credentials(user: str) -> dict[str, str]:
+    """Made-up Authorization and Cookie headers: the server redacts both."""
+    return {"Authorization": f"Bearer demo-secret-of-{user}",
+            "Cookie": f"session=demo-session-of-{user}"}

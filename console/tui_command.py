@@ -12,9 +12,12 @@ import argparse
 import asyncio
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["register", "run_console", "run_demo", "DEMO_NODE"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .link import ClientFactory
+
+__all__ = ["register", "run_console", "run_demo", "client_factory", "DEMO_NODE"]
 
 DEMO_NODE = "demo"
 """Node name of the demo server."""
@@ -69,21 +72,30 @@ def register(subparsers: Any) -> None:
     shots.set_defaults(func=_run_screenshots)
 
 
+def client_factory(url: str, token: str | None, token_file: str | None) -> ClientFactory:
+    """Makes a control client for each attempt, finding the token again each time.
+
+    So that after a refused token the operator can fix the token file (or a
+    restarted ``wsconsole serve`` can write a new one) and press ctrl+r. A
+    missing or unreadable token raises Unauthorized, which the console shows.
+    """
+    from .client import ControlClient, resolve_token
+
+    def factory() -> ControlClient:
+        return ControlClient(url, resolve_token(token, token_file))
+
+    return factory
+
+
 def run_console(args: argparse.Namespace) -> int:
     """``wsconsole console``: the TUI on the control plane at ``--url``."""
-    from wsconsole.server.errors import Unauthorized
-
     from .app import ConsoleApp
-    from .client import ControlClient, resolve_token, resolve_url
+    from .client import resolve_url
 
     url = resolve_url(args.url)
-    try:
-        token: str | None = resolve_token(args.token, args.token_file)
-    except Unauthorized:
-        # No token anywhere: start anyway; the server's 401 becomes the banner.
-        token = None
     _quiet_logging()
-    app = ConsoleApp(lambda: ControlClient(url, token), url=url)
+    # No token anywhere is not fatal: the console starts and says so.
+    app = ConsoleApp(client_factory(url, args.token, args.token_file), url=url)
     app.run()
     return 0
 

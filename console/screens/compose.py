@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, RadioButton, RadioSet, Static, TextArea
+from textual.widgets import Button, Footer, Label, RadioButton, RadioSet, Static, TextArea
 
 from wsconsole.server.errors import WsconsoleError
 
@@ -83,6 +83,9 @@ class ComposeScreen(ModalScreen["str | None"]):
             with Horizontal(id="compose-buttons"):
                 yield Button("Send", variant="primary", id="compose-send", disabled=True)
                 yield Button("Cancel", id="compose-cancel")
+        # The dialog's own keys: the main screen's footer would show keys that
+        # do nothing while the dialog is up.
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#compose-dialog").border_title = "Compose"

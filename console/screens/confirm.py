@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 __all__ = ["DisconnectScreen", "parse_close_code"]
 
@@ -61,6 +61,9 @@ class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):
             with Horizontal(id="confirm-buttons"):
                 yield Button("Disconnect", variant="error", id="confirm-yes")
                 yield Button("Cancel", id="confirm-no")
+        # The dialog's own keys: the main screen's footer would show keys that
+        # do nothing while the dialog is up.
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#confirm-dialog").border_title = "Disconnect"

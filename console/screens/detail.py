@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from wsconsole.server.errors import UnknownConnection, WsconsoleError
 
-from ..formatting import human_bytes, human_duration
+from ..formatting import human_bytes, human_duration, human_latency
 from ..link import ControlLink
 from ..messages import CommandFailed, ConnectionFetched
 
@@ -132,7 +132,7 @@ class DetailScreen(Screen[None]):
                      "out", f"{c.get('msgs_out', 0)} msgs, {human_bytes(c.get('bytes_out', 0))}")
         latency = c.get("latency") or 0.0
         grid.add_row("buffered", human_bytes(c.get("buffered", 0)),
-                     "latency", f"{latency * 1000:.1f} ms" if latency else "-")
+                     "latency", human_latency(latency))
         extensions = c.get("extensions")
         grid.add_row("subprotocol", str(c.get("subprotocol") or "none"),
                      "extensions", ", ".join(extensions) if extensions else

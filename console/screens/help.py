@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
-__all__ = ["HelpScreen", "FILTER_HELP"]
+__all__ = ["HelpScreen", "FILTER_HELP", "DIALOG_KEYS"]
 
 FILTER_HELP = (
     "Filter (/): user=NAME path=/PATH topic=NAME id=PREFIX, in any combination; "
@@ -20,6 +20,15 @@ FILTER_HELP = (
     "the table holds one page ([ and ] move between pages). Choosing a group in the "
     "groups panel (Enter) filters the same way; Esc shows everyone again."
 )
+
+
+DIALOG_KEYS = (
+    ("ctrl+s", "Send (compose)", "Send the message to the recipients the dry run counted"),
+    ("tab", "Next field (dialogs)", "Move between recipients, format, message and buttons"),
+    ("esc", "Cancel / Back (dialogs)", "Close a dialog without acting, or leave the detail view"),
+    ("m / d", "Message / Disconnect (detail)", "Act on the connection the detail view shows"),
+)
+"""Keys of the dialogs and the detail view, listed under the main screen's."""
 
 
 class HelpScreen(ModalScreen[None]):
@@ -39,6 +48,9 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-dialog"):
             yield Static(id="help-keys")
             yield Static(FILTER_HELP, id="help-filter", markup=False)
+        # The dialog's own keys: the main screen's footer would show keys that
+        # do nothing while the dialog is up.
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#help-dialog").border_title = "Keys"
@@ -62,9 +74,12 @@ class HelpScreen(ModalScreen[None]):
             key = self.app.get_key_display(binding)
             row_style = "" if enabled else "dim"
             note = binding.tooltip or ""
-            if enabled is None:
+            if not enabled:
                 note += " (not available now)"
             table.add_row(key, binding.description, Text(note), style=row_style)
         table.add_row("ctrl+p", "Command palette",
                       "Every action by name, and the theme, screenshot and quit commands")
+        # The dialogs' keys (each dialog also shows them in its own footer).
+        for key, action, note in DIALOG_KEYS:
+            table.add_row(key, action, Text(note))
         self.query_one("#help-keys", Static).update(table)

@@ -47,6 +47,7 @@ MUTATING_ACTIONS = frozenset(
 """Actions a read-only token may not run: disabled in the footer and palette."""
 _NEEDS_ROW = frozenset({"send", "disconnect", "detail"})
 _SORT_CYCLE = [key for key, _, _ in COLUMNS]
+_PAGES = Binding.Group("Page", compact=True)
 
 
 class MainScreen(Screen[None]):
@@ -58,8 +59,8 @@ class MainScreen(Screen[None]):
         Binding("slash", "filter", "Filter", id="filter",
                 tooltip="Filter the table: user=NAME path=/P topic=T id=PREFIX, "
                         "or a bare name, /path or #topic"),
-        Binding("escape", "clear_filter", "Show everyone", id="clear_filter", show=False,
-                tooltip="Clear the filter and the chosen group"),
+        Binding("escape", "clear_filter", "Show everyone", id="clear_filter",
+                tooltip="Close the filter, or clear the filter and the chosen group"),
         Binding("enter", "detail", "Detail", id="detail",
                 tooltip="Headers, subprotocol, extensions, topics and counters of the "
                         "selected connection"),
@@ -75,18 +76,21 @@ class MainScreen(Screen[None]):
                 tooltip="Stop the server: graceful, or keep-alive (drain)"),
         Binding("s", "cycle_sort", "Sort", id="sort",
                 tooltip="Sort by the next column (click a header to sort by it)"),
-        Binding("r", "reverse_sort", "Reverse", id="reverse_sort", show=False,
+        Binding("r", "reverse_sort", "Reverse", id="reverse_sort",
                 tooltip="Reverse the sort order"),
-        Binding("right_square_bracket", "next_page", "Next page", id="next_page", show=False,
-                tooltip="The next page of connections"),
+        # Shown in the footer only when there is more than one page.
         Binding("left_square_bracket", "previous_page", "Previous page", id="previous_page",
-                show=False, tooltip="The previous page of connections"),
+                tooltip="The previous page of connections", group=_PAGES),
+        Binding("right_square_bracket", "next_page", "Next page", id="next_page",
+                tooltip="The next page of connections", group=_PAGES),
         Binding("g", "focus_groups", "Groups", id="focus_groups", show=False,
                 tooltip="Move to the groups panel"),
         Binding("t", "focus_table", "Table", id="focus_table", show=False,
                 tooltip="Move to the connection table"),
-        Binding("ctrl+r", "reconnect", "Reconnect now", id="reconnect", show=False,
-                tooltip="Reconnect to the control plane without waiting for the backoff"),
+        # Shown in the footer only while the link is down.
+        Binding("ctrl+r", "reconnect", "Reconnect now", id="reconnect",
+                tooltip="Reconnect to the control plane without waiting for the backoff "
+                        "(the token file is read again)"),
         Binding("question_mark", "help", "Help", id="help",
                 tooltip="Every key, what it does, and the filter syntax"),
     ]
@@ -169,8 +173,10 @@ class MainScreen(Screen[None]):
         """Keep the control link up: connect, subscribe, read events, reconnect."""
         attempt = 0
         while True:
-            client = self.link.factory()
+            client: Any = None
             try:
+                # Inside the try: the factory reads the token, and may find none.
+                client = self.link.factory()
                 hello = await client.connect()
                 await client.subscribe(stats_interval=self.stats_interval)
             except Unauthorized as exc:
@@ -212,7 +218,8 @@ class MainScreen(Screen[None]):
         link.hello = message.hello
         link.status, link.reason = "connected", ""
         role = message.hello.get("role")
-        self.query_one(StatusBar).update_link("connected", f"connected as {role}", role)
+        self.query_one(StatusBar).update_link(
+            "connected", "connected" if role == "read_only" else f"connected as {role}", role)
         self.event_log.note(
             f"{'connected to' if first else 'reconnected to'} {link.url or 'the control plane'}"
             f" as {role}", style="green")
@@ -230,10 +237,9 @@ class MainScreen(Screen[None]):
         link.status = "refused" if message.refused else "lost"
         link.reason = message.reason
         if message.refused:
-            text = "token refused"
+            self.query_one(StatusBar).update_link(link.status, "token refused (ctrl+r retries)")
         else:
-            text = f"lost, retrying in {message.retry_in:g}s"
-        self.query_one(StatusBar).update_link(link.status, text)
+            self.query_one(StatusBar).update_link(link.status, "lost", retry_in=message.retry_in)
         self.table.add_class("stale")
         if was_up or message.refused or not self.event_log.entries or \
                 "link lost" not in self.event_log.entries[-1]:
@@ -253,6 +259,7 @@ class MainScreen(Screen[None]):
         """Retry the control link now (cancels the backoff wait)."""
         self.link.status = "connecting"
         self.query_one(StatusBar).update_link("connecting", "connecting...")
+        self.refresh_bindings()
         self.run_link()
 
     # Events
@@ -361,6 +368,7 @@ class MainScreen(Screen[None]):
         else:
             groups.set_active("filter", None)
         self._show_view()
+        self.refresh_bindings()
         self.refresh_connections()
 
     @on(GroupsPanel.GroupChosen)
@@ -413,6 +421,7 @@ class MainScreen(Screen[None]):
         box.value = self.view.text()
         box.add_class("open")
         box.focus()
+        self.refresh_bindings()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
@@ -428,6 +437,14 @@ class MainScreen(Screen[None]):
         box = self.query_one("#filter", Input)
         box.remove_class("open")
         self.table.focus()
+        self.refresh_bindings()
+
+    @property
+    def _filter_open(self) -> bool:
+        try:
+            return self.query_one("#filter", Input).has_class("open")
+        except Exception:  # before compose
+            return False
 
     def action_clear_filter(self) -> None:
         """Esc: close the filter input, or else show everyone."""
@@ -446,6 +463,13 @@ class MainScreen(Screen[None]):
     # Actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # False hides a key from the footer (it does nothing now); None shows it dimmed.
+        if action == "clear_filter":
+            return self._filter_open or not self.view.empty
+        if action in ("next_page", "previous_page"):
+            return len(self.cursors) > 1 or bool(self.page.get("next_cursor"))
+        if action == "reconnect":
+            return self.link.status != "connected"
         if action in MUTATING_ACTIONS:
             if self.link.read_only or self.link.client is None:
                 return None
@@ -578,8 +602,9 @@ class MainScreen(Screen[None]):
         banner = self.query_one("#banner", Static)
         link = self.link
         if link.status == "refused":
-            text = (f"The control plane refused the token: {link.reason}. "
-                    "Check --token / --token-file, then press ctrl+r.")
+            text = (f"Not connected, the token was refused: {link.reason}. Fix --token, "
+                    "--token-file or $WSCONSOLE_TOKEN, then press ctrl+r (the token file "
+                    "is read again).")
             kind = "error"
         elif link.status == "lost" and link.hello:
             text = (f"Control link lost ({link.reason}); reconnecting. "
@@ -613,6 +638,8 @@ def _sort_label(sort: str) -> str:
 
 
 async def _close_quietly(client: Any) -> None:
+    if client is None:
+        return
     try:
         await client.close()
     except Exception:  # closing a broken link must never raise into the UI

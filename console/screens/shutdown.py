@@ -10,7 +10,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, ProgressBar, RadioButton, RadioSet, Static
+from textual.widgets import (
+    Button,
+    Footer,
+    Input,
+    Label,
+    ProgressBar,
+    RadioButton,
+    RadioSet,
+    Static,
+)
 
 from wsconsole.server.errors import WsconsoleError
 
@@ -83,6 +92,9 @@ class ShutdownScreen(ModalScreen[None]):
                     yield Button("Close the rest now (graceful)", variant="warning",
                                  id="shutdown-escalate")
                     yield Button("Hide", id="shutdown-hide")
+        # The dialog's own keys: the main screen's footer would show keys that
+        # do nothing while the dialog is up.
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#shutdown-dialog").border_title = "Shutdown"

@@ -9,13 +9,14 @@ scroll position and the operator's eye stay where they were.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 
-from ..formatting import human_bytes, human_count, human_duration
+from ..formatting import human_bytes, human_count, human_duration, human_latency
 
 __all__ = ["ConnectionTable", "COLUMNS"]
 
@@ -60,6 +61,14 @@ class ConnectionTable(DataTable[Any]):
     }
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # DataTable's own Enter is hidden, and as the focused widget's binding it
+        # would hide the screen's "Detail" from the footer: name it here.
+        Binding("enter", "select_cursor", "Detail", id="detail",
+                tooltip="Headers, subprotocol, extensions, topics and counters of the "
+                        "selected connection"),
+    ]
+
     class SortRequested(Message):
         """The operator clicked a header: sort by this key (``-`` for descending)."""
 
@@ -87,6 +96,11 @@ class ConnectionTable(DataTable[Any]):
             up = descending if key in _INVERTED else not descending
             label = f"{label} {'▲' if up else '▼'}"
         return Text(label, justify="right" if right else "left", style="bold" if key == bare else "")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "select_cursor" and not self.row_count:
+            return None
+        return True
 
     def set_sort(self, sort: str) -> None:
         """Show which column the server sorts by."""
@@ -165,8 +179,7 @@ class ConnectionTable(DataTable[Any]):
             right(human_bytes(c.get("bytes_out"))),
             right(human_bytes(buffered), "bold red" if buffered >= 256 * 1024
                   else "yellow" if buffered else "dim"),
-            right(f"{latency * 1000:.0f} ms" if latency else "-",
-                  "yellow" if latency > 0.25 else ""),
+            right(human_latency(latency), "yellow" if latency > 0.25 else ""),
         )
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:

@@ -31,7 +31,10 @@ class EventLog(RichLog):
 
     DEFAULT_CSS = """
     EventLog {
-        height: 10;
+        /* Ten lines, fewer on a short terminal so the table keeps its rows. */
+        height: 25%;
+        min-height: 5;
+        max-height: 10;
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
         background: $surface;

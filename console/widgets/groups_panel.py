@@ -89,11 +89,15 @@ class GroupsPanel(Tree[GroupKey]):
             self._everyone.set_label(self._label(("everyone", None), total))
         for key in [k for k in self._group_nodes if k not in counts]:
             self._group_nodes.pop(key).remove()
+        longest = max(sum(1 for (k, _) in counts if k == kind) for kind, _, _ in _SECTIONS)
         for kind, _, title in _SECTIONS:
             section = self._sections[kind]
             values = sorted(v for (k, v) in counts if k == kind)
             n = len(values)
-            section.set_label(Text.assemble(title, (f" {n}", "dim")))
+            # Truncated: the server sent only the largest groups of a kind that
+            # has more than its limit, so that kind is the one with the most.
+            more = "+" if truncated and n == longest else ""
+            section.set_label(Text.assemble(title, (f" {n}{more}", "dim")))
             for index, value in enumerate(values):
                 key = (kind, value)
                 label = self._label(key, counts[key])
@@ -106,6 +110,7 @@ class GroupsPanel(Tree[GroupKey]):
                 elif node.label != label:
                     node.set_label(label)
         self.truncated = truncated
+        self.border_subtitle = "largest groups only" if truncated else ""
 
     def _label(self, key: GroupKey, count: int | None) -> Text:
         kind, value = key

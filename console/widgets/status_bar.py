@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
 from typing import Any
 
@@ -31,7 +33,16 @@ class StatusBar(Widget):
         height: 2;
         background: $panel;
     }
+    StatusBar #status-row {
+        height: 1;
+    }
     StatusBar #status-line {
+        width: 1fr;
+        height: 1;
+        padding: 0 0 0 1;
+    }
+    StatusBar #link-line {
+        width: auto;
         height: 1;
         padding: 0 1;
     }
@@ -60,11 +71,17 @@ class StatusBar(Widget):
         self.link_status = "connecting"
         self.link_text = "connecting..."
         self.role: str | None = None
+        self.retry_at: float | None = None
+        """When (monotonic) the next attempt to reconnect is due, while the link is down."""
         self._in: deque[float] = deque([0.0] * SPARKLINE_SAMPLES, maxlen=SPARKLINE_SAMPLES)
         self._out: deque[float] = deque([0.0] * SPARKLINE_SAMPLES, maxlen=SPARKLINE_SAMPLES)
 
     def compose(self) -> ComposeResult:
-        yield Static(id="status-line")
+        # The link's health has a place of its own on the right, so that a
+        # narrow terminal cuts the server's details rather than the link's.
+        with Horizontal(id="status-row"):
+            yield Static(id="status-line")
+            yield Static(id="link-line")
         with Horizontal(id="traffic-line"):
             yield Static(classes="rate", id="rates-in")
             yield Sparkline(list(self._in), id="rates-in-spark")
@@ -73,7 +90,13 @@ class StatusBar(Widget):
 
     def on_mount(self) -> None:
         self._render_status()
+        self._render_link()
         self._render_rates()
+        self.set_interval(0.5, self._tick)
+
+    def _tick(self) -> None:
+        if self.retry_at is not None:
+            self._render_link()
 
     def update_stats(self, stats: dict[str, Any]) -> None:
         """Show a new stats sample and extend the sparklines."""
@@ -84,13 +107,42 @@ class StatusBar(Widget):
         self._render_status()
         self._render_rates()
 
-    def update_link(self, status: str, text: str, role: str | None = None) -> None:
-        """Show the control link's health: connected, connecting, lost or refused."""
+    def update_link(self, status: str, text: str, role: str | None = None, *,
+                    retry_in: float | None = None) -> None:
+        """Show the control link's health: connected, connecting, lost or refused.
+
+        With ``retry_in``, count down the seconds to the next attempt.
+        """
         self.link_status = status
         self.link_text = text
+        self.retry_at = None if retry_in is None else time.monotonic() + retry_in
         if role is not None:
             self.role = role
-        self._render_status()
+        self._render_link()
+
+    def link_display(self) -> str:
+        """The link's health as shown, e.g. ``lost, retrying in 3s``."""
+        text = self.link_text
+        if self.retry_at is not None:
+            left = math.ceil(self.retry_at - time.monotonic())
+            text += f", retrying in {left}s" if left > 0 else ", retrying now"
+        if self.role == "read_only" and self.link_status == "connected":
+            text += ", read-only"
+        return text
+
+    def _render_link(self) -> None:
+        if not self.is_mounted:
+            return
+        shown = self.link_display()
+        read_only = shown.endswith(", read-only")
+        line = Text(no_wrap=True)
+        line.append("link: ", style="dim")
+        line.append(shown.removesuffix(", read-only"),
+                    style=_LINK_STYLES.get(self.link_status, ""))
+        if read_only:
+            line.append(", ", style="dim")
+            line.append("read-only", style="bold yellow")
+        self.query_one("#link-line", Static).update(line)
 
     def _render_status(self) -> None:
         if not self.is_mounted:
@@ -118,10 +170,6 @@ class StatusBar(Widget):
                 f" ({stats.get('opened_total', 0)} opened, {stats.get('closed_total', 0)} closed)",
                 style="dim",
             )
-        line.append("  link: ", style="dim")
-        line.append(self.link_text, style=_LINK_STYLES.get(self.link_status, ""))
-        if self.role == "read_only" and self.link_status == "connected":
-            line.append(" read-only", style="bold yellow")
         self.query_one("#status-line", Static).update(line)
 
     def _render_rates(self) -> None:

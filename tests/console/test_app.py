@@ -309,7 +309,7 @@ async def test_refused_token_is_reported() -> None:
         app = live.app(token="not-the-token")
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.link.status == "refused")
-            assert "refused the token" in str(main(app).query_one("#banner").render())
+            assert "token was refused" in str(main(app).query_one("#banner").render())
 
 
 async def test_too_small_terminal_says_so() -> None:
@@ -320,3 +320,141 @@ async def test_too_small_terminal_says_so() -> None:
         screen = main(app)
         assert screen.has_class("too-small")
         assert "too small" in str(screen.query_one("#too-small").render())
+
+
+def footer_keys(screen: Any) -> dict[str, str]:
+    """Key -> description of what the screen's footer shows now (enabled or dimmed)."""
+    return {key: active.binding.description
+            for key, active in screen.active_bindings.items() if active.binding.show}
+
+
+async def test_footer_shows_the_keys_that_work_now() -> None:
+    """Enter (detail) is in the footer with the table focused; esc, the page keys and
+    ctrl+r appear only when they would do something."""
+    async with live_server() as live:
+        for user in ("ann", "bob", "cy"):
+            await live.client(user)
+        app = live.app(page_size=2)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = main(app)
+            await until(pilot, lambda: len(rows(app)) == 2 and screen.page.get("next_cursor"))
+            screen.table.focus()
+            await pilot.pause()
+            keys = footer_keys(screen)
+            assert keys["enter"] == "Detail"
+            assert keys["left_square_bracket"] == "Previous page"
+            assert keys["right_square_bracket"] == "Next page"
+            assert "escape" not in keys and "ctrl+r" not in keys
+            await pilot.press("slash", *"user=ann", "enter")
+            await until(pilot, lambda: [r["user"] for r in rows(app)] == ["ann"])
+            keys = footer_keys(screen)
+            assert keys["escape"] == "Show everyone"
+            assert "right_square_bracket" not in keys  # one page now
+            await pilot.press("escape")
+            await until(pilot, lambda: screen.view.empty and len(rows(app)) == 2)
+            assert "escape" not in footer_keys(screen)
+
+
+async def test_dialogs_show_their_own_keys_and_whole_close_code() -> None:
+    """The compose and disconnect dialogs have footers of their own keys (ctrl+s sends),
+    not the main screen's; the close code field shows all four digits."""
+    async with live_server() as live:
+        await live.client("ann")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 1)
+            main(app).table.focus()
+            await pilot.press("m")
+            await until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+            compose = app.screen
+            assert compose.query("Footer")
+            keys = footer_keys(compose)
+            assert keys.get("ctrl+s") == "Send" and "b" not in keys
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, DisconnectScreen))
+            await pilot.press("tab")  # through the code field, as an operator would
+            await pilot.pause()
+            code = app.screen.query_one("#confirm-code")
+            shown = "".join(code.render_line(y).text for y in range(code.size.height))
+            assert "1000" in shown
+            assert app.screen.query("Footer")
+
+
+async def test_refused_token_file_is_read_again_on_ctrl_r(tmp_path: Any) -> None:
+    """After a refused token, fixing the token file and pressing ctrl+r connects."""
+    from wsconsole.console.tui_command import client_factory
+
+    token_file = tmp_path / "token"
+    token_file.write_text("not-the-token\n")
+    token_file.chmod(0o600)
+    async with live_server() as live:
+        await live.client("ann")
+        app = ConsoleApp(client_factory(live.control_url, None, str(token_file)),
+                         url=live.control_url, poll_interval=0.2, stats_interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.link.status == "refused")
+            assert "ctrl+r" in footer_keys(main(app))
+            token_file.write_text(TOKEN + "\n")
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: app.link.status == "connected")
+            await until(pilot, lambda: [r["user"] for r in rows(app)] == ["ann"])
+            assert "ctrl+r" not in footer_keys(main(app))
+
+
+async def test_no_token_at_all_is_reported_not_raised(tmp_path: Any, monkeypatch: Any) -> None:
+    """Without any token the console runs and says where a token can come from."""
+    from wsconsole.console.tui_command import client_factory
+
+    monkeypatch.delenv("WSCONSOLE_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    app = ConsoleApp(client_factory("ws://127.0.0.1:9", None, None), url="ws://127.0.0.1:9")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.link.status == "refused")
+        assert "no token" in str(main(app).query_one("#banner").render())
+        assert app.is_running
+
+
+async def test_narrow_terminal_keeps_the_link_health_and_table_rows() -> None:
+    """At 80x20 the link's health stays on screen (read-only said once) and the
+    event log shrinks so that the table keeps most of the height."""
+    async with live_server() as live:
+        await live.client("ann")
+        app = live.app(token=READ_ONLY)
+        async with app.run_test(size=(80, 20)) as pilot:
+            await until(pilot, lambda: app.link.read_only and len(rows(app)) == 1)
+            link = main(app).query_one("#link-line")
+            assert link.region.right <= 80 and link.region.width > 0
+            shown = str(link.render())
+            assert shown == "link: connected, read-only"
+            assert main(app).event_log.outer_size.height == 5
+            assert main(app).table.size.height >= 8
+
+
+async def test_status_bar_counts_down_to_the_next_attempt() -> None:
+    """While the link is down the status bar counts down to the next attempt."""
+    async with live_server() as live:
+        app = live.app(reconnect_delays=(30.0,))
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.link.status == "connected")
+            live.server.close()
+            await live.server.wait_closed()
+            await until(pilot, lambda: app.link.status == "lost")
+            status = main(app).query_one("#status")
+            assert status.link_display() in ("lost, retrying in 30s", "lost, retrying in 29s")
+            assert "ctrl+r" in footer_keys(main(app))
+
+
+async def test_groups_panel_marks_kinds_the_server_truncated() -> None:
+    """When the server sends only the largest groups, the longest kind says `+`."""
+    app = ConsoleApp(lambda: ControlClient("ws://127.0.0.1:9", TOKEN), reconnect_delays=(30.0,))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        panel = main(app).query_one(GroupsPanel)
+        panel.update_groups({"users": {"ann": 3, "bob": 2}, "paths": {"/chat": 5},
+                             "topics": {}}, 5, truncated=True)
+        labels = {str(node.label) for node in panel.root.children}
+        assert {"Users 2+", "Paths 1", "Topics 0"} <= labels
+        assert panel.border_subtitle == "largest groups only"

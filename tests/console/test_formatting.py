@@ -10,6 +10,7 @@ from wsconsole.console.formatting import (
     human_bytes,
     human_count,
     human_duration,
+    human_latency,
     parse_filter,
 )
 from wsconsole.console.screens.compose import check_message
@@ -52,6 +53,11 @@ def test_numbers_are_short() -> None:
     assert human_duration(185) == "3m05s"
     assert human_duration(7800) == "2h10m"
     assert describe_close(1001) == "1001 going away"
+    # Loopback round trips are a fraction of a millisecond, not "0 ms".
+    assert human_latency(None) == human_latency(0.0) == "-"
+    assert human_latency(0.00042) == "0.4 ms"
+    assert human_latency(0.035) == "35 ms"
+    assert human_latency(1.25) == "1.2 s"
     assert describe_close(4000, "bye") == "4000 'bye'"
 
 
