@@ -124,6 +124,9 @@ class Hub:
         self.registry = ConnectionRegistry()
         """The open connections."""
         self._closed_totals = Totals()
+        self.sampled_totals = Totals()
+        """:attr:`totals` as of the last sample (at most one sample interval old):
+        what the metrics expose, so that a scrape never walks the connections."""
         self.slow_consumer_limit = slow_consumer_limit
         """Bytes buffered for one client before it is closed; None disables."""
         self.state = HubState.SERVING
@@ -202,7 +205,8 @@ class Hub:
 
     def add_observer(self, observer: Any) -> None:
         """Register an object with optional ``on_opened(record)``, ``on_send(result)``,
-        ``on_latency(s)`` and ``on_closed(record, code)`` methods (the metrics use this)."""
+        ``on_latency(s)``, ``on_closed(record, code)`` and ``on_sample()`` (once
+        per sample interval) methods (the metrics use this)."""
         self._observers.append(observer)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
@@ -452,14 +456,27 @@ class Hub:
         now = time.time()
         limit = self.slow_consumer_limit
         slow = []
+        closed = self._closed_totals
+        msgs_in, bytes_in = closed.msgs_in, closed.bytes_in
+        msgs_out, bytes_out = closed.msgs_out, closed.bytes_out
         for record in self.registry.records():
             if record.msgs_in != record.msgs_in_seen:
                 record.msgs_in_seen = record.msgs_in
                 record.last_activity = now
+            msgs_in += record.msgs_in
+            bytes_in += record.bytes_in
+            msgs_out += record.msgs_out
+            bytes_out += record.bytes_out
             if limit is not None and record.handle.transport.get_write_buffer_size() > limit:
                 slow.append(record)
+        sampled = Totals()
+        sampled.msgs_in, sampled.bytes_in = msgs_in, bytes_in
+        sampled.msgs_out, sampled.bytes_out = msgs_out, bytes_out
+        self.sampled_totals = sampled
         for record in slow:
             self._close_slow_consumer(record)
+        if self._observers:
+            self._observe("on_sample")
         return len(slow)
 
     def _close_slow_consumer(self, record: ConnectionRecord) -> None:
@@ -551,19 +568,20 @@ class Hub:
     async def _sample(self) -> None:
         interval = self._sample_interval
         loop = asyncio.get_running_loop()
-        last = self.totals.as_dict()
+        self.sample_records()
+        last = self.sampled_totals.as_dict()
         last_time = loop.time()
         while True:
             await asyncio.sleep(interval)
-            now = loop.time()
-            current = self.totals.as_dict()
-            elapsed = max(now - last_time, 1e-9)
-            self.rates = {k: (current[k] - last[k]) / elapsed for k in current}
-            last, last_time = current, now
             try:
                 self.sample_records()
             except Exception:  # pragma: no cover - never let sampling die
                 logger.exception("sampling the connections failed")
+            now = loop.time()
+            current = self.sampled_totals.as_dict()
+            elapsed = max(now - last_time, 1e-9)
+            self.rates = {k: (current[k] - last[k]) / elapsed for k in current}
+            last, last_time = current, now
 
 
 def _close_code(connection: ServerConnection) -> tuple[int, str]:

@@ -14,14 +14,16 @@ nowhere else. The naming rule:
   statuses outside a known set fall into a class bucket (``4xxx``, ``5xx``) or
   ``other``. Label values known in advance exist from the start at zero.
 
-Cost: nothing here runs per message. The hub already keeps plain-int totals
-and per-code counters; a scrape reads them (:class:`HubCollector`). Open
+Cost: nothing here runs per message. A scrape reads the hub's per-code
+counters and its sampled traffic totals (summed once a second by the hub's
+sampler, :attr:`Hub.sampled_totals`) in :class:`HubCollector`. Open
 connections per path label and the two histograms are updated by hub
 observer callbacks, which run once per connection opened or closed, per
-operator send and per keepalive pong. A scrape costs time in proportion to the
-number of label values, never to the number of open connections. (The process
-collector's ``process_open_fds`` lists ``/proc/self/fd``, so that one part of a
-scrape does grow with open sockets: about 4 ms at 10,000.)
+operator send and per keepalive pong. The process collector, whose
+``process_open_fds`` lists ``/proc/self/fd`` (~10 ms at 10,000 sockets), is
+re-read every PROCESS_SAMPLE_SECONDS from the hub's sampler
+(:class:`SampledCollector`). A scrape therefore costs time in proportion to
+the number of label values, never to the number of open connections.
 
 Must never import textual or ``wsconsole.console``.
 """
@@ -29,6 +31,7 @@ Must never import textual or ``wsconsole.console``.
 from __future__ import annotations
 
 import re
+import time
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
@@ -407,7 +410,8 @@ class HubCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         metrics = self._metrics
         hub = metrics.hub
-        totals = hub.totals
+        # Sampled by the hub once a second: a scrape never walks the connections.
+        totals = hub.sampled_totals
 
         open_family = _gauge(CONNECTIONS_OPEN)
         for path, count in list(metrics.open_by_path.items()):
@@ -460,6 +464,33 @@ class HubCollector(Collector):
         yield state
 
 
+PROCESS_SAMPLE_SECONDS = 5.0
+"""How often the process metrics (CPU, memory, open fds) are re-read."""
+
+
+class SampledCollector(Collector):
+    """Another collector's output, re-collected at most every ``interval`` seconds
+    (by :meth:`refresh_if_due`, called from the hub's sampler) and served from
+    that sample at scrape time."""
+
+    def __init__(self, inner: Collector, interval: float) -> None:
+        self._inner = inner
+        self._interval = interval
+        self._sample: list[Metric] | None = None
+        self._taken = 0.0
+
+    def refresh_if_due(self) -> None:
+        now = time.monotonic()
+        if self._sample is None or now - self._taken >= self._interval:
+            self._sample = list(self._inner.collect())
+            self._taken = now
+
+    def collect(self) -> Iterator[Metric]:
+        if self._sample is None:
+            self.refresh_if_due()
+        return iter(self._sample or ())
+
+
 class Metrics:
     """The metrics of one hub: a registry of our own, and its exposition.
 
@@ -483,7 +514,12 @@ class Metrics:
         """Recipients skipped by operator sends since this object was created."""
         self.registry = CollectorRegistry()
         """Our own registry: wsconsole, process and platform metrics, nothing global."""
-        ProcessCollector(registry=self.registry)
+        # process_open_fds lists /proc/self/fd: ~10 ms with 10,000 sockets. It
+        # is refreshed beside the hub's sampling instead of inside a scrape.
+        self.process = SampledCollector(ProcessCollector(registry=None),
+                                        PROCESS_SAMPLE_SECONDS)
+        """The process collector's last sample (refreshed every few seconds)."""
+        self.registry.register(self.process)
         PlatformCollector(registry=self.registry)
         self.collector = HubCollector(self)
         """The wsconsole metrics alone (without the process and platform ones)."""
@@ -502,6 +538,10 @@ class Metrics:
         return encoder(self.registry), content_type
 
     # Hub observer callbacks: once per connection or operation, never per message.
+
+    def on_sample(self) -> None:
+        """The hub sampled its connections: refresh the process metrics if due."""
+        self.process.refresh_if_due()
 
     def on_opened(self, record: ConnectionRecord) -> None:
         """A connection was registered."""

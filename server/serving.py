@@ -387,6 +387,7 @@ def serve(
     node: str | None = None,
     trusted_proxies: Iterable[str] | None = None,
     slow_consumer_limit: int | None = DEFAULT_SLOW_CONSUMER_LIMIT,
+    sample_interval: float = 1.0,
     health_path: str | None = HEALTH_PATH,
     control: Any = None,
     process_request: Callable[..., Any] | None = None,
@@ -403,6 +404,8 @@ def serve(
     * ``trusted_proxies``: IPs or CIDRs whose ``X-Forwarded-For`` is believed.
     * ``slow_consumer_limit``: write-buffer bytes past which a client is closed
       with 1008; None disables.
+    * ``sample_interval``: seconds between the hub's samples (rates, last
+      activity, slow consumers, the metrics' traffic totals); 0 disables them.
     * ``health_path``: answered with 200 on GET; None disables.
     * ``control``: a ``ControlConfig`` to start the control listener beside it.
 
@@ -411,7 +414,8 @@ def serve(
     """
     identify_fn: Identify = identify or default_identify
     trusted = _parse_trusted(trusted_proxies)
-    hub = Hub(node or default_node(), slow_consumer_limit=slow_consumer_limit)
+    hub = Hub(node or default_node(), slow_consumer_limit=slow_consumer_limit,
+              sample_interval=sample_interval)
     user_process_request = process_request
 
     async def tracked_process_request(

@@ -666,8 +666,8 @@ def _report(
         lines.append(
             f"ratio wsconsole collector alone at {n + BASE_CONNECTIONS} / at "
             f"{BASE_CONNECTIONS} connections: {at_n / base:.2f} "
-            f"({base * 1e3:.2f} ms -> {at_n * 1e3:.2f} ms; the rest is the process "
-            "collector listing open file descriptors)"
+            f"({base * 1e3:.2f} ms -> {at_n * 1e3:.2f} ms; without the process and "
+            "platform collectors)"
         )
     return lines
 

@@ -145,7 +145,9 @@ async def test_values_follow_connect_send_and_close():
         for client, message in ((a1, "hello"), (a2, "hi"), (b, b"\x00" * 1000)):
             await client.send(message)
             assert await recv(client) == message
-        assert value(metrics, "wsconsole_messages_received_total") == 3
+        # Traffic totals are sampled by the hub once a second (so that a scrape
+        # never walks the connections): they show up within a sample interval.
+        await eventually(metrics, "wsconsole_messages_received_total", 3)
         assert value(metrics, "wsconsole_messages_sent_total") == 3
         # Bytes on the wire: 2-byte headers (4 for 1000 bytes), clients mask (+4).
         assert value(metrics, "wsconsole_received_bytes_total") == (2 + 4 + 5) + (
@@ -550,7 +552,10 @@ async def test_metrics_and_health_over_the_control_listener():
         assert status == 200
         assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert await scrape(port, "wsconsole_connections_open", path="/room") == 1
-        assert await scrape(port, "wsconsole_messages_received_total") == 1
+        # Sampled once a second by the hub: wait for the sample that has it.
+        async with asyncio.timeout(TIMEOUT):
+            while await scrape(port, "wsconsole_messages_received_total") != 1:
+                await asyncio.sleep(0.05)
 
         status, headers, body = await http_request(
             port, "GET", "/metrics", Accept="application/openmetrics-text; version=1.0.0")
@@ -623,3 +628,30 @@ async def test_route_templates_from_the_control_config_label_scraped_paths():
         assert await scrape(port, "wsconsole_connections_open", path="other") == 1
         for client in clients:
             await client.close()
+
+
+async def test_a_scrape_reads_samples_not_connections():
+    """Traffic totals and process metrics come from the hub's periodic sample, so
+    a scrape costs the same however many connections are open: between two
+    samples, a scrape shows the last sample, and the next sample catches up."""
+    # No background sampling: this test takes the samples itself.
+    async with serve(echo, "127.0.0.1", 0, compression=None, sample_interval=0) as server:
+        metrics = Metrics(server.hub)
+        client = await connect(url(server, "/a"), compression=None)
+        await client.send("x")
+        assert await recv(client) == "x"
+        server.hub.sample_records()
+        assert value(metrics, "wsconsole_messages_received_total") == 1
+        fds = value(metrics, "process_open_fds")
+        await client.send("y")
+        assert await recv(client) == "y"
+        extra = [await connect(url(server, "/a")) for _ in range(3)]
+        # Not sampled yet: the scrape shows the previous sample.
+        assert value(metrics, "wsconsole_messages_received_total") == 1
+        assert value(metrics, "process_open_fds") == fds
+        server.hub.sample_records()
+        assert value(metrics, "wsconsole_messages_received_total") == 2
+        metrics.process.refresh_if_due()  # not due for PROCESS_SAMPLE_SECONDS
+        assert value(metrics, "process_open_fds") == fds
+        for other in extra + [client]:
+            await other.close()
