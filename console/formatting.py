@@ -10,7 +10,10 @@ import shlex
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rich.text import Text
+
 __all__ = [
+    "literal",
     "ViewFilter",
     "parse_filter",
     "human_bytes",
@@ -80,6 +83,19 @@ class ViewFilter:
     def with_group(self, kind: str, value: str | None) -> ViewFilter:
         """This filter narrowed to one group (kind: user, path or topic)."""
         return replace(ViewFilter(), **{kind: value})
+
+
+def literal(value: Any, style: str = "") -> Text:
+    """``value`` as text to show as it is, never read as markup.
+
+    Textual and Rich read a plain ``str`` as markup (DataTable cells, Tree
+    labels, Static, RadioButton labels, border titles, Rich table cells). User
+    names, paths, topics, headers, close reasons and the server's own messages
+    are chosen by others: given as ``str``, ``[bold red]x`` would restyle the
+    operator's screen and ``[/oops]`` would raise a MarkupError. ``None`` is
+    shown as nothing.
+    """
+    return Text("" if value is None else str(value), style=style)
 
 
 def parse_filter(text: str) -> ViewFilter:

@@ -19,6 +19,7 @@ from textual.widgets import Button, Footer, Label, RadioButton, RadioSet, Static
 
 from wsconsole.server.errors import WsconsoleError
 
+from ..formatting import literal
 from ..link import ControlLink
 from ..messages import ActionCompleted, CommandFailed
 
@@ -69,7 +70,8 @@ class ComposeScreen(ModalScreen["str | None"]):
             yield Label("To", classes="field-label")
             with RadioSet(id="compose-targets"):
                 for index, (label, selector) in enumerate(self.targets):
-                    yield RadioButton(label, value=index == self.target_index,
+                    # Labels name users and paths: shown as they are, not markup.
+                    yield RadioButton(literal(label), value=index == self.target_index,
                                       disabled=selector is None)
             with Horizontal(id="compose-format-row"):
                 yield Label("As", classes="field-label")
@@ -123,7 +125,7 @@ class ComposeScreen(ModalScreen["str | None"]):
     def _check(self) -> bool:
         problem = check_message(self.text, self.as_json)
         check = self.query_one("#compose-check", Static)
-        check.update(problem or ("Valid JSON." if self.as_json else ""))
+        check.update(literal(problem or ("Valid JSON." if self.as_json else "")))
         check.set_class(problem is not None and bool(self.text), "error")
         button = self.query_one("#compose-send", Button)
         ready = problem is None and bool(self.recipients) and not self.sending
@@ -175,7 +177,7 @@ class ComposeScreen(ModalScreen["str | None"]):
             line += " (" + ", ".join(shown) + (f", +{more} more" if more > 0 else "") + ")"
         if self.recipients == 0:
             line += ". Nothing to send to."
-        self.query_one("#compose-recipients", Static).update(line)
+        self.query_one("#compose-recipients", Static).update(literal(line))
         self._check()
 
     @on(DryRunFailed)
@@ -183,7 +185,7 @@ class ComposeScreen(ModalScreen["str | None"]):
         message.stop()
         self.recipients = None
         self.query_one("#compose-recipients", Static).update(
-            f"Cannot count the recipients: {message.message}")
+            literal(f"Cannot count the recipients: {message.message}"))
         self._check()
 
     def action_send(self) -> None:
@@ -231,7 +233,7 @@ class ComposeScreen(ModalScreen["str | None"]):
     def _send_failed(self, message: SendFailed) -> None:
         message.stop()
         self.sending = False
-        self.query_one("#compose-check", Static).update(f"Not sent: {message.message}")
+        self.query_one("#compose-check", Static).update(literal(f"Not sent: {message.message}"))
         self.query_one("#compose-check", Static).add_class("error")
         self.notify(message.message, title="Not sent", severity="error", markup=False)
         self._check()

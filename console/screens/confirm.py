@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from ..formatting import literal
+
 __all__ = ["DisconnectScreen", "parse_close_code"]
 
 
@@ -46,11 +48,12 @@ class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):
         n = self.count
         with Vertical(id="confirm-dialog"):
             yield Label("Disconnect?", id="confirm-title")
-            yield Static(
+            # The description holds user names and paths: shown as it is, not markup.
+            yield Static(literal(
                 f"Close {self.description}"
                 + (f": {n} connection{'s' if n != 1 else ''}." if n is not None else ".")
                 + "\nThe clients get a close frame with this code and reason; whether they "
-                "reconnect is up to them.", id="confirm-text")
+                "reconnect is up to them."), id="confirm-text")
             with Horizontal(classes="confirm-row"):
                 yield Label("code", classes="confirm-label")
                 yield Input("1000", id="confirm-code", restrict=r"[0-9]*", max_length=4)
@@ -75,7 +78,7 @@ class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):
         try:
             code = parse_close_code(self.query_one("#confirm-code", Input).value)
         except ValueError as exc:
-            self.query_one("#confirm-error", Static).update(str(exc))
+            self.query_one("#confirm-error", Static).update(literal(exc))
             return
         reason = self.query_one("#confirm-reason", Input).value
         if len(reason.encode()) > 123:

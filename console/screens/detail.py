@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from wsconsole.server.errors import UnknownConnection, WsconsoleError
 
-from ..formatting import human_bytes, human_duration, human_latency
+from ..formatting import human_bytes, human_duration, human_latency, literal
 from ..link import ControlLink
 from ..messages import CommandFailed, ConnectionFetched
 
@@ -119,26 +119,30 @@ class DetailScreen(Screen[None]):
         grid.add_column()
         grid.add_column(style="dim", justify="right")
         grid.add_column()
-        title = Text.assemble(("connection ", "dim"), (c["id"], "bold"))
+        title = Text.assemble(("connection ", "dim"), (str(c["id"]), "bold"))
         if self.closed:
             title.append("  closed", style="bold red")
+        # Every value below comes from a client or the server: a str cell of a
+        # Rich table is markup, so they are Text.
         query = f"?{c['query']}" if c.get("query") else ""
-        grid.add_row("user", Text(str(c.get("user", "")), style="bold"),
-                     "node", str(c.get("node", "")))
-        grid.add_row("path", f"{c.get('path', '')}{query}", "client", str(c.get("remote", "")))
+        grid.add_row("user", literal(c.get("user"), "bold"), "node", literal(c.get("node")))
+        grid.add_row("path", literal(f"{c.get('path', '')}{query}"),
+                     "client", literal(c.get("remote")))
         grid.add_row("age", human_duration(now - c.get("connected_at", now)),
                      "idle", human_duration(now - c.get("last_activity", now)))
-        grid.add_row("in", f"{c.get('msgs_in', 0)} msgs, {human_bytes(c.get('bytes_in', 0))}",
-                     "out", f"{c.get('msgs_out', 0)} msgs, {human_bytes(c.get('bytes_out', 0))}")
+        grid.add_row("in", literal(f"{c.get('msgs_in', 0)} msgs, "
+                                   f"{human_bytes(c.get('bytes_in', 0))}"),
+                     "out", literal(f"{c.get('msgs_out', 0)} msgs, "
+                                    f"{human_bytes(c.get('bytes_out', 0))}"))
         latency = c.get("latency") or 0.0
         grid.add_row("buffered", human_bytes(c.get("buffered", 0)),
                      "latency", human_latency(latency))
         extensions = c.get("extensions")
-        grid.add_row("subprotocol", str(c.get("subprotocol") or "none"),
-                     "extensions", ", ".join(extensions) if extensions else
-                     ("none" if extensions is not None else "…"))
+        grid.add_row("subprotocol", literal(c.get("subprotocol") or "none"),
+                     "extensions", literal(", ".join(map(str, extensions)) if extensions else
+                                           ("none" if extensions is not None else "…")))
         topics = c.get("topics") or []
-        grid.add_row("topics", ", ".join(topics) if topics else "none", "", "")
+        grid.add_row("topics", literal(", ".join(map(str, topics)) if topics else "none"), "", "")
         summary = self.query_one("#detail-summary", Static)
         summary.update(grid)
         summary.border_title = title

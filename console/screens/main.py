@@ -22,7 +22,7 @@ from textual.widgets import Footer, Input, Static
 from wsconsole.server.errors import ControlError, Unauthorized, WsconsoleError
 from wsconsole.server.wire import EventKind
 
-from ..formatting import ViewFilter, human_count, parse_filter
+from ..formatting import ViewFilter, human_count, literal, parse_filter
 from ..link import RECONNECT_DELAYS, ControlLink
 from ..messages import (
     ActionCompleted,
@@ -353,7 +353,8 @@ class MainScreen(Screen[None]):
             subtitle += f" · {first}-{last} of {human_count(total)}"
             if page_number > 1 or self.page.get("next_cursor"):
                 subtitle += f" · page {page_number} ([ ])"
-        table.border_subtitle = subtitle
+        # The filter may name a user or path a client chose: not markup.
+        table.border_subtitle = literal(subtitle)
         table.border_title = f"Connections · sorted by {_sort_label(self.sort)}"
 
     def _set_view(self, view: ViewFilter) -> None:
@@ -619,7 +620,8 @@ class MainScreen(Screen[None]):
             kind = "warning"
         else:
             text, kind = "", ""
-        banner.update(text)
+        # The reason is the server's or the network's words: not markup.
+        banner.update(literal(text))
         banner.set_class(bool(text), "shown")
         banner.set_class(kind == "error", "error")
         banner.set_class(kind == "warning", "warning")

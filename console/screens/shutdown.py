@@ -23,6 +23,7 @@ from textual.widgets import (
 
 from wsconsole.server.errors import WsconsoleError
 
+from ..formatting import literal
 from ..link import ControlLink
 from ..messages import ActionCompleted, CommandFailed
 from .confirm import parse_close_code
@@ -136,7 +137,7 @@ class ShutdownScreen(ModalScreen[None]):
                     raise ValueError(f"deadline must be a number of seconds, "
                                      f"not {deadline_text!r}") from None
         except ValueError as exc:
-            error.update(str(exc))
+            error.update(literal(exc))
             return
         error.update("")
         self.query_one("#shutdown-confirm", Button).disabled = True
@@ -179,7 +180,8 @@ class ShutdownScreen(ModalScreen[None]):
     def _failed(self, message: ShutdownFailed) -> None:
         message.stop()
         self.query_one("#shutdown-confirm", Button).disabled = False
-        self.query_one("#shutdown-error", Static).update(f"Not shut down: {message.message}")
+        self.query_one("#shutdown-error", Static).update(
+            literal(f"Not shut down: {message.message}"))
         self.notify(message.message, title="Shutdown failed", severity="error", markup=False)
 
     def show_stats(self, stats: dict[str, Any]) -> None:
@@ -194,9 +196,9 @@ class ShutdownScreen(ModalScreen[None]):
         state = self.stats.get("state", "?")
         open_now = int(self.stats.get("connections", 0) or 0)
         if self.phase == "choose":
-            self.query_one("#shutdown-now", Static).update(
+            self.query_one("#shutdown-now", Static).update(literal(
                 f"The server is {state} with {open_now} open connection"
-                f"{'s' if open_now != 1 else ''}.")
+                f"{'s' if open_now != 1 else ''}."))
             return
         if state == "stopped" or (self.phase == "draining" and state != "draining"
                                   and state != "serving"):
@@ -212,7 +214,8 @@ class ShutdownScreen(ModalScreen[None]):
                     "still open and served until they close.")
         else:
             text = f"Graceful shutdown: closing; {open_now} of {total} connections left."
-        self.query_one("#shutdown-progress-text", Static).update(text)
+        # The state and mode are the server's words: shown as they are, not markup.
+        self.query_one("#shutdown-progress-text", Static).update(literal(text))
         self.query_one("#shutdown-escalate", Button).display = (
             mode == "keep-alive" and open_now > 0 and self.phase == "draining")
 

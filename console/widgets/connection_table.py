@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 
-from ..formatting import human_bytes, human_count, human_duration, human_latency
+from ..formatting import human_bytes, human_count, human_duration, human_latency, literal
 
 __all__ = ["ConnectionTable", "COLUMNS"]
 
@@ -167,10 +167,11 @@ class ConnectionTable(DataTable[Any]):
         latency = c.get("latency") or 0.0
         idle = now - (c.get("last_activity") or now)
         return (
-            c["id"],
-            Text(c.get("user", ""), style="bold"),
-            c.get("path", ""),
-            Text(c.get("remote", ""), style="dim"),
+            # Ids, users, paths and addresses come from clients: never markup.
+            literal(c["id"]),
+            literal(c.get("user"), "bold"),
+            literal(c.get("path")),
+            literal(c.get("remote"), "dim"),
             right(human_duration(now - (c.get("connected_at") or now))),
             right(human_duration(idle), "dim" if idle < 60 else "yellow"),
             right(human_count(c.get("msgs_in"))),

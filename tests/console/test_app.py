@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any, AsyncIterator, Callable
+from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -458,3 +459,114 @@ async def test_groups_panel_marks_kinds_the_server_truncated() -> None:
         labels = {str(node.label) for node in panel.root.children}
         assert {"Users 2+", "Paths 1", "Topics 0"} <= labels
         assert panel.border_subtitle == "largest groups only"
+
+
+# Strings a client chooses, written as Rich/Textual markup: each must be shown
+# as typed, never restyle the screen, and never raise a MarkupError.
+MARKUP_USER = "[bold red]x[/]"
+MARKUP_PATH = "/[/oops]"
+MARKUP_ROOM = "[link=https://example.invalid]y[/link]"
+MARKUP_HEADER = "[link=file:///etc/passwd]click[/link]"
+
+
+def shown(widget: Any) -> str:
+    """The widget's lines as drawn now (border included), as plain text."""
+    return "\n".join(widget.render_line(y).text for y in range(widget.outer_size.height))
+
+
+async def test_client_chosen_markup_is_shown_literally() -> None:
+    """User, path, room and header values that look like markup appear as typed in the
+    table, the groups, the detail view and the dialogs, and nothing crashes."""
+    async with live_server() as live:
+        await live.client("ann", "/chat")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.link.status == "connected")
+            # Connected while the console watches, so that the event log names it too.
+            # The space is the only character that needs escaping in the query.
+            await live.client(quote(MARKUP_USER, safe="[]/"), MARKUP_PATH, room=MARKUP_ROOM,
+                              additional_headers={"X-Note": MARKUP_HEADER})
+            await until(pilot, lambda: len(rows(app)) == 2)
+            screen = main(app)
+            await pilot.pause()
+            # The table: the cells as drawn, not as parsed markup.
+            table_text = shown(screen.table)
+            assert MARKUP_USER in table_text and MARKUP_PATH in table_text
+            # The groups panel: every group named as the client wrote it.
+            groups = screen.query_one(GroupsPanel)
+            await until(pilot, lambda: (("topic", MARKUP_ROOM) in groups._counts
+                                        and ("user", MARKUP_USER) in groups._group_nodes))
+            await pilot.pause()
+            labels = {node.label.plain for section in groups.root.children
+                      for node in section.children}
+            assert {MARKUP_USER, MARKUP_PATH, MARKUP_ROOM} <= {
+                label.rsplit(" ", 1)[0].strip() for label in labels}
+            groups_text = shown(groups)
+            assert MARKUP_USER in groups_text and MARKUP_PATH in groups_text
+            # The event log said who connected, as written.
+            await until(pilot, lambda: any(f"+ {MARKUP_USER} {MARKUP_PATH}" in line
+                                           for line in screen.event_log.entries))
+
+            # The detail view: user, path and query, topics and the header value.
+            await select_row(pilot, app, lambda r: r["user"] == MARKUP_USER)
+            screen.table.focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, DetailScreen)
+                        and app.screen.connection.get("request_headers")
+                        and app.screen.connection.get("topics"))
+            detail = app.screen
+            await pilot.pause()
+            summary = shown(detail.query_one("#detail-summary"))
+            assert MARKUP_USER in summary
+            query = f"user={quote(MARKUP_USER, safe='[]/')}&room={MARKUP_ROOM}"
+            assert f"path  {MARKUP_PATH}?{query}" in summary
+            assert f"topics  {MARKUP_ROOM}" in summary
+            assert MARKUP_HEADER in shown(detail.query_one("#request-headers"))
+            # Disconnect and message from the detail view name the client literally.
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, DisconnectScreen))
+            described = str(app.screen.query_one("#confirm-text").render())
+            assert f"({MARKUP_USER} on {MARKUP_PATH})" in described
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is detail)
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+            # From the table: the disconnect confirmation and the compose dialog.
+            await select_row(pilot, app, lambda r: r["user"] == MARKUP_USER)
+            screen.table.focus()
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, DisconnectScreen))
+            await pilot.pause()
+            confirm_text = app.screen.query_one("#confirm-text")
+            assert f"({MARKUP_USER} on {MARKUP_PATH})" in str(confirm_text.render())
+            assert f"{MARKUP_USER} on {MARKUP_PATH}" in shown(confirm_text)
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+            # Narrowed to the client's room (a group chosen in the panel), then compose:
+            # the recipients name the connection and the view as written.
+            screen.query_one(GroupsPanel).post_message(
+                GroupsPanel.GroupChosen("topic", MARKUP_ROOM))
+            await until(pilot, lambda: [r["user"] for r in rows(app)] == [MARKUP_USER])
+            screen.table.focus()
+            await pilot.press("m")
+            await until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+            compose = app.screen
+            await until(pilot, lambda: compose.recipients == 1)
+            buttons = list(compose.query("#compose-targets RadioButton"))
+            labels = [str(button.label) for button in buttons]
+            assert f"({MARKUP_USER} on {MARKUP_PATH})" in labels[0]
+            assert MARKUP_ROOM in labels[1]
+            assert f"{MARKUP_USER} on {MARKUP_PATH}" in shown(buttons[0])
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+            # Disconnect every connection shown: the view's description, as written.
+            await pilot.press("D")
+            await until(pilot, lambda: isinstance(app.screen, DisconnectScreen))
+            assert MARKUP_ROOM in str(app.screen.query_one("#confirm-text").render())
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.pause()
+            assert app.is_running
+            assert not any(n.severity == "error" for n in app._notifications)
