@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.text import Text
 
+from .output import printable
+
 __all__ = [
     "literal",
     "ViewFilter",
@@ -92,10 +94,12 @@ def literal(value: Any, style: str = "") -> Text:
     labels, Static, RadioButton labels, border titles, Rich table cells). User
     names, paths, topics, headers, close reasons and the server's own messages
     are chosen by others: given as ``str``, ``[bold red]x`` would restyle the
-    operator's screen and ``[/oops]`` would raise a MarkupError. ``None`` is
-    shown as nothing.
+    operator's screen and ``[/oops]`` would raise a MarkupError. Control and
+    bidi characters are escaped too (``\\x1b``): Rich keeps ESC, which would
+    reach the operator's terminal as an escape sequence. ``None`` is shown as
+    nothing.
     """
-    return Text("" if value is None else str(value), style=style)
+    return Text("" if value is None else printable(value, keep_lines=True), style=style)
 
 
 def parse_filter(text: str) -> ViewFilter:

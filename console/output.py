@@ -40,9 +40,13 @@ _UNSAFE_TEXT = {
 _UNSAFE_JSON = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), *_BIDI)}
 
 
-def printable(value: Any) -> str:
-    """``str(value)`` with control and bidi characters escaped (``\\x1b``)."""
-    return str(value).translate(_UNSAFE_TEXT)
+_UNSAFE_LINES = {c: v for c, v in _UNSAFE_TEXT.items() if c not in (0x09, 0x0A)}
+
+
+def printable(value: Any, *, keep_lines: bool = False) -> str:
+    """``str(value)`` with control and bidi characters escaped (``\\x1b``);
+    ``keep_lines`` keeps newlines and tabs (for multi-line text in the console)."""
+    return str(value).translate(_UNSAFE_LINES if keep_lines else _UNSAFE_TEXT)
 
 
 def to_json(value: Any, *, compact: bool = False) -> str:

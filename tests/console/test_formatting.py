@@ -76,3 +76,14 @@ def test_close_codes_an_operator_may_send() -> None:
     for text in ("1005", "1006", "2999", "abc", ""):
         with pytest.raises(ValueError):
             parse_close_code(text)
+
+
+def test_literal_escapes_terminal_control_and_bidi_characters():
+    """A client-chosen value cannot send escape sequences to the operator's
+    terminal through the console (Rich keeps ESC), nor reverse text with bidi
+    overrides; newlines and tabs of multi-line messages stay."""
+    from wsconsole.console.formatting import literal
+
+    shown = literal("eve\x1b]0;pwned\x07\x1b[2J\u202egnp.exe\nnext\tline").plain
+    assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
+    assert shown == "eve\\x1b]0;pwned\\x07\\x1b[2J\\u202egnp.exe\nnext\tline"
