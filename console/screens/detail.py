@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 from wsconsole.server.errors import UnknownConnection, WsconsoleError
 
 from ..formatting import human_bytes, human_duration, human_latency, literal
+from ..output import printable
 from ..link import ControlLink
 from ..messages import CommandFailed, ConnectionFetched
 
@@ -151,7 +152,8 @@ class DetailScreen(Screen[None]):
 
     def _fill(self, selector: str, headers: list[list[str]] | None) -> None:
         table = self.query_one(selector, DataTable)
-        rows = [(str(name), str(value)) for name, value in headers or []]
+        # Header names and values are the client's: no escape sequences through.
+        rows = [(printable(name), printable(value)) for name, value in headers or []]
         if getattr(table, "_shown", None) == rows:
             return  # headers do not change during a connection: keep the cursor
         table._shown = rows  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from textual.widgets import RichLog
 from wsconsole.server.wire import Event, EventKind
 
 from ..formatting import describe_close, human_bytes, human_duration
+from ..output import printable
 
 __all__ = ["EventLog", "COALESCE_ABOVE", "FLUSH_INTERVAL"]
 
@@ -111,6 +112,9 @@ class EventLog(RichLog):
     @staticmethod
     def _describe(event: Event) -> Text | None:
         data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
+        # User, path, id, remote and reason are the clients' choice: escape
+        # control characters before they reach the terminal.
+        data = {k: printable(v) if isinstance(v, str) else v for k, v in data.items()}
         kind = event.kind
         if kind == EventKind.CONNECTION_OPENED:
             return Text.assemble(

@@ -9,6 +9,8 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from ..output import printable
+
 __all__ = ["GroupsPanel", "GroupKey"]
 
 GroupKey = tuple[str, "str | None"]
@@ -114,7 +116,7 @@ class GroupsPanel(Tree[GroupKey]):
 
     def _label(self, key: GroupKey, count: int | None) -> Text:
         kind, value = key
-        name = "Everyone" if kind == "everyone" else str(value)
+        name = "Everyone" if kind == "everyone" else printable(value)
         active = key == self._active
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("▶ " if active else "  ", style="bold yellow" if active else "")

@@ -570,3 +570,23 @@ async def test_client_chosen_markup_is_shown_literally() -> None:
             await pilot.pause()
             assert app.is_running
             assert not any(n.severity == "error" for n in app._notifications)
+
+
+async def test_client_chosen_control_characters_never_reach_the_terminal() -> None:
+    """A user name carrying an escape sequence and a bidi override (percent-encoded
+    in the query) shows escaped in the table, the groups and the event log."""
+    evil = "eve\x1b[2J\u202e"
+    async with live_server() as live:
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.link.status == "connected")
+            await live.client(quote(evil), "/chat")
+            await until(pilot, lambda: len(rows(app)) == 1)
+            screen = main(app)
+            await pilot.pause()
+            for widget in (screen.table, screen.query_one(GroupsPanel)):
+                text = shown(widget)
+                assert "eve\\x1b[2J\\u202e" in text and "\x1b" not in text
+            await until(pilot, lambda: any("eve\\x1b[2J\\u202e" in line
+                                           for line in screen.event_log.entries))
+            assert not any("\x1b" in line for line in screen.event_log.entries)
