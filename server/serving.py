@@ -101,13 +101,16 @@ def _tracked_connection_class(
 
         wsc_hub = hub
 
+        # Slots, not __dict__ entries: CPython shares one key table among a
+        # class's instances for at most 30 names; websockets' connection has
+        # 27, basic_auth adds `username`, and two more names of ours would give
+        # every connection a full __dict__ (~1.3 KiB more each).
+        __slots__ = ("wsc_user", "wsc_record")
+
         def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-            super().__init__(protocol, *args, **kwargs)
-            # Set every attribute of ours now, in a fixed order: adding them
-            # later, while other handshakes interleave, can cost connections
-            # their key-sharing __dict__ (~1.5 KiB each).
             self.wsc_user: str | None = None
             self.wsc_record: Any = None
+            super().__init__(protocol, *args, **kwargs)
 
         # The hooks call base methods directly: super() would build a proxy
         # object per call, on the path of every message.

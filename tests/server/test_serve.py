@@ -464,3 +464,33 @@ async def test_query_tokens_never_reach_records_or_debug_logs(caplog):
             assert "s3cr3t-value" not in repr(record.detail())
     assert "GET /live?user=ann&access_token=[redacted]" in caplog.text
     assert "s3cr3t-value" not in caplog.text
+
+
+async def test_connections_keep_the_compact_dict_of_websockets_own_with_basic_auth():
+    """Our bookkeeping adds no names to a connection's __dict__, so a server using
+    basic_auth (which adds `username`) keeps websockets' compact, key-sharing
+    dicts instead of a full dict per connection (~1.3 KiB each)."""
+    import sys
+
+    from websockets.asyncio.server import serve as websockets_serve
+
+    async def sizes(serve_function) -> set[int]:
+        seen = []
+
+        async def handler(connection):
+            seen.append(connection)
+            await connection.wait_closed()
+
+        server = await serve_function(handler, "127.0.0.1", 0,
+                                      process_request=basic_auth(credentials=("ann", "pw")))
+        port = server.sockets[0].getsockname()[1]
+        clients = [await connect(f"ws://ann:pw@127.0.0.1:{port}/") for _ in range(3)]
+        await wait_for(lambda: len(seen) == 3)
+        result = {sys.getsizeof(connection.__dict__) for connection in seen}
+        for client in clients:
+            await client.close()
+        server.close()
+        await server.wait_closed()
+        return result
+
+    assert await sizes(serve) == await sizes(websockets_serve)
