@@ -33,6 +33,8 @@ NODE = "demo-1"
 def free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as sock:
+            # As asyncio's servers do: a port in TIME_WAIT from the last run is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
