@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.text import Text
 
-from .output import printable
+from .output import age, printable
 
 __all__ = [
     "literal",
@@ -188,17 +188,10 @@ def human_latency(seconds: float | None) -> str:
 
 
 def human_duration(seconds: float | None) -> str:
-    """``4s``, ``3m05s``, ``2h10m``, ``3d04h``."""
+    """``4s``, ``3m05s``, ``2h10m``, ``3d04h`` (as the command line's ages)."""
     if seconds is None:
         return "-"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    return age(seconds)
 
 
 CLOSE_CODE_NAMES = {
