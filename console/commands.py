@@ -26,7 +26,8 @@ from wsconsole.server.errors import ControlUnavailable
 from . import output
 from .client import ControlClient, resolve_token, resolve_url
 
-__all__ = ["register", "selector_from_args", "read_message", "EXIT_USAGE"]
+__all__ = [
+    "add_url_and_token_arguments","register", "selector_from_args", "read_message", "EXIT_USAGE"]
 
 EXIT_USAGE = 2
 """Exit status of a usage error (as argparse uses)."""
@@ -37,14 +38,22 @@ Action = Callable[[ControlClient, argparse.Namespace], Awaitable[int | None]]
 # Arguments shared by every command
 
 
-def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+def add_url_and_token_arguments(parser: argparse.ArgumentParser) -> Any:
+    """``--url``, ``--token`` and ``--token-file``, as every client of the
+    control plane takes them (the operator commands and the console)."""
     group = parser.add_argument_group("control plane")
     group.add_argument("--url", metavar="URL",
                        help="control listener (default: $WSCONSOLE_URL or ws://127.0.0.1:8766)")
     group.add_argument("--token", metavar="TOKEN",
                        help="bearer token (default: --token-file, $WSCONSOLE_TOKEN, "
-                       "or the token file `wsconsole serve` writes)")
+                       "or the token file `wsconsole serve` writes); prefer a file or the "
+                       "environment: arguments are visible to other local users")
     group.add_argument("--token-file", metavar="FILE", help="read the bearer token from FILE")
+    return group
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = add_url_and_token_arguments(parser)
     group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                        help="seconds to wait for a reply (default: 10)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

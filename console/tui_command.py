@@ -33,12 +33,9 @@ def register(subparsers: Any) -> None:
         description="Watch and operate a live wsconsole server: connections by user, path "
         "and topic, headers, events; send, broadcast, disconnect, shut down.",
     )
-    console.add_argument("--url", metavar="URL",
-                         help="control plane URL (default: $WSCONSOLE_URL or ws://127.0.0.1:8766)")
-    console.add_argument("--token", metavar="TOKEN",
-                         help="bearer token (default: --token-file, $WSCONSOLE_TOKEN, "
-                         "or the token file `wsconsole serve` created)")
-    console.add_argument("--token-file", metavar="FILE", help="read the bearer token from FILE")
+    from .commands import add_url_and_token_arguments
+
+    add_url_and_token_arguments(console)
     console.set_defaults(func=run_console)
 
     demo = subparsers.add_parser(
