@@ -13,10 +13,12 @@ from typing import Callable, ClassVar, Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.events import Resize
 from textual.screen import Screen
 
 from .link import RECONNECT_DELAYS, ClientFactory, ControlLink
 from .screens.main import MainScreen
+from .widgets import too_small
 
 __all__ = ["ConsoleApp"]
 
@@ -26,6 +28,21 @@ class ConsoleApp(App[None]):
 
     TITLE = "wsconsole"
     ENABLE_COMMAND_PALETTE = True
+
+    # Too small (a class the app sets on itself): a screen shows only its
+    # TooSmallNotice, and a dialog hides and turns transparent so that the
+    # notice of the screen beneath it shows, instead of drawing over it.
+    CSS = """
+    ConsoleApp.too-small Screen > * {
+        display: none;
+    }
+    ConsoleApp.too-small Screen > TooSmallNotice {
+        display: block;
+    }
+    ConsoleApp.too-small ModalScreen {
+        background: $background 0%;
+    }
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="quit", tooltip="Quit the console (the server keeps running, "
@@ -58,6 +75,10 @@ class ConsoleApp(App[None]):
         # Pushed rather than returned by get_default_screen, so that Textual
         # loads the screen's .tcss (it does so only for pushed screens).
         self.push_screen(MainScreen(self.link, **self._main_options))  # type: ignore[arg-type]
+
+    def on_resize(self, event: Resize) -> None:
+        # Here, not per screen: a dialog over a screen must know it too.
+        self.set_class(too_small(event.size), "too-small")
 
     @property
     def main_screen(self) -> MainScreen:

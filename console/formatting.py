@@ -6,6 +6,7 @@ the filter syntax and the number formats are tested with plain values.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "human_latency",
     "CLOSE_CODE_NAMES",
     "describe_close",
+    "natural_key",
 ]
 
 _FILTER_KEYS = {"user": "user", "path": "path", "topic": "topic", "room": "topic", "id": "id_prefix"}
@@ -85,6 +87,19 @@ class ViewFilter:
     def with_group(self, kind: str, value: str | None) -> ViewFilter:
         """This filter narrowed to one group (kind: user, path or topic)."""
         return replace(ViewFilter(), **{kind: value})
+
+
+def natural_key(name: str) -> tuple[tuple[Any, ...], str]:
+    """Sort key that orders numbers in names by value: ``u2`` before ``u10``.
+
+    Case is ignored, then the name itself breaks ties (``u01`` and ``u1``,
+    ``Ann`` and ``ann``), so the order is total and stable.
+    """
+    # re.split with a group alternates text and digits, text first: the
+    # parts at the same position are always both str or both int.
+    parts = re.split(r"([0-9]+)", name)
+    return tuple(int(part) if index % 2 else part.casefold()
+                 for index, part in enumerate(parts)), name
 
 
 def literal(value: Any, style: str = "") -> Text:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .app import ConsoleApp
     from .link import ClientFactory
 
-__all__ = ["register", "run_console", "run_demo", "client_factory", "DEMO_NODE"]
+__all__ = ["register", "run_console", "run_demo", "client_factory", "logging_silenced",
+           "DEMO_NODE"]
 
 DEMO_NODE = "demo"
 """Node name of the demo server."""
@@ -90,20 +93,28 @@ def run_console(args: argparse.Namespace) -> int:
     from .client import resolve_url
 
     url = resolve_url(args.url)
-    _quiet_logging()
     # No token anywhere is not fatal: the console starts and says so.
     app = ConsoleApp(client_factory(url, args.token, args.token_file), url=url)
-    app.run()
+    with logging_silenced():
+        app.run()
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """``wsconsole demo``: server, simulator and console in one process."""
-    _quiet_logging()
-    return asyncio.run(_demo(args))
+def run_demo(
+    args: argparse.Namespace,
+    run: Callable[[ConsoleApp], Awaitable[Any]] | None = None,
+) -> int:
+    """``wsconsole demo``: server, simulator and console in one process.
+
+    ``run`` runs the app: ``App.run_async`` unless a test drives it.
+    """
+    with logging_silenced():
+        return asyncio.run(_demo(args, run))
 
 
-async def _demo(args: argparse.Namespace) -> int:
+async def _demo(
+    args: argparse.Namespace, run: Callable[[ConsoleApp], Awaitable[Any]] | None
+) -> int:
     from wsconsole.server import serve
     from wsconsole.server.config import ControlConfig
     from wsconsole.server.demo_app import demo_handler
@@ -126,7 +137,7 @@ async def _demo(args: argparse.Namespace) -> int:
     simulator.start()
     app = ConsoleApp(lambda: ControlClient(url, token), url=url)
     try:
-        await app.run_async()
+        await (app.run_async() if run is None else run(app))
     finally:
         await simulator.stop()
         if server.hub.state == "serving":
@@ -147,9 +158,18 @@ def _run_screenshots(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_logging() -> None:
-    # Log lines would be drawn over the TUI; warnings worth seeing reach the
-    # event log through the control plane instead.
-    logging.getLogger("websockets").setLevel(logging.CRITICAL)
-    logging.getLogger("wsconsole").setLevel(logging.CRITICAL)
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+@contextlib.contextmanager
+def logging_silenced() -> Iterator[None]:
+    """Drop every log record while the TUI runs, whatever the loggers' levels.
+
+    A record reaching a handler would be written over the TUI (a handler made
+    before Textual redirects stderr keeps the real one); the warnings worth
+    seeing (a slow consumer closed, ...) reach the event log through the
+    control plane's events instead.
+    """
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(previous)

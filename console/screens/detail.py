@@ -20,6 +20,7 @@ from ..formatting import human_bytes, human_duration, human_latency, literal
 from ..output import printable
 from ..link import ControlLink
 from ..messages import CommandFailed, ConnectionFetched
+from ..widgets import TooSmallNotice
 
 __all__ = ["DetailScreen"]
 
@@ -56,6 +57,7 @@ class DetailScreen(Screen[None]):
             with Horizontal(id="detail-headers"):
                 yield DataTable(id="request-headers", cursor_type="row", zebra_stripes=True)
                 yield DataTable(id="response-headers", cursor_type="row", zebra_stripes=True)
+        yield TooSmallNotice()
         yield Footer()
 
     def on_mount(self) -> None:

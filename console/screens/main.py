@@ -15,7 +15,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
@@ -33,14 +32,20 @@ from ..messages import (
     EventReceived,
     StatsSampled,
 )
-from ..widgets import COLUMNS, ConnectionTable, EventLog, GroupsPanel, StatusBar
+from ..widgets import (
+    COLUMNS,
+    MIN_SIZE,
+    ConnectionTable,
+    EventLog,
+    GroupsPanel,
+    StatusBar,
+    TooSmallNotice,
+)
 
 __all__ = ["MainScreen", "MUTATING_ACTIONS", "MIN_SIZE", "PAGE_SIZE"]
 
 PAGE_SIZE = 100
 """Connections fetched per page: the table never holds more than this."""
-MIN_SIZE = (80, 20)
-"""Smallest terminal (columns, rows) the main screen can be used in."""
 MUTATING_ACTIONS = frozenset(
     {"broadcast", "send", "disconnect", "disconnect_group", "shutdown"}
 )
@@ -136,7 +141,7 @@ class MainScreen(Screen[None]):
                             "(Enter applies, Esc cancels)", id="filter")
                 yield ConnectionTable(clock=self.clock, id="connections")
         yield EventLog(clock=self.clock, id="events")
-        yield Static(id="too-small")
+        yield TooSmallNotice(id="too-small")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -154,17 +159,6 @@ class MainScreen(Screen[None]):
     @property
     def event_log(self) -> EventLog:
         return self.query_one(EventLog)
-
-    def on_resize(self, event: Resize) -> None:
-        width, height = event.size
-        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
-        self.set_class(small, "too-small")
-        if small:
-            self.query_one("#too-small", Static).update(
-                f"The terminal is too small: {width}×{height}.\n"
-                f"wsconsole needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}; "
-                "enlarge the window (q quits)."
-            )
 
     # The control link
 
@@ -333,6 +327,9 @@ class MainScreen(Screen[None]):
         page = message.page
         self.page = page
         self.table.apply_page(page.get("connections") or [])
+        # Said only once a page has answered: before that, nothing is known.
+        self.table.show_empty("no connections yet" if self.view.empty
+                              else f"no connections match {self.view.describe()}")
         groups = page.get("groups")
         if groups is not None:
             everyone = page.get("total") if self.view.empty else self.stats.get("connections")
@@ -519,8 +516,7 @@ class MainScreen(Screen[None]):
 
         targets = self._targets()
         default = 1 if self._selected() is not None and len(targets) > 1 else 0
-        self.app.push_screen(ComposeScreen(self.link, targets, default=default),
-                             self._action_done)
+        self.app.push_screen(ComposeScreen(self.link, targets, default=default))
 
     def action_send(self) -> None:
         """Compose a message to the selected connection."""
@@ -528,12 +524,7 @@ class MainScreen(Screen[None]):
 
         if self._selected() is None:
             return
-        self.app.push_screen(ComposeScreen(self.link, self._targets(), default=0),
-                             self._action_done)
-
-    def _action_done(self, summary: str | None) -> None:
-        if summary:
-            self.event_log.note(summary, style="magenta")
+        self.app.push_screen(ComposeScreen(self.link, self._targets(), default=0))
 
     def action_disconnect(self) -> None:
         """Ask, then close the selected connection."""
@@ -591,8 +582,9 @@ class MainScreen(Screen[None]):
 
     @on(ActionCompleted)
     def _action_completed(self, message: ActionCompleted) -> None:
+        # No log line of our own: the server's operator_action event writes the
+        # one line, as it does for every operator's actions.
         self.notify(message.summary, title=message.title, markup=False)
-        self.event_log.note(f"{message.title}: {message.summary}", style="magenta")
 
     @on(CommandFailed)
     def _command_failed(self, message: CommandFailed) -> None:
@@ -627,16 +619,26 @@ class MainScreen(Screen[None]):
         banner.set_class(kind == "warning", "warning")
 
 
+# How each column's order reads, (ascending, descending) on the server's key.
+# Age and idle come from timestamps: the smallest timestamp is the oldest
+# connection, or the one idle longest.
+_SORT_DIRECTIONS: dict[str, tuple[str, str]] = {
+    "connected_at": ("oldest first", "newest first"),
+    "last_activity": ("longest first", "shortest first"),
+    "msgs_in": ("fewest first", "most first"),
+    "msgs_out": ("fewest first", "most first"),
+    "bytes_in": ("least first", "most first"),
+    "bytes_out": ("least first", "most first"),
+    "buffered": ("least first", "most first"),
+    "latency": ("lowest first", "highest first"),
+}
+
+
 def _sort_label(sort: str) -> str:
     names = {key: label for key, label, _ in COLUMNS}
     bare = sort.lstrip("-")
-    descending = sort.startswith("-")
-    if bare in ("connected_at", "last_activity"):
-        # Sorting timestamps ascending shows the oldest (largest age) first.
-        return f"{names[bare]} ({'youngest' if descending else 'oldest'} first)"
-    if bare in ("id", "user", "path", "remote"):
-        return f"{names[bare]} ({'Z-A' if descending else 'A-Z'})"
-    return f"{names[bare]} ({'largest' if descending else 'smallest'} first)"
+    ascending, descending = _SORT_DIRECTIONS.get(bare, ("A-Z", "Z-A"))
+    return f"{names[bare]} ({descending if sort.startswith('-') else ascending})"
 
 
 async def _close_quietly(client: Any) -> None:

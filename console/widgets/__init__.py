@@ -1,8 +1,11 @@
-"""Widgets of the console: status bar, groups panel, connection table, event log."""
+"""Widgets of the console: status bar, groups panel, connection table, event log,
+the too-small notice."""
 
 from .connection_table import COLUMNS, ConnectionTable
 from .event_log import EventLog
 from .groups_panel import GroupsPanel
 from .status_bar import StatusBar
+from .too_small_notice import MIN_SIZE, TooSmallNotice, too_small
 
-__all__ = ["COLUMNS", "ConnectionTable", "EventLog", "GroupsPanel", "StatusBar"]
+__all__ = ["COLUMNS", "ConnectionTable", "EventLog", "GroupsPanel", "StatusBar",
+           "TooSmallNotice", "MIN_SIZE", "too_small"]

@@ -11,12 +11,16 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, ClassVar
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
 
 from ..formatting import human_bytes, human_count, human_duration, human_latency, literal
+from ..output import printable
 
 __all__ = ["ConnectionTable", "COLUMNS"]
 
@@ -83,6 +87,8 @@ class ConnectionTable(DataTable[Any]):
         """The server's sort key of the rows shown, ``-`` prefix for descending."""
         self._cells: dict[str, tuple[Any, ...]] = {}
         self._summaries: dict[str, dict[str, Any]] = {}
+        self.empty_text = ""
+        """What the table says under its header while it has no rows."""
 
     def on_mount(self) -> None:
         for key, label, right in COLUMNS:
@@ -111,6 +117,24 @@ class ConnectionTable(DataTable[Any]):
                 column.label = self._header(key, label, right)
         self._require_update_dimensions = True
         self.refresh()
+
+    def show_empty(self, text: str) -> None:
+        """Say ``text`` (e.g. "no connections yet") while the table has no rows."""
+        if text != self.empty_text:
+            self.empty_text = text
+            self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        # An empty table says so, one line under its header, inside its borders.
+        if y == self.header_height + 1 and not self.row_count and self.empty_text:
+            width = self.size.width
+            # The filter may name a user or path a client chose: escaped.
+            line = Text(printable(self.empty_text), no_wrap=True)
+            line.truncate(width, overflow="ellipsis")
+            line.align("center", width)
+            style = self.rich_style + Style(dim=True, italic=True)
+            return Strip([Segment(line.plain, style)], width)
+        return super().render_line(y)
 
     @property
     def selected_id(self) -> str | None:

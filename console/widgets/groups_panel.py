@@ -9,6 +9,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from ..formatting import natural_key
 from ..output import printable
 
 __all__ = ["GroupsPanel", "GroupKey"]
@@ -94,7 +95,7 @@ class GroupsPanel(Tree[GroupKey]):
         longest = max(sum(1 for (k, _) in counts if k == kind) for kind, _, _ in _SECTIONS)
         for kind, _, title in _SECTIONS:
             section = self._sections[kind]
-            values = sorted(v for (k, v) in counts if k == kind)
+            values = sorted((v for (k, v) in counts if k == kind), key=natural_key)
             n = len(values)
             # Truncated: the server sent only the largest groups of a kind that
             # has more than its limit, so that kind is the one with the most.
@@ -105,7 +106,7 @@ class GroupsPanel(Tree[GroupKey]):
                 label = self._label(key, counts[key])
                 node = self._group_nodes.get(key)
                 if node is None:
-                    # Insert in name order, so groups do not jump around.
+                    # Insert in name order (u2 before u10), so groups do not jump around.
                     following = next((self._group_nodes[(kind, v)] for v in values[index + 1:]
                                       if (kind, v) in self._group_nodes), None)
                     self._group_nodes[key] = section.add_leaf(label, data=key, before=following)

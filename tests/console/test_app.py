@@ -6,11 +6,16 @@ conditions with bounded loops (``until``), never a sleep that hopes.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import io
+import logging
+import sys
 from typing import Any, AsyncIterator, Callable
 from urllib.parse import quote
 
+from rich.console import Console
 from websockets.asyncio.client import ClientConnection, connect
 
 from wsconsole.console.app import ConsoleApp
@@ -318,9 +323,45 @@ async def test_too_small_terminal_says_so() -> None:
     app = ConsoleApp(lambda: ControlClient("ws://127.0.0.1:9", TOKEN), reconnect_delays=(1.0,))
     async with app.run_test(size=(60, 15)) as pilot:
         await pilot.pause()
-        screen = main(app)
-        assert screen.has_class("too-small")
-        assert "too small" in str(screen.query_one("#too-small").render())
+        assert app.has_class("too-small")
+        assert "too small: 60×15" in str(main(app).query_one("#too-small").render())
+        assert "too small: 60×15" in drawn(app)
+
+
+def drawn(app: ConsoleApp) -> str:
+    """The whole terminal as drawn now (dialogs over the screens beneath), as plain text."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True)
+    console.print(app.screen._compositor.render_update(
+        full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+async def test_too_small_terminal_hides_an_open_dialog() -> None:
+    """Shrinking the terminal under an open dialog shows the too-small message, not the
+    dialog over it; enlarging it brings the dialog back as it was."""
+    async with live_server() as live:
+        await live.client("ann")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 1)
+            main(app).table.focus()
+            await pilot.press("m")
+            await until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+            compose = app.screen
+            compose.query_one("TextArea").text = "half-written"
+            await until(pilot, lambda: "Send a message" in drawn(app))
+            await pilot.resize_terminal(60, 15)
+            await until(pilot, lambda: app.has_class("too-small"))
+            await pilot.pause()
+            shown_now = drawn(app)
+            assert "too small: 60×15" in shown_now
+            assert "Send a message" not in shown_now and "Compose" not in shown_now
+            await pilot.resize_terminal(*SIZE)
+            await until(pilot, lambda: not app.has_class("too-small"))
+            await until(pilot, lambda: "Send a message" in drawn(app))
+            assert app.screen is compose and compose.text == "half-written"
+            assert "too small" not in drawn(app)
 
 
 def footer_keys(screen: Any) -> dict[str, str]:
@@ -590,3 +631,162 @@ async def test_client_chosen_control_characters_never_reach_the_terminal() -> No
             await until(pilot, lambda: any("eve\\x1b[2J\\u202e" in line
                                            for line in screen.event_log.entries))
             assert not any("\x1b" in line for line in screen.event_log.entries)
+
+
+async def test_an_action_writes_one_event_log_line() -> None:
+    """A send and a disconnect from this console each write one line, the server's
+    operator_action, which for the send says delivered and skipped once."""
+    async with live_server() as live:
+        ann = await live.client("ann")
+        bob = await live.client("bob", "/feed")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) == 2)
+            log = main(app).event_log
+            await select_row(pilot, app, lambda r: r["user"] == "bob")
+            main(app).table.focus()
+            await pilot.press("m")
+            await until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+            compose = app.screen
+            await until(pilot, lambda: compose.recipients == 1)
+            compose.query_one("TextArea").text = "hello bob"
+            await until(pilot, lambda: not compose.query_one("#compose-send").disabled)
+            await pilot.press("ctrl+s")
+            async with asyncio.timeout(TIMEOUT):
+                assert await bob.recv() == "hello bob"
+            # Both the console's result and the server's event have arrived.
+            await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                        and any(n.title == "Message sent" for n in app._notifications)
+                        and any("delivered" in line for line in log.entries))
+            await pilot.pause()
+            sent = [line for line in log.entries if "delivered" in line or "sent to" in line]
+            assert len(sent) == 1, sent
+            assert "operator: send ids=" in sent[0]
+            assert "delivered 1, skipped 0" in sent[0]
+
+            await select_row(pilot, app, lambda r: r["user"] == "ann")
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, DisconnectScreen))
+            await pilot.click("#confirm-yes")
+            async with asyncio.timeout(TIMEOUT):
+                await ann.wait_closed()
+            await until(pilot, lambda: any(n.title == "Disconnect" for n in app._notifications)
+                        and any("operator: disconnect" in line for line in log.entries))
+            await pilot.pause()
+            actions = [line for line in log.entries if "disconnect" in line.lower()]
+            assert len(actions) == 1, actions
+            assert "1000" in actions[0] and "count 1" in actions[0]
+
+
+async def test_empty_table_says_so() -> None:
+    """With no connections the table says "no connections yet"; with a filter that
+    matches none, "no connections match <filter>"; with rows, nothing."""
+
+    def says(text: str) -> Callable[[], bool]:
+        # The message's line as drawn, inside the table's borders, under its header.
+        def check() -> bool:
+            table = main(app).table
+            lines = drawn(app).splitlines()
+            y = table.region.y + 1 + table.header_height + 1
+            line = lines[y] if y < len(lines) else ""
+            return (text in line and line[table.region.x] == "│"
+                    and line[table.region.right - 1] == "│")
+        return check
+
+    async with live_server() as live:
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, says("no connections yet"))
+            await live.client("ann")
+            await until(pilot, lambda: len(rows(app)) == 1)
+            await pilot.pause()
+            assert "no connections" not in drawn(app)
+            await pilot.press("slash", *"user=zed", "enter")
+            await until(pilot, says("no connections match user=zed"))
+
+
+async def test_groups_sort_numbers_by_value_and_insert_in_place() -> None:
+    """Users u0, u1, u2, u10, u100 are listed in that order, and a new u3 is inserted
+    between u2 and u10 without moving the others."""
+    async with live_server() as live:
+        for user in ("u10", "u2", "u100", "u0", "u1"):
+            await live.client(user)
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            groups = main(app).query_one(GroupsPanel)
+            await until(pilot, lambda: len([k for k in groups._group_nodes
+                                            if k[0] == "user"]) == 5)
+            users = groups._sections["user"]
+            assert [node.data[1] for node in users.children] == ["u0", "u1", "u2", "u10", "u100"]
+            before = {node.data[1]: node for node in users.children}
+            await live.client("u3")
+            await until(pilot, lambda: ("user", "u3") in groups._group_nodes)
+            assert [node.data[1] for node in users.children] == [
+                "u0", "u1", "u2", "u3", "u10", "u100"]
+            assert all(groups._group_nodes[("user", name)] is node
+                       for name, node in before.items())
+
+
+async def test_sort_label_fits_each_column() -> None:
+    """The table title says age "oldest first", idle "longest/shortest first" and
+    counts "most/fewest first", and the rows are in that order."""
+    async with live_server() as live:
+        ann = await live.client("ann")
+        await live.client("bob")
+        await ann.send("hi")
+        async with asyncio.timeout(TIMEOUT):
+            assert await ann.recv() == "hi"
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            screen = main(app)
+            await until(pilot, lambda: len(rows(app)) == 2
+                        and {r["user"]: r["msgs_in"] for r in rows(app)} == {"ann": 1, "bob": 0})
+
+            def shows(label: str, users: list[str]) -> Callable[[], bool]:
+                table = screen.table
+                return lambda: (table.border_title == f"Connections · sorted by {label}"
+                                and [table.summary(str(row.key.value))["user"]
+                                     for row in table.ordered_rows] == users)
+
+            await until(pilot, shows("age (oldest first)", ["ann", "bob"]))
+            await pilot.press("s")  # idle: ann spoke last, so bob has been idle longest
+            await until(pilot, shows("idle (longest first)", ["bob", "ann"]))
+            await pilot.press("r")
+            await until(pilot, shows("idle (shortest first)", ["ann", "bob"]))
+            await pilot.press("s")
+            await until(pilot, shows("msgs in (fewest first)", ["bob", "ann"]))
+            await pilot.press("r")
+            await until(pilot, shows("msgs in (most first)", ["ann", "bob"]))
+
+
+def test_demo_writes_no_log_lines_over_the_tui(capfd: Any) -> None:
+    """While `wsconsole demo` runs its TUI, server, websockets and other warnings (the
+    slow-consumer one among them) are not written to stderr, even with a handler there."""
+    from wsconsole.console.tui_command import run_demo
+
+    args = argparse.Namespace(host="127.0.0.1", port=0, control_port=0, seed=7, guests=1,
+                              no_slow_reader=False)
+    handler = logging.StreamHandler(sys.stderr)  # as logging.basicConfig would add
+    logging.getLogger().addHandler(handler)
+    seen: list[str] = []
+
+    async def drive(app: ConsoleApp) -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(rows(app)) >= 3, timeout=3 * TIMEOUT)
+            for name in ("wsconsole.server", "websockets.server", "asyncio", "some.library", ""):
+                logging.getLogger(name).warning(
+                    "closing slow consumer c1 (user slow): 2000000 bytes buffered")
+            await pilot.pause()
+            seen.extend(main(app).event_log.entries)
+
+    try:
+        assert run_demo(args, run=drive) == 0
+        assert seen  # the demo ran, with the console attached
+        captured = capfd.readouterr()
+        assert "slow consumer" not in captured.err and "slow consumer" not in captured.out
+        assert captured.err == ""
+        # Logging works again once the TUI has gone.
+        logging.getLogger("some.library").warning("after the TUI")
+        assert "after the TUI" in capfd.readouterr().err
+    finally:
+        logging.getLogger().removeHandler(handler)

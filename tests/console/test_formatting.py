@@ -11,6 +11,7 @@ from wsconsole.console.formatting import (
     human_count,
     human_duration,
     human_latency,
+    natural_key,
     parse_filter,
 )
 from wsconsole.console.screens.compose import check_message
@@ -87,3 +88,12 @@ def test_literal_escapes_terminal_control_and_bidi_characters():
     shown = literal("eve\x1b]0;pwned\x07\x1b[2J\u202egnp.exe\nnext\tline").plain
     assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
     assert shown == "eve\\x1b]0;pwned\\x07\\x1b[2J\\u202egnp.exe\nnext\tline"
+
+
+def test_natural_key_orders_numbers_by_value() -> None:
+    """Numbers in names sort by value, case is ignored, and equal-looking names keep
+    a fixed order."""
+    names = ["u10", "u100", "u2", "u0", "U1", "/room/9", "/room/10", "u01", "ann", "Bob", "u"]
+    assert sorted(names, key=natural_key) == [
+        "/room/9", "/room/10", "ann", "Bob", "u", "u0", "U1", "u01", "u2", "u10", "u100"]
+    assert natural_key("42") < natural_key("a")
