@@ -564,8 +564,7 @@ class MainScreen(Screen[None]):
             return
         count = result.get("count", 0) if isinstance(result, dict) else 0
         self.post_message(ActionCompleted(
-            "Disconnect", f"closing {count} connection{'s' if count != 1 else ''} "
-            f"of {choice['description']} with {choice['code']}"))
+            "Disconnect", f"{choice['description']}: closing {count} with code {choice['code']}"))
         self._refresh_soon()
 
     def action_shutdown(self) -> None:

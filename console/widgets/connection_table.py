@@ -171,7 +171,8 @@ class ConnectionTable(DataTable[Any]):
             elif previous != cells:
                 for (column, _, _), old, new in zip(COLUMNS, previous, cells):
                     if old != new:
-                        self.update_cell(key, column, new)
+                        # A value can outgrow its column (idle 59s -> 1m03s).
+                        self.update_cell(key, column, new, update_width=True)
             self._cells[key] = cells
         current_order = sorted(self._cells, key=lambda k: self.get_row_index(k))
         if current_order != new_order:

@@ -676,6 +676,9 @@ async def test_an_action_writes_one_event_log_line() -> None:
             actions = [line for line in log.entries if "disconnect" in line.lower()]
             assert len(actions) == 1, actions
             assert "1000" in actions[0] and "count 1" in actions[0]
+            said = [n.message for n in app._notifications if n.title == "Disconnect"]
+            assert said[-1].startswith("connection ") and said[-1].endswith(
+                "(ann on /chat): closing 1 with code 1000"), said
 
 
 async def test_empty_table_says_so() -> None:

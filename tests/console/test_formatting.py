@@ -97,3 +97,33 @@ def test_natural_key_orders_numbers_by_value() -> None:
     assert sorted(names, key=natural_key) == [
         "/room/9", "/room/10", "ann", "Bob", "u", "u0", "U1", "u01", "u2", "u10", "u100"]
     assert natural_key("42") < natural_key("a")
+
+
+async def test_a_value_that_outgrows_its_column_widens_it():
+    """When a connection's idle time grows from 59s to 1m03s, the idle column
+    widens instead of cutting the value to "1m03"."""
+    from textual.app import App, ComposeResult
+
+    from wsconsole.console.widgets.connection_table import ConnectionTable
+
+    now = [1000.0]
+
+    class Harness(App):
+        def compose(self) -> ComposeResult:
+            yield ConnectionTable(clock=lambda: now[0])
+
+    summary = {"id": "abc", "user": "ann", "path": "/", "remote": "127.0.0.1:1",
+               "connected_at": 999.0, "last_activity": 999.0, "msgs_in": 0,
+               "bytes_in": 0, "msgs_out": 0, "bytes_out": 0, "buffered": 0,
+               "latency": 0.0, "topics": []}
+    app = Harness()
+    async with app.run_test(size=(200, 20)) as pilot:
+        table = app.query_one(ConnectionTable)
+        table.apply_page([dict(summary, connected_at=990.0, last_activity=999.0)])
+        await pilot.pause()
+        now[0] = 1000.0 + 62
+        table.apply_page([dict(summary, connected_at=990.0, last_activity=999.0)])
+        await pilot.pause()
+        idle = next(column for column in table.ordered_columns
+                    if column.key.value == "last_activity")
+        assert idle.content_width >= len("1m03s")
