@@ -179,6 +179,8 @@ class Hub:
         if self._sampler is not None:
             self._sampler.cancel()
             self._sampler = None
+        # A last sample, so that the sampled totals (the metrics) are final.
+        self.sample_records()
         if self.state != HubState.STOPPED:
             self.state = HubState.STOPPED
             self._emit("state_changed", {"state": self.state, "connections": 0})

@@ -121,3 +121,17 @@ async def test_close_during_a_keep_alive_drain_closes_the_rest():
         await client.wait_closed()
         assert client.close_code == 1012
         assert server.hub.state == "stopped"
+
+
+async def test_sampled_totals_are_final_once_stopped():
+    """After the server stops, the sampled totals (what /metrics shows) include
+    every message, even with no sample due since the last one."""
+    server = await serve(demo_handler, "127.0.0.1", 0, sample_interval=3600)
+    client = await connect(url(server, user="ann"))
+    await client.send("one")
+    assert await recv(client) == "one"
+    server.close()
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+    assert server.hub.sampled_totals.msgs_in == 1
+    assert server.hub.sampled_totals.as_dict() == server.hub.totals.as_dict()
