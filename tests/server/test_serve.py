@@ -4,7 +4,6 @@ selectors, sends, disconnects, slow consumers, the health check and bad input.""
 from __future__ import annotations
 
 import asyncio
-import base64
 import socket
 
 import pytest
