@@ -16,6 +16,7 @@ from rich.text import Text
 from .output import age, printable
 
 __all__ = [
+    "describe_connection",
     "literal",
     "ViewFilter",
     "parse_filter",
@@ -100,6 +101,12 @@ def natural_key(name: str) -> tuple[tuple[Any, ...], str]:
     parts = re.split(r"([0-9]+)", name)
     return tuple(int(part) if index % 2 else part.casefold()
                  for index, part in enumerate(parts)), name
+
+
+def describe_connection(connection: dict[str, Any]) -> str:
+    """``connection ID (USER on PATH)``: how dialogs and notices name one connection."""
+    return (f"connection {connection.get('id')} ({connection.get('user')} on "
+            f"{connection.get('path')})")
 
 
 def literal(value: Any, style: str = "") -> Text:

@@ -12,8 +12,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from ..formatting import literal
+from ..link import ControlLink
 
-__all__ = ["DisconnectScreen", "parse_close_code"]
+__all__ = ["DisconnectScreen", "parse_close_code", "run_disconnect"]
 
 
 def parse_close_code(text: str) -> int:
@@ -26,6 +27,17 @@ def parse_close_code(text: str) -> int:
         raise ValueError(f"close code {code} cannot be sent; use 1000, 1001, 1008, 1011, "
                          "1012, 1013 or 3000-4999")
     return code
+
+
+async def run_disconnect(link: ControlLink, choice: dict[str, Any]) -> str:
+    """Carry out what the dialog was dismissed with; return the notice to show.
+
+    Raises the client's WsconsoleError when the server refuses or is gone.
+    """
+    result = await link.require().disconnect(
+        choice["selector"], code=choice["code"], reason=choice["reason"])
+    count = result.get("count", 0) if isinstance(result, dict) else 0
+    return f"{choice['description']}: closing {count} with code {choice['code']}"
 
 
 class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):

@@ -16,7 +16,13 @@ from textual.widgets import DataTable, Footer, Static
 
 from wsconsole.server.errors import UnknownConnection, WsconsoleError
 
-from ..formatting import human_bytes, human_duration, human_latency, literal
+from ..formatting import (
+    describe_connection,
+    human_bytes,
+    human_duration,
+    human_latency,
+    literal,
+)
 from ..output import printable
 from ..link import ControlLink
 from ..messages import CommandFailed, ConnectionFetched
@@ -169,15 +175,14 @@ class DetailScreen(Screen[None]):
 
         c = self.connection
         self.app.push_screen(ComposeScreen(self.link, [(
-            f"connection {c['id']} ({c.get('user')} on {c.get('path')})", {"ids": [c["id"]]})]))
+            describe_connection(c), {"ids": [c["id"]]})]))
 
     def action_disconnect(self) -> None:
         from .confirm import DisconnectScreen
 
         c = self.connection
         self.app.push_screen(DisconnectScreen(
-            f"connection {c['id']} ({c.get('user')} on {c.get('path')})", {"ids": [c["id"]]}, 1),
-            self._disconnect_confirmed)
+            describe_connection(c), {"ids": [c["id"]]}, 1), self._disconnect_confirmed)
 
     def _disconnect_confirmed(self, choice: dict[str, Any] | None) -> None:
         if choice is not None:
@@ -185,11 +190,11 @@ class DetailScreen(Screen[None]):
 
     @work(group="action", exit_on_error=False)
     async def _disconnect(self, choice: dict[str, Any]) -> None:
+        from .confirm import run_disconnect
+
         try:
-            await self.link.require().disconnect(
-                choice["selector"], code=choice["code"], reason=choice["reason"])
+            notice = await run_disconnect(self.link, choice)
         except WsconsoleError as exc:
             self.post_message(CommandFailed("Disconnect", exc.message))
             return
-        self.notify(f"closing {choice['description']} with {choice['code']}",
-                    title="Disconnect", markup=False)
+        self.notify(notice, title="Disconnect", markup=False)

@@ -21,7 +21,7 @@ from textual.widgets import Footer, Input, Static
 from wsconsole.server.errors import ControlError, Unauthorized, WsconsoleError
 from wsconsole.server.wire import EventKind
 
-from ..formatting import ViewFilter, human_count, literal, parse_filter
+from ..formatting import ViewFilter, describe_connection, human_count, literal, parse_filter
 from ..link import RECONNECT_DELAYS, ControlLink
 from ..messages import (
     ActionCompleted,
@@ -498,8 +498,7 @@ class MainScreen(Screen[None]):
         targets: list[tuple[str, dict[str, Any] | None]] = []
         selected = self._selected()
         if selected is not None:
-            targets.append((f"the selected connection {selected['id']} "
-                            f"({selected.get('user')} on {selected.get('path')})",
+            targets.append((f"the selected {describe_connection(selected)}",
                             {"ids": [selected["id"]]}))
         if not self.view.empty:
             selector = self.view.selector()
@@ -534,8 +533,8 @@ class MainScreen(Screen[None]):
         if selected is None:
             return
         self.app.push_screen(DisconnectScreen(
-            f"connection {selected['id']} ({selected.get('user')} on {selected.get('path')})",
-            {"ids": [selected["id"]]}, 1), self._disconnect_confirmed)
+            describe_connection(selected), {"ids": [selected["id"]]}, 1),
+            self._disconnect_confirmed)
 
     def action_disconnect_group(self) -> None:
         """Ask, then close every connection of the current view."""
@@ -556,15 +555,14 @@ class MainScreen(Screen[None]):
 
     @work(group="action", exit_on_error=False)
     async def _disconnect(self, choice: dict[str, Any]) -> None:
+        from .confirm import run_disconnect
+
         try:
-            result = await self.link.require().disconnect(
-                choice["selector"], code=choice["code"], reason=choice["reason"])
+            notice = await run_disconnect(self.link, choice)
         except WsconsoleError as exc:
             self.post_message(CommandFailed("Disconnect", exc.message))
             return
-        count = result.get("count", 0) if isinstance(result, dict) else 0
-        self.post_message(ActionCompleted(
-            "Disconnect", f"{choice['description']}: closing {count} with code {choice['code']}"))
+        self.post_message(ActionCompleted("Disconnect", notice))
         self._refresh_soon()
 
     def action_shutdown(self) -> None:
