@@ -758,9 +758,12 @@ class ControlListener:
             session.pump = None
 
     async def _pump(self, session: _Session, subscription: _Subscription) -> None:
-        """Flush a subscriber's events at most every ``flush_interval``, and sample stats."""
+        """Flush a subscriber's events at most every ``flush_interval``, and sample stats.
+
+        Stats events use the hub's sampled totals: with many subscribers and
+        10,000 connections, each event would otherwise walk every connection."""
         loop = asyncio.get_running_loop()
-        subscription.push_stats(self.hub.stats(), time.time())
+        subscription.push_stats(self.hub.stats(sampled=True), time.time())
         next_stats = loop.time() + subscription.stats_interval
         try:
             while True:
@@ -772,7 +775,7 @@ class ControlListener:
                     except TimeoutError:
                         pass
                 if loop.time() >= next_stats:
-                    subscription.push_stats(self.hub.stats(), time.time())
+                    subscription.push_stats(self.hub.stats(sampled=True), time.time())
                     next_stats = loop.time() + subscription.stats_interval
                 # While these sends wait for a slow subscriber, new events
                 # pile up in the bounded window, not in the socket buffer.

@@ -345,9 +345,15 @@ class Hub:
             record.buffered = transport.get_write_buffer_size()
         record.latency = connection.latency
 
-    def stats(self) -> dict[str, Any]:
-        """Node, state, uptime, connections, totals and rates."""
+    def stats(self, *, sampled: bool = False) -> dict[str, Any]:
+        """Node, state, uptime, connections, totals and rates.
+
+        ``sampled`` takes the totals of the last sample (at most one sample
+        interval old) instead of walking every connection: for periodic
+        readers, such as each subscriber's stats events.
+        """
         now = time.time()
+        totals = self.sampled_totals if sampled and self._sampler is not None else self.totals
         return {
             "node": self.node,
             "state": self.state,
@@ -357,7 +363,7 @@ class Hub:
             "connections": len(self.registry),
             "opened_total": self.opened_total,
             "closed_total": sum(self.closed_by_code.values()),
-            "totals": self.totals.as_dict(),
+            "totals": totals.as_dict(),
             "rates": dict(self.rates),
             "shutdown_mode": self.shutdown_mode,
             "shutdown_deadline": self.shutdown_deadline,

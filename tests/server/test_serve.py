@@ -493,3 +493,18 @@ async def test_connections_keep_the_compact_dict_of_websockets_own_with_basic_au
         return result
 
     assert await sizes(serve) == await sizes(websockets_serve)
+
+
+async def test_periodic_stats_read_the_last_sample_and_requests_read_fresh():
+    """stats(sampled=True), which every subscriber's stats events use, shows the
+    totals of the last sample instead of walking every connection; a plain stats
+    request counts everything up to now."""
+    async with serve(echo, "127.0.0.1", 0, sample_interval=3600) as server:
+        hub = server.hub
+        async with connect(url(server, user="ann")) as client:
+            await client.send("one")
+            assert await recv(client) == "one"
+            assert hub.stats()["totals"]["msgs_in"] == 1
+            assert hub.stats(sampled=True)["totals"]["msgs_in"] == 0
+            hub.sample_records()
+            assert hub.stats(sampled=True)["totals"] == hub.stats()["totals"]
