@@ -9,7 +9,7 @@ import stat
 
 from tests.conftest import TIMEOUT, wait_for
 from wsconsole.server import wire
-from wsconsole.server.control import _Subscription
+from wsconsole.server.control.events import Subscription
 from wsconsole.server.wire import EventKind
 
 from .control_helpers import READ_ONLY_TOKEN, TOKEN, control, public, running
@@ -98,7 +98,7 @@ async def test_a_burst_of_connections_is_coalesced():
         # One long window, so the test does not depend on how fast 300
         # handshakes run: the subscription flushes at once when it starts,
         # then only when the server stops (stop() flushes what is pending).
-        server.control.flush_interval = 3600
+        server.control.events.flush_interval = 3600
         async with control(server) as ctl:
             await ctl.ok("subscribe", stats_interval=3600)
             await ctl.event(lambda e: e.kind == EventKind.STATS)
@@ -108,7 +108,7 @@ async def test_a_burst_of_connections_is_coalesced():
             server.close()
             opened, closed, frames, bursts = await read_connection_totals(ctl, 300)
     assert (opened, closed) == (300, 300)
-    assert (frames, bursts) == (server.control.burst_head + 1, 1)
+    assert (frames, bursts) == (server.control.events.burst_head + 1, 1)
 
 
 async def test_a_stream_under_load_conserves_every_connection():
@@ -124,7 +124,7 @@ async def test_a_stream_under_load_conserves_every_connection():
 
 def test_subscription_memory_is_bounded_under_a_flood():
     """10,000 events in one window keep at most the threshold in memory and flush as head + one burst."""
-    subscription = _Subscription(stats_interval=1.0, threshold=100, head=10, max_other=50)
+    subscription = Subscription(stats_interval=1.0, threshold=100, head=10, max_other=50)
     for i in range(10_000):
         kind = EventKind.CONNECTION_OPENED if i % 2 == 0 else EventKind.CONNECTION_CLOSED
         subscription.push(kind, {"id": str(i)}, 0.0)
@@ -147,7 +147,7 @@ def test_subscription_memory_is_bounded_under_a_flood():
 
 def test_a_quiet_window_sends_every_event():
     """Below the threshold, every connection event is sent as itself, with no burst."""
-    subscription = _Subscription(stats_interval=1.0, threshold=100, head=10, max_other=50)
+    subscription = Subscription(stats_interval=1.0, threshold=100, head=10, max_other=50)
     for i in range(100):
         subscription.push(EventKind.CONNECTION_OPENED, {"id": str(i)}, 0.0)
     events = [wire.parse_message(frame) for frame in subscription.take(1.0)]

@@ -1,0 +1,229 @@
+"""The event stream: subscriptions, their coalescing, and the pump that sends them.
+
+Events come synchronously from an event source (the hub, through the Fleet)
+on the hot path where connections open and close, so a subscription only
+appends to a bounded window; a pump per subscriber turns the window into
+frames at most every ``flush_interval``, summarizing bursts and keeping only
+the latest stats sample.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from websockets.exceptions import ConnectionClosed
+
+from .. import wire
+from ..wire import EventKind
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .listener import Session
+
+__all__ = ["EventSource", "EventStream", "Subscription"]
+
+logger = logging.getLogger("wsconsole.control")
+
+_CONNECTION_EVENTS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED})
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class EventSource(Protocol):
+    """What the stream listens to (the hub does this)."""
+
+    def add_listener(self, listener: Listener) -> None: ...
+
+    def remove_listener(self, listener: Listener) -> None: ...
+
+    def stats(self, *, sampled: bool = False) -> dict[str, Any]: ...
+
+
+class Subscription:
+    """Events waiting for one subscriber, in bounded memory.
+
+    The source calls :meth:`push` synchronously for every event, so it must
+    stay O(1): it appends to a bounded buffer, and once a window holds
+    ``threshold`` connection events it only counts the rest. :meth:`take`
+    turns the window into frames: past the threshold, the first ``head``
+    connection events and one ``burst`` event with the counts of the others.
+    """
+
+    __slots__ = ("stats_interval", "threshold", "head", "max_other", "pending",
+                 "connection_events", "burst_opened", "burst_closed", "dropped",
+                 "stats", "wakeup")
+
+    def __init__(self, stats_interval: float, threshold: int, head: int, max_other: int) -> None:
+        self.stats_interval = stats_interval
+        self.threshold = threshold
+        self.head = head
+        self.max_other = max_other
+        self.pending: deque[tuple[str, Any, float]] = deque()
+        self.connection_events = 0
+        self.burst_opened = 0
+        self.burst_closed = 0
+        self.dropped = 0
+        self.stats: tuple[dict[str, Any], float] | None = None
+        self.wakeup = asyncio.Event()
+
+    def push(self, kind: str, data: Any, now: float) -> None:
+        if kind in _CONNECTION_EVENTS:
+            if self.connection_events >= self.threshold:
+                if kind == EventKind.CONNECTION_OPENED:
+                    self.burst_opened += 1
+                else:
+                    self.burst_closed += 1
+                return
+            self.connection_events += 1
+        elif len(self.pending) - self.connection_events >= self.max_other:
+            self.dropped += 1
+            return
+        self.pending.append((kind, data, now))
+        self.wakeup.set()
+
+    def push_stats(self, data: dict[str, Any], now: float) -> None:
+        # Only the latest sample matters: a newer one replaces an unsent one.
+        self.stats = (data, now)
+        self.wakeup.set()
+
+    def take(self, now: float) -> list[str]:
+        pending, self.pending = self.pending, deque()
+        opened, closed, dropped = self.burst_opened, self.burst_closed, self.dropped
+        overflow = bool(opened or closed)
+        self.connection_events = self.burst_opened = self.burst_closed = self.dropped = 0
+        frames: list[str] = []
+        kept = 0
+        for kind, data, when in pending:
+            if overflow and kind in _CONNECTION_EVENTS:
+                if kept >= self.head:
+                    if kind == EventKind.CONNECTION_OPENED:
+                        opened += 1
+                    else:
+                        closed += 1
+                    continue
+                kept += 1
+            frames.append(wire.encode_event(kind, data, when))
+        if opened or closed or dropped:
+            frames.append(wire.encode_event(
+                EventKind.BURST, {"opened": opened, "closed": closed, "dropped": dropped}, now))
+        if self.stats is not None:
+            data, when = self.stats
+            self.stats = None
+            frames.append(wire.encode_event(EventKind.STATS, data, when))
+        self.wakeup.clear()
+        return frames
+
+
+class EventStream:
+    """Every subscriber of one control listener, and the pump of each.
+
+    The stream listens to its source only while someone is subscribed: with
+    a listener, the hub builds an event dict on every connect and close.
+    """
+
+    flush_interval = 0.1
+    """Seconds between two event flushes to one subscriber (at most)."""
+    burst_threshold = 100
+    """Connection events in one flush window past which a burst is summarized."""
+    burst_head = 10
+    """Connection events sent individually before the ``burst`` summary."""
+    max_pending_events = 1000
+    """Other events buffered per subscriber; past this they are counted as dropped."""
+    final_flush_timeout = 1.0
+    """Seconds :meth:`stop` gives subscribers to receive their last events."""
+
+    def __init__(self, source: EventSource) -> None:
+        self.source = source
+        self._subscriptions: dict[Session, Subscription] = {}
+        self._pumps: dict[Session, asyncio.Task[None]] = {}
+        self._listening = False
+        self._stopped = False
+
+    def subscribe(self, session: Session, stats_interval: float) -> None:
+        """Start streaming to a session, or change its stats interval if it already is."""
+        subscription = self._subscriptions.get(session)
+        if subscription is not None:
+            subscription.stats_interval = stats_interval
+            return
+        subscription = Subscription(stats_interval, self.burst_threshold, self.burst_head,
+                                    self.max_pending_events)
+        self._subscriptions[session] = subscription
+        if not self._listening and not self._stopped:
+            self.source.add_listener(self._on_event)
+            self._listening = True
+        self._pumps[session] = asyncio.get_running_loop().create_task(
+            self._pump(session, subscription))
+
+    def unsubscribe(self, session: Session) -> bool:
+        """Stop streaming to a session; True if it was subscribed."""
+        was = self._subscriptions.pop(session, None) is not None
+        if not self._subscriptions and self._listening:
+            self.source.remove_listener(self._on_event)
+            self._listening = False
+        pump = self._pumps.pop(session, None)
+        if pump is not None:
+            pump.cancel()
+        return was
+
+    async def stop(self) -> None:
+        """Stop listening, and give every subscriber its last events (the final state)."""
+        self._stopped = True
+        self.source.remove_listener(self._on_event)
+        self._listening = False
+        try:
+            async with asyncio.timeout(self.final_flush_timeout):
+                await asyncio.gather(
+                    *(self._flush(session, sub) for session, sub in self._subscriptions.items()),
+                    return_exceptions=True,
+                )
+        except TimeoutError:
+            pass
+
+    def _on_event(self, kind: str, data: dict[str, Any]) -> None:
+        # Called synchronously by the source, on its hot path when connections
+        # open and close: O(1) per subscriber, no awaiting, no encoding.
+        if not self._subscriptions:
+            return
+        now = time.time()
+        for subscription in self._subscriptions.values():
+            subscription.push(kind, data, now)
+
+    async def _pump(self, session: Session, subscription: Subscription) -> None:
+        """Flush a subscriber's events at most every ``flush_interval``, and sample stats.
+
+        Stats events use the sampled totals: with many subscribers and
+        10,000 connections, each event would otherwise walk every connection."""
+        loop = asyncio.get_running_loop()
+        subscription.push_stats(self.source.stats(sampled=True), time.time())
+        next_stats = loop.time() + subscription.stats_interval
+        try:
+            while True:
+                timeout = next_stats - loop.time()
+                if timeout > 0 and not subscription.wakeup.is_set():
+                    try:
+                        async with asyncio.timeout(timeout):
+                            await subscription.wakeup.wait()
+                    except TimeoutError:
+                        pass
+                if loop.time() >= next_stats:
+                    subscription.push_stats(self.source.stats(sampled=True), time.time())
+                    next_stats = loop.time() + subscription.stats_interval
+                # While these sends wait for a slow subscriber, new events
+                # pile up in the bounded window, not in the socket buffer.
+                await self._flush(session, subscription)
+                await asyncio.sleep(self.flush_interval)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("event stream to %s failed", session.client)
+            await session.connection.close(1011, "event stream failed")
+
+    @staticmethod
+    async def _flush(session: Session, subscription: Subscription) -> None:
+        for frame in subscription.take(time.time()):
+            await session.connection.send(frame)

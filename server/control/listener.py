@@ -1,0 +1,447 @@
+"""The control listener: the transport of the control plane.
+
+It accepts operator connections on its own port (loopback by default) or Unix
+socket, with TLS when asked, lets :mod:`.auth` check their bearer token in the
+opening handshake, answers ``GET /metrics`` and ``GET /healthz`` on the same
+port, and turns each frame into a reply by way of :mod:`.operations`, counting
+every request and writing every mutating one to :mod:`.audit`.
+
+Fail closed: no token, an unreadable token file, or a non-loopback bind
+without TLS (unless ``allow_insecure``) refuses to start with a ConfigError.
+Tokens and ``Authorization`` headers are never logged.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import ipaddress
+import json
+import logging
+import ssl
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from websockets.asyncio.server import Server, ServerConnection, unix_serve
+from websockets.asyncio.server import serve as websockets_serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .. import wire
+from ..config import ControlConfig
+from ..errors import ConfigError, ProtocolViolation, ServerStateError, WsconsoleError
+from ..metrics import Metrics, health
+from ..registry import REDACTED, REDACTED_HEADERS
+from ..wire import ErrorCode
+from .audit import AuditLog
+from .auth import Authenticator, authorize
+from .events import EventStream
+from .operations import Operations, ReplyFirst
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..hub import Hub
+
+__all__ = [
+    "ControlListener",
+    "Session",
+    "METRICS_PATH",
+    "HEALTH_PATH",
+    "is_loopback",
+    "websockets_logger",
+]
+
+logger = logging.getLogger("wsconsole.control")
+
+
+class _RedactHeaders(logging.Filter):
+    """Blank secret header values in websockets' DEBUG handshake lines.
+
+    With DEBUG on, websockets logs every request header, ``Authorization``
+    (our bearer token) included; this logger is the one the listener hands it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (isinstance(args, tuple) and len(args) == 2 and isinstance(record.msg, str)
+                and record.msg.endswith("%s: %s") and str(args[0]).lower() in REDACTED_HEADERS):
+            record.args = (args[0], REDACTED)
+        return True
+
+
+websockets_logger = logging.getLogger("wsconsole.control.websockets")
+"""The logger of the control listener's websockets server (headers redacted)."""
+websockets_logger.addFilter(_RedactHeaders())
+
+METRICS_PATH = "/metrics"
+"""Prometheus exposition on the control listener."""
+HEALTH_PATH = "/healthz"
+"""JSON health check on the control listener (never needs a token)."""
+
+
+def is_loopback(host: str | None) -> bool:
+    """True if binding to ``host`` exposes nothing beyond this machine."""
+    if host is None or host == "":
+        return False  # every interface
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        # A host name could resolve to anything: treat it as exposed.
+        return False
+
+
+class _TokenBucket:
+    """Requests allowed per connection: ``rate`` per second, bursts up to ``burst``."""
+
+    __slots__ = ("rate", "burst", "tokens", "last")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class Session:
+    """One authenticated control connection."""
+
+    __slots__ = ("connection", "role", "client", "bucket")
+
+    def __init__(self, connection: ServerConnection, role: str, client: str,
+                 bucket: _TokenBucket) -> None:
+        self.connection = connection
+        self.role = role
+        """The role its token grants (see :mod:`.auth`)."""
+        self.client = client
+        """The operator's address, ``host:port``, as the audit log names it."""
+        self.bucket = bucket
+
+
+class ControlListener:
+    """The control plane of one server: auth, roles, dispatch, events, audit.
+
+    Built by :func:`wsconsole.server.serve` when given ``control=ControlConfig(...)``;
+    started after the public server, stopped once it has fully stopped, so that
+    an operator can watch and act on a draining server until its end.
+    """
+
+    rate_limit = 500.0
+    """Requests per second per control connection, sustained."""
+    rate_burst = 1000.0
+    """Requests a control connection may send at once before ``rate_limited``."""
+
+    def __init__(self, hub: Hub, config: ControlConfig) -> None:
+        self.hub = hub
+        """The hub this control plane drives."""
+        self.config = config
+        """Where to listen and whom to let in."""
+        self.metrics: Metrics | None = None
+        """The Prometheus exposition, created at start."""
+        self.events = EventStream(hub)
+        """The subscribers and their event streams."""
+        self.operations = Operations(hub, config, self.events)
+        """What each request does."""
+        self._auth: Authenticator | None = None
+        self._audit: AuditLog | None = None
+        self._server: Server | None = None
+        self._port: int | None = None
+        self._tls = False
+        self._sessions: set[Session] = set()
+        self._stopped = False
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Check the configuration, load the tokens, and start listening.
+
+        Raises :class:`ConfigError` for a configuration it must not run with.
+        """
+        if self._server is not None:
+            raise ServerStateError("the control listener is already started")
+        config = self.config
+        ssl_context = self._check_bind(config)
+        self._auth = Authenticator(config)
+        self.metrics = Metrics(
+            self.hub,
+            route_templates=config.metrics_route_templates or None,
+            max_paths=config.metrics_max_paths,
+        )
+        self._audit = AuditLog(config.audit_log, self.hub.node, self.hub.emit)
+        common: dict[str, Any] = dict(
+            process_request=self._process_request,
+            max_size=config.max_request_bytes,
+            # Compression would let a small frame inflate past max_size checks'
+            # intent, and control traffic is small anyway.
+            compression=None,
+            server_header="wsconsole",
+            logger=websockets_logger,
+            ssl=ssl_context,
+        )
+        try:
+            if config.unix_path is not None:
+                self._server = await unix_serve(self._handler, config.unix_path, **common)
+            else:
+                self._server = await websockets_serve(
+                    self._handler, config.host, config.port, **common)
+        except BaseException:
+            self._audit.close()
+            raise
+        self._tls = ssl_context is not None
+        if config.unix_path is None:
+            # Kept: after stop() the sockets are gone, and describe() still works.
+            self._port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Send subscribers their last events, close every control connection, stop."""
+        if self._server is None or self._stopped:
+            return
+        self._stopped = True
+        # Let subscribers see the final state_changed before the close.
+        await self.events.stop()
+        self._server.close(close_connections=True, code=1001, reason="server stopped")
+        await self._server.wait_closed()
+        if self._audit is not None:
+            self._audit.close()
+
+    def _check_bind(self, config: ControlConfig) -> ssl.SSLContext | None:
+        if (config.cert is None) != (config.key is None):
+            raise ConfigError("the control listener's TLS needs both a certificate and a key")
+        if config.cert is not None and config.key is not None:
+            if config.unix_path is not None:
+                raise ConfigError("TLS is for TCP; a Unix socket is protected by its file mode")
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            try:
+                context.load_cert_chain(config.cert, config.key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the control listener's TLS certificate "
+                                  f"{config.cert} and key {config.key}: {exc}") from exc
+            return context
+        if config.unix_path is None and not is_loopback(config.host) and not config.allow_insecure:
+            raise ConfigError(
+                f"refusing to run the control listener on {config.host or 'every interface'} "
+                "without TLS: tokens would cross the network in clear text; give a "
+                "certificate and key (--control-cert, --control-key), bind to 127.0.0.1, "
+                "or pass --insecure-control"
+            )
+        return None
+
+    # Where
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port it listens on (handy with port 0); None on a Unix socket."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT`` (``wss://`` with TLS); ``ws+unix:PATH`` on a Unix socket."""
+        if self.config.unix_path is not None:
+            return f"ws+unix:{self.config.unix_path}"
+        host = self.config.host or "0.0.0.0"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        port = self.port if self.port is not None else self.config.port
+        return f"{'wss' if self._tls else 'ws'}://{host}:{port}"
+
+    @property
+    def loopback(self) -> bool:
+        """True if only this machine can reach the listener (then /metrics needs no token)."""
+        return self.config.unix_path is not None or is_loopback(self.config.host)
+
+    def describe(self) -> list[str]:
+        """Human lines: where it listens, which token files; never a token."""
+        lines = [f"control plane on {self.url}"
+                 + ("" if self.loopback or self._tls else " (INSECURE: no TLS off loopback)")]
+        if self._auth is not None:
+            lines += self._auth.describe()
+        if self.config.unix_path is None:
+            http_base = self.url.replace("ws", "http", 1)
+            lines.append(f"metrics on {http_base}{METRICS_PATH}"
+                         + ("" if self.loopback else " (bearer token required)"))
+        if self.config.audit_log:
+            lines.append(f"audit log: {self.config.audit_log}")
+        return lines
+
+    # HTTP: auth, metrics, health
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        # No browser page may drive the control plane: browsers always send
+        # Origin on WebSocket handshakes, operator tools never do.
+        if "Origin" in request.headers:
+            return _response(http.HTTPStatus.FORBIDDEN,
+                             "the control plane refuses requests from browsers (Origin)\n")
+        assert self._auth is not None
+        path = request.path.partition("?")[0]
+        if path in (METRICS_PATH, HEALTH_PATH):
+            if request.method not in ("GET", "HEAD"):
+                return _response(http.HTTPStatus.METHOD_NOT_ALLOWED, "Method Not Allowed\n",
+                                 Allow="GET, HEAD")
+            if (path == METRICS_PATH and not self.loopback
+                    and self._auth.role_of(request.headers) is None):
+                return _unauthorized()
+            head = request.method == "HEAD"
+            return self._metrics(request, head) if path == METRICS_PATH else self._health(head)
+        role = self._auth.role_of(request.headers)
+        if role is None:
+            return _unauthorized()
+        if request.method != "GET":
+            return _response(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                             "control connections are WebSocket handshakes (GET)\n", Allow="GET")
+        connection.wsc_role = role  # type: ignore[attr-defined]
+        return None
+
+    def _metrics(self, request: Request, head: bool) -> Response:
+        assert self.metrics is not None
+        accept = ", ".join(request.headers.get_all("Accept")) or None
+        body, content_type = self.metrics.render(accept)
+        return _response(http.HTTPStatus.OK, body, head=head, content_type=content_type)
+
+    def _health(self, head: bool) -> Response:
+        status, data = health(self.hub)
+        body = json.dumps(data, separators=(",", ":")) + "\n"
+        return _response(http.HTTPStatus(status), body, head=head,
+                         content_type="application/json")
+
+    # WebSocket: dispatch
+
+    async def _handler(self, connection: ServerConnection) -> None:
+        role = getattr(connection, "wsc_role", None)
+        if role is None:  # pragma: no cover - process_request always sets it
+            await connection.close(1008, "unauthenticated")
+            return
+        session = Session(connection, role, _address(connection),
+                          _TokenBucket(self.rate_limit, self.rate_burst))
+        self._sessions.add(session)
+        logger.info("control connection from %s (%s)", session.client, role)
+        try:
+            async for frame in connection:
+                reply, then = self._dispatch(session, frame)
+                try:
+                    await connection.send(reply)
+                finally:
+                    # An accepted shutdown runs even if its operator just left.
+                    if then is not None:
+                        then()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.events.unsubscribe(session)
+            self._sessions.discard(session)
+
+    def _dispatch(self, session: Session, frame: str | bytes) -> tuple[str, Callable[[], None] | None]:
+        """Answer one frame: (reply frame, work to do once the reply is sent)."""
+        # Every frame costs a token, valid or not; parsing is the cheap part,
+        # and it gives the id that the rate_limited error must carry.
+        allowed = session.bucket.take()
+        try:
+            request = wire.parse_request(frame)
+        except ProtocolViolation as exc:
+            request_id = getattr(exc, "request_id", None)
+            op = _op_of_invalid(frame) if request_id is not None else None
+            self._count(op or "invalid", exc.code)
+            if op in wire.MUTATING_OPERATIONS and allowed:
+                self._audit_entry(session, op, _raw_args(frame), error=exc)
+            return wire.encode_error(request_id, exc.code, exc.message), None
+        op = request.op
+        if not allowed:
+            self._count(op, ErrorCode.RATE_LIMITED)
+            # Not audited: a flood must not flood the audit log too.
+            return wire.encode_error(
+                request.id, ErrorCode.RATE_LIMITED,
+                f"more than {self.rate_limit:g} requests per second on this connection; "
+                "slow down"), None
+        mutating = op in wire.MUTATING_OPERATIONS
+        then: Callable[[], None] | None = None
+        try:
+            authorize(session.role, op)
+            result = self.operations.run(session, request)
+        except WsconsoleError as exc:
+            self._count(op, exc.code)
+            if mutating:
+                self._audit_entry(session, op, request.args, error=exc)
+            return wire.encode_error(request.id, exc.code, exc.message), None
+        except Exception as exc:
+            logger.exception("control operation %s failed", op)
+            self._count(op, ErrorCode.INTERNAL)
+            if mutating:
+                self._audit_entry(session, op, request.args, error=exc)
+            return wire.encode_error(request.id, ErrorCode.INTERNAL,
+                                     "internal error; the server logged it"), None
+        if isinstance(result, ReplyFirst):
+            result, then = result.result, result.then
+        self._count(op, "ok")
+        if mutating:
+            self._audit_entry(session, op, request.args, result=result)
+        return wire.encode_reply(request.id, result), then
+
+    def _count(self, op: str, outcome: str) -> None:
+        self.hub.control_requests[(op, outcome)] += 1
+
+    def _audit_entry(self, session: Session, op: str, args: Any, *,
+                     result: Any = None, error: BaseException | None = None) -> None:
+        assert self._audit is not None
+        self._audit.record(session.role, session.client, op, args, result=result, error=error)
+
+
+# Helpers
+
+
+def _response(status: http.HTTPStatus, body: str | bytes, *, head: bool = False,
+              content_type: str = "text/plain; charset=utf-8", **headers: str) -> Response:
+    data = body.encode() if isinstance(body, str) else body
+    hdrs = Headers()
+    hdrs["Content-Type"] = content_type
+    hdrs["Content-Length"] = str(len(data))
+    hdrs["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        hdrs[name.replace("_", "-")] = value
+    return Response(status.value, status.phrase, hdrs, b"" if head else data)
+
+
+def _unauthorized() -> Response:
+    return _response(http.HTTPStatus.UNAUTHORIZED,
+                     "a valid bearer token is required (Authorization: Bearer TOKEN)\n",
+                     WWW_Authenticate='Bearer realm="wsconsole"')
+
+
+def _address(connection: ServerConnection) -> str:
+    peer = connection.remote_address
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return str(peer) if peer else "unix"
+
+
+def _op_of_invalid(frame: str | bytes) -> str | None:
+    """The known operation of a request that failed validation, else None.
+
+    Only error paths re-parse, so that refused mutating requests are audited
+    and counted by operation; unknown names stay out of the metric labels.
+    """
+    try:
+        op = json.loads(frame).get("op")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return op if isinstance(op, str) and op in wire.OPERATIONS else None
+
+
+def _raw_args(frame: str | bytes) -> Any:
+    try:
+        args = json.loads(frame).get("args")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return args
