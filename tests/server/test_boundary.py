@@ -24,10 +24,13 @@ def test_server_imports_without_textual_or_the_console():
     assert not {m for m in modules if m.startswith("wsconsole.console")}
 
 
-@pytest.mark.parametrize("module", ["registry", "wire", "errors", "config"])
+PURE_CORE = ["registry", "wire", "errors", "protocol", "redaction", "addresses", "config"]
+
+
+@pytest.mark.parametrize("module", PURE_CORE)
 def test_pure_core_imports_no_asyncio_or_websockets(module):
-    """The registry and wire format are pure: importing one loads no asyncio,
-    no websockets and no other part of the server."""
+    """The registry, wire format, errors, enums and shared rules are pure:
+    importing one loads no asyncio, no websockets and no other part of the server."""
     modules = loaded_modules(f"import wsconsole.server.{module}")
     assert f"wsconsole.server.{module}" in modules
     assert "asyncio" not in modules and "websockets" not in modules
@@ -41,13 +44,12 @@ CLIENT_SIDE = ["wsconsole.console.client", "wsconsole.console.commands",
 
 @pytest.mark.parametrize("module", CLIENT_SIDE)
 def test_console_imports_only_the_wire_format_from_the_server(module):
-    """The console's client, commands and app load only the server's wire format
-    (with the errors and registry values it is made of), never the hub."""
+    """The console's client, commands and app load only the server's pure core
+    (wire format, errors, enums and rules, registry values), never the hub."""
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} does not exist yet")
     modules = loaded_modules(f"import {module}")
     server_side = {m for m in modules if m.startswith("wsconsole.server.")}
-    assert server_side <= {"wsconsole.server.wire", "wsconsole.server.errors",
-                           "wsconsole.server.registry", "wsconsole.server.config"}
+    assert server_side <= {f"wsconsole.server.{name}" for name in PURE_CORE}

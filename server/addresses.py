@@ -1,0 +1,18 @@
+"""How wsconsole writes a network address: ``host:port``, IPv6 in brackets.
+
+One spelling for the listen addresses in logs and ``hello``, the control URL,
+and the client addresses of connection records and audit entries.
+
+Pure: must never import asyncio, websockets or textual.
+"""
+
+from __future__ import annotations
+
+__all__ = ["host_port"]
+
+
+def host_port(host: str, port: int | str) -> str:
+    """``127.0.0.1:8765``, ``[::1]:8765``; a host already in brackets stays as it is."""
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
