@@ -10,8 +10,10 @@ and, after :meth:`ControlClient.subscribe`, the live event stream::
 
 Every failure is a :class:`~wsconsole.server.errors.WsconsoleError`:
 :class:`ControlUnavailable` when the control plane cannot be reached or goes
-away, :class:`Unauthorized` when the token is missing or refused, and
-:class:`ControlError` (with the server's ``code``) for an error reply. No
+away, :class:`Unauthorized` when the token is missing or refused, and for an
+error reply the very class the server raised, found by its code
+(``UnknownConnection``, ``SelectorError``, ``Forbidden``, ...; a
+:class:`ControlError` keeping the code for one this version does not know). No
 websockets exception escapes this module.
 
 Imports only ``wsconsole.server.wire`` and ``wsconsole.server.errors`` from the
@@ -39,7 +41,6 @@ from websockets.exceptions import (
 
 from wsconsole.server import wire
 from wsconsole.server.errors import (
-    ControlError,
     ControlUnavailable,
     Forbidden,
     ProtocolViolation,
@@ -158,19 +159,6 @@ class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
             args = (args[0], "[redacted]")
         kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
         super().log(level, msg, *args, **kwargs)
-
-
-def _error_from_reply(reply: wire.Reply) -> ControlError:
-    """The exception for an error reply: the server's message and code."""
-    code = reply.error_code or wire.ErrorCode.INTERNAL
-    message = reply.error_message or "unknown error"
-    if code == wire.ErrorCode.FORBIDDEN:
-        return Forbidden(message, code=code)
-    if code == Unauthorized.code:
-        return Unauthorized(message, code=code)
-    if code in (wire.ErrorCode.BAD_JSON, wire.ErrorCode.BAD_REQUEST, wire.ErrorCode.UNKNOWN_OP):
-        return ProtocolViolation(message, code=code)
-    return ControlError(message, code=code)
 
 
 class ControlClient:
@@ -363,8 +351,8 @@ class ControlClient:
     async def request(self, op: str, **args: Any) -> Any:
         """Run one operation and return its result.
 
-        Raises :class:`ControlError` with the server's code for an error reply
-        (:class:`Forbidden` for ``forbidden``), and :class:`ControlUnavailable`
+        Raises the class the server raised for an error reply (found by its
+        code: :class:`Forbidden` for ``forbidden``, ...), and :class:`ControlUnavailable`
         when not connected, when the connection drops, or after
         ``request_timeout`` seconds without a reply.
         """
@@ -380,7 +368,6 @@ class ControlClient:
             raise ProtocolViolation(
                 f"{op} request is {len(frame.encode())} bytes; the control plane "
                 f"accepts at most {limit}",
-                code=wire.ErrorCode.BAD_REQUEST,
             )
         future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -402,7 +389,7 @@ class ControlClient:
             self._pending.pop(request_id, None)
         if reply.ok:
             return reply.result
-        raise _error_from_reply(reply)
+        raise reply.exception()
 
     async def hello(self) -> dict[str, Any]:
         """Who is the server and who are we: node, role, protocol version, operations."""

@@ -1,28 +1,38 @@
-"""The one exception tree of wsconsole.
+"""The one exception tree of wsconsole, and the registry of its error codes.
 
-Every error that wsconsole raises on purpose derives from :class:`WsconsoleError`,
-and carries a stable ``code`` (the control plane sends it on the wire) and a
-human ``message``::
+Every error that wsconsole raises on purpose derives from :class:`WsconsoleError`
+and carries a stable ``code`` and a human ``message``. Each code is defined
+once, on its class, and its class docstring says what it means; the control
+plane sends the code on the wire, and the console's client raises the class
+registered for it (:meth:`WsconsoleError.from_wire`), so both sides of the
+wire raise the same class::
 
     WsconsoleError
-    ├── SelectorError          a selector is malformed or names an unknown field
-    ├── UnknownConnection      a connection id that is not (or no longer) open
-    ├── IdentifyError          ``identify`` raised or returned a non-string
-    ├── ServerStateError       an operation that the server's state forbids
-    ├── ConfigError            a configuration refused at start (fail closed)
-    └── ControlError           anything the control plane answers with an error
-        ├── ProtocolViolation  malformed request: bad JSON, wrong types, ...
-        ├── Unauthorized       token missing or refused
-        └── Forbidden          the role may not run this operation
+    ├── UnknownConnection        unknown_connection
+    ├── IdentifyError            identify_failed
+    ├── ServerStateError         bad_state
+    ├── ConfigError              bad_config
+    └── ControlError             control_error  (also: a code this version does not know)
+        ├── ProtocolViolation    bad_request
+        │   ├── MalformedFrame   bad_json
+        │   ├── UnknownOperation unknown_op
+        │   └── SelectorError    bad_selector
+        ├── Unauthorized         unauthorized
+        ├── Forbidden            forbidden
+        ├── RateLimited          rate_limited
+        ├── InternalError        internal_error
+        └── ControlUnavailable   unavailable
 
-The console re-uses this tree: its client raises :class:`ControlError` (with the
-server's code) or :class:`ControlUnavailable` when the control plane cannot be
-reached.
+:data:`ERROR_CLASSES` maps every code to its class; it fills itself as the
+classes are defined, and refuses a code defined twice.
 
 Must never import asyncio, websockets or textual: it is part of the pure core.
 """
 
 from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping
 
 __all__ = [
     "WsconsoleError",
@@ -33,33 +43,69 @@ __all__ = [
     "ConfigError",
     "ControlError",
     "ProtocolViolation",
+    "MalformedFrame",
+    "UnknownOperation",
     "Unauthorized",
     "Forbidden",
+    "RateLimited",
+    "InternalError",
     "ControlUnavailable",
+    "ERROR_CLASSES",
+    "error_class",
 ]
+
+_BY_CODE: dict[str, type[WsconsoleError]] = {}
+
+ERROR_CLASSES: Mapping[str, type[WsconsoleError]] = MappingProxyType(_BY_CODE)
+"""Every error code, mapped to the one class that defines it (read-only view)."""
 
 
 class WsconsoleError(Exception):
-    """Root of every error wsconsole raises on purpose."""
+    """Root of every error wsconsole raises on purpose; raise a subclass."""
 
-    code: str = "internal_error"
-    """Stable, machine-readable error code (also the wire format's error code)."""
+    code: ClassVar[str]
+    """Stable, machine-readable error code (the wire format's ``error.code``).
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    Defined by each subclass in its own body, and by no other class.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        code = cls.__dict__.get("code")
+        if code is None:
+            return
+        if code in _BY_CODE:
+            raise TypeError(f"error code {code!r} of {cls.__name__} is already "
+                            f"defined by {_BY_CODE[code].__name__}")
+        _BY_CODE[code] = cls
+
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
         """Human-readable explanation, one line."""
-        if code is not None:
-            self.code = code
 
     def __str__(self) -> str:
         return self.message
 
+    @staticmethod
+    def from_wire(code: str, message: str) -> WsconsoleError:
+        """The error that an error reply ``{"code": ..., "message": ...}`` stands for.
 
-class SelectorError(WsconsoleError):
-    """A selector is empty, malformed, or names an unknown field."""
+        An instance of the class registered for ``code``; for a code this
+        version does not know (a newer server), a :class:`ControlError` that
+        keeps the server's code.
+        """
+        cls = _BY_CODE.get(code)
+        if cls is not None:
+            return cls(message)
+        error = ControlError(message)
+        error.code = code  # type: ignore[misc]  # the instance keeps the unknown code
+        return error
 
-    code = "bad_selector"
+
+def error_class(code: str) -> type[WsconsoleError]:
+    """The class that defines ``code``; :class:`ControlError` for an unknown code."""
+    return _BY_CODE.get(code, ControlError)
 
 
 class UnknownConnection(WsconsoleError):
@@ -75,7 +121,8 @@ class IdentifyError(WsconsoleError):
 
 
 class ServerStateError(WsconsoleError):
-    """The operation is not possible in the server's current state."""
+    """The server's state forbids the operation (e.g. a second shutdown while
+    the server is already stopping)."""
 
     code = "bad_state"
 
@@ -88,15 +135,51 @@ class ConfigError(WsconsoleError):
 
 
 class ControlError(WsconsoleError):
-    """An error answered by the control plane."""
+    """An error of the control plane; also what a client raises for an error
+    code it does not know."""
 
     code = "control_error"
 
 
 class ProtocolViolation(ControlError):
-    """A control request that is not valid JSON, or has wrong or missing fields."""
+    """A control request with a missing ``id`` or ``op``, an unknown or missing
+    argument, or an argument of the wrong type or value."""
 
     code = "bad_request"
+
+    request_id: int | str | None = None
+    """The request's id, when the frame had a valid one (the error reply carries it)."""
+    op: str | None = None
+    """The operation, when the frame named a known one (unknown names are the
+    sender's choice and stay out of metric labels and the audit log)."""
+    raw_args: Any = None
+    """The frame's ``args`` as sent, unvalidated (any JSON value), when it had some."""
+
+    def __init__(self, message: str, *, request_id: int | str | None = None,
+                 op: str | None = None, raw_args: Any = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.op = op
+        self.raw_args = raw_args
+
+
+class MalformedFrame(ProtocolViolation):
+    """The frame is not a JSON object (or is binary, or holds NaN or Infinity)."""
+
+    code = "bad_json"
+
+
+class UnknownOperation(ProtocolViolation):
+    """``op`` names no operation."""
+
+    code = "unknown_op"
+
+
+class SelectorError(ProtocolViolation):
+    """A selector is empty, malformed, or names an unknown field; or a sort
+    key, cursor or limit is invalid."""
+
+    code = "bad_selector"
 
 
 class Unauthorized(ControlError):
@@ -106,9 +189,22 @@ class Unauthorized(ControlError):
 
 
 class Forbidden(ControlError):
-    """The caller's role may not run this operation (e.g. read-only sends)."""
+    """The caller's role may not run this operation (the read-only role asked
+    for a mutating one)."""
 
     code = "forbidden"
+
+
+class RateLimited(ControlError):
+    """Too many requests per second on this control connection."""
+
+    code = "rate_limited"
+
+
+class InternalError(ControlError):
+    """A bug: the server logged it; the control connection stays usable."""
+
+    code = "internal_error"
 
 
 class ControlUnavailable(ControlError):

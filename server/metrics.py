@@ -49,9 +49,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from websockets.frames import CloseCode
 
-from .errors import WsconsoleError
+from .errors import ERROR_CLASSES
 from .hub import HubState
-from .wire import OPERATIONS, ErrorCode
+from .wire import OPERATIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .hub import Hub, SendResult
@@ -269,19 +269,7 @@ OPERATION_LABELS: tuple[str, ...] = (*OPERATIONS, OTHER)
 """Values of the ``operation`` label: the wire format's operations, then other."""
 
 
-def _known_outcomes() -> tuple[str, ...]:
-    codes = {value for name, value in vars(ErrorCode).items()
-             if not name.startswith("_") and isinstance(value, str)}
-    # The exception tree's codes too: the control listener reports those it raises.
-    pending = [WsconsoleError]
-    while pending:
-        cls = pending.pop()
-        codes.add(cls.code)
-        pending.extend(cls.__subclasses__())
-    return ("ok", *sorted(codes), OTHER)
-
-
-OUTCOME_LABELS: tuple[str, ...] = _known_outcomes()
+OUTCOME_LABELS: tuple[str, ...] = ("ok", *sorted(ERROR_CLASSES), OTHER)
 """Values of the ``outcome`` label: ok, every stable error code, then other."""
 
 STATE_LABELS: tuple[str, ...] = (HubState.SERVING, HubState.DRAINING, HubState.STOPPED)

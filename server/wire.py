@@ -19,7 +19,11 @@ Event (server -> client, after ``subscribe``)::
     {"event": "connection_opened", "time": 1767225600.0, "data": {...}}
 
 The operations, their arguments and results are in :data:`OPERATIONS` and in
-the README's "Control plane reference".
+the README's "Control plane reference"; the error codes and what they mean in
+:data:`wsconsole.server.errors.ERROR_CLASSES`; the values that travel (states,
+roles, modes, event kinds) and the rules on them in :mod:`wsconsole.server.protocol`.
+
+Pure: must never import asyncio, websockets or textual.
 """
 
 from __future__ import annotations
@@ -28,9 +32,26 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Mapping
 
-from .errors import ProtocolViolation, SelectorError
+from .errors import (
+    ERROR_CLASSES,
+    InternalError,
+    MalformedFrame,
+    ProtocolViolation,
+    SelectorError,
+    UnknownOperation,
+    WsconsoleError,
+)
+from .protocol import (
+    MAX_CLOSE_REASON_BYTES,
+    SENDABLE_CLOSE_CODES_TEXT,
+    EventKind,
+    ShutdownMode,
+    check_close_code,
+    check_close_reason,
+)
 from .registry import SORT_KEYS, Selector
 
 __all__ = [
@@ -61,27 +82,19 @@ MAX_REQUEST_BYTES = 1 << 20
 """A control request larger than this closes the control connection with 1009."""
 
 
-class ErrorCode:
-    """Stable error codes carried in ``error.code``."""
+# Transitional: the codes are defined on their classes (errors.py); this enum
+# only keeps ``ErrorCode.BAD_JSON`` working for callers not yet moved to
+# ``MalformedFrame.code``. It restates nothing: it is built from the registry.
+ErrorCode = StrEnum(  # type: ignore[misc]
+    "ErrorCode",
+    {**{code.upper(): code for code in ERROR_CLASSES}, "INTERNAL": InternalError.code},
+)
 
-    BAD_JSON = "bad_json"
-    """The frame is not a JSON object (or is binary)."""
-    BAD_REQUEST = "bad_request"
-    """Missing ``id``/``op``, unknown or missing argument, or a wrong type."""
-    UNKNOWN_OP = "unknown_op"
-    """``op`` names no operation."""
-    BAD_SELECTOR = "bad_selector"
-    """The selector (or a sort key, cursor or limit) is invalid."""
-    UNKNOWN_CONNECTION = "unknown_connection"
-    """``get`` of an id that is not open."""
-    FORBIDDEN = "forbidden"
-    """The read-only role asked for a mutating operation."""
-    BAD_STATE = "bad_state"
-    """E.g. a second shutdown while the server is already stopping."""
-    RATE_LIMITED = "rate_limited"
-    """Too many requests in flight on this control connection."""
-    INTERNAL = "internal_error"
-    """A bug: the server logged it; the control connection stays usable."""
+
+def _either(values: Any) -> str:
+    """``'a' or 'b'``: the values an argument may take, for docs and errors."""
+    quoted = [f"'{value}'" for value in values]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
 
 
 @dataclass(frozen=True)
@@ -156,8 +169,9 @@ OPERATIONS: dict[str, Operation] = {
             True,
             {
                 "selector": _SELECTOR,
-                "code": Arg(int, default=1000, doc="WebSocket close code"),
-                "reason": Arg(str, default="", doc="close reason, <= 123 bytes UTF-8"),
+                "code": Arg(int, default=1000, doc=f"close code: {SENDABLE_CLOSE_CODES_TEXT}"),
+                "reason": Arg(str, default="",
+                              doc=f"close reason, <= {MAX_CLOSE_REASON_BYTES} bytes UTF-8"),
             },
             "Close the selected connections.",
         ),
@@ -165,9 +179,10 @@ OPERATIONS: dict[str, Operation] = {
             "shutdown",
             True,
             {
-                "mode": Arg(str, required=True, doc="'graceful' or 'keep_alive'"),
+                "mode": Arg(str, required=True, doc=_either(ShutdownMode)),
                 "code": Arg(int, default=1001, doc="close code for graceful closes"),
-                "reason": Arg(str, default="", doc="close reason"),
+                "reason": Arg(str, default="",
+                              doc=f"close reason, <= {MAX_CLOSE_REASON_BYTES} bytes UTF-8"),
                 "deadline": Arg((int, float), doc="keep_alive: seconds, then close the rest"),
             },
             "Stop the server: close everyone now, or stop accepting and drain.",
@@ -192,25 +207,6 @@ OPERATIONS: dict[str, Operation] = {
 
 MUTATING_OPERATIONS = frozenset(name for name, op in OPERATIONS.items() if op.mutating)
 """Operations the read-only role may not run; each is written to the audit log."""
-
-
-class EventKind:
-    """Values of ``event`` in event frames."""
-
-    CONNECTION_OPENED = "connection_opened"
-    """data: a connection summary (as in ``list``)."""
-    CONNECTION_CLOSED = "connection_closed"
-    """data: id, user, path, code, reason, msgs_in, msgs_out, duration."""
-    BURST = "burst"
-    """data: {opened, closed}: counts that replaced individual events in a burst."""
-    OPERATOR_ACTION = "operator_action"
-    """data: the audit entry of a mutating operation."""
-    STATE_CHANGED = "state_changed"
-    """data: state, connections."""
-    SLOW_CONSUMER = "slow_consumer"
-    """data: id, user, path, buffered: a connection closed for not reading."""
-    STATS = "stats"
-    """data: as the ``stats`` result, sent every ``stats_interval``."""
 
 
 @dataclass(frozen=True)
@@ -244,64 +240,75 @@ def _check_type(value: Any, t: type | tuple[type, ...]) -> bool:
 def parse_request(frame: str | bytes) -> Request:
     """Parse and validate one request frame.
 
-    Raises :class:`ProtocolViolation` whose ``code`` is one of :class:`ErrorCode`
-    and whose ``request_id`` is the request's id when it could be read.
+    Raises a :class:`ProtocolViolation` (:class:`MalformedFrame`,
+    :class:`UnknownOperation`, :class:`SelectorError` or ProtocolViolation
+    itself) that carries what the frame did hold: its ``request_id``, ``op``
+    and ``raw_args``, so that the caller can answer, count and audit the
+    refusal without reading the frame again.
     """
     if isinstance(frame, (bytes, bytearray, memoryview)):
-        raise _violation(ErrorCode.BAD_JSON, "requests are JSON text frames, not binary")
+        raise MalformedFrame("requests are JSON text frames, not binary")
     try:
         data = json.loads(frame, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
-        raise _violation(ErrorCode.BAD_JSON, f"malformed JSON: {exc}") from None
+        raise MalformedFrame(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise _violation(ErrorCode.BAD_JSON, "a request must be a JSON object")
-    request_id = data.get("id")
-    if request_id is None or not (
-        isinstance(request_id, (int, str)) and not isinstance(request_id, bool)
-    ):
-        raise _violation(ErrorCode.BAD_REQUEST, "'id' must be an integer or a string")
+        raise MalformedFrame("a request must be a JSON object")
+    found = _Found(data)
+    if found.request_id is None:
+        raise found.error(ProtocolViolation, "'id' must be an integer or a string")
     unknown_top = sorted(set(data) - {"id", "op", "args"})
     if unknown_top:
-        raise _violation(ErrorCode.BAD_REQUEST, f"unknown field {unknown_top[0]!r}", request_id)
+        raise found.error(ProtocolViolation, f"unknown field {unknown_top[0]!r}")
     op_name = data.get("op")
     if not isinstance(op_name, str):
-        raise _violation(ErrorCode.BAD_REQUEST, "'op' must be a string", request_id)
+        raise found.error(ProtocolViolation, "'op' must be a string")
     op = OPERATIONS.get(op_name)
     if op is None:
-        raise _violation(
-            ErrorCode.UNKNOWN_OP,
+        raise found.error(
+            UnknownOperation,
             f"unknown operation {op_name!r}; expected one of {', '.join(OPERATIONS)}",
-            request_id,
         )
     raw_args = data.get("args", {})
     if not isinstance(raw_args, dict):
-        raise _violation(ErrorCode.BAD_REQUEST, "'args' must be an object", request_id)
+        raise found.error(ProtocolViolation, "'args' must be an object")
     unknown = sorted(set(raw_args) - set(op.args))
     if unknown:
-        raise _violation(
-            ErrorCode.BAD_REQUEST,
-            f"unknown argument {unknown[0]!r} for {op_name}",
-            request_id,
-        )
+        raise found.error(ProtocolViolation, f"unknown argument {unknown[0]!r} for {op_name}")
     args: dict[str, Any] = {}
     for name, spec in op.args.items():
         if name not in raw_args or raw_args[name] is None:
             if spec.required:
-                raise _violation(
-                    ErrorCode.BAD_REQUEST, f"{op_name} needs argument {name!r}", request_id
-                )
+                raise found.error(ProtocolViolation, f"{op_name} needs argument {name!r}")
             args[name] = spec.default
             continue
         value = raw_args[name]
         if not _check_type(value, spec.type):
-            raise _violation(
-                ErrorCode.BAD_REQUEST,
+            raise found.error(
+                ProtocolViolation,
                 f"argument {name!r} of {op_name} must be a {_type_name(spec.type)}",
-                request_id,
             )
         args[name] = value
-    _check_op_args(op_name, args, request_id)
-    return Request(id=request_id, op=op_name, args=args)
+    _check_op_args(op_name, args, found)
+    return Request(id=found.request_id, op=op_name, args=args)
+
+
+class _Found:
+    """What a request frame holds before validation: the context of its errors."""
+
+    __slots__ = ("request_id", "op", "raw_args")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        request_id = data.get("id")
+        # bool is an int in Python, never an id on the wire.
+        valid_id = isinstance(request_id, (int, str)) and not isinstance(request_id, bool)
+        self.request_id: int | str | None = request_id if valid_id else None
+        op = data.get("op")
+        self.op = op if isinstance(op, str) and op in OPERATIONS else None
+        self.raw_args = data.get("args")
+
+    def error(self, cls: type[ProtocolViolation], message: str) -> ProtocolViolation:
+        return cls(message, request_id=self.request_id, op=self.op, raw_args=self.raw_args)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -310,63 +317,47 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _check_op_args(op: str, args: dict[str, Any], request_id: Any) -> None:
+def _check_op_args(op: str, args: dict[str, Any], found: _Found) -> None:
     """Checks that span several arguments, or values beyond their type."""
     if "selector" in args:
         try:
             Selector.from_dict(args["selector"])
         except SelectorError as exc:
-            raise _violation(ErrorCode.BAD_SELECTOR, exc.message, request_id) from None
+            raise found.error(SelectorError, exc.message) from None
     if op == "list":
         sort = args["sort"]
         if sort.lstrip("-") not in SORT_KEYS:
-            raise _violation(
-                ErrorCode.BAD_SELECTOR,
+            raise found.error(
+                SelectorError,
                 f"unknown sort key {sort!r}; expected one of {', '.join(SORT_KEYS)}",
-                request_id,
             )
         if not 1 <= args["limit"] <= 1000:
-            raise _violation(ErrorCode.BAD_REQUEST, "limit must be from 1 to 1000", request_id)
+            raise found.error(ProtocolViolation, "limit must be from 1 to 1000")
         if not 0 <= args["group_limit"] <= 10_000:
-            raise _violation(ErrorCode.BAD_REQUEST, "group_limit must be from 0 to 10000", request_id)
+            raise found.error(ProtocolViolation, "group_limit must be from 0 to 10000")
     elif op == "send":
         if (args["text"] is None) == (args["binary"] is None):
-            raise _violation(
-                ErrorCode.BAD_REQUEST, "send needs exactly one of 'text' or 'binary'", request_id
-            )
+            raise found.error(ProtocolViolation, "send needs exactly one of 'text' or 'binary'")
         if args["binary"] is not None:
             try:
                 base64.b64decode(args["binary"], validate=True)
             except (binascii.Error, ValueError):
-                raise _violation(
-                    ErrorCode.BAD_REQUEST, "'binary' must be valid base64", request_id
-                ) from None
+                raise found.error(ProtocolViolation, "'binary' must be valid base64") from None
     elif op == "disconnect" or op == "shutdown":
-        code = args["code"]
-        if not (code in (1000, 1001, 1008, 1011, 1012, 1013) or 3000 <= code <= 4999):
-            raise _violation(
-                ErrorCode.BAD_REQUEST,
-                f"close code {code} cannot be sent; use 1000, 1001, 1008, 1011, 1012, "
-                "1013 or 3000-4999",
-                request_id,
-            )
-        if len(args["reason"].encode()) > 123:
-            raise _violation(
-                ErrorCode.BAD_REQUEST, "close reason must be at most 123 bytes of UTF-8", request_id
-            )
+        try:
+            check_close_code(args["code"])
+            check_close_reason(args["reason"])
+        except ValueError as exc:
+            raise found.error(ProtocolViolation, str(exc)) from None
         if op == "shutdown":
-            if args["mode"] not in ("graceful", "keep_alive"):
-                raise _violation(
-                    ErrorCode.BAD_REQUEST, "mode must be 'graceful' or 'keep_alive'", request_id
-                )
+            if args["mode"] not in tuple(ShutdownMode):
+                raise found.error(ProtocolViolation, f"mode must be {_either(ShutdownMode)}")
             deadline = args["deadline"]
             if deadline is not None and not 0 <= deadline <= 86_400:
-                raise _violation(
-                    ErrorCode.BAD_REQUEST, "deadline must be 0..86400 seconds", request_id
-                )
+                raise found.error(ProtocolViolation, "deadline must be 0..86400 seconds")
     elif op == "subscribe":
         if args["stats_interval"] < 0.1:
-            raise _violation(ErrorCode.BAD_REQUEST, "stats_interval must be >= 0.1", request_id)
+            raise found.error(ProtocolViolation, "stats_interval must be >= 0.1")
 
 
 def decode_payload(args: Mapping[str, Any]) -> str | bytes:
@@ -374,12 +365,6 @@ def decode_payload(args: Mapping[str, Any]) -> str | bytes:
     if args.get("text") is not None:
         return args["text"]
     return base64.b64decode(args["binary"], validate=True)
-
-
-def _violation(code: str, message: str, request_id: Any = None) -> ProtocolViolation:
-    exc = ProtocolViolation(message, code=code)
-    exc.request_id = request_id  # type: ignore[attr-defined]
-    return exc
 
 
 def _dumps(obj: Any) -> str:
@@ -419,6 +404,12 @@ class Reply:
     error_code: str | None = None
     error_message: str | None = None
 
+    def exception(self) -> WsconsoleError:
+        """The error an error reply stands for: the class the server raised,
+        found by its code (:meth:`WsconsoleError.from_wire`)."""
+        return WsconsoleError.from_wire(self.error_code or InternalError.code,
+                                        self.error_message or "unknown error")
+
 
 @dataclass(frozen=True)
 class Event:
@@ -434,9 +425,9 @@ def parse_message(frame: str | bytes) -> Reply | Event:
     try:
         data = json.loads(frame)
     except ValueError as exc:
-        raise ProtocolViolation(f"server sent malformed JSON: {exc}") from None
+        raise MalformedFrame(f"server sent malformed JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ProtocolViolation("server sent a frame that is not an object")
+        raise MalformedFrame("server sent a frame that is not an object")
     if "event" in data:
         return Event(kind=str(data["event"]), time=float(data.get("time", 0.0)),
                      data=data.get("data"))
@@ -446,6 +437,6 @@ def parse_message(frame: str | bytes) -> Reply | Event:
     return Reply(
         id=data.get("id"),
         ok=False,
-        error_code=str(error.get("code", ErrorCode.INTERNAL)),
+        error_code=str(error.get("code", InternalError.code)),
         error_message=str(error.get("message", "unknown error")),
     )

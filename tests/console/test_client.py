@@ -23,7 +23,10 @@ from wsconsole.server.errors import (
     ControlError,
     ControlUnavailable,
     Forbidden,
+    SelectorError,
     Unauthorized,
+    UnknownConnection,
+    UnknownOperation,
 )
 
 from .live_server import OPERATOR_TOKEN, READ_ONLY_TOKEN, Live, live_server
@@ -212,18 +215,18 @@ async def test_list_get_and_paging(live: Live):
         assert headers["cookie"] == "[redacted]"
 
 
-async def test_error_reply_carries_the_server_code(live: Live):
-    """An error reply raises ControlError with the server's code; the connection stays usable."""
+async def test_error_replies_raise_the_class_the_server_raised(live: Live):
+    """An error reply raises the server's own exception class, found by its code
+    (an unknown id is UnknownConnection, a bad selector SelectorError); the
+    connection stays usable."""
     async with ControlClient(live.url, OPERATOR_TOKEN) as client:
-        with pytest.raises(ControlError) as info:
+        with pytest.raises(UnknownConnection) as unknown:
             await client.get("0000000000")
-        assert info.value.code == wire.ErrorCode.UNKNOWN_CONNECTION
-        with pytest.raises(ControlError) as info:
+        assert "0000000000" in unknown.value.message
+        with pytest.raises(SelectorError):
             await client.send({"nobody": True}, text="x")
-        assert info.value.code == wire.ErrorCode.BAD_SELECTOR
-        with pytest.raises(ControlError) as info:
+        with pytest.raises(UnknownOperation):
             await client.request("no_such_op")
-        assert info.value.code == wire.ErrorCode.UNKNOWN_OP
         assert client.connected
 
 

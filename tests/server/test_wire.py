@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from wsconsole.server import wire
+from wsconsole.server import errors, wire
 from wsconsole.server.errors import ProtocolViolation
+from wsconsole.server.protocol import ShutdownMode
 
 
 def parse_error(frame) -> ProtocolViolation:
@@ -88,3 +89,57 @@ def test_replies_and_events_round_trip_through_the_client_parser():
 def test_mutating_operations_are_the_ones_that_change_the_server():
     """The read-only role is refused exactly send, disconnect and shutdown."""
     assert wire.MUTATING_OPERATIONS == {"send", "disconnect", "shutdown"}
+
+
+@pytest.mark.parametrize(
+    "frame, cls",
+    [
+        ("{not json", errors.MalformedFrame),
+        ('{"id": 1, "op": "launch"}', errors.UnknownOperation),
+        ('{"id": 1, "op": "send", "args": {"selector": {}, "text": "x"}}', errors.SelectorError),
+        ('{"id": 1, "op": "list", "args": {"sort": "token"}}', errors.SelectorError),
+        ('{"id": 1, "op": "get"}', errors.ProtocolViolation),
+    ],
+)
+def test_a_refused_request_raises_the_class_of_its_code(frame, cls):
+    """Parsing raises the class registered for the code it reports, so the
+    client, reading the code back, raises that same class."""
+    error = parse_error(frame)
+    assert type(error) is cls and errors.ERROR_CLASSES[error.code] is cls
+
+
+def test_a_refused_request_carries_what_the_frame_held():
+    """The error of a frame that failed validation has its id, its (known)
+    operation and its raw arguments: no caller parses the frame again."""
+    error = parse_error('{"id": 5, "op": "disconnect", '
+                        '"args": {"selector": {"user": "a"}, "code": 1005}}')
+    assert (error.request_id, error.op) == (5, "disconnect")
+    assert error.raw_args == {"selector": {"user": "a"}, "code": 1005}
+    assert "1005 cannot be sent" in error.message
+    bad_id = parse_error('{"id": true, "op": "send", "args": [1]}')
+    assert (bad_id.request_id, bad_id.op, bad_id.raw_args) == (None, "send", [1])
+    # An operation that does not exist stays out of metric labels and the audit log.
+    unknown = parse_error('{"id": "x", "op": "launch", "args": {"n": 1}}')
+    assert (unknown.request_id, unknown.op, unknown.raw_args) == ("x", None, {"n": 1})
+    assert parse_error("[]").request_id is None
+
+
+def test_shutdown_modes_and_close_rules_are_the_shared_ones():
+    """The wire refuses exactly what the shared rules refuse, with their words."""
+    too_long = parse_error(json.dumps({"id": 1, "op": "shutdown", "args": {
+        "mode": "graceful", "reason": "é" * 62}}))
+    assert too_long.message == "close reason must be at most 123 bytes of UTF-8"
+    mode = parse_error('{"id": 1, "op": "shutdown", "args": {"mode": "now"}}')
+    assert mode.message == "mode must be 'graceful' or 'keep_alive'"
+    request = wire.parse_request('{"id": 1, "op": "shutdown", "args": {"mode": "keep_alive"}}')
+    assert request.args["mode"] == ShutdownMode.KEEP_ALIVE
+
+
+def test_an_error_reply_reads_back_as_the_class_the_server_raised():
+    """What the server encodes from an exception, the client turns back into it."""
+    sent = errors.UnknownConnection("no open connection with id abc")
+    reply = wire.parse_message(wire.encode_error(3, sent.code, sent.message))
+    received = reply.exception()
+    assert type(received) is errors.UnknownConnection
+    assert received.message == sent.message
+    assert type(wire.parse_message('{"id": 1, "ok": false}').exception()) is errors.InternalError
