@@ -32,7 +32,7 @@ from wsconsole.server import serve
 from wsconsole.server.config import ControlConfig
 from wsconsole.server.demo_app import demo_handler
 
-from ..conftest import TIMEOUT
+from tests.helpers import TIMEOUT
 
 TOKEN = "operator-token-for-console-tests"
 READ_ONLY = "read-only-token-for-console-tests"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import TIMEOUT, wait_for
+from tests.helpers import TIMEOUT, wait_for
 from wsconsole.console.cli import main
 from wsconsole.console.commands import read_message
 

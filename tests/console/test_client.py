@@ -9,7 +9,7 @@ import socket
 import pytest
 from websockets.asyncio.server import serve as websockets_serve
 
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT
 from wsconsole.console.client import (
     DEFAULT_URL,
     EVENT_BUFFER,

@@ -20,7 +20,7 @@ from wsconsole.server.config import ControlConfig
 from wsconsole.server.serving import WsconsoleServer
 from wsconsole.server import wire
 
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT
 
 __all__ = [
     "TOKEN",

@@ -33,5 +33,5 @@ def test_quick_benchmark_exits_zero_and_prints_ratios() -> None:
     assert "ratio server CPU per message ours/bare:" in out
     assert "ratio memory per connection ours-bare:" in out
     assert "ratio send call to everyone ours/bare:" in out
-    # The metrics section either ran or says plainly why it was skipped.
-    assert "ratio metrics render at" in out or "metrics scrape: skipped" in out
+    # prometheus_client is a dependency: the metrics section always runs.
+    assert "ratio metrics render at" in out

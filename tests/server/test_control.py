@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from tests.conftest import TIMEOUT, wait_for
+from tests.helpers import TIMEOUT, wait_for
 from wsconsole.server import wire
 from wsconsole.server.wire import ErrorCode
 
@@ -283,9 +283,7 @@ async def test_a_request_flood_is_rate_limited():
             async def recovers() -> bool:
                 return (await ctl.reply("hello")).ok
 
-            async with asyncio.timeout(TIMEOUT):
-                while not await recovers():
-                    await asyncio.sleep(0.05)
+            await wait_for(recovers, interval=0.05)
 
 
 async def test_an_oversized_request_closes_with_1009():

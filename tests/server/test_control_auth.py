@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT
 from wsconsole.server import ConfigError, serve
 from wsconsole.server.config import ControlConfig
 from wsconsole.server.control import is_loopback

@@ -7,7 +7,7 @@ import json
 import os
 import stat
 
-from tests.conftest import TIMEOUT, wait_for
+from tests.helpers import TIMEOUT, wait_for
 from wsconsole.server import wire
 from wsconsole.server.control.events import Subscription
 from wsconsole.server.wire import EventKind

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_pro
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import TIMEOUT, wait_for
+from tests.helpers import TIMEOUT, wait_for
 from wsconsole.server import Selector, serve
 from wsconsole.server.metrics import (
     CLOSE_CODE_LABELS,
@@ -553,9 +553,10 @@ async def test_metrics_and_health_over_the_control_listener():
         assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert await scrape(port, "wsconsole_connections_open", path="/room") == 1
         # Sampled once a second by the hub: wait for the sample that has it.
-        async with asyncio.timeout(TIMEOUT):
-            while await scrape(port, "wsconsole_messages_received_total") != 1:
-                await asyncio.sleep(0.05)
+        async def sampled() -> bool:
+            return await scrape(port, "wsconsole_messages_received_total") == 1
+
+        await wait_for(sampled, interval=0.05)
 
         status, headers, body = await http_request(
             port, "GET", "/metrics", Accept="application/openmetrics-text; version=1.0.0")

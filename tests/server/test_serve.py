@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import basic_auth
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import TIMEOUT, wait_for
+from tests.helpers import TIMEOUT, wait_for
 from wsconsole.server import (
     SLOW_CONSUMER_CODE,
     Selector,

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT
 
 WSCONSOLE = [sys.executable, "-m", "wsconsole.console.cli"]
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import TIMEOUT, wait_for
+from tests.helpers import TIMEOUT, wait_for
 from wsconsole.server import Selector, ServerStateError, serve
 from wsconsole.server.demo_app import demo_handler
 
