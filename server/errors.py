@@ -52,6 +52,7 @@ __all__ = [
     "ControlUnavailable",
     "ERROR_CLASSES",
     "error_class",
+    "markdown_table",
 ]
 
 _BY_CODE: dict[str, type[WsconsoleError]] = {}
@@ -109,41 +110,45 @@ def error_class(code: str) -> type[WsconsoleError]:
 
 
 class UnknownConnection(WsconsoleError):
-    """A connection id that is not open (never was, or has closed since)."""
+    """A connection id that is not open (never was, or has closed since), as in
+    ``get``."""
 
     code = "unknown_connection"
 
 
 class IdentifyError(WsconsoleError):
-    """The ``identify`` callable raised or returned something other than a str."""
+    """The application's ``identify`` raised or returned something other than a
+    str; the handshake fails with HTTP 500 (never sent on the control plane)."""
 
     code = "identify_failed"
 
 
 class ServerStateError(WsconsoleError):
-    """The server's state forbids the operation (e.g. a second shutdown while
-    the server is already stopping)."""
+    """A shutdown the server's state does not allow (e.g. a second one while the
+    server is already stopping)."""
 
     code = "bad_state"
 
 
 class ConfigError(WsconsoleError):
-    """A configuration that wsconsole refuses to start with (e.g. no token, or a
-    non-loopback control listener without TLS)."""
+    """A configuration refused at start, failing closed: no token, an unreadable
+    token file, a non-loopback control listener without TLS (never sent on the
+    control plane)."""
 
     code = "bad_config"
 
 
 class ControlError(WsconsoleError):
-    """An error of the control plane; also what a client raises for an error
-    code it does not know."""
+    """An error of the control plane; a client raises it, keeping the code, for
+    an error code it does not know (a newer server)."""
 
     code = "control_error"
 
 
 class ProtocolViolation(ControlError):
-    """A control request with a missing ``id`` or ``op``, an unknown or missing
-    argument, or an argument of the wrong type or value."""
+    """Missing or non-integer/string ``id``; missing ``op``; unknown top-level
+    field; unknown or missing argument; wrong type; value out of range (limit,
+    close code, reason length, mode, deadline, stats_interval)."""
 
     code = "bad_request"
 
@@ -164,7 +169,7 @@ class ProtocolViolation(ControlError):
 
 
 class MalformedFrame(ProtocolViolation):
-    """The frame is not a JSON object (or is binary, or holds NaN or Infinity)."""
+    """Not JSON (NaN and Infinity are not), not an object, or a binary frame."""
 
     code = "bad_json"
 
@@ -176,27 +181,28 @@ class UnknownOperation(ProtocolViolation):
 
 
 class SelectorError(ProtocolViolation):
-    """A selector is empty, malformed, or names an unknown field; or a sort
-    key, cursor or limit is invalid."""
+    """Empty selector, unknown selector field, wrong type; unknown sort key;
+    bad cursor."""
 
     code = "bad_selector"
 
 
 class Unauthorized(ControlError):
-    """The bearer token is missing or was refused."""
+    """The bearer token is missing or was refused (the server answers the
+    handshake with HTTP 401; the client raises this)."""
 
     code = "unauthorized"
 
 
 class Forbidden(ControlError):
-    """The caller's role may not run this operation (the read-only role asked
-    for a mutating one)."""
+    """The read-only role asked for ``send``, ``disconnect`` or ``shutdown``."""
 
     code = "forbidden"
 
 
 class RateLimited(ControlError):
-    """Too many requests per second on this control connection."""
+    """More requests than this control connection's budget allows; the request
+    was not run."""
 
     code = "rate_limited"
 
@@ -208,6 +214,20 @@ class InternalError(ControlError):
 
 
 class ControlUnavailable(ControlError):
-    """The control plane cannot be reached, or went away mid-request."""
+    """The control plane cannot be reached, or went away mid-request (raised by
+    the client, never sent)."""
 
     code = "unavailable"
+
+
+def markdown_table() -> str:
+    """The README's table of error codes, from the classes: one row per code.
+
+    Regenerate the README's with
+    ``python -c 'from wsconsole.server.errors import markdown_table; print(markdown_table())'``.
+    """
+    rows = ["| code | class | meaning |", "|---|---|---|"]
+    for code, cls in ERROR_CLASSES.items():
+        meaning = " ".join((cls.__doc__ or "").split()).replace("``", "`")
+        rows.append(f"| `{code}` | `{cls.__name__}` | {meaning} |")
+    return "\n".join(rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from wsconsole.server import errors
@@ -19,6 +21,7 @@ from wsconsole.server.errors import (
     UnknownOperation,
     WsconsoleError,
     error_class,
+    markdown_table,
 )
 
 EXPORTED_CLASSES = [getattr(errors, name) for name in errors.__all__
@@ -77,3 +80,15 @@ def test_request_errors_are_protocol_violations_that_carry_the_request():
     error = SelectorError("empty selector", request_id=7, op="send", raw_args={"x": 1})
     assert (error.request_id, error.op, error.raw_args) == (7, "send", {"x": 1})
     assert SelectorError("no context").request_id is None
+
+
+def test_the_readme_lists_every_code_with_the_meaning_on_its_class():
+    """The README's error table is the one generated from the classes."""
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    if not readme.exists():
+        pytest.skip("not running from a source checkout")
+    table = markdown_table()
+    assert all(f"| `{code}` |" in table for code in ERROR_CLASSES)
+    assert table in readme.read_text(encoding="utf-8"), (
+        "regenerate with: python -c 'from wsconsole.server.errors import markdown_table; "
+        "print(markdown_table())'")
