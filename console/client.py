@@ -40,6 +40,8 @@ from websockets.exceptions import (
 )
 
 from wsconsole.server import wire
+from wsconsole.server.protocol import Role, ShutdownMode, token_problem
+from wsconsole.server.redaction import RedactingLogger
 from wsconsole.server.errors import (
     ControlUnavailable,
     Forbidden,
@@ -130,35 +132,12 @@ def _read_token_file(path: str) -> str:
 
 
 def _checked(token: str, source: str) -> str:
-    # A token goes into an HTTP header: a newline or control character would
-    # corrupt the request (or inject a header), so refuse it here. The error
-    # names where the token came from, never the token.
-    if not token:
-        raise Unauthorized(f"empty token from {source}")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in token):
-        raise Unauthorized(f"the token from {source} contains spaces or control characters")
+    # The server's rule, checked before connecting: a token it would refuse
+    # fails here with where it came from (never the token itself).
+    problem = token_problem(token)
+    if problem is not None:
+        raise Unauthorized(f"the token from {source} {problem}")
     return token
-
-
-class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """websockets' client logger, with our Authorization header blanked.
-
-    At DEBUG, websockets logs every request header it sends (``> Authorization:
-    Bearer ...``); the token must not end up in a log file.
-    """
-
-    def __init__(self, logger: Any) -> None:
-        super().__init__(logger, None)
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return msg, kwargs
-
-    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
-        if (len(args) == 2 and msg in ("< %s: %s", "> %s: %s")
-                and str(args[0]).lower() == "authorization"):
-            args = (args[0], "[redacted]")
-        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
-        super().log(level, msg, *args, **kwargs)
 
 
 class ControlClient:
@@ -184,8 +163,8 @@ class ControlClient:
         """Seconds to open the connection (TCP, TLS and the HTTP handshake)."""
         self.request_timeout = request_timeout
         """Seconds to wait for each reply before raising ControlUnavailable."""
-        self.role: str | None = None
-        """The role the server gave our token ("operator" or "read_only"), after connect."""
+        self.role: Role | None = None
+        """The role the server gave our token, after connect."""
         self.node: str | None = None
         """The server's node name, after connect."""
         self.server_info: dict[str, Any] = {}
@@ -270,7 +249,9 @@ class ControlClient:
             max_queue=64,
             # Compression buys little for small JSON frames on loopback.
             compression=None,
-            logger=_RedactingLogger(logging.getLogger("websockets.client")),
+            # At DEBUG, websockets logs every header it sends, our
+            # Authorization (the token) included.
+            logger=RedactingLogger(logging.getLogger("websockets.client")),
         )
         if self.url.startswith(UNIX_SCHEME):
             # The control listener's own spelling of a Unix socket: ws+unix:PATH.
@@ -396,7 +377,9 @@ class ControlClient:
         info = await self.request("hello")
         if isinstance(info, dict):
             self.server_info = info
-            self.role = info.get("role")
+            role = info.get("role")
+            # A role this version does not know stays None: it grants nothing here.
+            self.role = Role(role) if role in tuple(Role) else None
             self.node = info.get("node")
         return info
 
@@ -448,7 +431,7 @@ class ControlClient:
 
     async def shutdown(
         self,
-        mode: str,
+        mode: ShutdownMode,
         *,
         code: int = 1001,
         reason: str = "",
@@ -456,7 +439,7 @@ class ControlClient:
     ) -> dict[str, Any]:
         """Stop the server: ``graceful`` (close everyone) or ``keep_alive`` (drain)."""
         return await self.request(
-            "shutdown", mode=mode.replace("-", "_"), code=code, reason=reason, deadline=deadline
+            "shutdown", mode=ShutdownMode(mode), code=code, reason=reason, deadline=deadline
         )
 
     async def stats(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from wsconsole.console.client import (
     resolve_url,
 )
 from wsconsole.server import wire
+from wsconsole.server.protocol import Role
 from wsconsole.server.errors import (
     ControlError,
     ControlUnavailable,
@@ -125,10 +126,20 @@ async def test_connect_says_hello(live: Live):
     assert not client.connected
 
 
+@pytest.mark.parametrize("token", ["café-token", "x" * 1025, "two words"])
+def test_a_token_the_server_would_refuse_is_refused_before_connecting(token):
+    """The client applies the server's token rule (printable ASCII, no spaces,
+    at most 1024 characters): the error names the source, never the token."""
+    with pytest.raises(Unauthorized) as info:
+        resolve_token(token, None)
+    assert info.value.message.startswith("the token from --token ")
+    assert token not in info.value.message
+
+
 async def test_read_only_token_gets_read_only_role(live: Live):
     """The read-only token connects as read_only and may list but not send."""
     async with ControlClient(live.url, READ_ONLY_TOKEN) as client:
-        assert client.role == "read_only"
+        assert client.role is Role.READ_ONLY
         page = await client.list_connections()
         assert page["connections"] == []
         with pytest.raises(Forbidden) as info:
@@ -372,8 +383,9 @@ async def test_slow_event_consumer_drops_the_oldest(monkeypatch):
 
 
 @pytest.mark.parametrize("module", ["client", "commands", "output"])
-def test_console_modules_import_only_wire_and_errors(module):
-    """The client, the commands and their output reach the server only through wire and errors."""
+def test_console_modules_import_only_the_shared_protocol(module):
+    """The client, the commands and their output reach the server only through
+    the shared protocol: wire, errors, the enums and rules, redaction."""
     import ast
     import importlib
     import inspect
@@ -389,5 +401,7 @@ def test_console_modules_import_only_wire_and_errors(module):
             assert not any(name.startswith("textual") for name in names)
         if isinstance(node, ast.Import):
             assert not any(alias.name.startswith("wsconsole.server") for alias in node.names)
-    allowed = ("wsconsole.server.wire", "wsconsole.server.errors.")
+    allowed = tuple(f"wsconsole.server.{name}." for name in
+                    ("wire", "errors", "protocol", "redaction"))
+    allowed += ("wsconsole.server.wire",)  # `from wsconsole.server import wire`
     assert all(name.startswith(allowed) for name in from_server), from_server
