@@ -14,6 +14,7 @@ from typing import Any
 from rich.text import Text
 
 from .output import age, printable
+from .output import size as human_bytes
 
 __all__ = [
     "describe_connection",
@@ -154,20 +155,6 @@ def parse_filter(text: str) -> ViewFilter:
             raise ValueError(f"two values for {name}: {fields[name]!r} and {value!r}")
         fields[name] = value
     return ViewFilter(**fields)
-
-
-def human_bytes(n: float | int | None) -> str:
-    """``512 B``, ``1.5 KiB``, ``12 MiB``."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            if unit == "B":
-                return f"{int(value)} B"
-            return f"{value:.1f} {unit}" if abs(value) < 10 else f"{value:.0f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def human_count(n: float | int | None) -> str:

@@ -1,7 +1,8 @@
 """Plain-text and JSON rendering for the operator commands.
 
-Pure functions from values to strings: no I/O, no asyncio, no server imports,
-so that the command line's output can be tested and reused (e.g. by docs).
+Pure functions from values to strings: no I/O, no asyncio, nothing of the
+server but its shared enums (``wsconsole.server.protocol``), so that the
+command line's output can be tested and reused (e.g. by docs).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import time
 from typing import Any, Iterable, Sequence
+
+from wsconsole.server.protocol import EventKind
 
 __all__ = [
     "printable",
@@ -95,14 +98,22 @@ def age(seconds: float) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def size(n: float) -> str:
-    """Bytes in binary units: ``512 B``, ``1.5 KiB``, ``3.0 MiB``."""
+def size(n: float | int | None) -> str:
+    """Bytes in binary units: ``512 B``, ``1.5 KiB``, ``12 MiB``; ``-`` for None.
+
+    The one byte format of the console: the TUI shows it as ``human_bytes``.
+    Three significant figures at most, so that a table column stays narrow.
+    """
+    if n is None:
+        return "-"
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(value) < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+            if unit == "B":
+                return f"{int(value)} B"
+            return f"{value:.1f} {unit}" if abs(value) < 10 else f"{value:.0f} {unit}"
         value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover - unreachable
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def timestamp(epoch: float | None) -> str:
@@ -214,12 +225,12 @@ def stats_lines(stats: dict[str, Any]) -> str:
 
 
 _EVENT_FIELDS = {
-    "connection_opened": ("id", "user", "path", "remote", "topics"),
-    "connection_closed": ("id", "user", "path", "code", "reason", "duration"),
-    "operator_action": ("role", "client", "op", "args", "result", "error"),
-    "state_changed": ("state", "mode", "connections"),
-    "burst": ("opened", "closed", "dropped"),
-    "slow_consumer": ("id", "user", "path", "buffered"),
+    EventKind.CONNECTION_OPENED: ("id", "user", "path", "remote", "topics"),
+    EventKind.CONNECTION_CLOSED: ("id", "user", "path", "code", "reason", "duration"),
+    EventKind.OPERATOR_ACTION: ("role", "client", "op", "args", "result", "error"),
+    EventKind.STATE_CHANGED: ("state", "mode", "connections"),
+    EventKind.BURST: ("opened", "closed", "dropped"),
+    EventKind.SLOW_CONSUMER: ("id", "user", "path", "buffered"),
 }
 """The fields worth a human's line, per event kind; other kinds show every field."""
 
@@ -228,7 +239,7 @@ def event_line(kind: str, time_: float, data: Any) -> str:
     """One event as a human line: ``12:00:01 connection_opened id=1a2b3c user=ann ...``."""
     clock = time.strftime("%H:%M:%S", time.localtime(time_)) if time_ else "--:--:--"
     data = data if isinstance(data, dict) else {"data": data}
-    if kind == "stats":
+    if kind == EventKind.STATS:
         rates = data.get("rates") or {}
         detail = (f"state={data.get('state')} connections={data.get('connections')} "
                   f"in={rates.get('msgs_in', 0):.1f}/s out={rates.get('msgs_out', 0):.1f}/s")

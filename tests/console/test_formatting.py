@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from wsconsole.console import output
 from wsconsole.console.formatting import (
     ViewFilter,
     describe_close,
@@ -15,7 +16,6 @@ from wsconsole.console.formatting import (
     parse_filter,
 )
 from wsconsole.console.screens.compose import check_message
-from wsconsole.console.screens.confirm import parse_close_code
 
 
 def test_filter_reads_keys_and_bare_words() -> None:
@@ -43,11 +43,19 @@ def test_filter_round_trips_and_becomes_a_selector() -> None:
     assert ViewFilter(id_prefix="3f").selector() is None
 
 
+def test_the_command_line_and_the_tui_write_bytes_alike() -> None:
+    """`wsconsole show` and the detail screen print the same size the same way."""
+    for n in (0, 512, 1536, 3 * 1024 * 1024, 12.5 * 1024 * 1024, 5 * 1024**4):
+        assert output.size(n) == human_bytes(n)
+
+
 def test_numbers_are_short() -> None:
     """Bytes, counts, durations and close codes read at a glance."""
     assert human_bytes(512) == "512 B"
     assert human_bytes(1536) == "1.5 KiB"
     assert human_bytes(3 * 1024 * 1024) == "3.0 MiB"
+    assert human_bytes(12.5 * 1024 * 1024) == "12 MiB"
+    assert human_bytes(None) == "-"
     assert human_count(999) == "999"
     assert human_count(12_345) == "12.3k"
     assert human_duration(4) == "4s"
@@ -68,15 +76,6 @@ def test_json_is_checked_before_sending() -> None:
     assert "Invalid JSON" in (check_message("{oops", as_json=True) or "")
     assert check_message("{oops", as_json=False) is None
     assert check_message("", as_json=False) is not None
-
-
-def test_close_codes_an_operator_may_send() -> None:
-    """1000, 1001 and 3000-4999 pass; reserved codes and words are refused."""
-    assert parse_close_code("1000") == 1000
-    assert parse_close_code(" 4001 ") == 4001
-    for text in ("1005", "1006", "2999", "abc", ""):
-        with pytest.raises(ValueError):
-            parse_close_code(text)
 
 
 def test_literal_escapes_terminal_control_and_bidi_characters():

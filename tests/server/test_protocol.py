@@ -28,6 +28,7 @@ def test_enum_members_are_their_wire_strings():
     assert ShutdownMode.KEEP_ALIVE == "keep_alive" and EventKind.STATS == "stats"
     assert json.dumps({"state": HubState.DRAINING}) == '{"state": "draining"}'
     assert HubState("stopped") is HubState.STOPPED
+    assert {EventKind.BURST: 1}.get("burst") == 1  # a member is a dict key for its string
     assert f"{ShutdownMode.GRACEFUL}" == "graceful"
 
 
