@@ -8,8 +8,8 @@ entry point turns into one line on stderr and exit status 1. A command that
 needs a selector and has none is a usage error (exit status 2), so that a
 forgotten flag never broadcasts.
 
-Imports nothing of the server but ``wire`` and ``errors`` (through the
-client); never textual.
+Imports nothing of the server but its shared protocol (``wire``, ``errors``,
+``protocol``); never textual.
 """
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ import time
 from typing import Any, Awaitable, Callable
 
 from wsconsole.server.errors import ControlUnavailable
+from wsconsole.server.protocol import (
+    MAX_CLOSE_REASON_BYTES,
+    SENDABLE_CLOSE_CODES_TEXT,
+    EventKind,
+    ShutdownMode,
+    check_close_code,
+    check_close_reason,
+)
 
 from . import output
 from .client import ControlClient, resolve_token, resolve_url
@@ -225,8 +233,21 @@ def _cmd_kick(args: argparse.Namespace) -> int:
     selector = selector_from_args(args)
     if selector is None:
         return _usage_error(args, "kick needs a selector: --all, --user, --path, --topic or --id")
+    problem = _close_problem(args)
+    if problem is not None:
+        return _usage_error(args, problem)
     args.selector = selector
     return _run(args, _kick)
+
+
+def _close_problem(args: argparse.Namespace) -> str | None:
+    """What the server would refuse in ``--code`` / ``--reason``, said before connecting."""
+    try:
+        check_close_code(args.code)
+        check_close_reason(args.reason)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 async def _kick(client: ControlClient, args: argparse.Namespace) -> int:
@@ -243,6 +264,9 @@ async def _kick(client: ControlClient, args: argparse.Namespace) -> int:
 
 
 def _cmd_shutdown(args: argparse.Namespace) -> int:
+    problem = _close_problem(args)
+    if problem is not None:
+        return _usage_error(args, problem)
     return _run(args, _shutdown)
 
 
@@ -254,7 +278,7 @@ async def _shutdown(client: ControlClient, args: argparse.Namespace) -> int:
         return 0
     connections = result.get("connections", 0) if isinstance(result, dict) else 0
     plural = "" if connections == 1 else "s"
-    if args.mode == "keep_alive":
+    if args.mode == ShutdownMode.KEEP_ALIVE:
         verb = "keeps" if connections == 1 else "keep"
         text = f"stopped accepting; {connections} open connection{plural} {verb} being served"
         if args.deadline is not None:
@@ -361,9 +385,9 @@ def register(subparsers: Any) -> None:
     kick = _add(subparsers, "kick", _cmd_kick, "disconnect selected connections",
                 "Close the selected connections with a close code and reason.")
     kick.add_argument("--code", type=int, default=1000,
-                      help="close code: 1000, 1001, 1008, 1011, 1012, 1013 or 3000-4999 "
-                      "(default: 1000)")
-    kick.add_argument("--reason", default="", help="close reason, at most 123 bytes")
+                      help=f"close code: {SENDABLE_CLOSE_CODES_TEXT} (default: 1000)")
+    kick.add_argument("--reason", default="",
+                      help=f"close reason, at most {MAX_CLOSE_REASON_BYTES} bytes")
     _add_selector_arguments(kick)
     _add_connection_arguments(kick)
 
@@ -372,16 +396,17 @@ def register(subparsers: Any) -> None:
                     "--keep-alive stops accepting and keeps serving open connections "
                     "until they close (or until --deadline).")
     mode = shutdown.add_mutually_exclusive_group()
-    mode.add_argument("--graceful", action="store_const", const="graceful", dest="mode",
-                      help="close every connection now (default)")
-    mode.add_argument("--keep-alive", action="store_const", const="keep_alive", dest="mode",
-                      help="stop accepting; keep serving open connections")
-    shutdown.set_defaults(mode="graceful")
+    mode.add_argument("--graceful", action="store_const", const=ShutdownMode.GRACEFUL,
+                      dest="mode", help="close every connection now (default)")
+    mode.add_argument("--keep-alive", action="store_const", const=ShutdownMode.KEEP_ALIVE,
+                      dest="mode", help="stop accepting; keep serving open connections")
+    shutdown.set_defaults(mode=ShutdownMode.GRACEFUL)
     shutdown.add_argument("--deadline", type=float, metavar="SECONDS",
                           help="--keep-alive: close the remaining connections after SECONDS")
     shutdown.add_argument("--code", type=int, default=1001,
                           help="close code (default: 1001, going away)")
-    shutdown.add_argument("--reason", default="", help="close reason, at most 123 bytes")
+    shutdown.add_argument("--reason", default="",
+                          help=f"close reason, at most {MAX_CLOSE_REASON_BYTES} bytes")
     _add_connection_arguments(shutdown)
 
     stats = _add(subparsers, "stats", _cmd_stats, "show server statistics",
@@ -393,9 +418,8 @@ def register(subparsers: Any) -> None:
                   "operator actions, state changes and periodic stats.")
     events.add_argument("--count", type=int, metavar="N", help="stop after N events")
     events.add_argument("--kind", action="append", dest="kinds", metavar="KIND",
-                        help="only events of this kind (repeatable): connection_opened, "
-                        "connection_closed, burst, operator_action, state_changed, "
-                        "slow_consumer, stats")
+                        help="only events of this kind (repeatable): "
+                        + ", ".join(EventKind))
     events.add_argument("--stats-interval", type=float, default=5.0, metavar="SECONDS",
                         help="seconds between stats events (default: 5)")
     _add_connection_arguments(events)

@@ -11,22 +11,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from wsconsole.server.protocol import MAX_CLOSE_REASON_BYTES, check_close_reason, parse_close_code
+
 from ..formatting import literal
 from ..link import ControlLink
 
-__all__ = ["DisconnectScreen", "parse_close_code", "run_disconnect"]
-
-
-def parse_close_code(text: str) -> int:
-    """A close code an operator may send; ValueError with a message otherwise."""
-    try:
-        code = int(text.strip())
-    except ValueError:
-        raise ValueError(f"close code must be a number, not {text!r}") from None
-    if not (code in (1000, 1001, 1008, 1011, 1012, 1013) or 3000 <= code <= 4999):
-        raise ValueError(f"close code {code} cannot be sent; use 1000, 1001, 1008, 1011, "
-                         "1012, 1013 or 3000-4999")
-    return code
+__all__ = ["DisconnectScreen", "run_disconnect"]
 
 
 async def run_disconnect(link: ControlLink, choice: dict[str, Any]) -> str:
@@ -71,7 +61,8 @@ class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):
                 yield Input("1000", id="confirm-code", restrict=r"[0-9]*", max_length=4)
             with Horizontal(classes="confirm-row"):
                 yield Label("reason", classes="confirm-label")
-                yield Input(placeholder="optional, at most 123 bytes", id="confirm-reason")
+                yield Input(placeholder=f"optional, at most {MAX_CLOSE_REASON_BYTES} bytes",
+                            id="confirm-reason")
             yield Static(id="confirm-error")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Disconnect", variant="error", id="confirm-yes")
@@ -87,15 +78,13 @@ class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):
     @on(Button.Pressed, "#confirm-yes")
     @on(Input.Submitted)
     def _confirmed(self) -> None:
+        # The server's own rules, so a code or reason it would refuse is
+        # caught here, with the same words.
         try:
             code = parse_close_code(self.query_one("#confirm-code", Input).value)
+            reason = check_close_reason(self.query_one("#confirm-reason", Input).value)
         except ValueError as exc:
             self.query_one("#confirm-error", Static).update(literal(exc))
-            return
-        reason = self.query_one("#confirm-reason", Input).value
-        if len(reason.encode()) > 123:
-            self.query_one("#confirm-error", Static).update(
-                "the reason must be at most 123 bytes of UTF-8")
             return
         self.dismiss({"selector": self.selector, "code": code, "reason": reason,
                       "description": self.description})

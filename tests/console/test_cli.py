@@ -497,11 +497,21 @@ async def test_bad_selector_fails_with_one_line(live: Live, capsys):
     assert_one_error_line(capsys.readouterr().err, "shoe_size")
 
 
-async def test_bad_close_code_fails_with_one_line(live: Live, capsys):
-    """kick with a close code that cannot be sent exits 1 with one line."""
+async def test_a_close_the_server_would_refuse_is_a_usage_error(live: Live, capsys):
+    """kick with a code that cannot be sent, or shutdown with a reason over 123
+    bytes, exits 2 with the server's own words, before anything is sent."""
     await live.client(user="ann")
-    assert await run(*live.cli("kick", "--all", "--code", "1006")) == 1
-    assert_one_error_line(capsys.readouterr().err, "1006")
+    assert await run(*live.cli("kick", "--all", "--code", "1006")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: wsconsole kick")
+    assert ("wsconsole kick: error: close code 1006 cannot be sent; use 1000, 1001, 1008, "
+            "1011, 1012, 1013 or 3000-4999") in err
+    assert await run(*live.cli("shutdown", "--reason", "é" * 62)) == 2
+    assert "close reason must be at most 123 bytes of UTF-8" in capsys.readouterr().err
+    # Neither request reached the control plane.
+    requests = live.server.hub.control_requests
+    assert not [key for key in requests if key[0] in ("disconnect", "shutdown")]
+    assert live.server.hub.state == "serving"
 
 
 async def test_read_only_token_is_forbidden_to_mutate(live: Live, capsys):
