@@ -50,7 +50,7 @@ from prometheus_client.utils import floatToGoString
 from websockets.frames import CloseCode
 
 from .errors import ERROR_CLASSES
-from .hub import HubState
+from .protocol import HubState
 from .wire import OPERATIONS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -195,7 +195,7 @@ CONTROL_REQUESTS = MetricSpec(
 )
 SERVER_STATE = MetricSpec(
     "wsconsole_server_state", "gauge",
-    "1 for the server's current state (serving, draining, stopped), 0 for the others.",
+    f"1 for the server's current state ({', '.join(HubState)}), 0 for the others.",
     ("state",),
 )
 
@@ -272,7 +272,7 @@ OPERATION_LABELS: tuple[str, ...] = (*OPERATIONS, OTHER)
 OUTCOME_LABELS: tuple[str, ...] = ("ok", *sorted(ERROR_CLASSES), OTHER)
 """Values of the ``outcome`` label: ok, every stable error code, then other."""
 
-STATE_LABELS: tuple[str, ...] = (HubState.SERVING, HubState.DRAINING, HubState.STOPPED)
+STATE_LABELS: tuple[str, ...] = tuple(HubState)
 """Values of the ``state`` label."""
 
 RECIPIENTS_BUCKETS: tuple[float, ...] = (
