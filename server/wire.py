@@ -194,6 +194,12 @@ OPERATIONS: dict[str, Operation] = {
             "Node, state, uptime, connections, totals and rates.",
         ),
         Operation(
+            "nodes",
+            False,
+            {},
+            "The nodes of the fleet: name, state, connections, rates, version, control URL.",
+        ),
+        Operation(
             "subscribe",
             False,
             {"stats_interval": Arg((int, float), default=1.0,

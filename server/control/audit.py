@@ -131,8 +131,9 @@ def _summarize_args(op: str, args: Any) -> dict[str, Any]:
 
 
 def _summarize_result(op: str, result: Any) -> Any:
+    # A send's sample of ids is not kept; the nodes that did not answer are.
     if isinstance(result, dict) and op == "send":
-        return {k: result[k] for k in ("recipients", "delivered", "skipped", "dry_run")
+        return {k: result[k] for k in ("recipients", "delivered", "skipped", "dry_run", "missing")
                 if k in result}
     return result
 

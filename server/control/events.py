@@ -1,6 +1,6 @@
 """The event stream: subscriptions, their coalescing, and the pump that sends them.
 
-Events come synchronously from an event source (the hub, through the Fleet)
+Events come synchronously from the Fleet (from the hub, for a local one)
 on the hot path where connections open and close, so a subscription only
 appends to a bounded window; a pump per subscriber turns the window into
 frames at most every ``flush_interval``, summarizing bursts and keeping only
@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
 
@@ -23,31 +23,19 @@ from .. import wire
 from ..wire import EventKind
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..fleet import Fleet
     from .listener import Session
 
-__all__ = ["EventSource", "EventStream", "Subscription"]
+__all__ = ["EventStream", "Subscription"]
 
 logger = logging.getLogger("wsconsole.control")
 
 _CONNECTION_EVENTS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED})
 
-Listener = Callable[[str, dict[str, Any]], None]
-
-
-class EventSource(Protocol):
-    """What the stream listens to (the hub does this)."""
-
-    def add_listener(self, listener: Listener) -> None: ...
-
-    def remove_listener(self, listener: Listener) -> None: ...
-
-    def stats(self, *, sampled: bool = False) -> dict[str, Any]: ...
-
-
 class Subscription:
     """Events waiting for one subscriber, in bounded memory.
 
-    The source calls :meth:`push` synchronously for every event, so it must
+    The fleet calls :meth:`push` synchronously for every event, so it must
     stay O(1): it appends to a bounded buffer, and once a window holds
     ``threshold`` connection events it only counts the rest. :meth:`take`
     turns the window into frames: past the threshold, the first ``head``
@@ -122,7 +110,7 @@ class Subscription:
 class EventStream:
     """Every subscriber of one control listener, and the pump of each.
 
-    The stream listens to its source only while someone is subscribed: with
+    The stream listens to the fleet only while someone is subscribed: with
     a listener, the hub builds an event dict on every connect and close.
     """
 
@@ -137,8 +125,8 @@ class EventStream:
     final_flush_timeout = 1.0
     """Seconds :meth:`stop` gives subscribers to receive their last events."""
 
-    def __init__(self, source: EventSource) -> None:
-        self.source = source
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
         self._subscriptions: dict[Session, Subscription] = {}
         self._pumps: dict[Session, asyncio.Task[None]] = {}
         self._listening = False
@@ -154,7 +142,7 @@ class EventStream:
                                     self.max_pending_events)
         self._subscriptions[session] = subscription
         if not self._listening and not self._stopped:
-            self.source.add_listener(self._on_event)
+            self.fleet.add_listener(self._on_event)
             self._listening = True
         self._pumps[session] = asyncio.get_running_loop().create_task(
             self._pump(session, subscription))
@@ -163,7 +151,7 @@ class EventStream:
         """Stop streaming to a session; True if it was subscribed."""
         was = self._subscriptions.pop(session, None) is not None
         if not self._subscriptions and self._listening:
-            self.source.remove_listener(self._on_event)
+            self.fleet.remove_listener(self._on_event)
             self._listening = False
         pump = self._pumps.pop(session, None)
         if pump is not None:
@@ -173,7 +161,7 @@ class EventStream:
     async def stop(self) -> None:
         """Stop listening, and give every subscriber its last events (the final state)."""
         self._stopped = True
-        self.source.remove_listener(self._on_event)
+        self.fleet.remove_listener(self._on_event)
         self._listening = False
         try:
             async with asyncio.timeout(self.final_flush_timeout):
@@ -185,7 +173,7 @@ class EventStream:
             pass
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
-        # Called synchronously by the source, on its hot path when connections
+        # Called synchronously by the fleet, on its hot path when connections
         # open and close: O(1) per subscriber, no awaiting, no encoding.
         if not self._subscriptions:
             return
@@ -199,9 +187,9 @@ class EventStream:
         Stats events use the sampled totals: with many subscribers and
         10,000 connections, each event would otherwise walk every connection."""
         loop = asyncio.get_running_loop()
-        subscription.push_stats(self.source.stats(sampled=True), time.time())
-        next_stats = loop.time() + subscription.stats_interval
         try:
+            await self._push_stats(subscription)
+            next_stats = loop.time() + subscription.stats_interval
             while True:
                 timeout = next_stats - loop.time()
                 if timeout > 0 and not subscription.wakeup.is_set():
@@ -211,7 +199,7 @@ class EventStream:
                     except TimeoutError:
                         pass
                 if loop.time() >= next_stats:
-                    subscription.push_stats(self.source.stats(sampled=True), time.time())
+                    await self._push_stats(subscription)
                     next_stats = loop.time() + subscription.stats_interval
                 # While these sends wait for a slow subscriber, new events
                 # pile up in the bounded window, not in the socket buffer.
@@ -222,6 +210,10 @@ class EventStream:
         except Exception:
             logger.exception("event stream to %s failed", session.client)
             await session.connection.close(1011, "event stream failed")
+
+    async def _push_stats(self, subscription: Subscription) -> None:
+        answer = await self.fleet.stats(sampled=True)
+        subscription.push_stats(answer.reply(), time.time())
 
     @staticmethod
     async def _flush(session: Session, subscription: Subscription) -> None:

@@ -3,8 +3,9 @@
 It accepts operator connections on its own port (loopback by default) or Unix
 socket, with TLS when asked, lets :mod:`.auth` check their bearer token in the
 opening handshake, answers ``GET /metrics`` and ``GET /healthz`` on the same
-port, and turns each frame into a reply by way of :mod:`.operations`, counting
-every request and writing every mutating one to :mod:`.audit`.
+port (this node's), and turns each frame into a reply by way of
+:mod:`.operations`, which ask a :class:`~wsconsole.server.fleet.Fleet`,
+counting every request and writing every mutating one to :mod:`.audit`.
 
 Fail closed: no token, an unreadable token file, or a non-loopback bind
 without TLS (unless ``allow_insecure``) refuses to start with a ConfigError.
@@ -33,6 +34,7 @@ from websockets.http11 import Request, Response
 from .. import wire
 from ..config import ControlConfig
 from ..errors import ConfigError, ProtocolViolation, ServerStateError, WsconsoleError
+from ..fleet import Fleet, LocalFleet
 from ..metrics import Metrics, health
 from ..registry import REDACTED, REDACTED_HEADERS
 from ..wire import ErrorCode
@@ -143,16 +145,18 @@ class ControlListener:
     rate_burst = 1000.0
     """Requests a control connection may send at once before ``rate_limited``."""
 
-    def __init__(self, hub: Hub, config: ControlConfig) -> None:
+    def __init__(self, hub: Hub, config: ControlConfig, fleet: Fleet | None = None) -> None:
         self.hub = hub
-        """The hub this control plane drives."""
+        """This process's hub: its metrics, health and request counts."""
         self.config = config
         """Where to listen and whom to let in."""
+        self.fleet = fleet if fleet is not None else LocalFleet(hub)
+        """What the operations act on (by default this process's hub alone)."""
         self.metrics: Metrics | None = None
         """The Prometheus exposition, created at start."""
-        self.events = EventStream(hub)
+        self.events = EventStream(self.fleet)
         """The subscribers and their event streams."""
-        self.operations = Operations(hub, config, self.events)
+        self.operations = Operations(self.fleet, config, self.events)
         """What each request does."""
         self._auth: Authenticator | None = None
         self._audit: AuditLog | None = None
@@ -179,7 +183,7 @@ class ControlListener:
             route_templates=config.metrics_route_templates or None,
             max_paths=config.metrics_max_paths,
         )
-        self._audit = AuditLog(config.audit_log, self.hub.node, self.hub.emit)
+        self._audit = AuditLog(config.audit_log, self.hub.node, self.fleet.publish)
         common: dict[str, Any] = dict(
             process_request=self._process_request,
             max_size=config.max_request_bytes,
@@ -203,6 +207,7 @@ class ControlListener:
         if config.unix_path is None:
             # Kept: after stop() the sockets are gone, and describe() still works.
             self._port = self._server.sockets[0].getsockname()[1]
+        self.fleet.control_url = self.url
 
     async def stop(self) -> None:
         """Send subscribers their last events, close every control connection, stop."""
@@ -329,7 +334,7 @@ class ControlListener:
         logger.info("control connection from %s (%s)", session.client, role)
         try:
             async for frame in connection:
-                reply, then = self._dispatch(session, frame)
+                reply, then = await self._dispatch(session, frame)
                 try:
                     await connection.send(reply)
                 finally:
@@ -342,7 +347,7 @@ class ControlListener:
             self.events.unsubscribe(session)
             self._sessions.discard(session)
 
-    def _dispatch(self, session: Session, frame: str | bytes) -> tuple[str, Callable[[], None] | None]:
+    async def _dispatch(self, session: Session, frame: str | bytes) -> tuple[str, Callable[[], None] | None]:
         """Answer one frame: (reply frame, work to do once the reply is sent)."""
         # Every frame costs a token, valid or not; parsing is the cheap part,
         # and it gives the id that the rate_limited error must carry.
@@ -368,7 +373,7 @@ class ControlListener:
         then: Callable[[], None] | None = None
         try:
             authorize(session.role, op)
-            result = self.operations.run(session, request)
+            result = await self.operations.run(session, request)
         except WsconsoleError as exc:
             self._count(op, exc.code)
             if mutating:

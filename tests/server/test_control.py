@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.metadata
 import json
 import logging
 
@@ -51,6 +52,22 @@ async def test_stats_counts_connections_and_traffic():
     assert stats["totals"]["msgs_in"] == 1
     assert stats["totals"]["msgs_out"] == 1
     assert set(stats["rates"]) == {"msgs_in", "bytes_in", "msgs_out", "bytes_out"}
+
+
+async def test_nodes_lists_this_node_with_its_control_url():
+    """On one process, nodes answers one node: this one, its state, connections,
+    version and the URL its control plane listens on; a read-only token may ask."""
+    async with running() as server, public(server), control(server, READ_ONLY_TOKEN) as ctl:
+        await wait_for(lambda: len(server.hub.registry) == 1)
+        result = await ctl.ok("nodes")
+    assert "missing" not in result
+    [node] = result["nodes"]
+    assert node["node"] == server.hub.node and node["state"] == "serving"
+    assert node["connections"] == 1
+    assert node["control_url"] == server.control.url
+    assert node["listen"] == server.hub.listen
+    assert node["version"] == importlib.metadata.version("wsconsole")
+    assert set(node["rates"]) == {"msgs_in", "bytes_in", "msgs_out", "bytes_out"}
 
 
 # list, get
@@ -253,7 +270,7 @@ async def test_read_only_may_read_but_not_act():
 async def test_a_failing_operation_answers_internal_error_and_logs_it(caplog, monkeypatch):
     """A bug in an operation answers internal_error, is logged, and the connection stays usable."""
     async with running() as server, control(server) as ctl:
-        def broken_stats():
+        def broken_stats(**options):
             raise RuntimeError("boom")
 
         monkeypatch.setattr(server.hub, "stats", broken_stats)

@@ -1,4 +1,4 @@
-"""The control listener's event stream (and its coalescing) and its audit log."""
+"""The control listener's event stream (and its coalescing), its audit log, and its fleet."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import json
 import os
 import stat
 
+from websockets.asyncio.client import connect
+
 from tests.helpers import TIMEOUT, wait_for
-from wsconsole.server import wire
+from wsconsole.server import serve, wire
+from wsconsole.server.config import ControlConfig
+from wsconsole.server.control import ControlListener
 from wsconsole.server.control.events import Subscription
+from wsconsole.server.fleet import Answer, LocalFleet
 from wsconsole.server.wire import EventKind
 
-from .control_helpers import READ_ONLY_TOKEN, TOKEN, control, public, running
+from .control_helpers import READ_ONLY_TOKEN, TOKEN, Control, app, control, public, running
 
 
 # The stream
@@ -200,3 +205,42 @@ async def test_audit_log_is_appended_across_restarts(tmp_path):
         async with running(audit_log=str(audit)) as server, control(server) as ctl:
             await ctl.ok("send", selector={"everyone": True}, text="hi")
     assert len(audit.read_text().splitlines()) == 2
+
+
+class NodeAway(LocalFleet):
+    """This process's hub, plus a node that never answers: what a cluster reports."""
+
+    MISSING = {"web-2": "no reply before the deadline"}
+
+    async def send(self, selector, message, *, dry_run=False, role):
+        answer = await super().send(selector, message, dry_run=dry_run, role=role)
+        return Answer(result=answer.result, missing=self.MISSING)
+
+
+async def test_a_partial_answer_reaches_the_operator_and_the_audit_log(tmp_path):
+    """With a fleet that names a node as missing, the operator's reply and the
+    audit entry carry what was gathered plus that node; auth is unchanged."""
+    audit = tmp_path / "audit.log"
+    async with serve(app, "127.0.0.1", 0) as server:
+        config = ControlConfig(port=0, token=TOKEN, read_only_token=READ_ONLY_TOKEN,
+                               audit_log=str(audit))
+        listener = ControlListener(server.hub, config, NodeAway(server.hub))
+        await listener.start()
+        try:
+            async with public(server, "/?user=ann") as client, connect(
+                    listener.url, additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+                await wait_for(lambda: len(server.hub.registry) == 1)
+                ctl = Control(ws)
+                result = await ctl.ok("send", selector={"user": "ann"}, text="hi")
+                assert await client.recv() == "hi"
+                assert result["delivered"] == 1 and result["missing"] == NodeAway.MISSING
+                assert "missing" not in await ctl.ok("stats")
+            async with connect(listener.url, additional_headers={
+                    "Authorization": f"Bearer {READ_ONLY_TOKEN}"}) as ws:
+                assert await Control(ws).error("send", selector={"everyone": True},
+                                               text="x") == "forbidden"
+        finally:
+            await listener.stop()
+    sent, refused = (json.loads(line) for line in audit.read_text().splitlines())
+    assert sent["result"]["missing"] == NodeAway.MISSING
+    assert refused["error"]["code"] == "forbidden"

@@ -1,0 +1,271 @@
+"""The Fleet: what the control plane asks of "the server", on one node or many.
+
+The control operations (:mod:`wsconsole.server.control.operations`) run
+against this one interface: list, get, send (and its dry run), disconnect,
+stats, shutdown, nodes, and the event source. :class:`LocalFleet` answers for
+the hub of this process, directly. A cluster implementation answers for many
+nodes by scatter-gather, which is why every method is a coroutine and every
+answer names the nodes that did not answer (:attr:`Answer.missing`): a
+partial answer is an answer. Authentication, transport and the audit log sit
+above the Fleet and do not change with it.
+
+Answers carry their result in the shape the wire carries it (see the README's
+"Control plane reference"), so that answers from other nodes, which arrive as
+JSON, merge the same way as the local one.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import ServerStateError, UnknownConnection
+from .hub import HubState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .hub import Hub, Listener
+    from .registry import Selector
+
+__all__ = ["Answer", "ShutdownAnswer", "Fleet", "LocalFleet"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """The answer of a fleet to one request."""
+
+    result: dict[str, Any]
+    """What the nodes that answered said, merged, in the wire's shape."""
+    missing: dict[str, str] = field(default_factory=dict)
+    """Nodes that did not answer, and why (e.g. "no reply before the deadline")."""
+
+    def reply(self) -> dict[str, Any]:
+        """The result of the wire reply: ``missing`` is added only when not empty,
+        so that a full answer has the shape a single node always had."""
+        if not self.missing:
+            return self.result
+        return {**self.result, "missing": dict(self.missing)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShutdownAnswer(Answer):
+    """An accepted shutdown: the answer to send, then the shutdown to start.
+
+    The reply goes out before :attr:`start` runs: with no connection left, a
+    stopping node closes its control listener, and with it the operator's
+    connection. A cluster starts the node the operator is attached to last.
+    """
+
+    start: Callable[[], None]
+    """Start what was accepted; called once the reply has been sent."""
+
+
+class Fleet(ABC):
+    """The servers one control plane drives: their connections, traffic and state."""
+
+    control_url: str | None = None
+    """Where operators reach this node's control plane (set by the control listener)."""
+
+    @property
+    @abstractmethod
+    def node(self) -> str:
+        """The name of the node this control plane runs on."""
+
+    @property
+    @abstractmethod
+    def state(self) -> str:
+        """The state of that node (a :class:`HubState`)."""
+
+    @abstractmethod
+    async def list(
+        self,
+        *,
+        user: str | None = None,
+        path: str | None = None,
+        topic: str | None = None,
+        id_prefix: str | None = None,
+        sort: str = "connected_at",
+        limit: int = 100,
+        cursor: str | None = None,
+        groups: bool = True,
+        group_limit: int = 200,
+    ) -> Answer:
+        """A page of connections (``connections``, ``total``, ``next_cursor``) and,
+        with ``groups``, the ``group_limit`` largest groups of each kind.
+
+        Raises :class:`SelectorError` for a bad sort key, limit or cursor."""
+
+    @abstractmethod
+    async def get(self, connection_id: str) -> Answer:
+        """One connection in full; raises :class:`UnknownConnection` if it is not open."""
+
+    @abstractmethod
+    async def send(self, selector: Selector, message: str | bytes, *,
+                   dry_run: bool = False, role: str) -> Answer:
+        """Send one message to the selected connections (``recipients``,
+        ``delivered``, ``skipped``, ``sample``, ``dry_run``).
+
+        ``role`` is the operator's, already authorized by the control
+        listener; a cluster carries it to every node."""
+
+    @abstractmethod
+    async def disconnect(self, selector: Selector, *, code: int, reason: str,
+                         role: str) -> Answer:
+        """Start closing the selected connections (``count``)."""
+
+    @abstractmethod
+    async def stats(self, *, sampled: bool = False) -> Answer:
+        """State, uptime, connections, totals and rates.
+
+        ``sampled`` reads the totals of the last sample instead of walking
+        every connection: for periodic readers such as stats events."""
+
+    @abstractmethod
+    async def shutdown(self, mode: str, *, code: int, reason: str,
+                       deadline: float | None, role: str) -> ShutdownAnswer:
+        """Accept a shutdown (``graceful`` or ``keep_alive``) and say how to start it.
+
+        Raises :class:`ServerStateError` if it must be refused (e.g. already
+        stopping), before anything changed."""
+
+    @abstractmethod
+    async def nodes(self) -> Answer:
+        """The nodes of the fleet (``nodes``: a list, one entry each)."""
+
+    @abstractmethod
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(kind, data)`` synchronously for every event of the fleet."""
+
+    @abstractmethod
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling a listener (no error if it was not added)."""
+
+    @abstractmethod
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        """Publish an event of this node (an operator's action) to every listener."""
+
+
+class LocalFleet(Fleet):
+    """The fleet of one process: its hub, answered directly (``missing`` is always empty)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        """The hub of this process."""
+
+    @property
+    def node(self) -> str:
+        return self.hub.node
+
+    @property
+    def state(self) -> str:
+        return self.hub.state
+
+    async def list(
+        self,
+        *,
+        user: str | None = None,
+        path: str | None = None,
+        topic: str | None = None,
+        id_prefix: str | None = None,
+        sort: str = "connected_at",
+        limit: int = 100,
+        cursor: str | None = None,
+        groups: bool = True,
+        group_limit: int = 200,
+    ) -> Answer:
+        hub = self.hub
+        registry = hub.registry
+        page = registry.query(user=user, path=path, topic=topic, id_prefix=id_prefix,
+                              sort=sort, limit=limit, cursor=cursor, refresh=hub.refresh)
+        result: dict[str, Any] = {
+            "connections": [record.summary() for record in page.records],
+            "total": page.total,
+            "next_cursor": page.next_cursor,
+        }
+        if groups:
+            truncated = False
+            largest: dict[str, dict[str, int]] = {}
+            for name, counts in (("users", registry.user_counts()),
+                                 ("paths", registry.path_counts()),
+                                 ("topics", registry.topic_counts())):
+                if len(counts) > group_limit:
+                    truncated = True
+                    # O(n log limit): 10,000 distinct users, the 200 largest.
+                    largest[name] = dict(heapq.nlargest(group_limit, counts.items(),
+                                                        key=lambda kv: kv[1]))
+                else:
+                    largest[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+            result["groups"] = largest
+            result["groups_truncated"] = truncated
+        return Answer(result=result)
+
+    async def get(self, connection_id: str) -> Answer:
+        record = self.hub.registry.get(connection_id)
+        if record is None:
+            raise UnknownConnection(f"no open connection with id {connection_id}")
+        self.hub.refresh(record)
+        return Answer(result=record.detail())
+
+    async def send(self, selector: Selector, message: str | bytes, *,
+                   dry_run: bool = False, role: str) -> Answer:
+        return Answer(result=self.hub.send(selector, message, dry_run=dry_run).as_dict())
+
+    async def disconnect(self, selector: Selector, *, code: int, reason: str,
+                         role: str) -> Answer:
+        return Answer(result={"count": self.hub.disconnect(selector, code, reason)})
+
+    async def stats(self, *, sampled: bool = False) -> Answer:
+        return Answer(result=self.hub.stats(sampled=sampled))
+
+    async def shutdown(self, mode: str, *, code: int, reason: str,
+                       deadline: float | None, role: str) -> ShutdownAnswer:
+        hub = self.hub
+        # Check here what hub.shutdown would refuse, so that a refusal is the
+        # reply, and the reply can go out before the shutdown starts.
+        escalation = mode == "graceful" and hub.shutdown_mode == "keep_alive"
+        if hub.state != HubState.SERVING and not (escalation and hub.state == HubState.DRAINING):
+            raise ServerStateError(f"the server is already {hub.state}")
+        result = {"mode": mode, "state": HubState.DRAINING,
+                  "connections": len(hub.registry), "deadline": deadline}
+
+        def start() -> None:
+            hub.shutdown(mode, code=code, reason=reason, deadline=deadline)
+
+        return ShutdownAnswer(result=result, start=start)
+
+    async def nodes(self) -> Answer:
+        hub = self.hub
+        now = time.time()
+        this = {
+            "node": hub.node,
+            "state": hub.state,
+            "connections": len(hub.registry),
+            "rates": dict(hub.rates),
+            "started_at": hub.started_at,
+            "uptime": now - hub.started_at,
+            "version": _wsconsole_version(),
+            "listen": list(hub.listen),
+            "control_url": self.control_url,
+            "last_seen": now,
+        }
+        return Answer(result={"nodes": [this]})
+
+    def add_listener(self, listener: Listener) -> None:
+        self.hub.add_listener(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self.hub.remove_listener(listener)
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        self.hub.emit(kind, data)
+
+
+@cache
+def _wsconsole_version() -> str:
+    return version("wsconsole")
