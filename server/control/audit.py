@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, TextIO
 
 from ..errors import ConfigError, WsconsoleError
-from ..wire import ErrorCode, EventKind
+from ..protocol import EventKind, Role
 
 __all__ = [
     "AuditLog",
@@ -49,8 +49,8 @@ class AuditLog:
         self._publish = publish
         self._file: TextIO | None = _open(path) if path else None
 
-    def record(self, role: str, client: str, op: str, args: Any, *,
-               result: Any = None, error: BaseException | None = None) -> None:
+    def record(self, role: Role, client: str, op: str, args: Any, *,
+               result: Any = None, error: WsconsoleError | None = None) -> None:
         """Write and publish the entry of one mutating request."""
         entry: dict[str, Any] = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
@@ -62,10 +62,8 @@ class AuditLog:
         }
         if error is None:
             entry["result"] = _summarize_result(op, result)
-        elif isinstance(error, WsconsoleError):
-            entry["error"] = {"code": error.code, "message": error.message}
         else:
-            entry["error"] = {"code": ErrorCode.INTERNAL, "message": "internal error"}
+            entry["error"] = {"code": error.code, "message": error.message}
         if self._file is not None:
             try:
                 self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")

@@ -19,11 +19,9 @@ from websockets.datastructures import Headers
 from .. import wire
 from ..config import ControlConfig
 from ..errors import ConfigError, Forbidden
+from ..protocol import MAX_TOKEN_LENGTH, Role, token_problem
 
 __all__ = [
-    "OPERATOR",
-    "READ_ONLY",
-    "MAX_TOKEN_BYTES",
     "Authenticator",
     "authorize",
     "load_token",
@@ -31,23 +29,11 @@ __all__ = [
 
 logger = logging.getLogger("wsconsole.control")
 
-OPERATOR = "operator"
-"""Role of the operator token: every operation."""
-READ_ONLY = "read_only"
-"""Role of the read-only token: no operation in ``wire.MUTATING_OPERATIONS``."""
-
-MAX_TOKEN_BYTES = 1024
-"""A longer ``Authorization`` value is refused before any comparison."""
-
 
 def _check_token(token: str, where: str) -> str:
-    if not token:
-        raise ConfigError(f"{where} is empty")
-    if len(token) > MAX_TOKEN_BYTES:
-        raise ConfigError(f"{where} is longer than {MAX_TOKEN_BYTES} characters")
-    if not all("!" <= ch <= "~" for ch in token):
-        # Anything else could not travel in an HTTP header as the client sends it.
-        raise ConfigError(f"{where} must be printable ASCII without spaces")
+    problem = token_problem(token)
+    if problem is not None:
+        raise ConfigError(f"{where} {problem}")
     return token
 
 
@@ -114,11 +100,11 @@ class Authenticator:
             raise ConfigError("the operator and read-only tokens must differ")
         self.operator_token_given = operator is not None and self.token_file is None
         """True if the operator token came from the command line or environment."""
-        self._tokens: list[tuple[bytes, str]] = []
+        self._tokens: list[tuple[bytes, Role]] = []
         if operator is not None:
-            self._tokens.append((operator.encode("ascii"), OPERATOR))
+            self._tokens.append((operator.encode("ascii"), Role.OPERATOR))
         if read_only is not None:
-            self._tokens.append((read_only.encode("ascii"), READ_ONLY))
+            self._tokens.append((read_only.encode("ascii"), Role.READ_ONLY))
 
     def describe(self) -> list[str]:
         """Human lines: which token files, whether one was created; never a token."""
@@ -133,13 +119,13 @@ class Authenticator:
             lines.append("operator token given on the command line or in WSCONSOLE_TOKEN")
         return lines
 
-    def role_of(self, headers: Headers) -> str | None:
+    def role_of(self, headers: Headers) -> Role | None:
         """The role of a request's bearer token, or None. Never logs the header."""
         values = headers.get_all("Authorization")
         if len(values) != 1:
             return None
         value = values[0]
-        if len(value) > MAX_TOKEN_BYTES + len("Bearer "):
+        if len(value) > MAX_TOKEN_LENGTH + len("Bearer "):
             return None
         scheme, _, credentials = value.strip().partition(" ")
         if scheme.lower() != "bearer":
@@ -158,7 +144,7 @@ class Authenticator:
         return role
 
 
-def authorize(role: str, op: str) -> None:
+def authorize(role: Role, op: str) -> None:
     """Raise :class:`Forbidden` unless ``role`` may run ``op``."""
-    if op in wire.MUTATING_OPERATIONS and role != OPERATOR:
+    if op in wire.MUTATING_OPERATIONS and role != Role.OPERATOR:
         raise Forbidden(f"the {role} role may not run {op}")

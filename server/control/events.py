@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.exceptions import ConnectionClosed
 
 from .. import wire
-from ..wire import EventKind
+from ..protocol import EventKind
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..fleet import Fleet

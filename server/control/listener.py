@@ -27,17 +27,25 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, unix_serve
 from websockets.asyncio.server import serve as websockets_serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from .. import wire
+from ..addresses import host_port
 from ..config import ControlConfig
-from ..errors import ConfigError, ProtocolViolation, ServerStateError, WsconsoleError
+from ..errors import (
+    ConfigError,
+    InternalError,
+    ProtocolViolation,
+    RateLimited,
+    ServerStateError,
+    WsconsoleError,
+)
 from ..fleet import Fleet, LocalFleet
 from ..metrics import Metrics, health
-from ..registry import REDACTED, REDACTED_HEADERS
-from ..wire import ErrorCode
+from ..protocol import Role
+from ..redaction import RedactingLogger
+from ..responses import http_response
 from .audit import AuditLog
 from .auth import Authenticator, authorize
 from .events import EventStream
@@ -58,24 +66,10 @@ __all__ = [
 logger = logging.getLogger("wsconsole.control")
 
 
-class _RedactHeaders(logging.Filter):
-    """Blank secret header values in websockets' DEBUG handshake lines.
-
-    With DEBUG on, websockets logs every request header, ``Authorization``
-    (our bearer token) included; this logger is the one the listener hands it.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if (isinstance(args, tuple) and len(args) == 2 and isinstance(record.msg, str)
-                and record.msg.endswith("%s: %s") and str(args[0]).lower() in REDACTED_HEADERS):
-            record.args = (args[0], REDACTED)
-        return True
-
-
-websockets_logger = logging.getLogger("wsconsole.control.websockets")
-"""The logger of the control listener's websockets server (headers redacted)."""
-websockets_logger.addFilter(_RedactHeaders())
+websockets_logger = RedactingLogger(logging.getLogger("wsconsole.control.websockets"))
+"""The logger of the control listener's websockets server: with DEBUG on,
+websockets logs every request header, ``Authorization`` (our bearer token)
+included, and this one logs it redacted."""
 
 METRICS_PATH = "/metrics"
 """Prometheus exposition on the control listener."""
@@ -122,7 +116,7 @@ class Session:
 
     __slots__ = ("connection", "role", "client", "bucket")
 
-    def __init__(self, connection: ServerConnection, role: str, client: str,
+    def __init__(self, connection: ServerConnection, role: Role, client: str,
                  bucket: _TokenBucket) -> None:
         self.connection = connection
         self.role = role
@@ -163,7 +157,6 @@ class ControlListener:
         self._server: Server | None = None
         self._port: int | None = None
         self._tls = False
-        self._sessions: set[Session] = set()
         self._stopped = False
 
     # Lifecycle
@@ -256,11 +249,8 @@ class ControlListener:
         """``ws://HOST:PORT`` (``wss://`` with TLS); ``ws+unix:PATH`` on a Unix socket."""
         if self.config.unix_path is not None:
             return f"ws+unix:{self.config.unix_path}"
-        host = self.config.host or "0.0.0.0"
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
         port = self.port if self.port is not None else self.config.port
-        return f"{'wss' if self._tls else 'ws'}://{host}:{port}"
+        return f"{'wss' if self._tls else 'ws'}://{host_port(self.config.host or '0.0.0.0', port)}"
 
     @property
     def loopback(self) -> bool:
@@ -287,14 +277,14 @@ class ControlListener:
         # No browser page may drive the control plane: browsers always send
         # Origin on WebSocket handshakes, operator tools never do.
         if "Origin" in request.headers:
-            return _response(http.HTTPStatus.FORBIDDEN,
-                             "the control plane refuses requests from browsers (Origin)\n")
+            return http_response(http.HTTPStatus.FORBIDDEN,
+                                 "the control plane refuses requests from browsers (Origin)\n")
         assert self._auth is not None
         path = request.path.partition("?")[0]
         if path in (METRICS_PATH, HEALTH_PATH):
             if request.method not in ("GET", "HEAD"):
-                return _response(http.HTTPStatus.METHOD_NOT_ALLOWED, "Method Not Allowed\n",
-                                 Allow="GET, HEAD")
+                return http_response(http.HTTPStatus.METHOD_NOT_ALLOWED, "Method Not Allowed\n",
+                                     Allow="GET, HEAD")
             if (path == METRICS_PATH and not self.loopback
                     and self._auth.role_of(request.headers) is None):
                 return _unauthorized()
@@ -304,8 +294,8 @@ class ControlListener:
         if role is None:
             return _unauthorized()
         if request.method != "GET":
-            return _response(http.HTTPStatus.METHOD_NOT_ALLOWED,
-                             "control connections are WebSocket handshakes (GET)\n", Allow="GET")
+            return http_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                 "control connections are WebSocket handshakes (GET)\n", Allow="GET")
         connection.wsc_role = role  # type: ignore[attr-defined]
         return None
 
@@ -313,13 +303,13 @@ class ControlListener:
         assert self.metrics is not None
         accept = ", ".join(request.headers.get_all("Accept")) or None
         body, content_type = self.metrics.render(accept)
-        return _response(http.HTTPStatus.OK, body, head=head, content_type=content_type)
+        return http_response(http.HTTPStatus.OK, body, head=head, content_type=content_type)
 
     def _health(self, head: bool) -> Response:
         status, data = health(self.hub)
         body = json.dumps(data, separators=(",", ":")) + "\n"
-        return _response(http.HTTPStatus(status), body, head=head,
-                         content_type="application/json")
+        return http_response(http.HTTPStatus(status), body, head=head,
+                             content_type="application/json")
 
     # WebSocket: dispatch
 
@@ -330,7 +320,6 @@ class ControlListener:
             return
         session = Session(connection, role, _address(connection),
                           _TokenBucket(self.rate_limit, self.rate_burst))
-        self._sessions.add(session)
         logger.info("control connection from %s (%s)", session.client, role)
         try:
             async for frame in connection:
@@ -345,7 +334,6 @@ class ControlListener:
             pass
         finally:
             self.events.unsubscribe(session)
-            self._sessions.discard(session)
 
     async def _dispatch(self, session: Session, frame: str | bytes) -> tuple[str, Callable[[], None] | None]:
         """Answer one frame: (reply frame, work to do once the reply is sent)."""
@@ -355,37 +343,34 @@ class ControlListener:
         try:
             request = wire.parse_request(frame)
         except ProtocolViolation as exc:
-            request_id = getattr(exc, "request_id", None)
-            op = _op_of_invalid(frame) if request_id is not None else None
-            self._count(op or "invalid", exc.code)
-            if op in wire.MUTATING_OPERATIONS and allowed:
-                self._audit_entry(session, op, _raw_args(frame), error=exc)
-            return wire.encode_error(request_id, exc.code, exc.message), None
+            # The error says what the frame held: refused mutating requests
+            # are audited, and counted by operation (unknown names are not).
+            self._count(exc.op or "invalid", exc.code)
+            if exc.op in wire.MUTATING_OPERATIONS and allowed:
+                self._audit_entry(session, exc.op, exc.raw_args, error=exc)
+            return wire.encode_error(exc.request_id, exc.code, exc.message), None
         op = request.op
         if not allowed:
-            self._count(op, ErrorCode.RATE_LIMITED)
+            limited = RateLimited(f"more than {self.rate_limit:g} requests per second "
+                                  "on this connection; slow down")
+            self._count(op, limited.code)
             # Not audited: a flood must not flood the audit log too.
-            return wire.encode_error(
-                request.id, ErrorCode.RATE_LIMITED,
-                f"more than {self.rate_limit:g} requests per second on this connection; "
-                "slow down"), None
+            return wire.encode_error(request.id, limited.code, limited.message), None
         mutating = op in wire.MUTATING_OPERATIONS
         then: Callable[[], None] | None = None
         try:
             authorize(session.role, op)
             result = await self.operations.run(session, request)
-        except WsconsoleError as exc:
-            self._count(op, exc.code)
-            if mutating:
-                self._audit_entry(session, op, request.args, error=exc)
-            return wire.encode_error(request.id, exc.code, exc.message), None
         except Exception as exc:
-            logger.exception("control operation %s failed", op)
-            self._count(op, ErrorCode.INTERNAL)
+            if isinstance(exc, WsconsoleError):
+                error = exc
+            else:
+                logger.exception("control operation %s failed", op)
+                error = InternalError("internal error; the server logged it")
+            self._count(op, error.code)
             if mutating:
-                self._audit_entry(session, op, request.args, error=exc)
-            return wire.encode_error(request.id, ErrorCode.INTERNAL,
-                                     "internal error; the server logged it"), None
+                self._audit_entry(session, op, request.args, error=error)
+            return wire.encode_error(request.id, error.code, error.message), None
         if isinstance(result, ReplyFirst):
             result, then = result.result, result.then
         self._count(op, "ok")
@@ -397,7 +382,7 @@ class ControlListener:
         self.hub.control_requests[(op, outcome)] += 1
 
     def _audit_entry(self, session: Session, op: str, args: Any, *,
-                     result: Any = None, error: BaseException | None = None) -> None:
+                     result: Any = None, error: WsconsoleError | None = None) -> None:
         assert self._audit is not None
         self._audit.record(session.role, session.client, op, args, result=result, error=error)
 
@@ -405,48 +390,14 @@ class ControlListener:
 # Helpers
 
 
-def _response(status: http.HTTPStatus, body: str | bytes, *, head: bool = False,
-              content_type: str = "text/plain; charset=utf-8", **headers: str) -> Response:
-    data = body.encode() if isinstance(body, str) else body
-    hdrs = Headers()
-    hdrs["Content-Type"] = content_type
-    hdrs["Content-Length"] = str(len(data))
-    hdrs["Cache-Control"] = "no-store"
-    for name, value in headers.items():
-        hdrs[name.replace("_", "-")] = value
-    return Response(status.value, status.phrase, hdrs, b"" if head else data)
-
-
 def _unauthorized() -> Response:
-    return _response(http.HTTPStatus.UNAUTHORIZED,
-                     "a valid bearer token is required (Authorization: Bearer TOKEN)\n",
-                     WWW_Authenticate='Bearer realm="wsconsole"')
+    return http_response(http.HTTPStatus.UNAUTHORIZED,
+                         "a valid bearer token is required (Authorization: Bearer TOKEN)\n",
+                         WWW_Authenticate='Bearer realm="wsconsole"')
 
 
 def _address(connection: ServerConnection) -> str:
     peer = connection.remote_address
     if isinstance(peer, tuple) and len(peer) >= 2:
-        host = str(peer[0])
-        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+        return host_port(str(peer[0]), peer[1])
     return str(peer) if peer else "unix"
-
-
-def _op_of_invalid(frame: str | bytes) -> str | None:
-    """The known operation of a request that failed validation, else None.
-
-    Only error paths re-parse, so that refused mutating requests are audited
-    and counted by operation; unknown names stay out of the metric labels.
-    """
-    try:
-        op = json.loads(frame).get("op")
-    except (ValueError, AttributeError, RecursionError):
-        return None
-    return op if isinstance(op, str) and op in wire.OPERATIONS else None
-
-
-def _raw_args(frame: str | bytes) -> Any:
-    try:
-        args = json.loads(frame).get("args")
-    except (ValueError, AttributeError, RecursionError):
-        return None
-    return args

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from .. import wire
 from ..config import ControlConfig
 from ..errors import WsconsoleError
+from ..protocol import ShutdownMode
 from .events import EventStream
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,8 +91,9 @@ class Operations:
 
     async def shutdown(self, session: Session, request: wire.Request) -> ReplyFirst:
         args = request.args
-        answer = await self.fleet.shutdown(args["mode"], code=args["code"], reason=args["reason"],
-                                           deadline=args["deadline"], role=session.role)
+        answer = await self.fleet.shutdown(ShutdownMode(args["mode"]), code=args["code"],
+                                           reason=args["reason"], deadline=args["deadline"],
+                                           role=session.role)
 
         def start() -> None:
             try:
