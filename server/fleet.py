@@ -27,7 +27,7 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import ServerStateError, UnknownConnection
-from .hub import HubState
+from .protocol import HubState, Role, ShutdownMode
 
 if TYPE_CHECKING:  # pragma: no cover
     from .hub import Hub, Listener
@@ -79,8 +79,8 @@ class Fleet(ABC):
 
     @property
     @abstractmethod
-    def state(self) -> str:
-        """The state of that node (a :class:`HubState`)."""
+    def state(self) -> HubState:
+        """The state of that node."""
 
     @abstractmethod
     async def list(
@@ -107,7 +107,7 @@ class Fleet(ABC):
 
     @abstractmethod
     async def send(self, selector: Selector, message: str | bytes, *,
-                   dry_run: bool = False, role: str) -> Answer:
+                   dry_run: bool = False, role: Role) -> Answer:
         """Send one message to the selected connections (``recipients``,
         ``delivered``, ``skipped``, ``sample``, ``dry_run``).
 
@@ -116,7 +116,7 @@ class Fleet(ABC):
 
     @abstractmethod
     async def disconnect(self, selector: Selector, *, code: int, reason: str,
-                         role: str) -> Answer:
+                         role: Role) -> Answer:
         """Start closing the selected connections (``count``)."""
 
     @abstractmethod
@@ -127,8 +127,8 @@ class Fleet(ABC):
         every connection: for periodic readers such as stats events."""
 
     @abstractmethod
-    async def shutdown(self, mode: str, *, code: int, reason: str,
-                       deadline: float | None, role: str) -> ShutdownAnswer:
+    async def shutdown(self, mode: ShutdownMode, *, code: int, reason: str,
+                       deadline: float | None, role: Role) -> ShutdownAnswer:
         """Accept a shutdown (``graceful`` or ``keep_alive``) and say how to start it.
 
         Raises :class:`ServerStateError` if it must be refused (e.g. already
@@ -163,7 +163,7 @@ class LocalFleet(Fleet):
         return self.hub.node
 
     @property
-    def state(self) -> str:
+    def state(self) -> HubState:
         return self.hub.state
 
     async def list(
@@ -213,24 +213,24 @@ class LocalFleet(Fleet):
         return Answer(result=record.detail())
 
     async def send(self, selector: Selector, message: str | bytes, *,
-                   dry_run: bool = False, role: str) -> Answer:
+                   dry_run: bool = False, role: Role) -> Answer:
         return Answer(result=self.hub.send(selector, message, dry_run=dry_run).as_dict())
 
     async def disconnect(self, selector: Selector, *, code: int, reason: str,
-                         role: str) -> Answer:
+                         role: Role) -> Answer:
         return Answer(result={"count": self.hub.disconnect(selector, code, reason)})
 
     async def stats(self, *, sampled: bool = False) -> Answer:
         return Answer(result=self.hub.stats(sampled=sampled))
 
-    async def shutdown(self, mode: str, *, code: int, reason: str,
-                       deadline: float | None, role: str) -> ShutdownAnswer:
+    async def shutdown(self, mode: ShutdownMode, *, code: int, reason: str,
+                       deadline: float | None, role: Role) -> ShutdownAnswer:
         hub = self.hub
-        # Check here what hub.shutdown would refuse, so that a refusal is the
-        # reply, and the reply can go out before the shutdown starts.
-        escalation = mode == "graceful" and hub.shutdown_mode == "keep_alive"
-        if hub.state != HubState.SERVING and not (escalation and hub.state == HubState.DRAINING):
-            raise ServerStateError(f"the server is already {hub.state}")
+        # Asked now, not when it starts, so that a refusal is the reply, and
+        # the reply can go out before the shutdown starts.
+        decision = hub.may_shutdown(mode)
+        if not decision.allowed:
+            raise ServerStateError(decision.reason)
         result = {"mode": mode, "state": HubState.DRAINING,
                   "connections": len(hub.registry), "deadline": deadline}
 
@@ -246,7 +246,7 @@ class LocalFleet(Fleet):
             "node": hub.node,
             "state": hub.state,
             "connections": len(hub.registry),
-            "rates": dict(hub.rates),
+            "rates": dict(hub.sampler.rates),
             "started_at": hub.started_at,
             "uptime": now - hub.started_at,
             "version": _wsconsole_version(),

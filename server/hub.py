@@ -1,8 +1,10 @@
 """The hub: the asyncio edge around the registry.
 
 It registers connections as their handshakes complete and forgets them when
-their TCP connections are lost, counts traffic, sends to and disconnects
-selected connections, closes slow consumers, and runs both kinds of shutdown.
+their TCP connections are lost, sends to and disconnects selected connections,
+closes slow consumers, and runs the one shutdown state machine (both modes,
+and the escalation of a drain). Its :class:`~wsconsole.server.sampler.Sampler`
+keeps the traffic totals, rates and last activity.
 
 Must never import textual or ``wsconsole.console``.
 """
@@ -20,16 +22,17 @@ from websockets.frames import CloseCode
 from websockets.protocol import OPEN
 
 from .errors import ServerStateError
+from .protocol import EventKind, HubState, ShutdownMode
 from .registry import ConnectionRecord, ConnectionRegistry, Selector, redact_query
+from .sampler import Sampler, Totals, current_totals
 
 if TYPE_CHECKING:  # pragma: no cover
     from websockets.asyncio.server import Server, ServerConnection
 
 __all__ = [
     "Hub",
-    "HubState",
     "SendResult",
-    "Totals",
+    "ShutdownDecision",
     "SLOW_CONSUMER_CODE",
     "SLOW_CONSUMER_REASON",
     "DEFAULT_SLOW_CONSUMER_LIMIT",
@@ -45,41 +48,6 @@ DEFAULT_SLOW_CONSUMER_LIMIT = 4 * 1024 * 1024
 """Bytes buffered for one client before it is closed as a slow consumer."""
 SLOW_CONSUMER_CLOSE_TIMEOUT = 2.0
 """Seconds a slow consumer gets to read up to the close frame before it is aborted."""
-
-
-class HubState:
-    """Values of :attr:`Hub.state`."""
-
-    SERVING = "serving"
-    """Accepting new connections."""
-    DRAINING = "draining"
-    """Not accepting; open connections are closing or being kept until they do."""
-    STOPPED = "stopped"
-    """Every connection is gone and every handler has returned."""
-
-
-class Totals:
-    """Traffic counters since start, over all connections, open and closed.
-
-    Not counted on the hot path: :attr:`Hub.totals` adds the open records'
-    counters to those of the closed connections when read.
-    """
-
-    __slots__ = ("msgs_in", "bytes_in", "msgs_out", "bytes_out")
-
-    def __init__(self) -> None:
-        self.msgs_in = 0
-        self.bytes_in = 0
-        self.msgs_out = 0
-        self.bytes_out = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "msgs_in": self.msgs_in,
-            "bytes_in": self.bytes_in,
-            "msgs_out": self.msgs_out,
-            "bytes_out": self.bytes_out,
-        }
 
 
 @dataclass(slots=True)
@@ -106,6 +74,17 @@ class SendResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ShutdownDecision:
+    """Whether a shutdown may start now (:meth:`Hub.may_shutdown`)."""
+
+    allowed: bool
+    reason: str = ""
+    """Why it is refused, as one sentence for an operator."""
+    escalation: bool = False
+    """A graceful close that cuts a keep-alive drain short."""
+
+
 Listener = Callable[[str, dict[str, Any]], None]
 
 
@@ -123,14 +102,14 @@ class Hub:
         """This process's name; every record carries it."""
         self.registry = ConnectionRegistry()
         """The open connections."""
-        self._closed_totals = Totals()
-        self.sampled_totals = Totals()
-        """:attr:`totals` as of the last sample (at most one sample interval old):
-        what the metrics expose, so that a scrape never walks the connections."""
+        self.closed_totals = Totals()
+        """Traffic of the connections that have closed (the open ones' is on their records)."""
+        self.sampler = Sampler(self, sample_interval)
+        """Totals, rates and last activity, once per ``sample_interval``: what the
+        metrics and stats events read, so that neither walks the connections."""
         self.slow_consumer_limit = slow_consumer_limit
         """Bytes buffered for one client before it is closed; None disables."""
         self.state = HubState.SERVING
-        """One of :class:`HubState`."""
         self.started_at = time.time()
         """Wall-clock start time (seconds since the epoch)."""
         self.listen: list[str] = []
@@ -148,11 +127,8 @@ class Hub:
         self.control_requests: Counter[tuple[str, str]] = Counter()
         """Control-plane requests by (operation, outcome); outcome is "ok" or an
         error code. Incremented by the control listener."""
-        self.rates: dict[str, float] = {"msgs_in": 0.0, "bytes_in": 0.0,
-                                        "msgs_out": 0.0, "bytes_out": 0.0}
-        """Per-second rates over the last sample interval."""
-        self.shutdown_mode: str | None = None
-        """'graceful' or 'keep_alive' once a shutdown started."""
+        self.shutdown_mode: ShutdownMode | None = None
+        """How the server is stopping, once a shutdown started."""
         self.shutdown_deadline: float | None = None
         """Wall-clock time at which a keep-alive drain closes the rest."""
 
@@ -160,9 +136,6 @@ class Hub:
         self._observers: list[Any] = []
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._sample_interval = sample_interval
-        self._sampler: asyncio.Task[None] | None = None
-        self._stopped: asyncio.Event | None = None
 
     # Lifecycle, driven by WsconsoleServer
 
@@ -170,27 +143,14 @@ class Hub:
         """Bind the hub to the running websockets server."""
         self._server = server
         self.listen = list(listen)
-        self._stopped = asyncio.Event()
-        if self._sample_interval > 0:
-            self._sampler = asyncio.get_running_loop().create_task(self._sample())
+        self.sampler.start()
 
     def mark_stopped(self) -> None:
         """Called once the websockets server has closed and handlers returned."""
-        if self._sampler is not None:
-            self._sampler.cancel()
-            self._sampler = None
-        # A last sample, so that the sampled totals (the metrics) are final.
-        self.sample_records()
+        self.sampler.stop()
         if self.state != HubState.STOPPED:
             self.state = HubState.STOPPED
-            self._emit("state_changed", {"state": self.state, "connections": 0})
-        if self._stopped is not None:
-            self._stopped.set()
-
-    async def wait_stopped(self) -> None:
-        """Return once the server has stopped."""
-        assert self._stopped is not None, "hub is not attached to a server"
-        await self._stopped.wait()
+            self.emit(EventKind.STATE_CHANGED, {"state": self.state, "connections": 0})
 
     # Events
 
@@ -213,16 +173,14 @@ class Hub:
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         """Publish an event to every listener (used by the control plane too)."""
-        self._emit(kind, data)
-
-    def _emit(self, kind: str, data: dict[str, Any]) -> None:
         for listener in list(self._listeners):
             try:
                 listener(kind, data)
             except Exception:
                 logger.exception("event listener failed")
 
-    def _observe(self, method: str, *args: Any) -> None:
+    def observe(self, method: str, *args: Any) -> None:
+        """Call ``method(*args)`` of every observer that has it."""
         for observer in self._observers:
             callback = getattr(observer, method, None)
             if callback is not None:
@@ -260,9 +218,9 @@ class Hub:
         self.opened_total += 1
         connection.wsc_record = record  # type: ignore[attr-defined]
         if self._observers:
-            self._observe("on_opened", record)
+            self.observe("on_opened", record)
         if self._listeners:
-            self._emit("connection_opened", record.summary())
+            self.emit(EventKind.CONNECTION_OPENED, record.summary())
         return record
 
     def unregister(self, connection: ServerConnection) -> None:
@@ -270,17 +228,17 @@ class Hub:
         record: ConnectionRecord | None = getattr(connection, "wsc_record", None)
         if record is None or self.registry.remove(record.id) is None:
             return
-        closed = self._closed_totals
+        closed = self.closed_totals
         closed.msgs_in += record.msgs_in
         closed.bytes_in += record.bytes_in
         closed.msgs_out += record.msgs_out
         closed.bytes_out += record.bytes_out
         code, reason = _close_code(connection)
         self.closed_by_code[code] += 1
-        self._observe("on_closed", record, code)
+        self.observe("on_closed", record, code)
         if self._listeners:
-            self._emit(
-                "connection_closed",
+            self.emit(
+                EventKind.CONNECTION_CLOSED,
                 {
                     "id": record.id,
                     "node": record.node,
@@ -294,8 +252,8 @@ class Hub:
                 },
             )
         if self.state == HubState.DRAINING and self._listeners:
-            self._emit("state_changed", {"state": self.state,
-                                         "connections": len(self.registry)})
+            self.emit(EventKind.STATE_CHANGED, {"state": self.state,
+                                                "connections": len(self.registry)})
 
     def handshake_rejected(self, status: int) -> None:
         """Count a handshake refused with an HTTP error status (3xx-5xx)."""
@@ -303,7 +261,7 @@ class Hub:
 
     def latency_measured(self, seconds: float) -> None:
         """Called by the tracked connection when a keepalive pong arrives."""
-        self._observe("on_latency", seconds)
+        self.observe("on_latency", seconds)
 
     # Reading
 
@@ -314,18 +272,7 @@ class Hub:
         Summed when read (a walk over open records, about 1 ms per 10,000),
         so that counting a message touches only its record.
         """
-        closed = self._closed_totals
-        totals = Totals()
-        msgs_in, bytes_in = closed.msgs_in, closed.bytes_in
-        msgs_out, bytes_out = closed.msgs_out, closed.bytes_out
-        for record in self.registry.records():
-            msgs_in += record.msgs_in
-            bytes_in += record.bytes_in
-            msgs_out += record.msgs_out
-            bytes_out += record.bytes_out
-        totals.msgs_in, totals.bytes_in = msgs_in, bytes_in
-        totals.msgs_out, totals.bytes_out = msgs_out, bytes_out
-        return totals
+        return current_totals(self.closed_totals, self.registry.records())
 
     def record_of(self, connection: ServerConnection) -> ConnectionRecord | None:
         """The record of a connection, or None if it is not (or no longer) open."""
@@ -338,11 +285,9 @@ class Hub:
             record.msgs_in_seen = record.msgs_in
             record.last_activity = time.time()
         connection = record.handle
-        if connection is None:
+        if connection is None:  # a record built without a connection (tests, simulations)
             return
-        transport = getattr(connection, "transport", None)
-        if transport is not None:
-            record.buffered = transport.get_write_buffer_size()
+        record.buffered = connection.transport.get_write_buffer_size()
         record.latency = connection.latency
 
     def stats(self, *, sampled: bool = False) -> dict[str, Any]:
@@ -353,7 +298,7 @@ class Hub:
         readers, such as each subscriber's stats events.
         """
         now = time.time()
-        totals = self.sampled_totals if sampled and self._sampler is not None else self.totals
+        totals = self.sampler.totals if sampled and self.sampler.running else self.totals
         return {
             "node": self.node,
             "state": self.state,
@@ -364,7 +309,7 @@ class Hub:
             "opened_total": self.opened_total,
             "closed_total": sum(self.closed_by_code.values()),
             "totals": totals.as_dict(),
-            "rates": dict(self.rates),
+            "rates": dict(self.sampler.rates),
             "shutdown_mode": self.shutdown_mode,
             "shutdown_deadline": self.shutdown_deadline,
         }
@@ -430,10 +375,10 @@ class Hub:
             if limit is not None and connection.transport.get_write_buffer_size() > limit:
                 slow.append(record)
         for record in slow:
-            self._close_slow_consumer(record)
+            self.close_slow_consumer(record)
         result = SendResult(len(records), delivered, skipped, sample)
         self.operator_sends += 1
-        self._observe("on_send", result)
+        self.observe("on_send", result)
         return result
 
     def disconnect(
@@ -449,45 +394,8 @@ class Hub:
             count += 1
         return count
 
-    def check_slow_consumers(self) -> int:
-        """Close every connection over the buffer limit; return how many."""
-        return self.sample_records()
-
-    def sample_records(self) -> int:
-        """One pass over the open records: note last activity (a record whose
-        received count moved since the last pass was active now), and close
-        slow consumers. Returns how many were closed.
-
-        Runs once per sample interval, so the per-message path never reads
-        the clock.
-        """
-        now = time.time()
-        limit = self.slow_consumer_limit
-        slow = []
-        closed = self._closed_totals
-        msgs_in, bytes_in = closed.msgs_in, closed.bytes_in
-        msgs_out, bytes_out = closed.msgs_out, closed.bytes_out
-        for record in self.registry.records():
-            if record.msgs_in != record.msgs_in_seen:
-                record.msgs_in_seen = record.msgs_in
-                record.last_activity = now
-            msgs_in += record.msgs_in
-            bytes_in += record.bytes_in
-            msgs_out += record.msgs_out
-            bytes_out += record.bytes_out
-            if limit is not None and record.handle.transport.get_write_buffer_size() > limit:
-                slow.append(record)
-        sampled = Totals()
-        sampled.msgs_in, sampled.bytes_in = msgs_in, bytes_in
-        sampled.msgs_out, sampled.bytes_out = msgs_out, bytes_out
-        self.sampled_totals = sampled
-        for record in slow:
-            self._close_slow_consumer(record)
-        if self._observers:
-            self._observe("on_sample")
-        return len(slow)
-
-    def _close_slow_consumer(self, record: ConnectionRecord) -> None:
+    def close_slow_consumer(self, record: ConnectionRecord) -> None:
+        """Close a client whose write buffer passed the limit (abort it if it never reads)."""
         connection = record.handle
         if connection.protocol.state is not OPEN:
             return
@@ -497,8 +405,8 @@ class Hub:
             "closing slow consumer %s (user %s): %d bytes buffered",
             record.id, record.user, buffered,
         )
-        self._emit("slow_consumer", {"id": record.id, "user": record.user,
-                                     "path": record.path, "buffered": buffered})
+        self.emit(EventKind.SLOW_CONSUMER, {"id": record.id, "user": record.user,
+                                            "path": record.path, "buffered": buffered})
         self._spawn(self._close_or_abort(connection, SLOW_CONSUMER_CODE,
                                          SLOW_CONSUMER_REASON, SLOW_CONSUMER_CLOSE_TIMEOUT))
 
@@ -519,39 +427,55 @@ class Hub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # Shutdown
+    # Shutdown: one state machine. SERVING -> DRAINING (graceful or
+    # keep_alive) -> STOPPED (mark_stopped, once the server has closed); a
+    # keep-alive drain may be escalated to graceful, once.
+
+    def may_shutdown(self, mode: str) -> ShutdownDecision:
+        """May a shutdown in ``mode`` start now? The one answer to this question:
+        the control plane, ``server.close()`` and the signal handlers ask here."""
+        if self._server is None:
+            return ShutdownDecision(False, "the server is not running")
+        if self.state == HubState.SERVING:
+            return ShutdownDecision(True)
+        if (mode == ShutdownMode.GRACEFUL and self.state == HubState.DRAINING
+                and self.shutdown_mode == ShutdownMode.KEEP_ALIVE):
+            return ShutdownDecision(True, escalation=True)
+        return ShutdownDecision(False, f"the server is already {self.state}")
 
     def shutdown(
         self,
-        mode: str = "graceful",
+        mode: str = ShutdownMode.GRACEFUL,
         *,
         code: int = CloseCode.GOING_AWAY,
         reason: str = "",
         deadline: float | None = None,
     ) -> None:
-        """Start stopping the server; returns at once (see :meth:`wait_stopped`).
+        """Start stopping the server; returns at once (``server.wait_closed()`` waits).
 
         ``graceful``: stop accepting and close every connection with ``code``.
         ``keep_alive``: stop accepting; open connections keep working until they
         close, or until ``deadline`` seconds pass, when the rest are closed
-        gracefully with ``code``.
+        gracefully with ``code``. A graceful shutdown during a keep-alive drain
+        closes the rest at once. Raises :class:`ServerStateError` when
+        :meth:`may_shutdown` refuses.
         """
-        if mode not in ("graceful", "keep_alive"):
-            raise ValueError("mode must be 'graceful' or 'keep_alive'")
-        if self._server is None:
-            raise ServerStateError("the server is not running")
-        if self.state != HubState.SERVING:
-            if mode == "graceful" and self.shutdown_mode == "keep_alive":
-                # Escalation: a drain may be cut short by a graceful close.
-                self.shutdown_mode = "graceful"
-                self._close_all(code, reason)
-                return
-            raise ServerStateError(f"the server is already {self.state}")
-        self.state = HubState.DRAINING
+        try:
+            mode = ShutdownMode(mode)
+        except ValueError:
+            raise ValueError("mode must be 'graceful' or 'keep_alive'") from None
+        decision = self.may_shutdown(mode)
+        if not decision.allowed:
+            raise ServerStateError(decision.reason)
+        assert self._server is not None
         self.shutdown_mode = mode
-        self._emit("state_changed", {"state": self.state, "mode": mode,
-                                     "connections": len(self.registry)})
-        if mode == "graceful":
+        if decision.escalation:
+            self._close_all(code, reason)
+            return
+        self.state = HubState.DRAINING
+        self.emit(EventKind.STATE_CHANGED, {"state": self.state, "mode": mode,
+                                            "connections": len(self.registry)})
+        if mode == ShutdownMode.GRACEFUL:
             self._server.close(close_connections=True, code=code, reason=reason)
         else:
             self._server.close(close_connections=False)
@@ -570,26 +494,6 @@ class Hub:
         for record in self.registry:
             if record.handle.protocol.state is OPEN:
                 self._spawn(record.handle.close(code, reason))
-
-    # Sampling
-
-    async def _sample(self) -> None:
-        interval = self._sample_interval
-        loop = asyncio.get_running_loop()
-        self.sample_records()
-        last = self.sampled_totals.as_dict()
-        last_time = loop.time()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.sample_records()
-            except Exception:  # pragma: no cover - never let sampling die
-                logger.exception("sampling the connections failed")
-            now = loop.time()
-            current = self.sampled_totals.as_dict()
-            elapsed = max(now - last_time, 1e-9)
-            self.rates = {k: (current[k] - last[k]) / elapsed for k in current}
-            last, last_time = current, now
 
 
 def _close_code(connection: ServerConnection) -> tuple[int, str]:

@@ -16,7 +16,7 @@ nowhere else. The naming rule:
 
 Cost: nothing here runs per message. A scrape reads the hub's per-code
 counters and its sampled traffic totals (summed once a second by the hub's
-sampler, :attr:`Hub.sampled_totals`) in :class:`HubCollector`. Open
+sampler, :attr:`Sampler.totals`) in :class:`HubCollector`. Open
 connections per path label and the two histograms are updated by hub
 observer callbacks, which run once per connection opened or closed, per
 operator send and per keepalive pong. The process collector, whose
@@ -399,7 +399,7 @@ class HubCollector(Collector):
         metrics = self._metrics
         hub = metrics.hub
         # Sampled by the hub once a second: a scrape never walks the connections.
-        totals = hub.sampled_totals
+        totals = hub.sampler.totals
 
         open_family = _gauge(CONNECTIONS_OPEN)
         for path, count in list(metrics.open_by_path.items()):

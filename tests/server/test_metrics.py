@@ -641,7 +641,7 @@ async def test_a_scrape_reads_samples_not_connections():
         client = await connect(url(server, "/a"), compression=None)
         await client.send("x")
         assert await recv(client) == "x"
-        server.hub.sample_records()
+        server.hub.sampler.sample()
         assert value(metrics, "wsconsole_messages_received_total") == 1
         fds = value(metrics, "process_open_fds")
         await client.send("y")
@@ -650,7 +650,7 @@ async def test_a_scrape_reads_samples_not_connections():
         # Not sampled yet: the scrape shows the previous sample.
         assert value(metrics, "wsconsole_messages_received_total") == 1
         assert value(metrics, "process_open_fds") == fds
-        server.hub.sample_records()
+        server.hub.sampler.sample()
         assert value(metrics, "wsconsole_messages_received_total") == 2
         metrics.process.refresh_if_due()  # not due for PROCESS_SAMPLE_SECONDS
         assert value(metrics, "process_open_fds") == fds

@@ -506,5 +506,5 @@ async def test_periodic_stats_read_the_last_sample_and_requests_read_fresh():
             assert await recv(client) == "one"
             assert hub.stats()["totals"]["msgs_in"] == 1
             assert hub.stats(sampled=True)["totals"]["msgs_in"] == 0
-            hub.sample_records()
+            hub.sampler.sample()
             assert hub.stats(sampled=True)["totals"] == hub.stats()["totals"]

@@ -10,6 +10,7 @@ from websockets.asyncio.client import connect
 from tests.helpers import TIMEOUT, wait_for
 from wsconsole.server import Selector, ServerStateError, serve
 from wsconsole.server.demo_app import demo_handler
+from wsconsole.server.hub import ShutdownDecision
 
 
 def url(server, **query) -> str:
@@ -83,19 +84,27 @@ async def test_keep_alive_deadline_closes_the_rest_gracefully():
 
 
 async def test_graceful_after_keep_alive_escalates_and_a_second_shutdown_is_refused():
-    """A graceful shutdown cuts a keep-alive drain short; repeating it is an error."""
+    """A graceful shutdown cuts a keep-alive drain short; repeating it is an error.
+    hub.may_shutdown, which the control plane and the signal handlers ask, gives
+    the same answers, with the reason of each refusal."""
     server = await serve(demo_handler, "127.0.0.1", 0)
     hub = server.hub
     client = await connect(url(server, user="ann"))
     await wait_for(lambda: len(hub.registry) == 1)
+    assert hub.may_shutdown("keep_alive") == ShutdownDecision(True)
     hub.shutdown("keep_alive")
-    with pytest.raises(ServerStateError):
+    assert hub.may_shutdown("keep_alive") == ShutdownDecision(
+        False, "the server is already draining")
+    with pytest.raises(ServerStateError, match="already draining"):
         hub.shutdown("keep_alive")
+    assert hub.may_shutdown("graceful") == ShutdownDecision(True, escalation=True)
     hub.shutdown("graceful", code=1001)
+    assert not hub.may_shutdown("graceful").allowed  # escalated once: graceful now
     async with asyncio.timeout(TIMEOUT):
         await server.wait_closed()
     assert client.close_code == 1001
-    with pytest.raises(ServerStateError):
+    assert hub.may_shutdown("graceful") == ShutdownDecision(False, "the server is already stopped")
+    with pytest.raises(ServerStateError, match="already stopped"):
         hub.shutdown("graceful")
 
 
@@ -133,5 +142,5 @@ async def test_sampled_totals_are_final_once_stopped():
     server.close()
     async with asyncio.timeout(TIMEOUT):
         await server.wait_closed()
-    assert server.hub.sampled_totals.msgs_in == 1
-    assert server.hub.sampled_totals.as_dict() == server.hub.totals.as_dict()
+    assert server.hub.sampler.totals.msgs_in == 1
+    assert server.hub.sampler.totals.as_dict() == server.hub.totals.as_dict()
