@@ -32,11 +32,9 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Mapping
 
 from .errors import (
-    ERROR_CLASSES,
     InternalError,
     MalformedFrame,
     ProtocolViolation,
@@ -57,7 +55,6 @@ from .registry import SORT_KEYS, Selector
 __all__ = [
     "PROTOCOL_VERSION",
     "MAX_REQUEST_BYTES",
-    "ErrorCode",
     "Arg",
     "Operation",
     "OPERATIONS",
@@ -80,15 +77,6 @@ PROTOCOL_VERSION = 1
 
 MAX_REQUEST_BYTES = 1 << 20
 """A control request larger than this closes the control connection with 1009."""
-
-
-# Transitional: the codes are defined on their classes (errors.py); this enum
-# only keeps ``ErrorCode.BAD_JSON`` working for callers not yet moved to
-# ``MalformedFrame.code``. It restates nothing: it is built from the registry.
-ErrorCode = StrEnum(  # type: ignore[misc]
-    "ErrorCode",
-    {**{code.upper(): code for code in ERROR_CLASSES}, "INTERNAL": InternalError.code},
-)
 
 
 def _either(values: Any) -> str:

@@ -14,7 +14,17 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from tests.helpers import TIMEOUT, wait_for
 from wsconsole.server import wire
-from wsconsole.server.wire import ErrorCode
+from wsconsole.server.errors import (
+    Forbidden,
+    InternalError,
+    MalformedFrame,
+    ProtocolViolation,
+    RateLimited,
+    SelectorError,
+    ServerStateError,
+    UnknownConnection,
+    UnknownOperation,
+)
 
 from .control_helpers import READ_ONLY_TOKEN, TOKEN, control, public, running
 
@@ -144,7 +154,7 @@ async def test_get_returns_headers_with_secrets_redacted():
 async def test_get_of_an_unknown_id_is_unknown_connection():
     """get of an id that is not open answers unknown_connection."""
     async with running() as server, control(server) as ctl:
-        assert await ctl.error("get", id="0000000000") == ErrorCode.UNKNOWN_CONNECTION
+        assert await ctl.error("get", id="0000000000") == UnknownConnection.code
         assert (await ctl.ok("hello"))["role"] == "operator"
 
 
@@ -207,23 +217,23 @@ async def test_disconnect_closes_with_the_code_and_reason():
 @pytest.mark.parametrize(
     "frame, code",
     [
-        ("not json", ErrorCode.BAD_JSON),
-        ("[1, 2]", ErrorCode.BAD_JSON),
-        (b'{"id": 1, "op": "hello"}', ErrorCode.BAD_JSON),
-        ('{"op": "hello"}', ErrorCode.BAD_REQUEST),
-        ('{"id": 1, "op": "hello", "extra": 1}', ErrorCode.BAD_REQUEST),
-        ('{"id": 1, "op": "get"}', ErrorCode.BAD_REQUEST),
-        ('{"id": 1, "op": "get", "args": {"id": 5}}', ErrorCode.BAD_REQUEST),
-        ('{"id": 1, "op": "list", "args": {"colour": "red"}}', ErrorCode.BAD_REQUEST),
+        ("not json", MalformedFrame.code),
+        ("[1, 2]", MalformedFrame.code),
+        (b'{"id": 1, "op": "hello"}', MalformedFrame.code),
+        ('{"op": "hello"}', ProtocolViolation.code),
+        ('{"id": 1, "op": "hello", "extra": 1}', ProtocolViolation.code),
+        ('{"id": 1, "op": "get"}', ProtocolViolation.code),
+        ('{"id": 1, "op": "get", "args": {"id": 5}}', ProtocolViolation.code),
+        ('{"id": 1, "op": "list", "args": {"colour": "red"}}', ProtocolViolation.code),
         ('{"id": 1, "op": "send", "args": {"selector": {"everyone": true}}}',
-         ErrorCode.BAD_REQUEST),
-        ('{"id": 1, "op": "launch"}', ErrorCode.UNKNOWN_OP),
+         ProtocolViolation.code),
+        ('{"id": 1, "op": "launch"}', UnknownOperation.code),
         ('{"id": 1, "op": "send", "args": {"selector": {}, "text": "x"}}',
-         ErrorCode.BAD_SELECTOR),
+         SelectorError.code),
         ('{"id": 1, "op": "send", "args": {"selector": {"colour": "red"}, "text": "x"}}',
-         ErrorCode.BAD_SELECTOR),
-        ('{"id": 1, "op": "list", "args": {"sort": "shoe_size"}}', ErrorCode.BAD_SELECTOR),
-        ('{"id": 1, "op": "list", "args": {"cursor": "nonsense"}}', ErrorCode.BAD_SELECTOR),
+         SelectorError.code),
+        ('{"id": 1, "op": "list", "args": {"sort": "shoe_size"}}', SelectorError.code),
+        ('{"id": 1, "op": "list", "args": {"cursor": "nonsense"}}', SelectorError.code),
     ],
 )
 async def test_bad_requests_get_structured_errors(frame, code):
@@ -256,10 +266,10 @@ async def test_read_only_may_read_but_not_act():
             await ctl.ok("subscribe")
             await ctl.ok("unsubscribe")
             assert await ctl.error("send", selector={"everyone": True},
-                                   text="x") == ErrorCode.FORBIDDEN
+                                   text="x") == Forbidden.code
             assert await ctl.error("disconnect",
-                                   selector={"everyone": True}) == ErrorCode.FORBIDDEN
-            assert await ctl.error("shutdown", mode="graceful") == ErrorCode.FORBIDDEN
+                                   selector={"everyone": True}) == Forbidden.code
+            assert await ctl.error("shutdown", mode="graceful") == Forbidden.code
             # Nothing happened: ann is open and received nothing.
             await ann.send("probe")
             assert await ann.recv() == "probe"
@@ -275,11 +285,11 @@ async def test_a_failing_operation_answers_internal_error_and_logs_it(caplog, mo
 
         monkeypatch.setattr(server.hub, "stats", broken_stats)
         with caplog.at_level(logging.ERROR, logger="wsconsole.control"):
-            assert await ctl.error("stats") == ErrorCode.INTERNAL
+            assert await ctl.error("stats") == InternalError.code
         assert "boom" in caplog.text
         monkeypatch.undo()
         assert (await ctl.ok("stats"))["state"] == "serving"
-        assert server.hub.control_requests[("stats", ErrorCode.INTERNAL)] == 1
+        assert server.hub.control_requests[("stats", InternalError.code)] == 1
 
 
 async def test_a_request_flood_is_rate_limited():
@@ -293,7 +303,7 @@ async def test_a_request_flood_is_rate_limited():
                     "selector": {"everyone": True}, "text": "x", "dry_run": True}))
             replies = [await ctl.reply_to(i) for i in range(40)]
             limited = [r for r in replies if not r.ok]
-            assert {r.error_code for r in limited} == {ErrorCode.RATE_LIMITED}
+            assert {r.error_code for r in limited} == {RateLimited.code}
             assert len(limited) >= 25
             assert server.hub.control_requests[("send", "rate_limited")] == len(limited)
 
@@ -322,7 +332,7 @@ async def test_second_shutdown_is_bad_state():
     async with running() as server, control(server) as ctl:
         async with public(server):
             await ctl.ok("shutdown", mode="keep_alive")
-            assert await ctl.error("shutdown", mode="keep_alive") == ErrorCode.BAD_STATE
+            assert await ctl.error("shutdown", mode="keep_alive") == ServerStateError.code
             assert (await ctl.ok("stats"))["state"] == "draining"
 
 
