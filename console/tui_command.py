@@ -118,6 +118,7 @@ async def _demo(
     from wsconsole.server import serve
     from wsconsole.server.config import ControlConfig
     from wsconsole.server.demo_app import demo_handler
+    from wsconsole.server.protocol import HubState
 
     from .app import ConsoleApp
     from .client import ControlClient
@@ -140,7 +141,7 @@ async def _demo(
         await (app.run_async() if run is None else run(app))
     finally:
         await simulator.stop()
-        if server.hub.state == "serving":
+        if server.hub.state == HubState.SERVING:
             server.close()
         try:
             async with asyncio.timeout(5):

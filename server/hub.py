@@ -23,7 +23,8 @@ from websockets.protocol import OPEN
 
 from .errors import ServerStateError
 from .protocol import EventKind, HubState, ShutdownMode
-from .registry import ConnectionRecord, ConnectionRegistry, Selector, redact_query
+from .redaction import redact_query
+from .registry import ConnectionRecord, ConnectionRegistry, Selector
 from .sampler import Sampler, Totals, current_totals
 
 if TYPE_CHECKING:  # pragma: no cover
