@@ -212,6 +212,7 @@ async def generate(s: Session) -> None:
                 shown='WSCONSOLE_TOKEN=$(cat ~/.local/state/wsconsole/read-only-token) wsconsole send --all "hi"')
     await s.run("wsconsole show 0000000000")
     await s.run("wsconsole ls --sort=shoe_size")
+    s.say(USAGE_ERRORS)
     await s.run("wsconsole kick --all --code 1006")
     s.say(OUTRO)
     for task in readers:
@@ -361,6 +362,13 @@ ERRORS = """
 ## When a command fails
 
 One line on stderr, exit status 1, never a traceback:
+"""
+
+USAGE_ERRORS = """
+A usage error is caught before anything is sent, prints the usage and exits 2:
+a command that needs a selector and has none, or a close code or reason that
+the server would refuse (the command line checks them with the server's own
+rules):
 """
 
 OUTRO = """
