@@ -19,9 +19,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import SelectorError
 from .redaction import (
+    DEFAULT_RULES,
     REDACTED,
     SECRET_HEADERS,
-    SECRET_QUERY_KEYS,
+    RedactionRules,
     redact_headers,
     redact_query,
 )
@@ -36,7 +37,6 @@ __all__ = [
     "REDACTED_HEADERS",
     "redact_headers",
     "redact_query",
-    "SECRET_QUERY_KEYS",
 ]
 
 # Kept importable from here for callers written before redaction.py; the
@@ -76,6 +76,7 @@ class ConnectionRecord:
         "latency",
         "topics",
         "handle",
+        "redaction",
     )
 
     def __init__(
@@ -93,6 +94,7 @@ class ConnectionRecord:
         extensions: tuple[str, ...] = (),
         connected_at: float = 0.0,
         handle: Any = None,
+        redaction: RedactionRules = DEFAULT_RULES,
     ) -> None:
         self.id = id
         self.node = node
@@ -121,6 +123,9 @@ class ConnectionRecord:
         self.topics: set[str] | frozenset[str] = _NO_TOPICS
         self.handle = handle
         """Opaque reference to the live connection; the registry never touches it."""
+        self.redaction = redaction
+        """What :meth:`detail` hides of the headers (the server's rules, with
+        the names its operator added); the query is redacted before it is stored."""
 
     def summary(self) -> dict[str, Any]:
         """The record as a JSON-ready dict, without headers."""
@@ -145,8 +150,8 @@ class ConnectionRecord:
     def detail(self) -> dict[str, Any]:
         """The record in full, headers included, with secrets redacted."""
         data = self.summary()
-        data["request_headers"] = redact_headers(self.request_headers)
-        data["response_headers"] = redact_headers(self.response_headers)
+        data["request_headers"] = self.redaction.redact_headers(self.request_headers)
+        data["response_headers"] = self.redaction.redact_headers(self.response_headers)
         data["subprotocol"] = self.subprotocol
         data["extensions"] = list(self.extensions)
         return data

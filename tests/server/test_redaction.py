@@ -1,33 +1,206 @@
-"""Secrets in headers, queries and websockets' handshake log lines, with plain values."""
+"""Secrets in headers, queries, free text and websockets' log lines, with plain values.
+
+What a real server shows (``get``, ``list``, events, the logs of both ports)
+is tested in tests/server/test_redaction_served.py.
+"""
 
 from __future__ import annotations
 
 import logging
+import traceback
 
 import pytest
 
 from wsconsole.server.redaction import (
+    DEFAULT_RULES,
+    PUBLIC_HEADERS,
     REDACTED,
     SECRET_HEADERS,
+    RedactedException,
     RedactingLogger,
+    is_secret_name,
+    name_words,
     redact_headers,
     redact_log_args,
     redact_query,
+    redact_target,
+    redact_text,
 )
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJl"
+
+
+# Names
+
+
+@pytest.mark.parametrize("name, words", [
+    ("access_token", ["access", "token"]),
+    ("accessToken", ["access", "token"]),
+    ("APIKey", ["api", "key"]),
+    ("X-Amz-Security-Token", ["x", "amz", "security", "token"]),
+    ("connect.sid", ["connect", "sid"]),
+    ("auth[token]", ["auth", "token"]),
+    ("X-Hub-Signature-256", ["x", "hub", "signature", "256"]),
+    ("token2", ["token", "2"]),
+    ("XMLHttpRequest", ["xml", "http", "request"]),
+    ("--", []),
+])
+def test_names_are_cut_into_case_folded_words(name, words):
+    """Words split at separators, letter/digit changes and case boundaries."""
+    assert name_words(name) == words
+
+
+SECRET_NAMES = [
+    # tokens of every kind
+    "token", "TOKEN", "access_token", "refresh_token", "id_token", "accessToken",
+    "accesstoken", "authtoken", "oauth_token", "jwt", "jwtToken", "bearer",
+    "X-Auth-Token", "X-Access-Token", "X-Csrf-Token", "X-XSRF-TOKEN", "_csrf",
+    "X-Amz-Security-Token", "ticket", "code_verifier", "client_assertion", "otp",
+    # keys
+    "key", "api_key", "apiKey", "apikey", "API-KEY", "X-Api-Key", "x-goog-api-key",
+    "access_key", "secret_key", "privateKey", "s3key",
+    # passwords and secrets
+    "password", "Password", "passwd", "passphrase", "pwd", "pw", "pass",
+    "user_password", "secret", "client_secret", "clientSecret", "credentials",
+    "X-Amz-Credential",
+    # signatures
+    "signature", "sig", "X-Amz-Signature", "X-Hub-Signature-256", "hmac",
+    # sessions
+    "session", "session_id", "sessionId", "sessionid", "sid", "connect.sid",
+    "JSESSIONID", "PHPSESSID", "ASP.NET_SessionId",
+    # auth, cookies
+    "auth", "Authorization", "Proxy-Authorization", "cookie", "Set-Cookie",
+]
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_the_names_real_services_use_for_secrets_are_secret(name):
+    """api keys, auth tokens, passwords, signatures, session ids, JWTs."""
+    assert is_secret_name(name)
+
+
+PUBLIC_NAMES = [
+    "user", "room", "topic", "keyboard", "monkey", "hotkey", "key_id", "keyspace",
+    "AWSAccessKeyId", "author", "passenger", "compass", "design", "signal",
+    "sidebar", "sessions", "tokenizer", "version", "lang", "v", "callback",
+    "state", "code", "nonce", "client_id", "expires_in", "sha256", "",
+]
+
+
+@pytest.mark.parametrize("name", PUBLIC_NAMES)
+def test_a_secret_word_inside_a_longer_word_does_not_make_a_name_secret(name):
+    """Whole words only, never substrings: keyboard, monkey and author stay visible."""
+    assert not is_secret_name(name)
+
+
+def test_query_names_are_matched_as_the_application_decodes_them():
+    """A percent-encoded, plus-encoded or double-encoded name is decoded first."""
+    secret = DEFAULT_RULES.query_name_is_secret
+    assert secret("t%6Fken") and secret("T%6FKEN") and secret("api+key")
+    assert secret("t%256Fken")  # double-encoded
+    assert secret("%70%77%64")  # pwd
+    assert not secret("k%65yboard")
+    assert redact_query("t%6Fken=abc&user=ann") == "t%6Fken=[redacted]&user=ann"
+
+
+def test_headers_the_word_rule_would_hide_but_carry_no_secret_stay_visible():
+    """Sec-WebSocket-Key is the handshake's nonce, not a key."""
+    assert "sec-websocket-key" in PUBLIC_HEADERS
+    assert not DEFAULT_RULES.header_is_secret("Sec-WebSocket-Key")
+    assert DEFAULT_RULES.header_is_secret("X-Api-Key")
+    assert {"authorization", "cookie", "x-api-key", "x-auth-token"} <= SECRET_HEADERS
+
+
+# Values
 
 
 def test_secret_headers_are_redacted_whatever_their_case():
-    """Authorization, Cookie and similar keep their name, lose their value."""
-    pairs = [("Authorization", "Bearer t"), ("COOKIE", "s=1"), ("Accept", "*/*")]
-    assert redact_headers(pairs) == [["Authorization", REDACTED], ["COOKIE", REDACTED],
-                                     ["Accept", "*/*"]]
-    assert SECRET_HEADERS == {"authorization", "proxy-authorization", "cookie", "set-cookie"}
+    """Authorization, Cookie, X-Api-Key and similar keep their name, lose their value."""
+    pairs = [("Authorization", "Bearer t"), ("COOKIE", "s=1"), ("x-api-key", "k"),
+             ("X-Auth-Token", "t"), ("Accept", "*/*"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZQ==")]
+    assert redact_headers(pairs) == [
+        ["Authorization", REDACTED], ["COOKIE", REDACTED], ["x-api-key", REDACTED],
+        ["X-Auth-Token", REDACTED], ["Accept", "*/*"], ["Sec-WebSocket-Key", "dGhlIHNhbXBsZQ=="]]
 
 
-def test_secret_looking_query_values_are_redacted_the_rest_kept_byte_for_byte():
-    """Only the values of keys that look like credentials are replaced."""
-    assert redact_query("user=ann&access_token=abc&x") == "user=ann&access_token=[redacted]&x"
-    assert redact_query("room=a%20b") == "room=a%20b"
+def test_jwts_and_urls_inside_other_header_values_are_redacted():
+    """A JWT smuggled in Sec-WebSocket-Protocol, a token in a Referer's query."""
+    pairs = [("Sec-WebSocket-Protocol", f"chat, {JWT}"),
+             ("Referer", "https://app.example/page?user=ann&token=abc#top"),
+             ("X-Original-URI", "/ws?pwd=x")]
+    assert redact_headers(pairs) == [
+        ["Sec-WebSocket-Protocol", f"chat, {REDACTED}"],
+        ["Referer", "https://app.example/page?user=ann&token=[redacted]#top"],
+        ["X-Original-URI", "/ws?pwd=[redacted]"]]
+
+
+@pytest.mark.parametrize("query, shown", [
+    ("", ""),
+    ("user=ann&access_token=abc&x", "user=ann&access_token=[redacted]&x"),
+    ("room=a%20b", "room=a%20b"),
+    ("key=abc&pwd=hunter2", "key=[redacted]&pwd=[redacted]"),
+    ("keyboard=qwerty&monkey=1", "keyboard=qwerty&monkey=1"),
+    ("TOKEN=x&Password=y&api_key=z&sig=1", "TOKEN=[redacted]&Password=[redacted]&api_key=[redacted]&sig=[redacted]"),
+    ("a=1;session=s", "a=1;session=[redacted]"),  # ';' separates for some frameworks
+    ("token=", "token="),  # nothing to hide
+    (f"x={JWT}&y=1", f"x={REDACTED}&y=1"),
+    (JWT, REDACTED),
+    ("user=ann&&token=t&", "user=ann&&token=[redacted]&"),
+])
+def test_secret_query_values_are_redacted_the_rest_kept_byte_for_byte(query, shown):
+    """Only the values of secret names (and JWTs) are replaced."""
+    assert redact_query(query) == shown
+
+
+def test_a_request_target_keeps_its_path_and_redacts_its_query():
+    assert redact_target("/live/room?user=ann&token=t") == "/live/room?user=ann&token=[redacted]"
+    assert redact_target("/token/abc") == "/token/abc"  # paths are shown as they are
+
+
+def test_free_text_quoting_a_request_line_is_redacted():
+    """websockets quotes a malformed request line in its exception's message."""
+    assert (redact_text("invalid HTTP request line: b'GET /ws?room=1&token=abc'")
+            == "invalid HTTP request line: b'GET /ws?room=1&token=[redacted]'")
+    assert redact_text(f"bad value {JWT}!") == f"bad value {REDACTED}!"
+    assert redact_text("a=1 and b=2") == "a=1 and b=2"
+
+
+# Names an operator adds
+
+
+def test_added_names_extend_the_defaults_and_ignore_case_and_separators():
+    """tenant_key hides Tenant-Key and tenantKey, not tenant_key_id; the
+    defaults still apply."""
+    rules = DEFAULT_RULES.extended(headers=["X-Tenant"], query=["code", "tenant_key"])
+    assert rules.header_is_secret("x-tenant") and rules.header_is_secret("X_Tenant")
+    assert not rules.header_is_secret("X-Tenant-Id")
+    assert rules.header_is_secret("Authorization")  # defaults kept
+    assert rules.query_name_is_secret("code") and rules.query_name_is_secret("Code")
+    assert rules.query_name_is_secret("c%6Fde")
+    assert not rules.query_name_is_secret("error_code")
+    assert rules.query_name_is_secret("tenantKey") and rules.query_name_is_secret("Tenant-Key")
+    assert not rules.query_name_is_secret("tenant_key_id")
+    assert rules.redact_query("code=abc&state=s") == "code=[redacted]&state=s"
+    assert DEFAULT_RULES.redact_query("code=abc") == "code=abc"  # the defaults unchanged
+    assert rules.extended(query=["otp2"]).extra_query == {"code", "tenantkey", "otp2"}
+
+
+def test_an_added_header_wins_over_the_public_list():
+    rules = DEFAULT_RULES.extended(headers=["Sec-WebSocket-Key"])
+    assert rules.header_is_secret("sec-websocket-key")
+
+
+def test_a_name_without_a_letter_or_digit_is_refused():
+    with pytest.raises(ValueError, match="no letter or digit"):
+        DEFAULT_RULES.extended(query=["--"])
+
+
+def test_a_single_string_is_one_name_not_its_letters():
+    rules = DEFAULT_RULES.extended(headers="X-Tenant")
+    assert rules.extra_headers == {"xtenant"}
+
+
+# Log lines
 
 
 @pytest.mark.parametrize(
@@ -35,16 +208,25 @@ def test_secret_looking_query_values_are_redacted_the_rest_kept_byte_for_byte():
     [
         ("< %s: %s", ("Cookie", "s=1"), ("Cookie", REDACTED)),
         ("> %s: %s", ("authorization", "Bearer t"), ("authorization", REDACTED)),
+        ("< %s: %s", ("X-Api-Key", "k"), ("X-Api-Key", REDACTED)),
         ("< %s: %s", ("Host", "example.com"), ("Host", "example.com")),
         ("< %s %s %s", ("GET", "/ws?token=abc&room=1", "HTTP/1.1"),
          ("GET", "/ws?token=[redacted]&room=1", "HTTP/1.1")),
+        ("< %s %s %s", ("GET", "/?t%6Fken=abc", "HTTP/1.1"),
+         ("GET", "/?t%6Fken=[redacted]", "HTTP/1.1")),
         ("< %s %s %s", ("GET", "/ws", "HTTP/1.1"), ("GET", "/ws", "HTTP/1.1")),
+        ("> GET %s HTTP/1.1", ("/ws?access_token=abc",), ("/ws?access_token=[redacted]",)),
         ("connection %s: %s", ("Cookie", "kept"), ("Cookie", "kept")),
     ],
 )
 def test_handshake_log_lines_lose_their_secrets(msg, args, expected):
     """websockets' DEBUG header and request lines are redacted; other lines are not."""
     assert redact_log_args(msg, args) == expected
+
+
+def test_a_log_line_without_secrets_keeps_its_arguments_object():
+    args = ("GET", "/ws?room=1", "HTTP/1.1")
+    assert redact_log_args("< %s %s %s", args) is args
 
 
 def test_the_redacting_logger_hands_handlers_redacted_records(caplog):
@@ -58,3 +240,59 @@ def test_the_redacting_logger_hands_handlers_redacted_records(caplog):
         "< Authorization: [redacted]", "< Accept: text/plain"]
     assert {r.name for r in caplog.records} == {"test.redaction"}
     assert "s3cret" not in caplog.text
+
+
+def test_the_redacting_logger_uses_the_rules_it_is_given(caplog):
+    logger = RedactingLogger(logging.getLogger("test.redaction"),
+                             DEFAULT_RULES.extended(headers=["X-Tenant"]))
+    with caplog.at_level(logging.DEBUG, logger="test.redaction"):
+        logger.debug("< %s: %s", "X-Tenant", "acme-s3cret")
+    assert caplog.records[0].getMessage() == "< X-Tenant: [redacted]"
+
+
+def test_exceptions_in_log_records_lose_the_secrets_their_messages_quote(caplog):
+    """A traceback logged at DEBUG (websockets' '! no valid HTTP request')
+    quotes the request line: the logged copy is redacted, down the cause chain;
+    the exception itself is left alone."""
+    logger = RedactingLogger(logging.getLogger("test.redaction"))
+    line = "invalid HTTP request line: b'GET /?token=" + "s3cret'"  # not in the source line
+    with caplog.at_level(logging.DEBUG, logger="test.redaction"):
+        try:
+            try:
+                raise ValueError(line)
+            except ValueError as exc:
+                original = exc
+                raise RuntimeError("did not receive a valid HTTP request") from exc
+        except RuntimeError:
+            logger.debug("! no valid HTTP request", exc_info=True)
+    assert "token=[redacted]" in caplog.text and "s3cret" not in caplog.text
+    assert "did not receive a valid HTTP request" in caplog.text
+    assert "raise ValueError" in caplog.text  # the traceback is still there
+    assert "s3cret" in str(original)
+
+
+def test_an_exception_with_a_message_of_its_own_is_replaced_by_a_stand_in():
+    """When the message is not made from args, a RedactedException names the type."""
+    class Odd(Exception):
+        def __init__(self, path: str) -> None:
+            super().__init__()
+            self.path = path
+
+        def __str__(self) -> str:
+            return f"bad {self.path}"
+
+    path = "/x?pwd=" + "hunter2"  # not in the source line the traceback shows
+    try:
+        raise Odd(path)
+    except Odd as exc:
+        kind, shown, tb = DEFAULT_RULES.redact_exc_info(exc)
+    text = "".join(traceback.format_exception(kind, shown, tb))
+    assert kind is RedactedException and "Odd: bad /x?pwd=[redacted]" in text
+    assert "hunter2" not in text and "raise Odd" in text
+
+
+def test_an_exception_without_secrets_is_logged_as_it_is():
+    exc = ValueError("plain")
+    assert DEFAULT_RULES.redact_exc_info(exc) is exc
+    info = (ValueError, exc, None)
+    assert DEFAULT_RULES.redact_exc_info(info) is info

@@ -170,7 +170,7 @@ def test_secret_headers_are_redacted_in_detail():
     [
         ("user=ann&room=lobby", "user=ann&room=lobby"),
         ("user=ann&access_token=abc.def", "user=ann&access_token=[redacted]"),
-        ("TOKEN=x&Password=y&api_key=z&sig=1", "TOKEN=[redacted]&Password=[redacted]&api_key=[redacted]&sig=1"),
+        ("TOKEN=x&Password=y&api_key=z&sig=1", "TOKEN=[redacted]&Password=[redacted]&api_key=[redacted]&sig=[redacted]"),
         ("auth=", "auth="),
         ("", ""),
     ],
