@@ -23,7 +23,7 @@ from websockets.protocol import OPEN
 
 from .errors import ServerStateError
 from .protocol import EventKind, HubState, ShutdownMode
-from .redaction import redact_query
+from .redaction import DEFAULT_RULES, RedactionRules
 from .registry import ConnectionRecord, ConnectionRegistry, Selector
 from .sampler import Sampler, Totals, current_totals
 
@@ -98,9 +98,13 @@ class Hub:
         *,
         slow_consumer_limit: int | None = DEFAULT_SLOW_CONSUMER_LIMIT,
         sample_interval: float = 1.0,
+        redaction: RedactionRules = DEFAULT_RULES,
     ) -> None:
         self.node = node
         """This process's name; every record carries it."""
+        self.redaction = redaction
+        """What records and log lines hide: the built-in rule plus the header
+        and query names the operator added."""
         self.registry = ConnectionRegistry()
         """The open connections."""
         self.closed_totals = Totals()
@@ -205,7 +209,7 @@ class Hub:
             user=user,
             path=path,
             # Secrets in the query (?access_token=...) never leave the server.
-            query=redact_query(query),
+            query=self.redaction.redact_query(query),
             remote=remote,
             # Keep websockets' Headers objects: no copy per connection.
             request_headers=request.headers,
@@ -214,6 +218,7 @@ class Hub:
             extensions=tuple(ext.name for ext in connection.protocol.extensions),
             connected_at=now,
             handle=connection,
+            redaction=self.redaction,
         )
         self.registry.add(record)
         self.opened_total += 1

@@ -184,7 +184,8 @@ class ControlListener:
             # intent, and control traffic is small anyway.
             compression=None,
             server_header="wsconsole",
-            logger=websockets_logger,
+            # The names the operator added to the hub's rules apply here too.
+            logger=RedactingLogger(websockets_logger.logger, self.hub.redaction),
             ssl=ssl_context,
         )
         try:
