@@ -94,8 +94,25 @@ def register(subparsers: Any) -> None:
                         choices=["debug", "info", "warning", "error"],
                         help="log to stderr from this level (default: warning; info adds one "
                         "line per connection; secrets are redacted at every level)")
+    group = parser.add_argument_group(
+        "redaction", "names whose values are never shown, in addition to the built-in "
+        "ones (case and the separators - _ . ignored; see the README's Security section)")
+    group.add_argument("--redact-header", action="append", default=[], metavar="NAME",
+                       type=_redaction_name, help="a header to redact (repeatable)")
+    group.add_argument("--redact-query", action="append", default=[], metavar="NAME",
+                       type=_redaction_name,
+                       help="a query parameter to redact, as the application decodes it "
+                       "(repeatable)")
     add_control_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def _redaction_name(value: str) -> str:
+    from wsconsole.server.redaction import name_words
+
+    if not name_words(value):
+        raise argparse.ArgumentTypeError(f"{value!r} has no letter or digit")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         kwargs["node"] = args.node
     if args.slow_consumer_limit is not None:
         kwargs["slow_consumer_limit"] = args.slow_consumer_limit
+    if args.redact_header:
+        kwargs["redact_headers"] = args.redact_header
+    if args.redact_query:
+        kwargs["redact_query"] = args.redact_query
     return asyncio.run(
         run_server(args.app, args.host, args.port, control_config_from_args(args), **kwargs)
     )

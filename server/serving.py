@@ -28,7 +28,7 @@ from websockets.server import ServerProtocol
 
 from .errors import IdentifyError
 from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub
-from .registry import redact_query
+from .redaction import DEFAULT_RULES, RedactingLogger
 
 __all__ = [
     "serve",
@@ -231,36 +231,6 @@ def _parse_trusted(proxies: Iterable[str] | None) -> list[ipaddress._BaseNetwork
     return [ipaddress.ip_network(p, strict=False) for p in proxies]
 
 
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-
-
-class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The logger given to websockets, with secret header values blanked.
-
-    At DEBUG, websockets logs every handshake header (``< Cookie: ...``) with
-    this exact format; clients' credentials must not end up in log files.
-    The logger keeps its name (``websockets.server`` by default), so logging
-    configured for websockets still applies.
-    """
-
-    def __init__(self, logger: Any) -> None:
-        super().__init__(logger, None)
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return msg, kwargs  # keep the caller's ``extra``
-
-    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
-        if (len(args) == 2 and msg in ("< %s: %s", "> %s: %s")
-                and str(args[0]).lower() in _SECRET_HEADERS):
-            args = (args[0], "[redacted]")
-        elif len(args) == 3 and msg == "< %s %s %s" and "?" in str(args[1]):
-            # The request line: its query may carry a token.
-            path, _, query = str(args[1]).partition("?")
-            args = (args[0], f"{path}?{redact_query(query)}", args[2])
-        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
-        super().log(level, msg, *args, **kwargs)
-
-
 def _text_response(status: http.HTTPStatus, body: str, **headers: str) -> Response:
     data = body.encode()
     hdrs = Headers()
@@ -393,6 +363,8 @@ def serve(
     sample_interval: float = 1.0,
     health_path: str | None = HEALTH_PATH,
     control: Any = None,
+    redact_headers: Iterable[str] = (),
+    redact_query: Iterable[str] = (),
     process_request: Callable[..., Any] | None = None,
     create_connection: type[ServerConnection] | None = None,
     logger: Any = None,
@@ -411,14 +383,18 @@ def serve(
       activity, slow consumers, the metrics' traffic totals); 0 disables them.
     * ``health_path``: answered with 200 on GET; None disables.
     * ``control``: a ``ControlConfig`` to start the control listener beside it.
+    * ``redact_headers``, ``redact_query``: more header and query parameter
+      names whose values are never shown (records, ``get``, events, logs);
+      they extend the built-in rule of :mod:`wsconsole.server.redaction`.
 
-    The ``logger`` (default ``websockets.server``) never sees the values of
-    ``Authorization``, ``Cookie`` and similar headers, even at DEBUG.
+    The ``logger`` (default ``websockets.server``) never sees secret header
+    or query values, even at DEBUG.
     """
     identify_fn: Identify = identify or default_identify
     trusted = _parse_trusted(trusted_proxies)
+    redaction = DEFAULT_RULES.extended(redact_headers, redact_query)
     hub = Hub(node or default_node(), slow_consumer_limit=slow_consumer_limit,
-              sample_interval=sample_interval)
+              sample_interval=sample_interval, redaction=redaction)
     user_process_request = process_request
 
     async def tracked_process_request(
@@ -459,7 +435,7 @@ def serve(
         port,
         process_request=tracked_process_request,
         create_connection=connection_class,
-        logger=_RedactingLogger(logger or logging.getLogger("websockets.server")),
+        logger=RedactingLogger(logger or logging.getLogger("websockets.server"), redaction),
         **kwargs,
     )
     control_listener = None

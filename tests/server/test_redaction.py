@@ -1,15 +1,19 @@
-"""Secrets in headers, queries, free text and websockets' log lines, with plain values.
-
-What a real server shows (``get``, ``list``, events, the logs of both ports)
-is tested in tests/server/test_redaction_served.py.
+"""Secrets in headers, queries, free text and log lines: the rule with plain
+values, then what a real server shows (``list``, ``get``, events, the logs of
+both ports) to real clients.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import signal
+import subprocess
 import traceback
 
 import pytest
+from websockets.asyncio.client import connect
 
 from wsconsole.server.redaction import (
     DEFAULT_RULES,
@@ -26,6 +30,14 @@ from wsconsole.server.redaction import (
     redact_target,
     redact_text,
 )
+
+from wsconsole.server import serve
+from wsconsole.server.config import ControlConfig
+
+from tests.helpers import TIMEOUT
+
+from .control_helpers import TOKEN, Control, app, control, public, running
+from .test_serve_command import WSCONSOLE, start
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJl"
 
@@ -153,6 +165,7 @@ def test_secret_query_values_are_redacted_the_rest_kept_byte_for_byte(query, sho
 
 
 def test_a_request_target_keeps_its_path_and_redacts_its_query():
+    """Paths are shown as they are; only the query after '?' is redacted."""
     assert redact_target("/live/room?user=ann&token=t") == "/live/room?user=ann&token=[redacted]"
     assert redact_target("/token/abc") == "/token/abc"  # paths are shown as they are
 
@@ -186,16 +199,19 @@ def test_added_names_extend_the_defaults_and_ignore_case_and_separators():
 
 
 def test_an_added_header_wins_over_the_public_list():
+    """An operator may hide Sec-WebSocket-Key after all."""
     rules = DEFAULT_RULES.extended(headers=["Sec-WebSocket-Key"])
     assert rules.header_is_secret("sec-websocket-key")
 
 
 def test_a_name_without_a_letter_or_digit_is_refused():
+    """Such a name would compact to nothing and match nothing: an error, not a no-op."""
     with pytest.raises(ValueError, match="no letter or digit"):
         DEFAULT_RULES.extended(query=["--"])
 
 
 def test_a_single_string_is_one_name_not_its_letters():
+    """extended(headers="X-Tenant") adds one name, not X, -, T, ..."""
     rules = DEFAULT_RULES.extended(headers="X-Tenant")
     assert rules.extra_headers == {"xtenant"}
 
@@ -225,6 +241,7 @@ def test_handshake_log_lines_lose_their_secrets(msg, args, expected):
 
 
 def test_a_log_line_without_secrets_keeps_its_arguments_object():
+    """Nothing is copied when there is nothing to hide."""
     args = ("GET", "/ws?room=1", "HTTP/1.1")
     assert redact_log_args("< %s %s %s", args) is args
 
@@ -243,6 +260,7 @@ def test_the_redacting_logger_hands_handlers_redacted_records(caplog):
 
 
 def test_the_redacting_logger_uses_the_rules_it_is_given(caplog):
+    """Names an operator added are redacted in log lines too."""
     logger = RedactingLogger(logging.getLogger("test.redaction"),
                              DEFAULT_RULES.extended(headers=["X-Tenant"]))
     with caplog.at_level(logging.DEBUG, logger="test.redaction"):
@@ -292,7 +310,148 @@ def test_an_exception_with_a_message_of_its_own_is_replaced_by_a_stand_in():
 
 
 def test_an_exception_without_secrets_is_logged_as_it_is():
+    """The same exception (or exc_info tuple) comes back when nothing is redacted."""
     exc = ValueError("plain")
     assert DEFAULT_RULES.redact_exc_info(exc) is exc
     info = (ValueError, exc, None)
     assert DEFAULT_RULES.redact_exc_info(info) is info
+
+
+# What a real server shows
+
+# Each secret is a distinct string, so that a leak names the way it leaked.
+SECRET_QUERY = "user=ann&key=k-s3cret&pwd=p-s3cret&t%6Fken=t-s3cret&keyboard=qwerty"
+SECRET_REQUEST_HEADERS = {"X-Api-Key": "xak-s3cret", "X-Auth-Token": "xat-s3cret",
+                          "X-Amz-Security-Token": "amz-s3cret", "X-Trace": "trace-1"}
+
+
+def assert_no_secret(text: str) -> None:
+    assert "s3cret" not in text, [w for w in text.split() if "s3cret" in w]
+
+
+def server_log(caplog: pytest.LogCaptureFixture) -> str:
+    """What the servers logged, tracebacks included; not the test's own
+    clients (websockets.client logs their requests as they are)."""
+    return "\n".join(caplog.handler.format(record) for record in caplog.records
+                     if record.name != "websockets.client")
+
+
+async def test_list_get_and_events_never_show_the_secrets_a_client_sent():
+    """key=, pwd=, t%6Fken=, X-Api-Key, X-Auth-Token and a JWT in
+    Sec-WebSocket-Protocol are redacted in list, get and connection_opened;
+    keyboard=qwerty and X-Trace stay as sent."""
+    headers = dict(SECRET_REQUEST_HEADERS)
+    headers["Sec-WebSocket-Protocol"] = f"chat, {JWT}"
+    async with running() as server, control(server) as ctl:
+        await ctl.ok("subscribe", stats_interval=60)
+        async with public(server, f"/live?{SECRET_QUERY}", additional_headers=headers):
+            opened = await ctl.event(lambda e: e.kind == "connection_opened")
+            [listed] = (await ctl.ok("list"))["connections"]
+            detail = await ctl.ok("get", id=listed["id"])
+    shown = "user=ann&key=[redacted]&pwd=[redacted]&t%6Fken=[redacted]&keyboard=qwerty"
+    assert listed["query"] == opened.data["query"] == detail["query"] == shown
+    request_headers = {name.lower(): value for name, value in detail["request_headers"]}
+    assert request_headers["x-api-key"] == request_headers["x-auth-token"] == REDACTED
+    assert request_headers["x-amz-security-token"] == REDACTED
+    assert request_headers["x-trace"] == "trace-1"
+    assert request_headers["sec-websocket-protocol"] == f"chat, {REDACTED}"
+    assert request_headers["sec-websocket-key"] not in ("", REDACTED)
+    for what in (listed, opened.data, detail):
+        assert_no_secret(json.dumps(what))
+    assert JWT not in json.dumps(detail)
+
+
+async def test_debug_logs_of_both_ports_never_carry_a_secret(caplog):
+    """At DEBUG, the request lines and headers of the public server and of the
+    control listener (GET /?token=...) are logged redacted."""
+    caplog.set_level(logging.DEBUG)
+    async with running() as server:
+        async with public(server, f"/live?{SECRET_QUERY}",
+                          additional_headers=SECRET_REQUEST_HEADERS):
+            pass
+        async with connect(f"{server.control.url}/?token=ctl-s3cret",
+                           additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            await ws.send(json.dumps({"id": 1, "op": "hello", "args": {}}))
+            await ws.recv()
+    text = server_log(caplog)
+    assert "GET /live?user=ann&key=[redacted]&pwd=[redacted]&t%6Fken=[redacted]" in text
+    assert "< X-Api-Key: [redacted]" in text and "< X-Trace: trace-1" in text
+    assert "GET /?token=[redacted] HTTP/1.1" in text  # the control port's request line
+    assert "< Authorization: [redacted]" in text
+    assert_no_secret(text)
+    assert TOKEN not in text
+    names = {record.name for record in caplog.records}
+    assert {"websockets.server", "wsconsole.control.websockets"} <= names
+
+
+async def test_a_malformed_request_line_is_logged_without_its_query(caplog):
+    """websockets logs an unparsable request line inside a DEBUG traceback: on
+    either port, the secret in it is redacted."""
+    caplog.set_level(logging.DEBUG)
+    async with running() as server:
+        control_port = server.control.port
+        for port in (server.port, control_port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /ws?room=1&password=pw-s3cret\r\n\r\n")  # no HTTP version
+            async with asyncio.timeout(TIMEOUT):
+                await reader.read()  # websockets closes the connection
+            writer.close()
+    text = server_log(caplog)
+    assert text.count("ValueError: invalid HTTP request line") == 2
+    assert text.count("password=[redacted]") == 2
+    assert_no_secret(text)
+
+
+async def test_names_an_embedder_adds_are_redacted_in_get_list_and_logs(caplog):
+    """serve(redact_headers=, redact_query=) hides X-Tenant and code= on top of
+    the defaults, on both ports; error_code= stays visible."""
+    caplog.set_level(logging.DEBUG)
+    config = ControlConfig(port=0, token=TOKEN)
+    async with serve(app, "127.0.0.1", 0, control=config, redact_headers=["X-Tenant"],
+                     redact_query=["code"]) as server:
+        async with connect(f"{server.control.url}/?code=ctl-s3cret",
+                           additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            ctl = Control(ws)
+            async with public(server, "/cb?code=c-s3cret&error_code=4&token=t-s3cret",
+                              additional_headers={"X-Tenant": "acme-s3cret",
+                                                  "X-Api-Key": "k-s3cret"}):
+                [listed] = (await ctl.ok("list"))["connections"]
+                detail = await ctl.ok("get", id=listed["id"])
+    assert listed["query"] == "code=[redacted]&error_code=4&token=[redacted]"
+    headers = dict(detail["request_headers"])
+    assert headers["X-Tenant"] == headers["X-Api-Key"] == REDACTED
+    assert_no_secret(json.dumps(detail))
+    text = server_log(caplog)
+    assert "< X-Tenant: [redacted]" in text
+    assert "GET /?code=[redacted] HTTP/1.1" in text  # the control port
+    assert_no_secret(text)
+
+
+async def test_serve_redact_options_extend_the_defaults_in_the_log():
+    """`wsconsole serve --redact-header X-Tenant --redact-query code` at debug
+    level logs both redacted, and the built-in names still are."""
+
+    process, url = await start(["--no-control", "--log-level", "debug",
+                                "--redact-header", "X-Tenant", "--redact-query", "code"])
+    try:
+        async with connect(url + "/x?code=c-s3cret&state=ok&pwd=p-s3cret",
+                           additional_headers={"X-Tenant": "acme-s3cret"}) as client:
+            await client.send("hi")
+            assert await client.recv() == "hi"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT * 2):
+            _, err = await process.communicate()
+    log = err.decode()
+    assert "GET /x?code=[redacted]&state=ok&pwd=[redacted] HTTP/1.1" in log
+    assert "< X-Tenant: [redacted]" in log
+    assert_no_secret(log)
+
+
+def test_serve_refuses_a_redaction_name_without_a_letter_or_digit():
+    """A name that could match nothing is a usage error (exit 2), not a silent no-op."""
+
+    result = subprocess.run([*WSCONSOLE, "serve", "--redact-query=.", "--no-control"],
+                            capture_output=True, text=True, timeout=TIMEOUT * 2)
+    assert result.returncode == 2
+    assert "--redact-query" in result.stderr and "no letter or digit" in result.stderr
