@@ -295,8 +295,8 @@ SHOW = """
 ## `wsconsole show ID`: one connection in full
 
 Identity, counters, topics, then the handshake's request and response
-headers. The server redacts `Authorization`, `Proxy-Authorization`, `Cookie`
-and `Set-Cookie` before they leave it. `--json` prints the same as one object
+headers. The server redacts secret values (`Authorization`, `Cookie`,
+`X-Api-Key`, ...: [What is redacted](#what-is-redacted)) before they leave it. `--json` prints the same as one object
 (headers as `[name, value]` pairs in `request_headers` and `response_headers`).
 """
 
