@@ -65,11 +65,11 @@ __all__ = [
 
 logger = logging.getLogger("wsconsole.control")
 
-
-websockets_logger = RedactingLogger(logging.getLogger("wsconsole.control.websockets"))
-"""The logger of the control listener's websockets server: with DEBUG on,
+websockets_logger = logging.getLogger("wsconsole.control.websockets")
+"""The logger of the control listener's websockets server. With DEBUG on,
 websockets logs every request header, ``Authorization`` (our bearer token)
-included, and this one logs it redacted."""
+included: the listener hands websockets this logger wrapped in a
+:class:`RedactingLogger` with its hub's rules, so those lines arrive redacted."""
 
 METRICS_PATH = "/metrics"
 """Prometheus exposition on the control listener."""
@@ -185,7 +185,7 @@ class ControlListener:
             compression=None,
             server_header="wsconsole",
             # The names the operator added to the hub's rules apply here too.
-            logger=RedactingLogger(websockets_logger.logger, self.hub.redaction),
+            logger=RedactingLogger(websockets_logger, self.hub.redaction),
             ssl=ssl_context,
         )
         try:
