@@ -82,9 +82,15 @@ def default_identify(connection: ServerConnection) -> str:
 #
 # Per message in: one increment in data_received (bytes) and one in
 # process_event (messages); out: a look at the first byte of each serialized
-# frame in send_data. Totals are summed from records when read, and last
-# activity is sampled once a second by the hub, so the clock is never read
-# per message (tests/benchmarks/bench_server.py keeps this within budget).
+# frame in send_data. Each hook adds to websockets' method and then calls it:
+# no websockets code is copied. Totals are summed from records when read, and
+# last activity is sampled once a second by the hub, so the clock is never
+# read per message (tests/benchmarks/bench_server.py keeps this within budget).
+#
+# What the hooks rely on beyond websockets' documented API is pinned by
+# tests/server/test_dropin.py: Connection.data_received feeds every parsed
+# event to process_event; send_data drains protocol.writes, one serialized
+# frame per item; pongs reach acknowledge_pings.
 
 _FIN_DATA_FIRST_BYTES = frozenset({0x80, 0x81, 0x82})
 """First byte & 0x8F of a frame that ends a message: FIN with CONT, TEXT or BINARY."""
@@ -94,6 +100,7 @@ def _tracked_connection_class(
     base: type[ServerConnection], hub: Hub, trusted: list[ipaddress._BaseNetwork]
 ) -> type[ServerConnection]:
     base_data_received = base.data_received
+    base_process_event = base.process_event
     base_send_data = base.send_data
 
     class TrackedServerConnection(base):  # type: ignore[valid-type, misc]
@@ -116,31 +123,19 @@ def _tracked_connection_class(
         # object per call, on the path of every message.
         def data_received(self, data: bytes) -> None:
             record = self.wsc_record
-            if record is None:
-                base_data_received(self, data)
-                return
-            record.bytes_in += len(data)
-            # websockets' Connection.data_received, with messages counted in
-            # its event loop: one Python frame less per message than wrapping
-            # process_event (pinned to websockets 17; tests cover closing).
-            protocol = self.protocol
-            protocol.receive_data(data)
-            events = protocol.events_received()
-            try:
-                self.send_data()
-            except Exception as exc:
-                if self.debug:
-                    self.logger.debug("! error while sending data", exc_info=True)
-                self.set_connection_exc(exc)
-            if protocol.close_expected():
-                if self.close_deadline is None:
-                    if self.close_timeout is not None:
-                        self.close_deadline = self.loop.time() + self.close_timeout
-            for event in events:
+            if record is not None:
+                record.bytes_in += len(data)
+            base_data_received(self, data)
+
+        def process_event(self, event: Any) -> None:
+            # Every parsed event: the handshake request first (no record yet),
+            # then frames; a data message ends with its FIN frame.
+            record = self.wsc_record
+            if record is not None and event.fin:
                 opcode = event.opcode
-                if event.fin and (opcode is TEXT or opcode is BINARY or opcode is CONT):
+                if opcode is TEXT or opcode is BINARY or opcode is CONT:
                     record.msgs_in += 1
-                self.process_event(event)
+            base_process_event(self, event)
 
         def send_data(self) -> None:
             record = self.wsc_record
