@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 # hub or websockets, so that the console imports only the wire format.
 _EXPORTS = {
     "serve": "serving",
+    "unix_serve": "serving",
+    "route": "serving",
+    "unix_route": "serving",
     "hub_of": "serving",
     "default_identify": "serving",
     "WsconsoleServer": "serving",
@@ -77,6 +80,15 @@ if TYPE_CHECKING:  # pragma: no cover
         SendResult,
     )
     from .registry import ConnectionRecord, ConnectionRegistry, Selector
-    from .serving import HEALTH_PATH, WsconsoleServer, default_identify, hub_of, serve
+    from .serving import (
+        HEALTH_PATH,
+        WsconsoleServer,
+        default_identify,
+        hub_of,
+        route,
+        serve,
+        unix_route,
+        unix_serve,
+    )
 
 __all__ = list(_EXPORTS)

@@ -17,6 +17,7 @@ from typing import Any, Callable, TextIO
 
 from .config import ControlConfig
 from .errors import WsconsoleError
+from .hub import HubState
 from .serving import WsconsoleServer, serve
 
 __all__ = ["load_app", "run_server", "AppLoadError"]
@@ -67,18 +68,19 @@ async def run_server(
 ) -> int:
     """Serve until SIGTERM/SIGINT or an operator's shutdown; return the exit status."""
     handler = load_app(app)
-    server = serve(handler, host, port, control=control, **serve_kwargs)
-    await server
+    server = await serve(handler, host, port, control=control, **serve_kwargs)
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
         hub = server.hub
-        # Also during a keep-alive drain: a signal then means "stop waiting".
-        if hub.state == "serving" or (
-            hub.state == "draining" and hub.shutdown_mode == "keep_alive"
-        ):
+        if hub.state == HubState.SERVING:
             print("wsconsole: shutting down gracefully", file=out, flush=True)
             server.close()
+        elif hub.state == HubState.DRAINING and hub.shutdown_mode == "keep_alive":
+            # A signal during a keep-alive drain means "stop waiting". Not
+            # server.close(): like websockets', only its first call acts.
+            print("wsconsole: shutting down gracefully", file=out, flush=True)
+            hub.shutdown("graceful")
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:

@@ -1,8 +1,11 @@
 """``serve``: a drop-in for ``websockets.asyncio.server.serve`` that feeds a hub.
 
-The handler still receives the ordinary websockets ``ServerConnection`` (a
-subclass of it, or of the user's own ``create_connection``); the user's
-``process_request`` and ``process_response`` still run.
+``serve``, ``unix_serve``, ``route`` and ``unix_route`` take websockets'
+arguments and return websockets' ``Server`` (a subclass with ``hub`` and
+``control``), built by websockets' own ``serve``. The handler still receives
+the ordinary websockets ``ServerConnection`` (a subclass of it, or of the
+user's own ``create_connection``); the user's ``process_request`` and
+``process_response`` still run.
 
 Must never import textual or ``wsconsole.console``.
 """
@@ -15,23 +18,30 @@ import ipaddress
 import logging
 import os
 import socket
-from typing import Any, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, Iterable
 from urllib.parse import parse_qs
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 from websockets.datastructures import Headers
-from websockets.frames import BINARY, CONT, TEXT
+from websockets.frames import BINARY, CONT, TEXT, CloseCode
 from websockets.protocol import OPEN
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
+from websockets.utils import get_socket_name
 
 from .errors import IdentifyError
-from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub
+from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub, HubState
 from .redaction import DEFAULT_RULES, RedactingLogger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from websockets.asyncio.router import Router
 
 __all__ = [
     "serve",
+    "unix_serve",
+    "route",
+    "unix_route",
     "WsconsoleServer",
     "default_identify",
     "default_node",
@@ -97,8 +107,18 @@ _FIN_DATA_FIRST_BYTES = frozenset({0x80, 0x81, 0x82})
 
 
 def _tracked_connection_class(
-    base: type[ServerConnection], hub: Hub, trusted: list[ipaddress._BaseNetwork]
+    base: type[ServerConnection],
+    hub: Hub,
+    trusted: list[ipaddress._BaseNetwork],
+    *,
+    for_existing_instances: bool = False,
 ) -> type[ServerConnection]:
+    """A subclass of ``base`` that reports to ``hub``.
+
+    ``for_existing_instances`` builds the variant that a connection made by a
+    user's factory function is switched to (``__class__`` assignment needs
+    the same layout, so it has no slots of its own).
+    """
     base_data_received = base.data_received
     base_process_event = base.process_event
     base_send_data = base.send_data
@@ -108,16 +128,21 @@ def _tracked_connection_class(
 
         wsc_hub = hub
 
-        # Slots, not __dict__ entries: CPython shares one key table among a
-        # class's instances for at most 30 names; websockets' connection has
-        # 27, basic_auth adds `username`, and two more names of ours would give
-        # every connection a full __dict__ (~1.3 KiB more each).
-        __slots__ = ("wsc_user", "wsc_record")
+        if for_existing_instances:
+            __slots__ = ()
+            wsc_user: str | None = None
+            wsc_record: Any = None
+        else:
+            # Slots, not __dict__ entries: CPython shares one key table among
+            # a class's instances for at most 30 names; websockets' connection
+            # has 27, basic_auth adds `username`, and two more names of ours
+            # would give every connection a full __dict__ (~1.3 KiB more each).
+            __slots__ = ("wsc_user", "wsc_record")
 
-        def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-            self.wsc_user: str | None = None
-            self.wsc_record: Any = None
-            super().__init__(protocol, *args, **kwargs)
+            def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+                self.wsc_user = None
+                self.wsc_record = None
+                super().__init__(protocol, *args, **kwargs)
 
         # The hooks call base methods directly: super() would build a proxy
         # object per call, on the path of every message.
@@ -181,6 +206,39 @@ def _tracked_connection_class(
     return TrackedServerConnection
 
 
+def _tracking_factory(
+    create_connection: Callable[..., ServerConnection],
+    hub: Hub,
+    trusted: list[ipaddress._BaseNetwork],
+) -> Callable[..., ServerConnection]:
+    """Wrap a user's ``create_connection`` function so its connections are tracked.
+
+    websockets documents ``create_connection`` as "a wrapper or a subclass":
+    a function cannot be subclassed, so each connection it returns is switched
+    to a tracked subclass of its own class (one per class, made once). The
+    connection stays an instance of the class the function chose.
+    """
+    tracked_classes: dict[type, type[ServerConnection]] = {}
+
+    def create_tracked_connection(*args: Any, **kwargs: Any) -> ServerConnection:
+        connection = create_connection(*args, **kwargs)
+        cls = type(connection)
+        tracked = tracked_classes.get(cls)
+        if tracked is None:
+            if not issubclass(cls, ServerConnection):
+                raise TypeError(
+                    "create_connection must return a ServerConnection, "
+                    f"not {cls.__name__}"
+                )
+            tracked = _tracked_connection_class(cls, hub, trusted,
+                                                for_existing_instances=True)
+            tracked_classes[cls] = tracked
+        connection.__class__ = tracked
+        return connection
+
+    return create_tracked_connection
+
+
 def _client_address(
     connection: ServerConnection, trusted: list[ipaddress._BaseNetwork]
 ) -> str:
@@ -237,113 +295,102 @@ def _text_response(status: http.HTTPStatus, body: str, **headers: str) -> Respon
     return Response(status.value, status.phrase, hdrs, data)
 
 
-class WsconsoleServer:
-    """What :func:`serve` returns: the websockets ``Server``, plus the hub.
+class WsconsoleServer(Server):
+    """What :func:`serve` returns: a websockets ``Server``, plus the hub.
 
-    Mirrors websockets' ``Server`` (``async with``, ``await``, ``close``,
-    ``wait_closed``, ``serve_forever``, ``sockets``, ...); anything else is
-    looked up on the wrapped server.
+    Every attribute and method is websockets' own (``server.server`` is the
+    ``asyncio.Server``, ``close(close_connections=...)``, ``wait_closed``,
+    ``serve_forever``, ``start_serving``, ``sockets``, ``async with``,
+    ``await``); three are extended, and still call websockets':
+
+    * awaiting it (or ``async with``) also attaches the hub and starts the
+      control listener;
+    * :meth:`close` also records the shutdown in the hub (state ``draining``,
+      events); like websockets', only the first call acts;
+    * :meth:`wait_closed` also waits until the hub is stopped and the control
+      listener closed.
+
+    Built by websockets' own ``serve``: :func:`serve` gives the ``Server`` it
+    returns this class, so websockets' handling of every argument applies.
     """
 
-    def __init__(self, server: Server, hub: Hub, control: Any = None) -> None:
-        self.server = server
-        """The wrapped ``websockets.asyncio.server.Server``."""
+    hub: Hub
+    """The hub: registry, send, disconnect, shutdown, stats."""
+    control: Any
+    """The control listener, or None when disabled."""
+    _wsc_watcher: asyncio.Task[None] | None
+    _wsc_port: int | None
+    _wsc_closing: bool
+
+    def _wsc_adopt(self, hub: Hub, control: Any) -> None:
+        # Instead of __init__: websockets built this object as a Server.
         self.hub = hub
-        """The hub: registry, send, disconnect, shutdown, stats."""
         self.control = control
-        """The control listener, or None when disabled."""
-        self._watcher: asyncio.Task[None] | None = None
-        self._port: int | None = None
+        self._wsc_watcher = None
+        self._wsc_port = None
+        self._wsc_closing = False
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.server, name)
-
-    async def _start(self) -> WsconsoleServer:
-        await self.server
-        if self._watcher is None:
-            listen = []
-            for sock in self.server.sockets:
-                name = sock.getsockname()
-                if isinstance(name, tuple):
-                    host = name[0]
-                    listen.append(f"[{host}]:{name[1]}" if ":" in host else f"{host}:{name[1]}")
-                else:
-                    listen.append(str(name))
-            self.hub.attach(self.server, listen)
-            if listen and self.server.sockets and isinstance(
-                self.server.sockets[0].getsockname(), tuple
-            ):
-                self._port = self.server.sockets[0].getsockname()[1]
-            if self.control is not None:
-                try:
-                    await self.control.start()
-                except BaseException:
-                    self.server.close()
-                    await self.server.wait_closed()
-                    raise
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+    def __await__(self) -> Generator[Any, None, WsconsoleServer]:
+        yield from super().__await__()
+        yield from self._wsc_start().__await__()
         return self
 
-    async def _watch(self) -> None:
-        await self.server.wait_closed()
+    async def _wsc_start(self) -> None:
+        if self._wsc_watcher is not None:
+            return
+        names = [sock.getsockname() for sock in self.sockets]
+        ports = [name[1] for name in names if isinstance(name, tuple)]
+        self._wsc_port = ports[0] if ports else None
+        self.hub.attach(self, [get_socket_name(sock) for sock in self.sockets])
+        if self.control is not None:
+            try:
+                await self.control.start()
+            except BaseException:
+                super().close()
+                await super().wait_closed()
+                raise
+        self._wsc_watcher = asyncio.get_running_loop().create_task(self._wsc_watch())
+
+    async def _wsc_watch(self) -> None:
+        await super().wait_closed()
         self.hub.mark_stopped()
         if self.control is not None:
             await self.control.stop()
 
-    def __await__(self) -> Any:
-        return self._start().__await__()
-
-    async def __aenter__(self) -> WsconsoleServer:
-        return await self._start()
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.close()
-        await self.wait_closed()
-
     @property
-    def port(self) -> int:
-        """The public TCP port (handy with port 0); still known after close."""
-        if self._port is None:
-            self._port = self.server.sockets[0].getsockname()[1]
-        return self._port
+    def port(self) -> int | None:
+        """The public TCP port (handy with port 0), still known after close;
+        None when listening on a Unix socket."""
+        return self._wsc_port
 
-    def close(self, close_connections: bool = True, code: int = 1001, reason: str = "") -> None:
-        """Like websockets' ``Server.close``; ``close_connections=False`` is keep-alive.
+    def close(
+        self,
+        close_connections: bool = True,
+        code: CloseCode | int = CloseCode.GOING_AWAY,
+        reason: str = "",
+    ) -> None:
+        """websockets' ``Server.close``, recorded by the hub.
 
-        A graceful close during a keep-alive drain closes the connections left.
+        ``close_connections=False`` is the hub's keep-alive shutdown. As with
+        websockets, a second call changes nothing; to cut a keep-alive drain
+        short, call ``server.hub.shutdown("graceful")``.
         """
-        hub = self.hub
-        if hub.state == "serving":
-            hub.shutdown("graceful" if close_connections else "keep_alive",
-                         code=code, reason=reason)
-        elif hub.state == "draining" and hub.shutdown_mode == "keep_alive":
-            if close_connections:
-                hub.shutdown("graceful", code=code, reason=reason)
-        elif close_connections:
-            self.server.close(close_connections=True, code=code, reason=reason)
+        if (self._wsc_watcher is not None and not self._wsc_closing
+                and self.hub.state == HubState.SERVING):
+            self._wsc_closing = True
+            # The hub records the shutdown and closes this server, calling
+            # close() back: the flag sends that call straight to websockets.
+            self.hub.shutdown("graceful" if close_connections else "keep_alive",
+                              code=code, reason=reason)
+        # Idempotent: a no-op when the hub has already closed the server.
+        super().close(close_connections, code, reason)
 
     async def wait_closed(self) -> None:
-        """Return when every connection is gone and the control listener closed."""
-        await self.server.wait_closed()
-        if self._watcher is not None:
-            await asyncio.shield(self._watcher)
-
-    async def serve_forever(self) -> None:
-        """Serve until :meth:`close` (or cancellation, which closes gracefully)."""
-        try:
-            await self._start()
-            await self.wait_closed()
-        except asyncio.CancelledError:
-            self.close()
-            await self.wait_closed()
-            raise
-
-    def is_serving(self) -> bool:
-        return self.server.is_serving()
-
-    @property
-    def sockets(self) -> Any:
-        return self.server.sockets
+        """websockets' ``Server.wait_closed``; then also until the hub is
+        stopped and the control listener closed."""
+        await super().wait_closed()
+        if self._wsc_watcher is not None:
+            await asyncio.shield(self._wsc_watcher)
 
 
 def serve(
@@ -357,17 +404,19 @@ def serve(
     slow_consumer_limit: int | None = DEFAULT_SLOW_CONSUMER_LIMIT,
     sample_interval: float = 1.0,
     health_path: str | None = HEALTH_PATH,
+    redact_logs: bool = True,
     control: Any = None,
     redact_headers: Iterable[str] = (),
     redact_query: Iterable[str] = (),
     process_request: Callable[..., Any] | None = None,
-    create_connection: type[ServerConnection] | None = None,
+    create_connection: Callable[..., ServerConnection] | None = None,
     logger: Any = None,
     **kwargs: Any,
 ) -> WsconsoleServer:
-    """Create a WebSocket server that records every connection in a hub.
+    """``websockets.asyncio.server.serve``, with every connection in a hub.
 
-    Takes every argument of ``websockets.asyncio.server.serve``, plus:
+    Takes every argument of websockets' ``serve`` and returns its ``Server``
+    (a :class:`WsconsoleServer`), plus:
 
     * ``identify``: connection -> user id (str). Default: :func:`default_identify`.
     * ``node``: this process's name. Default: :func:`default_node`.
@@ -377,13 +426,13 @@ def serve(
     * ``sample_interval``: seconds between the hub's samples (rates, last
       activity, slow consumers, the metrics' traffic totals); 0 disables them.
     * ``health_path``: answered with 200 on GET; None disables.
+    * ``redact_logs``: the ``logger`` (default ``websockets.server``) never
+      sees secret header or query values, even at DEBUG; False logs them as
+      websockets does.
     * ``control``: a ``ControlConfig`` to start the control listener beside it.
     * ``redact_headers``, ``redact_query``: more header and query parameter
       names whose values are never shown (records, ``get``, events, logs);
       they extend the built-in rule of :mod:`wsconsole.server.redaction`.
-
-    The ``logger`` (default ``websockets.server``) never sees secret header
-    or query values, even at DEBUG.
     """
     identify_fn: Identify = identify or default_identify
     trusted = _parse_trusted(trusted_proxies)
@@ -409,8 +458,7 @@ def serve(
             if response is not None:
                 return response
         if request.method != "GET":
-            return _text_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
-                                  "WebSocket handshakes use GET\n", Allow="GET")
+            return None  # websockets answers 405, as without us
         try:
             user = identify_fn(connection)
         except Exception as exc:
@@ -422,20 +470,98 @@ def serve(
         connection.wsc_user = user  # type: ignore[attr-defined]
         return None
 
-    connection_class = _tracked_connection_class(
-        create_connection or ServerConnection, hub, trusted)
+    connection_factory: Callable[..., ServerConnection]
+    if create_connection is None or isinstance(create_connection, type):
+        connection_factory = _tracked_connection_class(
+            create_connection or ServerConnection, hub, trusted)
+    else:
+        connection_factory = _tracking_factory(create_connection, hub, trusted)
     server = websockets_serve(
         handler,
         host,
         port,
         process_request=tracked_process_request,
-        create_connection=connection_class,
-        logger=RedactingLogger(logger or logging.getLogger("websockets.server"), redaction),
+        create_connection=connection_factory,  # type: ignore[arg-type]
+        logger=RedactingLogger(logger or logging.getLogger("websockets.server"), redaction)
+        if redact_logs else logger,
         **kwargs,
     )
+    # websockets' closures (its connection factory and connection handler)
+    # hold this very object, so it is re-classed rather than wrapped or
+    # rebuilt: websockets keeps doing everything it does for its own serve.
+    if type(server) is not Server:  # pragma: no cover - pinned by test_dropin
+        raise TypeError(
+            f"websockets' serve returned {type(server).__qualname__}, not Server: "
+            "wsconsole.server.serve does not support this websockets version"
+        )
+    server.__class__ = WsconsoleServer
     control_listener = None
     if control is not None:
         from .control import ControlListener
 
         control_listener = ControlListener(hub, control)
-    return WsconsoleServer(server, hub, control_listener)
+    server._wsc_adopt(hub, control_listener)  # type: ignore[attr-defined]
+    return server  # type: ignore[return-value]
+
+
+def unix_serve(
+    handler: Handler,
+    path: str | None = None,
+    **kwargs: Any,
+) -> WsconsoleServer:
+    """``websockets.asyncio.server.unix_serve``: :func:`serve` on a Unix socket.
+
+    ``server.port`` is None; the hub's ``listen`` shows the socket's path.
+    """
+    return serve(handler, unix=True, path=path, **kwargs)
+
+
+def route(
+    url_map: Any,
+    *args: Any,
+    server_name: str | None = None,
+    ssl: Any = None,
+    create_router: type[Router] | None = None,
+    **kwargs: Any,
+) -> WsconsoleServer:
+    """``websockets.asyncio.router.route``: a :func:`serve` that dispatches
+    connections to handlers by URL, with a werkzeug ``Map``.
+
+    Same arguments as websockets' (``server_name``, ``ssl=True`` behind a
+    TLS-terminating proxy, ``create_router``) plus every argument of
+    :func:`serve`. Needs werkzeug, as websockets' does.
+    """
+    try:
+        import werkzeug.routing  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("route() requires werkzeug") from exc
+    # Imported here: websockets' router module imports werkzeug, which
+    # serve() alone does not need.
+    from websockets.asyncio.router import Router
+
+    # websockets' route() composed the same way, with our serve().
+    url_scheme = "ws" if ssl is None else "wss"
+    if ssl is not True and ssl is not None:
+        kwargs["ssl"] = ssl
+    router = (create_router or Router)(url_map, server_name, url_scheme)
+    user_process_request = kwargs.pop("process_request", None)
+    if user_process_request is None:
+        process_request: Callable[..., Any] = router.route_request
+    else:
+
+        async def process_request(
+            connection: ServerConnection, request: Request
+        ) -> Response | None:
+            response = user_process_request(connection, request)
+            if isinstance(response, Awaitable):
+                response = await response
+            if response is not None:
+                return response
+            return router.route_request(connection, request)
+
+    return serve(router.handler, *args, process_request=process_request, **kwargs)
+
+
+def unix_route(url_map: Any, path: str | None = None, **kwargs: Any) -> WsconsoleServer:
+    """``websockets.asyncio.router.unix_route``: :func:`route` on a Unix socket."""
+    return route(url_map, unix=True, path=path, **kwargs)

@@ -116,20 +116,25 @@ async def test_context_manager_exit_is_graceful():
     assert client.close_code == 1001 and server.hub.state == "stopped"
 
 
-async def test_close_during_a_keep_alive_drain_closes_the_rest():
-    """server.close() (graceful) while a keep-alive drain runs closes the open
-    clients with the given code, so wait_closed() returns."""
-    async with serve(demo_handler, "127.0.0.1", 0) as server:
-        client = await connect(url(server))
-        await wait_for(lambda: len(server.hub.registry) == 1)
-        server.close(close_connections=False)
-        assert server.hub.state == "draining"
-        server.close(code=1012, reason="restart")
-        async with asyncio.timeout(TIMEOUT):
-            await server.wait_closed()
+async def test_close_during_a_keep_alive_drain_changes_nothing_as_with_websockets():
+    """As websockets' close() is idempotent, a second server.close() leaves a
+    keep-alive drain running (the open client is still served);
+    hub.shutdown("graceful") is what closes the rest, with the given code."""
+    server = await serve(demo_handler, "127.0.0.1", 0)
+    client = await connect(url(server))
+    await wait_for(lambda: len(server.hub.registry) == 1)
+    server.close(close_connections=False)
+    assert server.hub.state == "draining"
+    server.close(code=1012, reason="restart")
+    await client.send("still here")
+    assert await recv(client) == "still here"
+    assert client.close_code is None and server.hub.shutdown_mode == "keep_alive"
+    server.hub.shutdown("graceful", code=1012, reason="restart")
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
         await client.wait_closed()
-        assert client.close_code == 1012
-        assert server.hub.state == "stopped"
+    assert client.close_code == 1012
+    assert server.hub.state == "stopped"
 
 
 async def test_sampled_totals_are_final_once_stopped():
