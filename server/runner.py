@@ -17,7 +17,7 @@ from typing import Any, Callable, TextIO
 
 from .config import ControlConfig
 from .errors import WsconsoleError
-from .hub import HubState
+from .protocol import ShutdownMode
 from .serving import WsconsoleServer, serve
 
 __all__ = ["load_app", "run_server", "AppLoadError"]
@@ -72,15 +72,12 @@ async def run_server(
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
-        hub = server.hub
-        if hub.state == HubState.SERVING:
+        # Also during a keep-alive drain (the hub calls it an escalation): a
+        # signal then means "stop waiting". hub.shutdown rather than
+        # server.close(), which, like websockets', acts only once.
+        if server.hub.may_shutdown(ShutdownMode.GRACEFUL).allowed:
             print("wsconsole: shutting down gracefully", file=out, flush=True)
-            server.close()
-        elif hub.state == HubState.DRAINING and hub.shutdown_mode == "keep_alive":
-            # A signal during a keep-alive drain means "stop waiting". Not
-            # server.close(): like websockets', only its first call acts.
-            print("wsconsole: shutting down gracefully", file=out, flush=True)
-            hub.shutdown("graceful")
+            server.hub.shutdown(ShutdownMode.GRACEFUL)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:

@@ -23,15 +23,16 @@ from urllib.parse import parse_qs
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
-from websockets.datastructures import Headers
 from websockets.frames import BINARY, CONT, TEXT, CloseCode
 from websockets.protocol import OPEN
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
-from websockets.utils import get_socket_name
 
+from .addresses import host_port
 from .errors import IdentifyError
-from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub, HubState
+from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub
+from .protocol import ShutdownMode
+from .responses import http_response
 from .redaction import DEFAULT_RULES, RedactingLogger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -257,7 +258,7 @@ def _client_address(
                 return hop if _is_ip(hop) else host
         if hops:
             return hops[0]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host_port(host, port)
 
 
 def _is_ip(value: str) -> bool:
@@ -282,17 +283,6 @@ def _parse_trusted(proxies: Iterable[str] | None) -> list[ipaddress._BaseNetwork
     if isinstance(proxies, str):
         proxies = [proxies]
     return [ipaddress.ip_network(p, strict=False) for p in proxies]
-
-
-def _text_response(status: http.HTTPStatus, body: str, **headers: str) -> Response:
-    data = body.encode()
-    hdrs = Headers()
-    hdrs["Content-Type"] = "text/plain; charset=utf-8"
-    hdrs["Content-Length"] = str(len(data))
-    hdrs["Cache-Control"] = "no-store"
-    for name, value in headers.items():
-        hdrs[name.replace("_", "-")] = value
-    return Response(status.value, status.phrase, hdrs, data)
 
 
 class WsconsoleServer(Server):
@@ -339,9 +329,11 @@ class WsconsoleServer(Server):
         if self._wsc_watcher is not None:
             return
         names = [sock.getsockname() for sock in self.sockets]
-        ports = [name[1] for name in names if isinstance(name, tuple)]
-        self._wsc_port = ports[0] if ports else None
-        self.hub.attach(self, [get_socket_name(sock) for sock in self.sockets])
+        tcp = [name for name in names if isinstance(name, tuple)]
+        self._wsc_port = tcp[0][1] if tcp else None
+        # A Unix socket's name is its path.
+        self.hub.attach(self, [host_port(name[0], name[1]) if isinstance(name, tuple)
+                               else str(name) for name in names])
         if self.control is not None:
             try:
                 await self.control.start()
@@ -375,13 +367,14 @@ class WsconsoleServer(Server):
         websockets, a second call changes nothing; to cut a keep-alive drain
         short, call ``server.hub.shutdown("graceful")``.
         """
-        if (self._wsc_watcher is not None and not self._wsc_closing
-                and self.hub.state == HubState.SERVING):
+        mode = ShutdownMode.GRACEFUL if close_connections else ShutdownMode.KEEP_ALIVE
+        decision = self.hub.may_shutdown(mode)
+        # Not an escalation: as with websockets, only the first close() acts.
+        if decision.allowed and not decision.escalation and not self._wsc_closing:
             self._wsc_closing = True
             # The hub records the shutdown and closes this server, calling
             # close() back: the flag sends that call straight to websockets.
-            self.hub.shutdown("graceful" if close_connections else "keep_alive",
-                              code=code, reason=reason)
+            self.hub.shutdown(mode, code=code, reason=reason)
         # Idempotent: a no-op when the hub has already closed the server.
         super().close(close_connections, code, reason)
 
@@ -446,9 +439,10 @@ def serve(
     ) -> Response | None:
         if health_path is not None and request.path.partition("?")[0] == health_path:
             if request.method not in ("GET", "HEAD"):
-                return _text_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
-                                      "Method Not Allowed\n", Allow="GET, HEAD")
-            return _text_response(http.HTTPStatus.OK, f"OK {hub.state}\n")
+                return http_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                     "Method Not Allowed\n", Allow="GET, HEAD")
+            return http_response(http.HTTPStatus.OK, f"OK {hub.state}\n",
+                                 head=request.method == "HEAD")
         if user_process_request is not None:
             # Every method, as websockets' own serve does: the app may answer
             # some HTTP routes itself.

@@ -253,11 +253,16 @@ def http_request(port: int, request: bytes) -> bytes:
 
 
 async def test_health_check_answers_on_the_public_port():
-    """GET /healthz answers 200; other methods get 405; the server keeps serving."""
+    """GET /healthz answers 200 (HEAD: the same headers, no body); other methods
+    get 405; the server keeps serving."""
     async with serve(echo, "127.0.0.1", 0) as server:
         ok = await asyncio.to_thread(
             http_request, server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert ok.startswith(b"HTTP/1.1 200 OK") and ok.endswith(b"OK serving\n")
+        head = await asyncio.to_thread(
+            http_request, server.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK") and head.endswith(b"\r\n\r\n")
+        assert b"Content-Length: 11" in head
         post = await asyncio.to_thread(
             http_request, server.port, b"POST /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert post.startswith(b"HTTP/1.1 405")
