@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -70,6 +71,7 @@ __all__ = [
     "Reply",
     "Event",
     "decode_payload",
+    "is_unicode_text",
 ]
 
 PROTOCOL_VERSION = 1
@@ -228,7 +230,89 @@ def _check_type(value: Any, t: type | tuple[type, ...]) -> bool:
     # bool is an int in Python, never on the wire.
     if isinstance(value, bool):
         return t is bool or (isinstance(t, tuple) and bool in t)
+    # 1e999 is JSON that Python reads as inf: no argument means "forever".
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
     return isinstance(value, t)
+
+
+def _type_phrase(t: type | tuple[type, ...]) -> str:
+    name = _type_name(t)
+    return f"a finite {name}" if name == "number" else f"a {name}"
+
+
+_SHOWN_LIMIT = 60
+"""Characters of a client's value (an unknown name) quoted in an error message."""
+
+
+def _shown(value: Any) -> str:
+    """A client's value quoted in an error message: repr, clipped."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_LIMIT else text[:_SHOWN_LIMIT] + "…"
+
+
+def is_unicode_text(value: str) -> bool:
+    """True if ``value`` can be encoded as UTF-8: it holds no lone UTF-16 surrogate.
+
+    JSON can spell one (``"\\ud800"``) and Python's json reads it into a str,
+    which no reply, log line or close frame can then carry.
+    """
+    if value.isascii():  # O(1) in CPython: the common case costs nothing
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_KEY = object()
+"""In a place: the string is a key of the object before it, not a value."""
+
+
+def _lone_surrogate_at(data: Any) -> tuple[Any, ...] | None:
+    """The place of the first string (or key) in ``data`` that is not Unicode text.
+
+    Iterative, so that a deeply nested frame costs no recursion; the path is
+    built only for the string found, never for every value walked.
+    """
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, place = stack.pop()
+        if isinstance(value, str):
+            if not is_unicode_text(value):
+                return place
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                if not is_unicode_text(key):
+                    return (*place, _KEY)
+                if isinstance(child, (str, dict, list)):
+                    stack.append((child, (*place, key)))
+        elif isinstance(value, list):
+            for index, child in enumerate(value):
+                if isinstance(child, (str, dict, list)):
+                    stack.append((child, (*place, index)))
+    return None
+
+
+def _describe_place(place: tuple[Any, ...]) -> str:
+    """``'args.selector.ids[2]'``: where in a request a string is, for a message."""
+    if place and place[-1] is _KEY:
+        return "a key of " + (_describe_place(place[:-1]) if len(place) > 1 else "the request")
+    text = ""
+    for part in place:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + (part if part.isidentifier() and len(part) <= 40
+                                             else _shown(part))
+    return f"'{text}'"
+
+
+def _may_hold_lone_surrogate(frame: str) -> bool:
+    # A frame from websockets is valid UTF-8, so a surrogate can only come from
+    # a \uD800-\uDFFF escape; an ASCII frame without "\ud" has none.
+    return not frame.isascii() or "\\ud" in frame or "\\uD" in frame
 
 
 def parse_request(frame: str | bytes) -> Request:
@@ -241,7 +325,10 @@ def parse_request(frame: str | bytes) -> Request:
     refusal without reading the frame again.
     """
     if isinstance(frame, (bytes, bytearray, memoryview)):
-        raise MalformedFrame("requests are JSON text frames, not binary")
+        # Refused, but read for what it names: a binary "send" is still a
+        # refused mutating request, which the audit log records.
+        raise _Found(_binary_context(frame)).error(
+            MalformedFrame, "requests are JSON text frames, not binary")
     try:
         data = json.loads(frame, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
@@ -249,11 +336,20 @@ def parse_request(frame: str | bytes) -> Request:
     if not isinstance(data, dict):
         raise MalformedFrame("a request must be a JSON object")
     found = _Found(data)
+    # Every string of the request is checked here, once: past this point no
+    # reply, audit line, event or close frame meets a string it cannot encode.
+    if _may_hold_lone_surrogate(frame):
+        place = _lone_surrogate_at(data)
+        if place is not None:
+            raise found.error(
+                ProtocolViolation,
+                f"{_describe_place(place)} is not Unicode text: it holds a lone UTF-16 "
+                "surrogate (an unpaired \\ud800-\\udfff escape)")
     if found.request_id is None:
         raise found.error(ProtocolViolation, "'id' must be an integer or a string")
     unknown_top = sorted(set(data) - {"id", "op", "args"})
     if unknown_top:
-        raise found.error(ProtocolViolation, f"unknown field {unknown_top[0]!r}")
+        raise found.error(ProtocolViolation, f"unknown field {_shown(unknown_top[0])}")
     op_name = data.get("op")
     if not isinstance(op_name, str):
         raise found.error(ProtocolViolation, "'op' must be a string")
@@ -261,14 +357,15 @@ def parse_request(frame: str | bytes) -> Request:
     if op is None:
         raise found.error(
             UnknownOperation,
-            f"unknown operation {op_name!r}; expected one of {', '.join(OPERATIONS)}",
+            f"unknown operation {_shown(op_name)}; expected one of {', '.join(OPERATIONS)}",
         )
     raw_args = data.get("args", {})
     if not isinstance(raw_args, dict):
         raise found.error(ProtocolViolation, "'args' must be an object")
     unknown = sorted(set(raw_args) - set(op.args))
     if unknown:
-        raise found.error(ProtocolViolation, f"unknown argument {unknown[0]!r} for {op_name}")
+        raise found.error(ProtocolViolation,
+                          f"unknown argument {_shown(unknown[0])} for {op_name}")
     args: dict[str, Any] = {}
     for name, spec in op.args.items():
         if name not in raw_args or raw_args[name] is None:
@@ -280,7 +377,7 @@ def parse_request(frame: str | bytes) -> Request:
         if not _check_type(value, spec.type):
             raise found.error(
                 ProtocolViolation,
-                f"argument {name!r} of {op_name} must be a {_type_name(spec.type)}",
+                f"argument {name!r} of {op_name} must be {_type_phrase(spec.type)}",
             )
         args[name] = value
     _check_op_args(op_name, args, found)
@@ -292,10 +389,14 @@ class _Found:
 
     __slots__ = ("request_id", "op", "raw_args")
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            data = {}
         request_id = data.get("id")
-        # bool is an int in Python, never an id on the wire.
-        valid_id = isinstance(request_id, (int, str)) and not isinstance(request_id, bool)
+        # bool is an int in Python, never an id on the wire; an id that is not
+        # Unicode text could not be echoed in the reply.
+        valid_id = (isinstance(request_id, int) and not isinstance(request_id, bool)) or (
+            isinstance(request_id, str) and is_unicode_text(request_id))
         self.request_id: int | str | None = request_id if valid_id else None
         op = data.get("op")
         self.op = op if isinstance(op, str) and op in OPERATIONS else None
@@ -303,6 +404,14 @@ class _Found:
 
     def error(self, cls: type[ProtocolViolation], message: str) -> ProtocolViolation:
         return cls(message, request_id=self.request_id, op=self.op, raw_args=self.raw_args)
+
+
+def _binary_context(frame: bytes | bytearray | memoryview) -> Any:
+    """What a binary frame would hold as a request, or None if it is not one."""
+    try:
+        return json.loads(bytes(frame).decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -362,11 +471,20 @@ def decode_payload(args: Mapping[str, Any]) -> str | bytes:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """One frame's JSON text; ValueError if it could not travel as a text frame.
+
+    No NaN or Infinity (not JSON), and no lone surrogate (not UTF-8): a frame
+    that cannot be encoded is refused here, by its sender, never half-sent.
+    """
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if not is_unicode_text(text):
+        raise ValueError("the frame holds a string that is not Unicode text "
+                         "(a lone UTF-16 surrogate) and cannot be sent")
+    return text
 
 
 def encode_request(request_id: int | str, op: str, args: Mapping[str, Any] | None = None) -> str:
-    """Client side: one request frame."""
+    """Client side: one request frame (ValueError for a value JSON text cannot carry)."""
     frame: dict[str, Any] = {"id": request_id, "op": op}
     if args:
         frame["args"] = {k: v for k, v in args.items() if v is not None}
@@ -374,7 +492,7 @@ def encode_request(request_id: int | str, op: str, args: Mapping[str, Any] | Non
 
 
 def encode_reply(request_id: int | str | None, result: Any) -> str:
-    """Server side: a successful reply."""
+    """Server side: a successful reply (ValueError if the result cannot be encoded)."""
     return _dumps({"id": request_id, "ok": True, "result": result})
 
 
@@ -384,7 +502,7 @@ def encode_error(request_id: int | str | None, code: str, message: str) -> str:
 
 
 def encode_event(kind: str, data: Any, time: float) -> str:
-    """Server side: one event frame."""
+    """Server side: one event frame (ValueError if its data cannot be encoded)."""
     return _dumps({"event": kind, "time": time, "data": data})
 
 

@@ -6,6 +6,12 @@ appends to a bounded window; a pump per subscriber turns the window into
 frames at most every ``flush_interval``, summarizing bursts and keeping only
 the latest stats sample.
 
+One subscriber never costs another its stream: an event is encoded once for
+all of them (:class:`SharedEvent`), an event that cannot be encoded (a value
+of the application's that JSON text cannot carry) is dropped for everyone and
+logged, never sent half-way, and a subscriber whose sending fails loses only
+its own pump.
+
 Must never import textual or ``wsconsole.console``.
 """
 
@@ -26,11 +32,40 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..fleet import Fleet
     from .listener import Session
 
-__all__ = ["EventStream", "Subscription"]
+__all__ = ["EventStream", "Subscription", "SharedEvent"]
 
 logger = logging.getLogger("wsconsole.control")
 
 _CONNECTION_EVENTS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED})
+
+
+class SharedEvent:
+    """One event as every subscriber sends it: encoded once, when first sent, or never."""
+
+    __slots__ = ("kind", "data", "time", "_frame", "_encoded")
+
+    def __init__(self, kind: str, data: Any, time: float) -> None:
+        self.kind = kind
+        self.data = data
+        self.time = time
+        self._frame: str | None = None
+        self._encoded = False
+
+    def frame(self) -> str | None:
+        """The event's frame, or None if it cannot be encoded (then logged, once)."""
+        if not self._encoded:
+            self._encoded = True
+            self._frame = _encode_or_drop(self.kind, self.data, self.time)
+        return self._frame
+
+
+def _encode_or_drop(kind: str, data: Any, when: float) -> str | None:
+    try:
+        return wire.encode_event(kind, data, when)
+    except (TypeError, ValueError) as exc:
+        logger.error("%s event not published: it cannot be encoded (%s)", kind, exc)
+        return None
+
 
 class Subscription:
     """Events waiting for one subscriber, in bounded memory.
@@ -51,7 +86,7 @@ class Subscription:
         self.threshold = threshold
         self.head = head
         self.max_other = max_other
-        self.pending: deque[tuple[str, Any, float]] = deque()
+        self.pending: deque[SharedEvent] = deque()
         self.connection_events = 0
         self.burst_opened = 0
         self.burst_closed = 0
@@ -60,6 +95,12 @@ class Subscription:
         self.wakeup = asyncio.Event()
 
     def push(self, kind: str, data: Any, now: float) -> None:
+        """Queue one event of this subscriber alone."""
+        self.push_shared(SharedEvent(kind, data, now))
+
+    def push_shared(self, event: SharedEvent) -> None:
+        """Queue one event that other subscriptions share (encoded once for all)."""
+        kind = event.kind
         if kind in _CONNECTION_EVENTS:
             if self.connection_events >= self.threshold:
                 if kind == EventKind.CONNECTION_OPENED:
@@ -71,7 +112,7 @@ class Subscription:
         elif len(self.pending) - self.connection_events >= self.max_other:
             self.dropped += 1
             return
-        self.pending.append((kind, data, now))
+        self.pending.append(event)
         self.wakeup.set()
 
     def push_stats(self, data: dict[str, Any], now: float) -> None:
@@ -86,7 +127,8 @@ class Subscription:
         self.connection_events = self.burst_opened = self.burst_closed = self.dropped = 0
         frames: list[str] = []
         kept = 0
-        for kind, data, when in pending:
+        for event in pending:
+            kind = event.kind
             if overflow and kind in _CONNECTION_EVENTS:
                 if kept >= self.head:
                     if kind == EventKind.CONNECTION_OPENED:
@@ -95,14 +137,18 @@ class Subscription:
                         closed += 1
                     continue
                 kept += 1
-            frames.append(wire.encode_event(kind, data, when))
+            frame = event.frame()
+            if frame is not None:
+                frames.append(frame)
         if opened or closed or dropped:
             frames.append(wire.encode_event(
                 EventKind.BURST, {"opened": opened, "closed": closed, "dropped": dropped}, now))
         if self.stats is not None:
             data, when = self.stats
             self.stats = None
-            frames.append(wire.encode_event(EventKind.STATS, data, when))
+            frame = _encode_or_drop(EventKind.STATS, data, when)
+            if frame is not None:
+                frames.append(frame)
         self.wakeup.clear()
         return frames
 
@@ -177,9 +223,9 @@ class EventStream:
         # open and close: O(1) per subscriber, no awaiting, no encoding.
         if not self._subscriptions:
             return
-        now = time.time()
+        event = SharedEvent(kind, data, time.time())
         for subscription in self._subscriptions.values():
-            subscription.push(kind, data, now)
+            subscription.push_shared(event)
 
     async def _pump(self, session: Session, subscription: Subscription) -> None:
         """Flush a subscriber's events at most every ``flush_interval``, and sample stats.
