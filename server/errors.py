@@ -20,6 +20,7 @@ wire raise the same class::
         ├── Unauthorized         unauthorized
         ├── Forbidden            forbidden
         ├── RateLimited          rate_limited
+        ├── AuditFailed          audit_failed
         ├── InternalError        internal_error
         └── ControlUnavailable   unavailable
 
@@ -48,6 +49,7 @@ __all__ = [
     "Unauthorized",
     "Forbidden",
     "RateLimited",
+    "AuditFailed",
     "InternalError",
     "ControlUnavailable",
     "ERROR_CLASSES",
@@ -147,7 +149,9 @@ class ControlError(WsconsoleError):
 
 class ProtocolViolation(ControlError):
     """Missing or non-integer/string ``id``; missing ``op``; unknown top-level
-    field; unknown or missing argument; wrong type; value out of range (limit,
+    field; unknown or missing argument; wrong type (numbers must be finite); a
+    string anywhere in the request that is not Unicode text (a lone UTF-16
+    surrogate, such as the escape ``\\ud800``); value out of range (limit,
     close code, reason length, mode, deadline, stats_interval)."""
 
     code = "bad_request"
@@ -205,6 +209,15 @@ class RateLimited(ControlError):
     was not run."""
 
     code = "rate_limited"
+
+
+class AuditFailed(ControlError):
+    """The audit log could not record this mutating request (a full disk, an I/O
+    error, a file that cannot be reopened), so it was not carried out: the audit
+    log fails closed. `stats` and `/healthz` show the audit log's state and its
+    last error; the next mutating request tries the file again."""
+
+    code = "audit_failed"
 
 
 class InternalError(ControlError):

@@ -50,10 +50,11 @@ from prometheus_client.utils import floatToGoString
 from websockets.frames import CloseCode
 
 from .errors import ERROR_CLASSES
-from .protocol import HubState
+from .protocol import AuditState, HubState
 from .wire import OPERATIONS
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .control.audit import AuditLog
     from .hub import Hub, SendResult
     from .registry import ConnectionRecord
 
@@ -74,6 +75,8 @@ __all__ = [
     "OUTCOME_LABELS",
     "OPERATION_LABELS",
     "STATE_LABELS",
+    "AUDIT_OUTCOME_LABELS",
+    "AUDIT_STATE_LABELS",
     "RECIPIENTS_BUCKETS",
     "LATENCY_BUCKETS",
     "close_code_label",
@@ -93,6 +96,8 @@ __all__ = [
     "KEEPALIVE_LATENCY",
     "CONTROL_REQUESTS",
     "SERVER_STATE",
+    "AUDIT_ENTRIES",
+    "AUDIT_LOG_STATE",
 ]
 
 NAMESPACE = "wsconsole"
@@ -198,6 +203,18 @@ SERVER_STATE = MetricSpec(
     f"1 for the server's current state ({', '.join(HubState)}), 0 for the others.",
     ("state",),
 )
+AUDIT_ENTRIES = MetricSpec(
+    "wsconsole_audit_entries_total", "counter",
+    "Audit log lines, by outcome: written, or failed (not written; an accepted "
+    "request whose line failed was refused with audit_failed).",
+    ("outcome",),
+)
+AUDIT_LOG_STATE = MetricSpec(
+    "wsconsole_audit_log_state", "gauge",
+    f"1 for the audit log's current state ({', '.join(AuditState)}), 0 for the others; "
+    "failing means mutating requests are refused.",
+    ("state",),
+)
 
 METRICS: tuple[MetricSpec, ...] = (
     CONNECTIONS_OPEN,
@@ -215,6 +232,8 @@ METRICS: tuple[MetricSpec, ...] = (
     KEEPALIVE_LATENCY,
     CONTROL_REQUESTS,
     SERVER_STATE,
+    AUDIT_ENTRIES,
+    AUDIT_LOG_STATE,
 )
 """Every wsconsole metric, in exposition order."""
 
@@ -273,7 +292,13 @@ OUTCOME_LABELS: tuple[str, ...] = ("ok", *sorted(ERROR_CLASSES), OTHER)
 """Values of the ``outcome`` label: ok, every stable error code, then other."""
 
 STATE_LABELS: tuple[str, ...] = tuple(HubState)
-"""Values of the ``state`` label."""
+"""Values of the ``state`` label of the server state."""
+
+AUDIT_OUTCOME_LABELS: tuple[str, ...] = ("written", "failed")
+"""Values of the ``outcome`` label of audit lines."""
+
+AUDIT_STATE_LABELS: tuple[str, ...] = tuple(AuditState)
+"""Values of the ``state`` label of the audit log's state."""
 
 RECIPIENTS_BUCKETS: tuple[float, ...] = (
     0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
@@ -451,6 +476,17 @@ class HubCollector(Collector):
             state.add_metric([name], 1 if hub.state == name else 0)
         yield state
 
+        audit = metrics.audit.status() if metrics.audit is not None else None
+        entries = _counter(AUDIT_ENTRIES)
+        entries.add_metric(["written"], audit.entries_written if audit else 0)
+        entries.add_metric(["failed"], audit.entries_failed if audit else 0)
+        yield entries
+        audit_state = _gauge(AUDIT_LOG_STATE)
+        current = audit.state if audit else AuditState.DISABLED
+        for name in AUDIT_STATE_LABELS:
+            audit_state.add_metric([name], 1 if current == name else 0)
+        yield audit_state
+
 
 PROCESS_SAMPLE_SECONDS = 5.0
 """How often the process metrics (CPU, memory, open fds) are re-read."""
@@ -487,9 +523,11 @@ class Metrics:
     """
 
     def __init__(self, hub: Hub, *, route_templates: Sequence[str] | None = None,
-                 max_paths: int = DEFAULT_MAX_PATHS) -> None:
+                 max_paths: int = DEFAULT_MAX_PATHS, audit: AuditLog | None = None) -> None:
         self.hub = hub
         """The hub whose counters are exposed."""
+        self.audit = audit
+        """The control listener's audit log, whose state and counts are exposed (if any)."""
         self.paths = PathLabels(route_templates, max_paths)
         """How request paths become ``path`` label values."""
         self.open_by_path: dict[str, int] = dict.fromkeys(self.paths.initial(), 0)
@@ -553,10 +591,18 @@ class Metrics:
         self.open_by_path[label] = self.open_by_path.get(label, 0) + delta
 
 
-def health(hub: Hub) -> tuple[int, dict[str, Any]]:
+def health(hub: Hub, audit: AuditLog | None = None) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body): 200 with {"state": "serving", "connections": N, "node": ...}
-    while serving; 503 while draining or stopped, so a load balancer stops sending clients."""
-    body = {"state": hub.state, "connections": len(hub.registry), "node": hub.node}
+    while serving; 503 while draining or stopped, so a load balancer stops sending clients.
+
+    With an audit file, the body has its detail too (state, counts, last error;
+    not its path: /healthz needs no token). A failing audit log does not change
+    the status: the public server still serves; only operators' actions are refused.
+    """
+    body: dict[str, Any] = {"state": hub.state, "connections": len(hub.registry),
+                            "node": hub.node}
+    if audit is not None and audit.path is not None:
+        body["audit"] = audit.status().as_dict(with_path=False)
     return (200 if hub.state == HubState.SERVING else 503), body
 
 

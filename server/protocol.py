@@ -18,6 +18,7 @@ from enum import StrEnum
 
 __all__ = [
     "HubState",
+    "AuditState",
     "Role",
     "ShutdownMode",
     "EventKind",
@@ -42,6 +43,18 @@ class HubState(StrEnum):
     """Not accepting; open connections are closing or being kept until they do."""
     STOPPED = "stopped"
     """Every connection is gone and every handler has returned."""
+
+
+class AuditState(StrEnum):
+    """The audit log's state: ``audit.state`` in ``stats`` and ``/healthz``."""
+
+    OK = "ok"
+    """Its last line was written (or none was due yet)."""
+    FAILING = "failing"
+    """Its last line could not be written: mutating requests are refused with
+    ``audit_failed`` until a line is written again."""
+    DISABLED = "disabled"
+    """No audit file: entries are only published as ``operator_action`` events."""
 
 
 class Role(StrEnum):

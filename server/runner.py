@@ -1,8 +1,8 @@
 """``wsconsole serve``: run an application (or the demo) inside the embedded server.
 
 Loads APP (``module:attribute``), starts the public server and the control
-listener, prints where they listen, and shuts down gracefully on SIGTERM or
-SIGINT (exit status 0).
+listener, prints where they listen, reopens the audit log on SIGHUP, and
+shuts down gracefully on SIGTERM or SIGINT (exit status 0).
 
 Must never import textual or ``wsconsole.console``.
 """
@@ -84,6 +84,13 @@ async def run_server(
             loop.add_signal_handler(signum, stop)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
             pass
+    # SIGHUP: "reopen your log files", as logrotate's postrotate sends it.
+    reopen_audit_log = getattr(server.control, "reopen_audit_log", None)
+    if reopen_audit_log is not None:
+        try:
+            loop.add_signal_handler(signal.SIGHUP, reopen_audit_log)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
+            pass
     what = app or "the demo application"
     for address in server.hub.listen:
         print(f"wsconsole: serving {what} on ws://{address}", file=out, flush=True)
@@ -95,7 +102,7 @@ async def run_server(
     try:
         await server.wait_closed()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
                 loop.remove_signal_handler(signum)
             except (NotImplementedError, RuntimeError):  # pragma: no cover

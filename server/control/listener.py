@@ -150,10 +150,11 @@ class ControlListener:
         """The Prometheus exposition, created at start."""
         self.events = EventStream(self.fleet)
         """The subscribers and their event streams."""
-        self.operations = Operations(self.fleet, config, self.events)
+        self.audit = AuditLog(config.audit_log, hub.node, self.fleet.publish)
+        """The audit log of mutating requests (opened at start)."""
+        self.operations = Operations(self.fleet, config, self.events, self.audit)
         """What each request does."""
         self._auth: Authenticator | None = None
-        self._audit: AuditLog | None = None
         self._server: Server | None = None
         self._port: int | None = None
         self._tls = False
@@ -171,12 +172,13 @@ class ControlListener:
         config = self.config
         ssl_context = self._check_bind(config)
         self._auth = Authenticator(config)
+        self.audit.open()
         self.metrics = Metrics(
             self.hub,
             route_templates=config.metrics_route_templates or None,
             max_paths=config.metrics_max_paths,
+            audit=self.audit,
         )
-        self._audit = AuditLog(config.audit_log, self.hub.node, self.fleet.publish)
         common: dict[str, Any] = dict(
             process_request=self._process_request,
             max_size=config.max_request_bytes,
@@ -195,7 +197,7 @@ class ControlListener:
                 self._server = await websockets_serve(
                     self._handler, config.host, config.port, **common)
         except BaseException:
-            self._audit.close()
+            self.audit.close()
             raise
         self._tls = ssl_context is not None
         if config.unix_path is None:
@@ -212,8 +214,13 @@ class ControlListener:
         await self.events.stop()
         self._server.close(close_connections=True, code=1001, reason="server stopped")
         await self._server.wait_closed()
-        if self._audit is not None:
-            self._audit.close()
+        self.audit.close()
+
+    def reopen_audit_log(self) -> None:
+        """Reopen the audit file at its path, after a rotation (``wsconsole serve``
+        calls it on SIGHUP). Never raises: a file that cannot be reopened shows
+        as failing in ``stats`` and ``/healthz``, and refuses mutating requests."""
+        self.audit.reopen()
 
     def _check_bind(self, config: ControlConfig) -> ssl.SSLContext | None:
         if (config.cert is None) != (config.key is None):
@@ -307,7 +314,7 @@ class ControlListener:
         return http_response(http.HTTPStatus.OK, body, head=head, content_type=content_type)
 
     def _health(self, head: bool) -> Response:
-        status, data = health(self.hub)
+        status, data = health(self.hub, self.audit)
         body = json.dumps(data, separators=(",", ":")) + "\n"
         return http_response(http.HTTPStatus(status), body, head=head,
                              content_type="application/json")
@@ -324,7 +331,13 @@ class ControlListener:
         logger.info("control connection from %s (%s)", session.client, role)
         try:
             async for frame in connection:
-                reply, then = await self._dispatch(session, frame)
+                try:
+                    reply, then = await self._dispatch(session, frame)
+                except Exception:
+                    # Nothing a client sends may end its connection (or anyone's).
+                    logger.exception("control request from %s failed", session.client)
+                    reply, then = _error_frame(None, InternalError(
+                        "internal error; the server logged it")), None
                 try:
                     await connection.send(reply)
                 finally:
@@ -337,7 +350,14 @@ class ControlListener:
             self.events.unsubscribe(session)
 
     async def _dispatch(self, session: Session, frame: str | bytes) -> tuple[str, Callable[[], None] | None]:
-        """Answer one frame: (reply frame, work to do once the reply is sent)."""
+        """Answer one frame: (reply frame, work to do once the reply is sent).
+
+        A request that names a mutating operation is one audit line, whatever
+        becomes of it, except when the rate limiter refuses it: refused before
+        it runs (the line says why), or accepted, in which case the line is
+        written before it runs, and a line that cannot be written refuses it
+        (``audit_failed``).
+        """
         # Every frame costs a token, valid or not; parsing is the cheap part,
         # and it gives the id that the rate_limited error must carry.
         allowed = session.bucket.take()
@@ -348,19 +368,33 @@ class ControlListener:
             # are audited, and counted by operation (unknown names are not).
             self._count(exc.op or "invalid", exc.code)
             if exc.op in wire.MUTATING_OPERATIONS and allowed:
-                self._audit_entry(session, exc.op, exc.raw_args, error=exc)
-            return wire.encode_error(exc.request_id, exc.code, exc.message), None
+                self.audit.refuse(self.audit.entry(session.role, session.client, exc.op,
+                                                   exc.raw_args), exc)
+            return _error_frame(exc.request_id, exc), None
         op = request.op
         if not allowed:
             limited = RateLimited(f"more than {self.rate_limit:g} requests per second "
                                   "on this connection; slow down")
             self._count(op, limited.code)
             # Not audited: a flood must not flood the audit log too.
-            return wire.encode_error(request.id, limited.code, limited.message), None
-        mutating = op in wire.MUTATING_OPERATIONS
+            return _error_frame(request.id, limited), None
+        entry: dict[str, Any] | None = None
+        try:
+            if op in wire.MUTATING_OPERATIONS:
+                entry = self.audit.entry(session.role, session.client, op, request.args)
+                try:
+                    authorize(session.role, op)
+                except WsconsoleError as exc:
+                    self.audit.refuse(entry, exc)
+                    raise
+                self.audit.accept(entry)  # AuditFailed: nothing is run
+            else:
+                authorize(session.role, op)
+        except WsconsoleError as exc:
+            self._count(op, exc.code)
+            return _error_frame(request.id, exc), None
         then: Callable[[], None] | None = None
         try:
-            authorize(session.role, op)
             result = await self.operations.run(session, request)
         except Exception as exc:
             if isinstance(exc, WsconsoleError):
@@ -369,26 +403,40 @@ class ControlListener:
                 logger.exception("control operation %s failed", op)
                 error = InternalError("internal error; the server logged it")
             self._count(op, error.code)
-            if mutating:
-                self._audit_entry(session, op, request.args, error=error)
-            return wire.encode_error(request.id, error.code, error.message), None
+            if entry is not None:
+                self.audit.finish(entry, op, error=error)
+            return _error_frame(request.id, error), None
         if isinstance(result, ReplyFirst):
             result, then = result.result, result.then
+        if entry is not None:
+            self.audit.finish(entry, op, result=result)
+        try:
+            reply = wire.encode_reply(request.id, result)
+        except ValueError:
+            # A value of the application's (an identity, a topic) that JSON
+            # text cannot carry: this reply fails, the connection stays.
+            logger.exception("the reply to %s cannot be encoded", op)
+            error = InternalError("internal error: the reply could not be encoded; "
+                                  "the server logged it")
+            self._count(op, error.code)
+            return _error_frame(request.id, error), then
         self._count(op, "ok")
-        if mutating:
-            self._audit_entry(session, op, request.args, result=result)
-        return wire.encode_reply(request.id, result), then
+        return reply, then
 
     def _count(self, op: str, outcome: str) -> None:
         self.hub.control_requests[(op, outcome)] += 1
 
-    def _audit_entry(self, session: Session, op: str, args: Any, *,
-                     result: Any = None, error: WsconsoleError | None = None) -> None:
-        assert self._audit is not None
-        self._audit.record(session.role, session.client, op, args, result=result, error=error)
-
 
 # Helpers
+
+
+def _error_frame(request_id: int | str | None, error: WsconsoleError) -> str:
+    """The error reply; a message that JSON text cannot carry is spelled out."""
+    try:
+        return wire.encode_error(request_id, error.code, error.message)
+    except ValueError:
+        message = error.message.encode("utf-8", "backslashreplace").decode("utf-8")
+        return wire.encode_error(request_id, error.code, message)
 
 
 def _unauthorized() -> Response:

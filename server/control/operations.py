@@ -17,6 +17,7 @@ from .. import wire
 from ..config import ControlConfig
 from ..errors import WsconsoleError
 from ..protocol import ShutdownMode
+from .audit import AuditLog
 from .events import EventStream
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,10 +42,12 @@ class ReplyFirst:
 class Operations:
     """The operations of one control listener, against one fleet."""
 
-    def __init__(self, fleet: Fleet, config: ControlConfig, events: EventStream) -> None:
+    def __init__(self, fleet: Fleet, config: ControlConfig, events: EventStream,
+                 audit: AuditLog) -> None:
         self.fleet = fleet
         self.config = config
         self.events = events
+        self.audit = audit
         # Built once, so that an operation of the wire without a method here
         # fails at start, not at its first request.
         self._methods: dict[str, Callable[[Session, wire.Request], Awaitable[Any]]] = {
@@ -104,7 +107,9 @@ class Operations:
         return ReplyFirst(answer.reply(), start)
 
     async def stats(self, session: Session, request: wire.Request) -> dict[str, Any]:
-        return (await self.fleet.stats()).reply()
+        # The audit log of this control listener: the one that records what
+        # its operators do, whichever nodes the fleet spans.
+        return {**(await self.fleet.stats()).reply(), "audit": self.audit.status().as_dict()}
 
     async def nodes(self, session: Session, request: wire.Request) -> dict[str, Any]:
         return (await self.fleet.nodes()).reply()

@@ -1,23 +1,17 @@
-"""The control listener's event stream (and its coalescing), its audit log, and its fleet."""
+"""The control listener's event stream (and its coalescing), and its fleet.
+
+The audit log's tests are in test_audit.py."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import stat
-
-from websockets.asyncio.client import connect
 
 from tests.helpers import TIMEOUT, wait_for
-from wsconsole.server import serve, wire
-from wsconsole.server.config import ControlConfig
-from wsconsole.server.control import ControlListener
+from wsconsole.server import wire
 from wsconsole.server.control.events import Subscription
-from wsconsole.server.fleet import Answer, LocalFleet
 from wsconsole.server.wire import EventKind
 
-from .control_helpers import READ_ONLY_TOKEN, TOKEN, Control, app, control, public, running
+from .control_helpers import READ_ONLY_TOKEN, control, public, running
 
 
 # The stream
@@ -159,88 +153,3 @@ def test_a_quiet_window_sends_every_event():
     assert [e.data["id"] for e in events] == [str(i) for i in range(100)]
 
 
-# Audit log
-
-
-async def test_audit_log_records_every_mutating_operation(tmp_path):
-    """Each send, disconnect and shutdown, refused or not, is one JSON line; reads are not logged."""
-    audit = tmp_path / "audit.log"
-    async with running(audit_log=str(audit)) as server:
-        assert any(str(audit) in line for line in server.control.describe())
-        async with public(server, "/?user=ann") as client:
-            async with control(server) as ctl, control(server, READ_ONLY_TOKEN) as viewer:
-                await ctl.ok("list")
-                await ctl.ok("send", selector={"user": "ann"}, text="x" * 500)
-                assert await client.recv() == "x" * 500
-                await viewer.error("send", selector={"everyone": True}, text="y")
-                await ctl.error("send", selector={"colour": "red"}, text="z")
-                await ctl.ok("disconnect", selector={"user": "nobody"}, code=4000, reason="r")
-                await ctl.ok("shutdown", mode="keep_alive", deadline=30)
-                client_address = ctl.ws.local_address
-        await asyncio.wait_for(server.wait_closed(), TIMEOUT)
-    assert stat.S_IMODE(os.stat(audit).st_mode) == 0o600
-    text = audit.read_text()
-    assert TOKEN not in text and READ_ONLY_TOKEN not in text
-    entries = [json.loads(line) for line in text.splitlines()]
-    assert [e["op"] for e in entries] == ["send", "send", "send", "disconnect", "shutdown"]
-    send, forbidden, bad, disconnect, shutdown = entries
-    assert send["time"].endswith("+00:00") and "T" in send["time"]
-    assert send["role"] == "operator"
-    assert send["client"] == f"{client_address[0]}:{client_address[1]}"
-    assert send["args"]["selector"] == {"user": "ann"}
-    assert send["args"]["text_length"] == 500 and len(send["args"]["text"]) <= 201
-    assert send["result"]["delivered"] == 1
-    assert forbidden["role"] == "read_only" and forbidden["error"]["code"] == "forbidden"
-    assert bad["error"]["code"] == "bad_selector"
-    assert disconnect["args"] == {"selector": {"user": "nobody"}, "code": 4000, "reason": "r"}
-    assert disconnect["result"] == {"count": 0}
-    assert shutdown["args"]["mode"] == "keep_alive" and shutdown["args"]["deadline"] == 30
-    assert shutdown["result"]["mode"] == "keep_alive"
-
-
-async def test_audit_log_is_appended_across_restarts(tmp_path):
-    """A restarted server appends to the audit log instead of truncating it."""
-    audit = tmp_path / "audit.log"
-    for _ in range(2):
-        async with running(audit_log=str(audit)) as server, control(server) as ctl:
-            await ctl.ok("send", selector={"everyone": True}, text="hi")
-    assert len(audit.read_text().splitlines()) == 2
-
-
-class NodeAway(LocalFleet):
-    """This process's hub, plus a node that never answers: what a cluster reports."""
-
-    MISSING = {"web-2": "no reply before the deadline"}
-
-    async def send(self, selector, message, *, dry_run=False, role):
-        answer = await super().send(selector, message, dry_run=dry_run, role=role)
-        return Answer(result=answer.result, missing=self.MISSING)
-
-
-async def test_a_partial_answer_reaches_the_operator_and_the_audit_log(tmp_path):
-    """With a fleet that names a node as missing, the operator's reply and the
-    audit entry carry what was gathered plus that node; auth is unchanged."""
-    audit = tmp_path / "audit.log"
-    async with serve(app, "127.0.0.1", 0) as server:
-        config = ControlConfig(port=0, token=TOKEN, read_only_token=READ_ONLY_TOKEN,
-                               audit_log=str(audit))
-        listener = ControlListener(server.hub, config, NodeAway(server.hub))
-        await listener.start()
-        try:
-            async with public(server, "/?user=ann") as client, connect(
-                    listener.url, additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
-                await wait_for(lambda: len(server.hub.registry) == 1)
-                ctl = Control(ws)
-                result = await ctl.ok("send", selector={"user": "ann"}, text="hi")
-                assert await client.recv() == "hi"
-                assert result["delivered"] == 1 and result["missing"] == NodeAway.MISSING
-                assert "missing" not in await ctl.ok("stats")
-            async with connect(listener.url, additional_headers={
-                    "Authorization": f"Bearer {READ_ONLY_TOKEN}"}) as ws:
-                assert await Control(ws).error("send", selector={"everyone": True},
-                                               text="x") == "forbidden"
-        finally:
-            await listener.stop()
-    sent, refused = (json.loads(line) for line in audit.read_text().splitlines())
-    assert sent["result"]["missing"] == NodeAway.MISSING
-    assert refused["error"]["code"] == "forbidden"
