@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from wsconsole.server.errors import UnknownConnection, WsconsoleError
 
@@ -26,7 +26,7 @@ from ..formatting import (
 from ..output import printable
 from ..link import ControlLink
 from ..messages import CommandFailed, ConnectionFetched
-from ..widgets import TooSmallNotice
+from ..widgets import KeysFooter, TooSmallNotice
 
 __all__ = ["DetailScreen"]
 
@@ -64,7 +64,7 @@ class DetailScreen(Screen[None]):
                 yield DataTable(id="request-headers", cursor_type="row", zebra_stripes=True)
                 yield DataTable(id="response-headers", cursor_type="row", zebra_stripes=True)
         yield TooSmallNotice()
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         request = self.query_one("#request-headers", DataTable)

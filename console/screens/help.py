@@ -10,7 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
+
+from ..widgets import KeysFooter
 
 __all__ = ["HelpScreen", "FILTER_HELP", "DIALOG_KEYS"]
 
@@ -50,7 +52,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(FILTER_HELP, id="help-filter", markup=False)
         # The dialog's own keys: the main screen's footer would show keys that
         # do nothing while the dialog is up.
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#help-dialog").border_title = "Keys"

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from wsconsole.server.errors import ControlError, Unauthorized, WsconsoleError
 from wsconsole.server.wire import EventKind
@@ -38,6 +38,7 @@ from ..widgets import (
     ConnectionTable,
     EventLog,
     GroupsPanel,
+    KeysFooter,
     StatusBar,
     TooSmallNotice,
 )
@@ -142,10 +143,9 @@ class MainScreen(Screen[None]):
                 yield ConnectionTable(clock=self.clock, id="connections")
         yield EventLog(clock=self.clock, id="events")
         yield TooSmallNotice(id="too-small")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
-        self.table.border_title = "Connections"
         self._show_view()
         self._show_banner()
         self.table.focus()
@@ -350,9 +350,7 @@ class MainScreen(Screen[None]):
             subtitle += f" · {first}-{last} of {human_count(total)}"
             if page_number > 1 or self.page.get("next_cursor"):
                 subtitle += f" · page {page_number} ([ ])"
-        # The filter may name a user or path a client chose: not markup.
-        table.border_subtitle = literal(subtitle)
-        table.border_title = f"Connections · sorted by {_sort_label(self.sort)}"
+        table.show_titles(f"Connections · sorted by {_sort_label(self.sort)}", subtitle)
 
     def _set_view(self, view: ViewFilter) -> None:
         self.view = view

@@ -12,7 +12,6 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import (
     Button,
-    Footer,
     Input,
     Label,
     ProgressBar,
@@ -26,6 +25,7 @@ from wsconsole.server.errors import WsconsoleError
 from ..formatting import literal
 from ..link import ControlLink
 from ..messages import ActionCompleted, CommandFailed
+from ..widgets import KeysFooter
 from .confirm import parse_close_code
 
 __all__ = ["ShutdownScreen", "GRACEFUL_HELP", "KEEP_ALIVE_HELP"]
@@ -95,7 +95,7 @@ class ShutdownScreen(ModalScreen[None]):
                     yield Button("Hide", id="shutdown-hide")
         # The dialog's own keys: the main screen's footer would show keys that
         # do nothing while the dialog is up.
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#shutdown-dialog").border_title = "Shutdown"

@@ -89,6 +89,7 @@ class ConnectionTable(DataTable[Any]):
         self._summaries: dict[str, dict[str, Any]] = {}
         self.empty_text = ""
         """What the table says under its header while it has no rows."""
+        self._titles: tuple[str, str] | None = None
 
     def on_mount(self) -> None:
         for key, label, right in COLUMNS:
@@ -117,6 +118,17 @@ class ConnectionTable(DataTable[Any]):
                 column.label = self._header(key, label, right)
         self._require_update_dimensions = True
         self.refresh()
+
+    def show_titles(self, title: str, subtitle: str) -> None:
+        """Set the border's title and subtitle (``subtitle`` is shown literally)."""
+        # Setting either repaints every row, and a page arrives every second:
+        # only when they have changed.
+        if (title, subtitle) != self._titles:
+            self._titles = (title, subtitle)
+            self.border_title = title
+            # The subtitle names the filter, which may hold a user or path a
+            # client chose: not markup.
+            self.border_subtitle = literal(subtitle)
 
     def show_empty(self, text: str) -> None:
         """Say ``text`` (e.g. "no connections yet") while the table has no rows."""

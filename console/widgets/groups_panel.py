@@ -72,9 +72,9 @@ class GroupsPanel(Tree[GroupKey]):
         previous, self._active = self._active, (kind, value)
         for key in (previous, self._active):
             if key == ("everyone", None) and self._everyone is not None:
-                self._everyone.set_label(self._label(key, self._total))
+                _relabel(self._everyone, self._label(key, self._total))
             elif key in self._group_nodes:
-                self._group_nodes[key].set_label(self._label(key, self._counts.get(key)))
+                _relabel(self._group_nodes[key], self._label(key, self._counts.get(key)))
 
     def update_groups(self, groups: dict[str, dict[str, int]], total: int | None,
                       truncated: bool = False) -> None:
@@ -88,7 +88,7 @@ class GroupsPanel(Tree[GroupKey]):
         self._counts = counts
         if total is not None:
             self._total = total
-            self._everyone.set_label(self._label(("everyone", None), total))
+            _relabel(self._everyone, self._label(("everyone", None), total))
         for key in [k for k in self._group_nodes if k not in counts]:
             self._group_nodes.pop(key).remove()
         longest = max(sum(1 for (k, _) in counts if k == kind) for kind, _, _ in _SECTIONS)
@@ -99,7 +99,7 @@ class GroupsPanel(Tree[GroupKey]):
             # Truncated: the server sent only the largest groups of a kind that
             # has more than its limit, so that kind is the one with the most.
             more = "+" if truncated and n == longest else ""
-            section.set_label(Text.assemble(title, (f" {n}{more}", "dim")))
+            _relabel(section, Text.assemble(title, (f" {n}{more}", "dim")))
             for index, value in enumerate(values):
                 key = (kind, value)
                 label = self._label(key, counts[key])
@@ -109,10 +109,11 @@ class GroupsPanel(Tree[GroupKey]):
                     following = next((self._group_nodes[(kind, v)] for v in values[index + 1:]
                                       if (kind, v) in self._group_nodes), None)
                     self._group_nodes[key] = section.add_leaf(label, data=key, before=following)
-                elif node.label != label:
-                    node.set_label(label)
-        self.truncated = truncated
-        self.border_subtitle = "largest groups only" if truncated else ""
+                else:
+                    _relabel(node, label)
+        if truncated != self.truncated:
+            self.truncated = truncated
+            self.border_subtitle = "largest groups only" if truncated else ""
 
     def _label(self, key: GroupKey, count: int | None) -> Text:
         kind, value = key
@@ -134,3 +135,10 @@ class GroupsPanel(Tree[GroupKey]):
         if kind != "everyone" and value is None:
             return  # a section heading: it only folds
         self.post_message(self.GroupChosen(kind, value))
+
+
+def _relabel(node: TreeNode[GroupKey], label: Text) -> None:
+    # Setting a label repaints the whole tree, and counts arrive with every
+    # page: only when the label has changed.
+    if node.label != label:
+        node.set_label(label)

@@ -75,6 +75,7 @@ class StatusBar(Widget):
         """When (monotonic) the next attempt to reconnect is due, while the link is down."""
         self._in: deque[float] = deque([0.0] * SPARKLINE_SAMPLES, maxlen=SPARKLINE_SAMPLES)
         self._out: deque[float] = deque([0.0] * SPARKLINE_SAMPLES, maxlen=SPARKLINE_SAMPLES)
+        self._shown: dict[str, Text] = {}
 
     def compose(self) -> ComposeResult:
         # The link's health has a place of its own on the right, so that a
@@ -142,7 +143,7 @@ class StatusBar(Widget):
         if read_only:
             line.append(", ", style="dim")
             line.append("read-only", style="bold yellow")
-        self.query_one("#link-line", Static).update(line)
+        self._show("#link-line", line)
 
     def _render_status(self) -> None:
         if not self.is_mounted:
@@ -170,17 +171,27 @@ class StatusBar(Widget):
                 f" ({stats.get('opened_total', 0)} opened, {stats.get('closed_total', 0)} closed)",
                 style="dim",
             )
-        self.query_one("#status-line", Static).update(line)
+        self._show("#status-line", line)
+
+    def _show(self, selector: str, line: Text) -> None:
+        # A sample comes every second and an update lays the whole screen out
+        # again: skip an unchanged line, and lay out only when its width changed.
+        previous = self._shown.get(selector)
+        if previous == line:
+            return
+        self._shown[selector] = line
+        self.query_one(selector, Static).update(
+            line, layout=previous is None or previous.cell_len != line.cell_len)
 
     def _render_rates(self) -> None:
         if not self.is_mounted:
             return
         rates = self.stats.get("rates") or {}
-        self.query_one("#rates-in", Static).update(Text.assemble(
+        self._show("#rates-in", Text.assemble(
             ("in ", "dim"), (f"{human_rate(rates.get('msgs_in', 0.0))} msg/s", "bold"),
             (f" {human_bytes(rates.get('bytes_in', 0.0))}/s", "dim"),
         ))
-        self.query_one("#rates-out", Static).update(Text.assemble(
+        self._show("#rates-out", Text.assemble(
             ("out ", "dim"), (f"{human_rate(rates.get('msgs_out', 0.0))} msg/s", "bold"),
             (f" {human_bytes(rates.get('bytes_out', 0.0))}/s", "dim"),
         ))
