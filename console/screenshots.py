@@ -14,9 +14,15 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
+
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Input, RadioButton, Static, TextArea
 
 from wsconsole.server.wire import Event, EventKind
+
+from .app import ConsoleApp
+from .screens import ComposeScreen, DetailScreen, ShutdownScreen
 
 __all__ = ["SampleControlClient", "write_screenshots", "NOW", "SIZE", "SHOTS"]
 
@@ -191,68 +197,124 @@ class SampleControlClient:
         raise RuntimeError("the sample client never shuts down")
 
 
+def footer_current(screen: Screen[Any]) -> bool:
+    """True when the footer of ``screen`` shows the keys its bindings say now.
+
+    Textual's Footer rebuilds itself after a refresh whenever the bindings may
+    have changed; in between it shows no keys or the old ones. FooterKey is
+    Textual's own widget, found by its type's name: were it renamed, no
+    screenshot would ever be ready, and the screenshot test fails loudly.
+    """
+    wanted = {(binding.action, not enabled)
+              for _, binding, enabled, _ in screen.active_bindings.values() if binding.show}
+    palette = screen.active_bindings.get(screen.app.COMMAND_PALETTE_BINDING)
+    if palette is not None and screen.app.ENABLE_COMMAND_PALETTE:
+        wanted.add((palette.binding.action, not palette.enabled))
+    shown = {(key.action, key.has_class("-disabled"))  # type: ignore[attr-defined]
+             for key in screen.query("Footer FooterKey")}
+    return bool(shown) and shown == wanted
+
+
+SETTLE_TIMEOUT = 60.0
+"""Seconds each picture may take to reach its state (a loaded machine is slow)."""
+
+
 async def _shoot(out: Path) -> list[Path]:
-    from textual.widgets import TextArea
-
-    from .app import ConsoleApp
-    from .screens import ComposeScreen, DetailScreen, ShutdownScreen
-
     app = ConsoleApp(SampleControlClient, url="ws://127.0.0.1:8766", clock=lambda: NOW,  # type: ignore[arg-type]
                      poll_interval=3600, stats_interval=3600)
     written: list[Path] = []
 
-    async def until(condition: Any) -> None:
-        async with asyncio.timeout(20):
+    async def until(condition: Callable[[], Any]) -> None:
+        # Polls the state; the time it takes never decides what is shown.
+        async with asyncio.timeout(SETTLE_TIMEOUT):
             while not condition():
-                await pilot.pause(0.02)
+                await asyncio.sleep(0.01)
 
-    def save(name: str) -> None:
+    async def save(name: str, shows: Callable[[], Any]) -> None:
+        """Wait until the screen ``shows`` what the picture is of, drawn; then save it.
+
+        Drawn means: the footer shows the screen's keys (Textual rebuilds it
+        after a refresh, over several), and after a refresh of the screen the
+        picture is the same as after the refresh before (a refresh can schedule
+        another, e.g. a table widening a column) with the state still holding.
+        """
+        def ready() -> bool:
+            return bool(shows()) and footer_current(app.screen)
+
+        await until(ready)
+        previous = None
+        async with asyncio.timeout(SETTLE_TIMEOUT):
+            while True:
+                await app.screen.wait_for_refresh()
+                picture = app.export_screenshot(title="wsconsole")
+                if picture == previous and ready():
+                    break
+                previous = picture
         path = out / f"{name}.svg"
-        path.write_text(app.export_screenshot(title="wsconsole"), encoding="utf-8")
+        path.write_text(picture, encoding="utf-8")
         written.append(path)
+
+    def no_notifications() -> bool:
+        # Toasts are Textual's private widgets: found by their type's name.
+        return not app.screen.query("Toast")
 
     async with app.run_test(size=SIZE) as pilot:
         main = app.main_screen
-        await until(lambda: main.table.row_count == len(_PEOPLE)
-                    and main.stats.get("uptime") and len(main.event_log.entries) >= 8)
+        everyone = len(_PEOPLE)
+        # Every sample event is in the log (they come after the stats samples,
+        # so the sparklines have every sample too), after the console's own
+        # "connected" line.
+        logged = 1 + len(_sample_events(_sample_connections()))
+        await until(lambda: main.table.row_count == everyone
+                    and len(main.event_log.entries) == logged)
         app.clear_notifications()
         main.table.move_cursor(row=2)
-        await pilot.pause(0.3)
-        save("main")
+        await save("main", lambda: main.table.cursor_row == 2 and no_notifications())
 
         await pilot.press("enter")
-        await until(lambda: isinstance(app.screen, DetailScreen)
-                    and app.screen.connection.get("request_headers"))
-        await pilot.pause(0.2)
-        save("detail")
+
+        def detail_shown() -> bool:
+            screen = app.screen
+            return (isinstance(screen, DetailScreen)
+                    and bool(screen.connection.get("request_headers"))
+                    and screen.query_one("#request-headers", DataTable).row_count > 0
+                    and screen.query_one("#response-headers", DataTable).row_count > 0)
+
+        await save("detail", detail_shown)
         await pilot.press("escape")
         await until(lambda: app.screen is main)
 
+        lobby = sum(1 for _, _, topics in _PEOPLE if "lobby" in topics)
         main._set_view(main.view.with_group("topic", "lobby"))
-        await pilot.pause(0.3)
+        await until(lambda: main.table.row_count == lobby)
         await pilot.press("b")
         await until(lambda: isinstance(app.screen, ComposeScreen) and app.screen.recipients)
         compose = app.screen
-        compose.query_one("#compose-format").query("RadioButton").last().value = True
+        assert isinstance(compose, ComposeScreen)
+        compose.query_one("#compose-format").query(RadioButton).last().value = True
         area = compose.query_one(TextArea)
         area.cursor_blink = False
         area.text = '{"type": "notice", "text": "Deploy at 17:00 UTC, expect a reconnect"}'
-        await pilot.pause(0.3)
-        save("compose")
+        await save("compose", lambda: compose.as_json
+                   and str(compose.query_one("#compose-check", Static).render()) == "Valid JSON."
+                   and not compose.query_one("#compose-send", Button).disabled)
         await pilot.press("escape")
         await until(lambda: app.screen is main)
 
         main._set_view(type(main.view)())
-        await pilot.pause(0.2)
+        await until(lambda: main.table.row_count == everyone)
         await pilot.press("X")
         await until(lambda: isinstance(app.screen, ShutdownScreen))
+        dialog = app.screen
+        assert isinstance(dialog, ShutdownScreen)
         await pilot.click("#shutdown-mode RadioButton:last-of-type")
-        await pilot.pause(0.1)
-        app.screen.query_one("#shutdown-deadline").value = "300"
-        app.screen.query_one("#shutdown-reason").value = "deploy"
-        app.screen.query_one("#shutdown-cancel").focus()
-        await pilot.pause(0.3)
-        save("shutdown")
+        await until(lambda: dialog.mode == "keep_alive")
+        dialog.query_one("#shutdown-deadline", Input).value = "300"
+        dialog.query_one("#shutdown-reason", Input).value = "deploy"
+        cancel = dialog.query_one("#shutdown-cancel", Button)
+        cancel.focus()
+        await save("shutdown", lambda: dialog.query_one("#shutdown-deadline-row").display
+                   and cancel.has_focus)
     return written
 
 

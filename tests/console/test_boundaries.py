@@ -11,6 +11,7 @@ from typing import Iterator
 import pytest
 
 import wsconsole.console
+from wsconsole.console.screenshots import SHOTS, write_screenshots
 
 CONSOLE = Path(wsconsole.console.__file__).parent
 ALLOWED = {"wsconsole.server.wire", "wsconsole.server.errors", "wsconsole.server.registry",
@@ -49,11 +50,13 @@ def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     time.tzset()
 
 
+# Four screens drawn at 160x46: seconds on an idle machine, a minute when the
+# cores are busy with other work. The generator waits for what each picture
+# shows, however long that takes; this is only the guard against a hang.
+@pytest.mark.timeout(240)
 def test_screenshots_match_the_committed_ones(tmp_path: Path, local_zone: str) -> None:
     """`wsconsole screenshots` reproduces the committed SVGs exactly (rerun it if not),
     in UTC whatever the local zone, and gives the caller's zone back."""
-    from wsconsole.console.screenshots import SHOTS, write_screenshots
-
     repository = CONSOLE.parent / "screenshots"
     if not (repository / "main.svg").exists():
         pytest.skip("not running from a source checkout")
