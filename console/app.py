@@ -60,13 +60,15 @@ class ConsoleApp(App[None]):
         reconnect_delays: tuple[float, ...] = RECONNECT_DELAYS,
         poll_interval: float = 1.0,
         stats_interval: float = 1.0,
+        refresh_delay: float = 0.2,
         page_size: int | None = None,
     ) -> None:
         super().__init__()
         self.link = ControlLink(client_factory, url)
         """The control link the screens share."""
         self._main_options = dict(clock=clock, reconnect_delays=reconnect_delays,
-                                  poll_interval=poll_interval, stats_interval=stats_interval)
+                                  poll_interval=poll_interval, stats_interval=stats_interval,
+                                  refresh_delay=refresh_delay)
         if page_size is not None:
             self._main_options["page_size"] = page_size
         self.sub_title = url

@@ -110,6 +110,7 @@ class MainScreen(Screen[None]):
         poll_interval: float = 1.0,
         page_size: int = PAGE_SIZE,
         stats_interval: float = 1.0,
+        refresh_delay: float = 0.2,
     ) -> None:
         super().__init__()
         self.link = link
@@ -118,6 +119,8 @@ class MainScreen(Screen[None]):
         self.poll_interval = poll_interval
         self.page_size = page_size
         self.stats_interval = stats_interval
+        self.refresh_delay = refresh_delay
+        """Seconds from an event that changes the table to the request for it."""
         self.view = ViewFilter()
         """What the table shows (the server filters)."""
         self.sort = "connected_at"
@@ -291,7 +294,7 @@ class MainScreen(Screen[None]):
     def _refresh_soon(self) -> None:
         # Many events in a row make one request, not one each.
         if self._refresh_timer is None:
-            self._refresh_timer = self.set_timer(0.2, self._refresh_now)
+            self._refresh_timer = self.set_timer(self.refresh_delay, self._refresh_now)
 
     def _refresh_now(self) -> None:
         self._refresh_timer = None
