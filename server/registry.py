@@ -18,14 +18,7 @@ from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import SelectorError
-from .redaction import (
-    DEFAULT_RULES,
-    REDACTED,
-    SECRET_HEADERS,
-    RedactionRules,
-    redact_headers,
-    redact_query,
-)
+from .redaction import DEFAULT_RULES, RedactionRules
 
 __all__ = [
     "ConnectionRecord",
@@ -33,15 +26,7 @@ __all__ = [
     "Selector",
     "Page",
     "SORT_KEYS",
-    "REDACTED",
-    "REDACTED_HEADERS",
-    "redact_headers",
-    "redact_query",
 ]
-
-# Kept importable from here for callers written before redaction.py; the
-# rule itself is defined there.
-REDACTED_HEADERS = SECRET_HEADERS
 
 
 _NO_TOPICS: frozenset[str] = frozenset()

@@ -5,12 +5,8 @@ from __future__ import annotations
 import pytest
 
 from wsconsole.server.errors import SelectorError, UnknownConnection
-from wsconsole.server.registry import (
-    ConnectionRecord,
-    ConnectionRegistry,
-    Selector,
-    redact_headers,
-)
+from wsconsole.server.redaction import redact_headers
+from wsconsole.server.registry import ConnectionRecord, ConnectionRegistry, Selector
 
 
 def make(registry: ConnectionRegistry, user: str, path: str, *topics: str, **kw) -> ConnectionRecord:
@@ -177,6 +173,6 @@ def test_secret_headers_are_redacted_in_detail():
 )
 def test_secret_looking_query_values_are_redacted(query, shown):
     """Tokens passed in the query string (browsers cannot set headers) are redacted."""
-    from wsconsole.server.registry import redact_query
+    from wsconsole.server.redaction import redact_query
 
     assert redact_query(query) == shown
