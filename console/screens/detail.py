@@ -92,13 +92,11 @@ class DetailScreen(Screen[None]):
         try:
             result = await self.link.require().get(self.connection_id)
         except UnknownConnection:
+            # The client raises the server's own class: the connection closed.
             self.post_message(ConnectionFetched({}))
             return
         except WsconsoleError as exc:
-            if exc.code == "unknown_connection":
-                self.post_message(ConnectionFetched({}))
-            else:
-                self.post_message(CommandFailed("Connection detail", exc.message))
+            self.post_message(CommandFailed("Connection detail", exc.message))
             return
         # Accept the record itself, or wrapped as {"connection": {...}}.
         if isinstance(result, dict) and isinstance(result.get("connection"), dict):

@@ -186,6 +186,24 @@ async def test_detail_shows_headers_redacted() -> None:
             await wait_for(lambda: isinstance(app.screen, MainScreen))
 
 
+async def test_detail_of_a_connection_that_closed_says_closed() -> None:
+    """When the client goes away, the detail view's next fetch gets the server's
+    UnknownConnection and shows the connection as closed, not an error."""
+    async with live_server() as live:
+        ann = await live.client("ann", "/chat")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: len(rows(app)) == 1)
+            main(app).table.focus()
+            await pilot.press("enter")
+            await wait_for(lambda: isinstance(app.screen, DetailScreen))
+            detail = app.screen
+            await ann.close()
+            await wait_for(lambda: detail.closed)
+            await wait_for(lambda: f"{detail.connection_id}  closed" in drawn(app))
+            assert not [n for n in app._notifications if n.severity == "error"]
+
+
 async def test_broadcast_from_compose_dialog_reaches_clients() -> None:
     """A broadcast to the lobby shows its dry-run count, then reaches lobby clients only."""
     async with live_server() as live:
