@@ -21,12 +21,12 @@ from textual.widgets import (
 )
 
 from wsconsole.server.errors import WsconsoleError
+from wsconsole.server.protocol import HubState, ShutdownMode, check_close_reason, parse_close_code
 
 from ..formatting import literal
 from ..link import ControlLink
 from ..messages import ActionCompleted, CommandFailed
 from ..widgets import KeysFooter
-from .confirm import parse_close_code
 
 __all__ = ["ShutdownScreen", "GRACEFUL_HELP", "KEEP_ALIVE_HELP"]
 
@@ -57,7 +57,8 @@ class ShutdownScreen(ModalScreen[None]):
         super().__init__()
         self.link = link
         self.stats: dict[str, Any] = dict(stats or {})
-        self.mode = "graceful"
+        self.mode: str = ShutdownMode.GRACEFUL
+        """A ShutdownMode; a newer server's own mode is kept as its string."""
         self.started_with: int | None = None
         """Connections open when the shutdown started (the progress bar's total)."""
         self.phase = "choose"
@@ -100,9 +101,9 @@ class ShutdownScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#shutdown-dialog").border_title = "Shutdown"
         self.query_one("#shutdown-deadline-row").display = False
-        if self.stats.get("state") == "draining":
+        if self.stats.get("state") == HubState.DRAINING:
             self.started_with = self.stats.get("connections")
-            self.mode = self.stats.get("shutdown_mode") or "keep_alive"
+            self.mode = self.stats.get("shutdown_mode") or ShutdownMode.KEEP_ALIVE
             self._to_phase("draining")
         else:
             self._to_phase("choose")
@@ -115,22 +116,22 @@ class ShutdownScreen(ModalScreen[None]):
 
     @on(RadioSet.Changed, "#shutdown-mode")
     def _mode_changed(self, event: RadioSet.Changed) -> None:
-        self.mode = "keep_alive" if event.index == 1 else "graceful"
+        self.mode = ShutdownMode.KEEP_ALIVE if event.index == 1 else ShutdownMode.GRACEFUL
+        keep_alive = self.mode == ShutdownMode.KEEP_ALIVE
         self.query_one("#shutdown-help", Static).update(
-            KEEP_ALIVE_HELP if self.mode == "keep_alive" else GRACEFUL_HELP)
-        self.query_one("#shutdown-deadline-row").display = self.mode == "keep_alive"
+            KEEP_ALIVE_HELP if keep_alive else GRACEFUL_HELP)
+        self.query_one("#shutdown-deadline-row").display = keep_alive
 
     @on(Button.Pressed, "#shutdown-confirm")
     def _confirm(self) -> None:
         error = self.query_one("#shutdown-error", Static)
         try:
             code = parse_close_code(self.query_one("#shutdown-code", Input).value)
-            reason = self.query_one("#shutdown-reason", Input).value
-            if len(reason.encode()) > 123:
-                raise ValueError("the reason must be at most 123 bytes of UTF-8")
+            # The server's own rules, in its words.
+            reason = check_close_reason(self.query_one("#shutdown-reason", Input).value)
             deadline_text = self.query_one("#shutdown-deadline", Input).value.strip()
             deadline = None
-            if self.mode == "keep_alive" and deadline_text:
+            if self.mode == ShutdownMode.KEEP_ALIVE and deadline_text:
                 try:
                     deadline = float(deadline_text)
                 except ValueError:
@@ -200,16 +201,18 @@ class ShutdownScreen(ModalScreen[None]):
                 f"The server is {state} with {open_now} open connection"
                 f"{'s' if open_now != 1 else ''}."))
             return
-        if state == "stopped" or (self.phase == "draining" and state != "draining"
-                                  and state != "serving"):
+        if state == HubState.STOPPED or (self.phase == "draining" and state != HubState.DRAINING
+                                         and state != HubState.SERVING):
             self._to_phase("stopped")
         total = max(self.started_with or 0, open_now)
         bar = self.query_one("#shutdown-bar", ProgressBar)
         bar.update(total=max(total, 1), progress=(total - open_now) if total else 1)
-        mode = str(self.stats.get("shutdown_mode") or self.mode).replace("_", "-")
-        if self.phase == "stopped" or (open_now == 0 and state != "serving"):
-            text = f"{mode} shutdown: every connection closed; the server has stopped."
-        elif mode == "keep-alive":
+        mode = self.stats.get("shutdown_mode") or self.mode
+        keep_alive = mode == ShutdownMode.KEEP_ALIVE
+        if self.phase == "stopped" or (open_now == 0 and state != HubState.SERVING):
+            text = (f"{str(mode).replace('_', '-')} shutdown: every connection closed; "
+                    "the server has stopped.")
+        elif keep_alive:
             text = (f"Keep-alive drain: not accepting new connections; {open_now} of {total} "
                     "still open and served until they close.")
         else:
@@ -217,13 +220,13 @@ class ShutdownScreen(ModalScreen[None]):
         # The state and mode are the server's words: shown as they are, not markup.
         self.query_one("#shutdown-progress-text", Static).update(literal(text))
         self.query_one("#shutdown-escalate", Button).display = (
-            mode == "keep-alive" and open_now > 0 and self.phase == "draining")
+            keep_alive and open_now > 0 and self.phase == "draining")
 
     def link_lost(self) -> None:
         """The control plane went away: after a shutdown, that means it stopped."""
         if self.phase == "draining":
             self._to_phase("stopped")
-            self.show_stats({"state": "stopped", "connections": 0})
+            self.show_stats({"state": HubState.STOPPED, "connections": 0})
 
     @on(Button.Pressed, "#shutdown-escalate")
     def _escalate(self) -> None:
@@ -233,7 +236,8 @@ class ShutdownScreen(ModalScreen[None]):
             code = parse_close_code(self.query_one("#shutdown-code", Input).value)
         except ValueError:
             pass
-        self.shutdown("graceful", code, self.query_one("#shutdown-reason", Input).value, None)
+        self.shutdown(ShutdownMode.GRACEFUL, code,
+                      self.query_one("#shutdown-reason", Input).value, None)
 
     @on(Button.Pressed, "#shutdown-cancel")
     @on(Button.Pressed, "#shutdown-hide")
