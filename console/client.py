@@ -214,6 +214,13 @@ class ControlClient:
                 ) from None
             if status == 403:
                 raise Forbidden(f"{self.url} refused the connection (HTTP 403)") from None
+            if status == 503:
+                # The server says why (too many control connections, shutting
+                # down): one line of it, printable, bounded.
+                said = exc.response.body.decode("utf-8", "replace").strip().partition("\n")[0]
+                said = "".join(c if c.isprintable() else "?" for c in said)[:200]
+                raise ControlUnavailable(f"{self.url} refused the connection (HTTP 503)"
+                                         + (f": {said}" if said else "")) from None
             raise ControlUnavailable(
                 f"cannot reach {self.url}: HTTP {status} {exc.response.reason_phrase}"
                 " (is this a wsconsole control listener?)"

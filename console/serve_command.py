@@ -44,6 +44,63 @@ def add_control_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-path-labels", type=int, default=50, metavar="N",
                        help="without --route, the first N distinct paths get a label "
                        "(default: 50)")
+    from wsconsole.server import limits
+
+    group = parser.add_argument_group(
+        "control plane limits",
+        "what operators may pin; past a rate, requests are answered rate_limited without "
+        "being run (bursts of twice the rate); 0 turns a limit off")
+    group.add_argument("--control-max-connections", type=_count, metavar="N",
+                       default=limits.DEFAULT_CONTROL_MAX_CONNECTIONS,
+                       help="open control connections at once; more are refused with HTTP "
+                       f"503 (default: {limits.DEFAULT_CONTROL_MAX_CONNECTIONS})")
+    group.add_argument("--control-rate", type=_rate, metavar="N",
+                       default=limits.DEFAULT_CONTROL_CONNECTION_RATE,
+                       help="requests per second on one control connection "
+                       f"(default: {limits.DEFAULT_CONTROL_CONNECTION_RATE:g})")
+    group.add_argument("--control-token-rate", type=_rate, metavar="N",
+                       default=limits.DEFAULT_CONTROL_TOKEN_RATE,
+                       help="requests per second with one token, over all its connections "
+                       f"(default: {limits.DEFAULT_CONTROL_TOKEN_RATE:g})")
+    group.add_argument("--control-total-rate", type=_rate, metavar="N",
+                       default=limits.DEFAULT_CONTROL_TOTAL_RATE,
+                       help="requests per second on the whole control plane "
+                       f"(default: {limits.DEFAULT_CONTROL_TOTAL_RATE:g})")
+    group.add_argument("--control-loop-share", type=_share, metavar="F",
+                       default=limits.DEFAULT_CONTROL_LOOP_SHARE,
+                       help="fraction of the event loop's time that control requests may "
+                       "take together; past it, requests wait instead of slowing the "
+                       f"public server (default: {limits.DEFAULT_CONTROL_LOOP_SHARE:g})")
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or more")
+    return number
+
+
+def _share(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 (no budget) and 1")
+    return number
+
+
+def _rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or a positive number")
+    return number
 
 
 def control_config_from_args(args: argparse.Namespace) -> Any:
@@ -72,6 +129,11 @@ def control_config_from_args(args: argparse.Namespace) -> Any:
         audit_log=args.audit_log,
         metrics_route_templates=tuple(args.route),
         metrics_max_paths=args.max_path_labels,
+        max_connections=args.control_max_connections or None,
+        connection_rate=args.control_rate or None,
+        token_rate=args.control_token_rate or None,
+        total_rate=args.control_total_rate or None,
+        loop_share=args.control_loop_share or None,
     )
 
 

@@ -7,6 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .limits import (
+    DEFAULT_CONTROL_CONNECTION_RATE,
+    DEFAULT_CONTROL_LOOP_SHARE,
+    DEFAULT_CONTROL_MAX_CONNECTIONS,
+    DEFAULT_CONTROL_TOKEN_RATE,
+    DEFAULT_CONTROL_TOTAL_RATE,
+)
 from .wire import MAX_REQUEST_BYTES
 
 __all__ = ["ControlConfig", "DEFAULT_CONTROL_HOST", "DEFAULT_CONTROL_PORT"]
@@ -49,3 +56,23 @@ class ControlConfig:
     """Route templates such as ``/rooms/{name}`` that give metrics their path label."""
     metrics_max_paths: int = 50
     """Without templates, the first N distinct paths get a label; the rest are 'other'."""
+    max_connections: int | None = DEFAULT_CONTROL_MAX_CONNECTIONS
+    """Open control connections at once; a handshake past it is refused with
+    HTTP 503. None (or 0): no cap."""
+    connection_rate: float | None = DEFAULT_CONTROL_CONNECTION_RATE
+    """Requests per second on one control connection; past it, ``rate_limited``.
+    None (or 0): no limit."""
+    connection_burst: float | None = None
+    """Requests one connection may send at once (None: twice ``connection_rate``)."""
+    token_rate: float | None = DEFAULT_CONTROL_TOKEN_RATE
+    """Requests per second with one token (one role), over all its connections."""
+    token_burst: float | None = None
+    """Requests at once with one token (None: twice ``token_rate``)."""
+    total_rate: float | None = DEFAULT_CONTROL_TOTAL_RATE
+    """Requests per second on the whole control plane, every token together."""
+    total_burst: float | None = None
+    """Requests at once on the whole control plane (None: twice ``total_rate``)."""
+    loop_share: float | None = DEFAULT_CONTROL_LOOP_SHARE
+    """Fraction of the event loop's time that control requests may take
+    together (bursts of 50 ms); past it, the next request waits. None (or 0):
+    no budget. Keeps an operators' flood from slowing the public server."""

@@ -205,8 +205,8 @@ class Forbidden(ControlError):
 
 
 class RateLimited(ControlError):
-    """More requests than this control connection's budget allows; the request
-    was not run."""
+    """More requests than a budget allows (this connection's, this token's or
+    the whole control plane's; the message says which); the request was not run."""
 
     code = "rate_limited"
 

@@ -132,6 +132,8 @@ class Hub:
         self.control_requests: Counter[tuple[str, str]] = Counter()
         """Control-plane requests by (operation, outcome); outcome is "ok" or an
         error code. Incremented by the control listener."""
+        self.control_connections_refused = 0
+        """Control handshakes refused because ``max_connections`` were open."""
         self.shutdown_mode: ShutdownMode | None = None
         """How the server is stopping, once a shutdown started."""
         self.shutdown_deadline: float | None = None

@@ -95,6 +95,7 @@ __all__ = [
     "SLOW_CONSUMER_DISCONNECTS",
     "KEEPALIVE_LATENCY",
     "CONTROL_REQUESTS",
+    "CONTROL_CONNECTIONS_REFUSED",
     "SERVER_STATE",
     "AUDIT_ENTRIES",
     "AUDIT_LOG_STATE",
@@ -198,6 +199,11 @@ CONTROL_REQUESTS = MetricSpec(
     "Control-plane requests, by operation and outcome (ok or an error code).",
     ("operation", "outcome"),
 )
+CONTROL_CONNECTIONS_REFUSED = MetricSpec(
+    "wsconsole_control_connections_refused_total", "counter",
+    "Control handshakes refused with HTTP 503 because max_connections control "
+    "connections were open.",
+)
 SERVER_STATE = MetricSpec(
     "wsconsole_server_state", "gauge",
     f"1 for the server's current state ({', '.join(HubState)}), 0 for the others.",
@@ -231,6 +237,7 @@ METRICS: tuple[MetricSpec, ...] = (
     SLOW_CONSUMER_DISCONNECTS,
     KEEPALIVE_LATENCY,
     CONTROL_REQUESTS,
+    CONTROL_CONNECTIONS_REFUSED,
     SERVER_STATE,
     AUDIT_ENTRIES,
     AUDIT_LOG_STATE,
@@ -470,6 +477,7 @@ class HubCollector(Collector):
         for (op, outcome), count in by_request.items():
             requests.add_metric([op, outcome], count)
         yield requests
+        yield _counter(CONTROL_CONNECTIONS_REFUSED, hub.control_connections_refused)
 
         state = _gauge(SERVER_STATE)
         for name in STATE_LABELS:

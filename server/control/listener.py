@@ -21,6 +21,7 @@ import http
 import ipaddress
 import json
 import logging
+import socket
 import ssl
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -42,6 +43,7 @@ from ..errors import (
     WsconsoleError,
 )
 from ..fleet import Fleet, LocalFleet
+from ..limits import ControlBudgets, TokenBucket
 from ..metrics import Metrics, health
 from ..protocol import Role
 from ..redaction import RedactingLogger
@@ -49,6 +51,7 @@ from ..responses import http_response
 from .audit import AuditLog
 from .auth import Authenticator, authorize
 from .events import EventStream
+from .fairness import FairTurns
 from .operations import Operations, ReplyFirst
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,40 +93,20 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-class _TokenBucket:
-    """Requests allowed per connection: ``rate`` per second, bursts up to ``burst``."""
-
-    __slots__ = ("rate", "burst", "tokens", "last")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
 class Session:
     """One authenticated control connection."""
 
     __slots__ = ("connection", "role", "client", "bucket")
 
     def __init__(self, connection: ServerConnection, role: Role, client: str,
-                 bucket: _TokenBucket) -> None:
+                 bucket: TokenBucket) -> None:
         self.connection = connection
         self.role = role
         """The role its token grants (see :mod:`.auth`)."""
         self.client = client
         """The operator's address, ``host:port``, as the audit log names it."""
         self.bucket = bucket
+        """This connection's own request budget."""
 
 
 class ControlListener:
@@ -133,11 +116,6 @@ class ControlListener:
     started after the public server, stopped once it has fully stopped, so that
     an operator can watch and act on a draining server until its end.
     """
-
-    rate_limit = 500.0
-    """Requests per second per control connection, sustained."""
-    rate_burst = 1000.0
-    """Requests a control connection may send at once before ``rate_limited``."""
 
     def __init__(self, hub: Hub, config: ControlConfig, fleet: Fleet | None = None) -> None:
         self.hub = hub
@@ -154,6 +132,19 @@ class ControlListener:
         """The audit log of mutating requests (opened at start)."""
         self.operations = Operations(self.fleet, config, self.events, self.audit)
         """What each request does."""
+        self.budgets = ControlBudgets(
+            connection=(config.connection_rate, config.connection_burst),
+            token=(config.token_rate, config.token_burst),
+            total=(config.total_rate, config.total_burst),
+            clock=time.monotonic,
+        )
+        """The request budgets: per connection, per token, in total."""
+        self.turns = FairTurns(config.loop_share)
+        """At most one control request starts per event-loop iteration, and
+        together they take at most ``loop_share`` of the loop's time."""
+        self.connections: set[ServerConnection] = set()
+        """Control connections past the handshake's checks, until their TCP
+        connection is lost (what ``max_connections`` counts)."""
         self._auth: Authenticator | None = None
         self._server: Server | None = None
         self._port: int | None = None
@@ -200,6 +191,7 @@ class ControlListener:
             self.audit.close()
             raise
         self._tls = ssl_context is not None
+        _limit_receive_buffers(self._server)
         if config.unix_path is None:
             # Kept: after stop() the sockets are gone, and describe() still works.
             self._port = self._server.sockets[0].getsockname()[1]
@@ -304,6 +296,19 @@ class ControlListener:
         if request.method != "GET":
             return http_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
                                  "control connections are WebSocket handshakes (GET)\n", Allow="GET")
+        maximum = self.config.max_connections
+        if maximum and len(self.connections) >= maximum:
+            self.hub.control_connections_refused += 1
+            return http_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                f"too many control connections ({maximum} open, the most this control "
+                "plane accepts: max_connections); close one or retry later\n",
+                Retry_After="1")
+        self.connections.add(connection)
+        # Counted until the TCP connection is gone, however the handshake ends
+        # (connection_lost_waiter is websockets' own; tests pin it).
+        connection.connection_lost_waiter.add_done_callback(
+            lambda _: self.connections.discard(connection))
         connection.wsc_role = role  # type: ignore[attr-defined]
         return None
 
@@ -327,10 +332,12 @@ class ControlListener:
             await connection.close(1008, "unauthenticated")
             return
         session = Session(connection, role, _address(connection),
-                          _TokenBucket(self.rate_limit, self.rate_burst))
+                          self.budgets.connection_bucket())
         logger.info("control connection from %s (%s)", session.client, role)
         try:
             async for frame in connection:
+                await self.turns.take()
+                started = time.perf_counter()
                 try:
                     reply, then = await self._dispatch(session, frame)
                 except Exception:
@@ -338,6 +345,7 @@ class ControlListener:
                     logger.exception("control request from %s failed", session.client)
                     reply, then = _error_frame(None, InternalError(
                         "internal error; the server logged it")), None
+                self.turns.spent(time.perf_counter() - started)
                 try:
                     await connection.send(reply)
                 finally:
@@ -360,7 +368,8 @@ class ControlListener:
         """
         # Every frame costs a token, valid or not; parsing is the cheap part,
         # and it gives the id that the rate_limited error must carry.
-        allowed = session.bucket.take()
+        refusal = self.budgets.admit(session.bucket, session.role)
+        allowed = refusal is None
         try:
             request = wire.parse_request(frame)
         except ProtocolViolation as exc:
@@ -373,8 +382,7 @@ class ControlListener:
             return _error_frame(exc.request_id, exc), None
         op = request.op
         if not allowed:
-            limited = RateLimited(f"more than {self.rate_limit:g} requests per second "
-                                  "on this connection; slow down")
+            limited = RateLimited(refusal)
             self._count(op, limited.code)
             # Not audited: a flood must not flood the audit log too.
             return _error_frame(request.id, limited), None
@@ -437,6 +445,27 @@ def _error_frame(request_id: int | str | None, error: WsconsoleError) -> str:
     except ValueError:
         message = error.message.encode("utf-8", "backslashreplace").decode("utf-8")
         return wire.encode_error(request_id, error.code, message)
+
+
+CONTROL_RECEIVE_BUFFER = 4 * 1024
+"""Kernel receive buffer of a control connection, in bytes. websockets parses
+a whole read at once, and every readable connection is read in the same loop
+iteration: with this buffer one read is about a hundred small requests, so
+twenty operators pipelining at once cost the loop a few milliseconds, not
+the 350 ms of twenty 42 KB reads. A 1 MiB ``send`` still crosses loopback in
+under 0.1 s; over a long link, large requests are slower (a small window)."""
+
+
+def _limit_receive_buffers(server: Server) -> None:
+    # On the listening sockets: accepted connections inherit the size, and
+    # the window their handshake advertises is already the small one (set
+    # later, the window already offered would still let a large burst in).
+    for sock in server.sockets:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CONTROL_RECEIVE_BUFFER)
+            except OSError:  # pragma: no cover - a platform without the option
+                pass
 
 
 def _unauthorized() -> Response:

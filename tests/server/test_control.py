@@ -294,9 +294,7 @@ async def test_a_failing_operation_answers_internal_error_and_logs_it(caplog, mo
 
 async def test_a_request_flood_is_rate_limited():
     """Past the burst, requests get rate_limited without running, and later ones succeed."""
-    async with running() as server:
-        server.control.rate_limit = 5.0
-        server.control.rate_burst = 10.0
+    async with running(connection_rate=5.0, connection_burst=10.0) as server:
         async with control(server) as ctl:
             for i in range(40):
                 await ctl.ws.send(wire.encode_request(i, "send", {
