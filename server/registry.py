@@ -1,23 +1,51 @@
 """The connection registry: one record per open connection, indexed by user, path
-and topic, and the selectors that pick groups of connections out of it.
+and topic, in every listing order, and the selectors that pick groups out of it.
 
 Pure: values in, values out. Must never import asyncio, websockets, sockets or
 textual; the hub (``wsconsole.server.hub``) is the asyncio edge that feeds it.
 
-Selecting a group costs time in proportion to the smallest index it touches,
-not to the number of open connections, and group counts are the sizes of the
-index buckets, so they never need a scan.
+What things cost, for ``n`` open connections (the structures are in
+``wsconsole.server.indexes``; figures in docs/benchmarks.md):
+
+- register, unregister: a few bisections (the connection-time index, the
+  segment's id order, each order someone asked for within the last minute)
+  and group counts moved by one; subscribe: a group count.
+- group counts: maintained on every change; the largest k of each kind cost
+  O(k + distinct counts), never a walk over groups or records.
+- a page of ``limit`` rows at any cursor depth (keyset: the cursor is the
+  ``(sort value, id)`` of the last row), no filter: by connection time, a
+  bisection plus the page; in any other order, a bisection in each segment
+  of 512 records plus a merge of the page. Live values (counters, last
+  activity, buffer, latency) order by their last sample, never by a walk
+  over the records. The first page in an order nobody asked for within
+  :data:`WANTED_SECONDS` sorts each segment once (about 0.05 ms per 512
+  records), after which the order is kept up to date.
+- a filter on a small group (up to about ``sqrt(4 * limit * n)`` members):
+  the group is sorted, O(m log limit). A larger group: the order is walked
+  and the group's records kept, about ``limit * n / m`` steps; if they sit
+  far down the order (a filter correlated with the sort, such as the
+  newest connections' path by connection time), the walk gives up after
+  ``m`` steps and the group is sorted: O(m), the worst case. Several
+  filters: the smallest group, probed in the others (the total needs that).
+- sampling: one segment per :meth:`ConnectionRegistry.sample_step`, so that
+  the edge spreads a pass over every record across its interval.
 """
 
 from __future__ import annotations
 
+import base64
 import heapq
+import json
+import math
 import secrets
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from itertools import chain, islice
+from operator import attrgetter
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import SelectorError
+from .indexes import SEGMENT_SIZE, GroupIndex, Segment, SortedRecords, order_key
 from .redaction import DEFAULT_RULES, RedactionRules
 
 __all__ = [
@@ -26,6 +54,14 @@ __all__ = [
     "Selector",
     "Page",
     "SORT_KEYS",
+    "FIXED_SORT_KEYS",
+    "LIVE_SORT_KEYS",
+    "SORTED_BY",
+    "Probe",
+    "encode_cursor",
+    "decode_cursor",
+    "merge_pages",
+    "merge_groups",
 ]
 
 
@@ -35,8 +71,10 @@ _NO_TOPICS: frozenset[str] = frozenset()
 class ConnectionRecord:
     """What wsconsole knows about one open connection.
 
-    Counters are plain attributes incremented by the hub's hot path; ``buffered``
-    and ``latency`` are sampled from the transport when a record is read.
+    Counters are plain attributes incremented by the hub's hot path. The
+    registry's sampler copies them (``*_seen``), notes ``last_activity`` and
+    reads ``buffered`` and ``latency`` through the edge: those sampled values
+    are what live orders sort by, and only the registry writes them.
     """
 
     __slots__ = (
@@ -53,6 +91,9 @@ class ConnectionRecord:
         "connected_at",
         "last_activity",
         "msgs_in_seen",
+        "bytes_in_seen",
+        "msgs_out_seen",
+        "bytes_out_seen",
         "msgs_in",
         "bytes_in",
         "msgs_out",
@@ -62,6 +103,7 @@ class ConnectionRecord:
         "topics",
         "handle",
         "redaction",
+        "segment",
     )
 
     def __init__(
@@ -94,15 +136,20 @@ class ConnectionRecord:
         self.extensions = tuple(extensions)
         self.connected_at = connected_at
         self.last_activity = connected_at
-        """When a message last arrived, to within the hub's sample interval."""
+        """When a message last arrived, to within the sample interval."""
         self.msgs_in_seen = 0
-        """``msgs_in`` when ``last_activity`` was last updated (by the hub's sampler)."""
+        """``msgs_in`` at the last sample: what ``sort=msgs_in`` orders by."""
+        self.bytes_in_seen = 0
+        self.msgs_out_seen = 0
+        self.bytes_out_seen = 0
         self.msgs_in = 0
         self.bytes_in = 0
         self.msgs_out = 0
         self.bytes_out = 0
         self.buffered = 0
+        """Bytes in the write buffer at the last sample."""
         self.latency = 0.0
+        """Keepalive round trip at the last sample."""
         # Most connections join no topic: share one empty frozenset until they
         # do (an empty set costs 216 bytes per connection).
         self.topics: set[str] | frozenset[str] = _NO_TOPICS
@@ -111,6 +158,8 @@ class ConnectionRecord:
         self.redaction = redaction
         """What :meth:`detail` hides of the headers (the server's rules, with
         the names its operator added); the query is redacted before it is stored."""
+        self.segment: Any = None
+        """The registry's segment holding this record (the registry's own business)."""
 
     def summary(self) -> dict[str, Any]:
         """The record as a JSON-ready dict, without headers."""
@@ -245,29 +294,156 @@ SORT_KEYS = (
 )
 """Fields a listing can be sorted by; prefix with ``-`` for descending."""
 
-LIVE_SORT_KEYS = frozenset({"buffered", "latency"})
+FIXED_SORT_KEYS = ("id", "user", "path", "remote", "connected_at")
+"""Sort keys whose value is fixed at the handshake: a cursor in their order
+never skips or repeats a record that stays open."""
+
+LIVE_SORT_KEYS = frozenset(SORT_KEYS) - frozenset(FIXED_SORT_KEYS)
+"""Sort keys whose value moves: ordered by the value of the last sample."""
+
+SORTED_BY: dict[str, str] = {
+    **{key: key for key in SORT_KEYS},
+    "msgs_in": "msgs_in_seen",
+    "bytes_in": "bytes_in_seen",
+    "msgs_out": "msgs_out_seen",
+    "bytes_out": "bytes_out_seen",
+}
+"""The record attribute each sort key orders by: counters by their sampled copy."""
+
+_TEXT_SORT_KEYS = frozenset({"id", "user", "path", "remote"})
+# Orders kept per segment; "connected_at" has an index of its own (records
+# arrive in that order: adding one is an append), "id" is each segment's
+# by_id list.
+_SEGMENT_ORDERS = tuple(SORTED_BY[key] for key in SORT_KEYS
+                        if key not in ("id", "connected_at"))
+
+Probe = Callable[[ConnectionRecord], "tuple[int, float]"]
+"""Reads ``(buffered, latency)`` of a record from its live connection (the edge's part)."""
+
+WANTED_SECONDS = 60.0
+"""An order asked for within this many seconds (of sample time) is kept up to
+date as records come, go and move; any other is sorted again when it is next
+asked for."""
+
+MAX_CURSOR_LENGTH = 100_000
+"""Longer cursors are refused unread (a cursor holds one user, path or address)."""
+
+
+# Cursors: the (sort key, id) of the last row, so that a page resumes after
+# it whatever was added or removed meanwhile, on one node or merged from many.
+
+
+def encode_cursor(sort: str, key: tuple[Any, str]) -> str:
+    """The opaque cursor that resumes a listing sorted by ``sort`` after ``key``.
+
+    ``key`` is ``(value, id)`` of the last row shown. URL-safe base64 of a
+    small JSON array, so that clients pass it back without parsing it.
+    """
+    data = json.dumps([sort, key[0], key[1]], separators=(",", ":"))
+    return base64.urlsafe_b64encode(data.encode()).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str | None, sort: str) -> tuple[Any, str] | None:
+    """The ``(value, id)`` a cursor resumes after; None for the first page.
+
+    Raises :class:`SelectorError` for anything :func:`encode_cursor` did not
+    make for this ``sort`` (an offset from an older server included).
+    """
+    if cursor is None or cursor == "":
+        return None
+    bad = SelectorError("cursor must be a value returned as next_cursor")
+    if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR_LENGTH or not cursor.isascii():
+        raise bad
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
+                               validate=True)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # binascii, Unicode and JSON errors
+        raise bad from exc
+    if not (isinstance(data, list) and len(data) == 3 and isinstance(data[0], str)
+            and isinstance(data[2], str)):
+        raise bad
+    cursor_sort, value, id = data
+    if cursor_sort != sort:
+        raise SelectorError(
+            "cursor belongs to a listing in another order; start again without a cursor")
+    if sort.lstrip("-") in _TEXT_SORT_KEYS:
+        valid = isinstance(value, str)
+    else:
+        valid = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                 and math.isfinite(value))
+    if not valid:
+        raise bad
+    return value, id
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a sort value")
+
+
+def _parse_sort(sort: Any) -> tuple[str, bool]:
+    """``(key, descending)`` of a sort argument such as ``-msgs_in``."""
+    if not isinstance(sort, str):
+        raise SelectorError("sort must be a string")
+    descending = sort.startswith("-")
+    key = sort[1:] if descending else sort
+    if key not in SORT_KEYS:
+        raise SelectorError(
+            f"unknown sort key {key!r}; expected one of {', '.join(SORT_KEYS)}")
+    return key, descending
+
+
+def _check_limit(limit: Any) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        raise SelectorError("limit must be an integer from 1 to 1000")
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
     """One page of a listing."""
 
-    records: list[ConnectionRecord]
+    records: Sequence[Any]
+    """The rows: records from a registry, or any row type once merged (summaries)."""
     total: int
     """How many records matched the filters, over all pages."""
     next_cursor: str | None
     """Pass back as ``cursor`` for the next page; None on the last page."""
+    keys: Sequence[Sequence[Any]] = ()
+    """The ``(value, id)`` each row is ordered by, row for row: what
+    :func:`merge_pages` merges by (live counters are ordered by their sample,
+    which may be behind the value a row shows)."""
 
 
 class ConnectionRegistry:
-    """Open connections by id, user, path and topic."""
+    """Open connections by id, user, path and topic, in every listing order.
+
+    The values a live order uses (``last_activity``, ``buffered``,
+    ``latency`` and the ``*_seen`` copies of the counters) are written only
+    here, by :meth:`sample_step`, :meth:`sample_all` and :meth:`sample_record`:
+    that is what keeps the segments' runs sorted.
+    """
 
     def __init__(self) -> None:
         self._by_id: dict[str, ConnectionRecord] = {}
-        # Buckets are dicts (id -> record): insertion-ordered, O(1) removal.
-        self._by_user: dict[str, dict[str, ConnectionRecord]] = {}
-        self._by_path: dict[str, dict[str, ConnectionRecord]] = {}
-        self._by_topic: dict[str, dict[str, ConnectionRecord]] = {}
+        self._users = GroupIndex()
+        self._paths = GroupIndex()
+        self._topics = GroupIndex()
+        self._by_time = SortedRecords("connected_at")
+        self._segments: list[Segment] = []
+        # Segments with room for a record, the one to fill next last.
+        self._roomy: list[Segment] = []
+        self._next_segment = 0
+        # Segment orders asked for lately (attribute -> sample time of the
+        # last request) are kept up to date; others are sorted when asked for.
+        self._wanted: dict[str, float] = {}
+        self._kept: set[str] = set()
+        self._clock = 0.0
+        # Sums of the sampled counters of the open records.
+        self._seen_msgs_in = self._seen_bytes_in = 0
+        self._seen_msgs_out = self._seen_bytes_out = 0
+        self.version = 0
+        """Counts every register, unregister, subscribe and unsubscribe: the same
+        value means the same groups."""
 
     # Membership
 
@@ -279,24 +455,46 @@ class ConnectionRegistry:
                 return candidate
 
     def add(self, record: ConnectionRecord) -> None:
-        """Register an open connection."""
+        """Register an open connection.
+
+        Its counters as they are now are its first sample (zero for a
+        connection that just opened).
+        """
         if record.id in self._by_id:
             raise ValueError(f"duplicate connection id {record.id}")
         self._by_id[record.id] = record
-        self._by_user.setdefault(record.user, {})[record.id] = record
-        self._by_path.setdefault(record.path, {})[record.id] = record
+        self._users.add(record.user, record)
+        self._paths.add(record.path, record)
         for topic in record.topics:
-            self._by_topic.setdefault(topic, {})[record.id] = record
+            self._topics.add(topic, record)
+        self._by_time.add(record)
+        record.msgs_in_seen = record.msgs_in
+        record.bytes_in_seen = record.bytes_in
+        record.msgs_out_seen = record.msgs_out
+        record.bytes_out_seen = record.bytes_out
+        self._seen_msgs_in += record.msgs_in
+        self._seen_bytes_in += record.bytes_in
+        self._seen_msgs_out += record.msgs_out
+        self._seen_bytes_out += record.bytes_out
+        self._place(record)
+        self.version += 1
 
     def remove(self, id: str) -> ConnectionRecord | None:
         """Forget a connection and leave its topics; None if it was not here."""
         record = self._by_id.pop(id, None)
         if record is None:
             return None
-        _discard(self._by_user, record.user, id)
-        _discard(self._by_path, record.path, id)
+        self._users.discard(record.user, id)
+        self._paths.discard(record.path, id)
         for topic in record.topics:
-            _discard(self._by_topic, topic, id)
+            self._topics.discard(topic, id)
+        self._by_time.remove(record)
+        self._seen_msgs_in -= record.msgs_in_seen
+        self._seen_bytes_in -= record.bytes_in_seen
+        self._seen_msgs_out -= record.msgs_out_seen
+        self._seen_bytes_out -= record.bytes_out_seen
+        self._displace(record)
+        self.version += 1
         return record
 
     def subscribe(self, id: str, topic: str) -> bool:
@@ -314,7 +512,8 @@ class ConnectionRegistry:
             record.topics.add(topic)  # type: ignore[union-attr]
         else:
             record.topics = {topic}
-        self._by_topic.setdefault(topic, {})[id] = record
+        self._topics.add(topic, record)
+        self.version += 1
         return True
 
     def unsubscribe(self, id: str, topic: str) -> bool:
@@ -323,8 +522,41 @@ class ConnectionRegistry:
         if record is None or topic not in record.topics:
             return False
         record.topics.discard(topic)  # type: ignore[union-attr]
-        _discard(self._by_topic, topic, id)
+        self._topics.discard(topic, id)
+        self.version += 1
         return True
+
+    def _place(self, record: ConnectionRecord) -> None:
+        roomy = self._roomy
+        if roomy:
+            segment = roomy[-1]
+        else:
+            segment = Segment(_SEGMENT_ORDERS)
+            self._segments.append(segment)
+            roomy.append(segment)
+        segment.add(record, self._kept)
+        record.segment = segment
+        if len(segment) >= SEGMENT_SIZE:
+            roomy.pop()
+
+    def _displace(self, record: ConnectionRecord) -> None:
+        segment: Segment = record.segment
+        record.segment = None
+        was_full = len(segment) >= SEGMENT_SIZE
+        segment.remove(record, self._kept)
+        if was_full:
+            self._roomy.append(segment)
+        if len(segment) <= SEGMENT_SIZE // 8 and len(self._segments) > 1 and sum(
+                SEGMENT_SIZE - len(other) for other in self._roomy
+                if other is not segment) >= len(segment):
+            # A nearly empty segment after churn, and room elsewhere: spread
+            # its few records over the others, so that a live order merges
+            # about n / SEGMENT_SIZE segments, not as many as the fleet once
+            # needed.
+            self._segments.remove(segment)
+            self._roomy.remove(segment)
+            for member in segment.members.values():
+                self._place(member)
 
     # Reading
 
@@ -346,26 +578,41 @@ class ConnectionRegistry:
         return self._by_id.get(id)
 
     def user_counts(self) -> dict[str, int]:
-        """Open connections per user."""
-        return {key: len(bucket) for key, bucket in self._by_user.items()}
+        """Open connections per user (a copy: O(users); see :meth:`groups`)."""
+        return self._users.counts()
 
     def path_counts(self) -> dict[str, int]:
         """Open connections per request path."""
-        return {key: len(bucket) for key, bucket in self._by_path.items()}
+        return self._paths.counts()
 
     def topic_counts(self) -> dict[str, int]:
         """Subscribed connections per topic."""
-        return {key: len(bucket) for key, bucket in self._by_topic.items()}
+        return self._topics.counts()
+
+    def groups(self, limit: int) -> tuple[dict[str, dict[str, int]], bool]:
+        """The ``limit`` largest groups of each kind, and whether any was cut.
+
+        ``({"users": {...}, "paths": {...}, "topics": {...}}, truncated)``,
+        each by count then name. O(limit + distinct counts): never a walk
+        over the groups or the records.
+        """
+        groups: dict[str, dict[str, int]] = {}
+        truncated = False
+        for name, index in (("users", self._users), ("paths", self._paths),
+                            ("topics", self._topics)):
+            groups[name] = dict(index.largest(limit))
+            truncated = truncated or len(index) > limit
+        return groups, truncated
 
     def count(self, *, user: str | None = None, path: str | None = None,
               topic: str | None = None) -> int:
         """Size of one group, without a scan."""
         if user is not None:
-            return len(self._by_user.get(user, ()))
+            return self._users.count(user)
         if path is not None:
-            return len(self._by_path.get(path, ()))
+            return self._paths.count(path)
         if topic is not None:
-            return len(self._by_topic.get(topic, ()))
+            return self._topics.count(topic)
         return len(self._by_id)
 
     def select(self, selector: Selector) -> list[ConnectionRecord]:
@@ -376,11 +623,11 @@ class ConnectionRegistry:
                 {i: self._by_id[i] for i in selector.ids if i in self._by_id}
             )
         if selector.user is not None:
-            candidates.append(self._by_user.get(selector.user, {}))
+            candidates.append(self._users.bucket(selector.user))
         if selector.path is not None:
-            candidates.append(self._by_path.get(selector.path, {}))
+            candidates.append(self._paths.bucket(selector.path))
         if selector.topic is not None:
-            candidates.append(self._by_topic.get(selector.topic, {}))
+            candidates.append(self._topics.bucket(selector.topic))
         if not candidates:
             return list(self._by_id.values())
         # Walk the smallest bucket and probe the others: cost ~ smallest group.
@@ -392,6 +639,118 @@ class ConnectionRegistry:
             if all(id in other for other in others)
         ]
 
+    # Sampling: the only writer of the values live orders use
+
+    @property
+    def segment_count(self) -> int:
+        """How many :meth:`sample_step` calls visit every record once."""
+        return len(self._segments)
+
+    def sampled_totals(self) -> tuple[int, int, int, int]:
+        """``(msgs_in, bytes_in, msgs_out, bytes_out)`` summed over the open
+        records as last sampled (the records that closed are the caller's)."""
+        return (self._seen_msgs_in, self._seen_bytes_in,
+                self._seen_msgs_out, self._seen_bytes_out)
+
+    def sample_step(self, now: float, probe: Probe | None = None) -> int:
+        """Sample the next segment (at most :data:`SEGMENT_SIZE` records).
+
+        Copies each record's counters, sets ``last_activity`` to ``now`` where
+        a message arrived since the last sample, reads ``(buffered, latency)``
+        through ``probe`` if given, and re-sorts the segment's orders whose
+        values changed. Segments are visited in turn: :attr:`segment_count`
+        steps visit everyone. Returns how many records were visited.
+        """
+        segments = self._segments
+        if not segments:
+            return 0
+        i = self._next_segment % len(segments)
+        self._next_segment = i + 1
+        return self._sample_segment(segments[i], now, probe)
+
+    def sample_all(self, now: float, probe: Probe | None = None) -> int:
+        """Sample every record at once (:meth:`sample_step` over every segment)."""
+        return sum(self._sample_segment(segment, now, probe)
+                   for segment in list(self._segments))
+
+    def sample_record(self, record: ConnectionRecord, now: float,
+                      probe: Probe | None = None) -> None:
+        """Sample one record now (for a detail view), keeping it in order."""
+        segment: Segment | None = record.segment
+        if segment is None or self._by_id.get(record.id) is not record:
+            return
+        segment.detach(record, self._kept)
+        try:
+            self._take_samples((record,), now, probe)
+        finally:
+            segment.attach(record, self._kept)
+
+    def _sample_segment(self, segment: Segment, now: float, probe: Probe | None) -> int:
+        if now != self._clock:
+            self._clock = now
+            self._kept = {attribute for attribute, asked in self._wanted.items()
+                          if now - asked <= WANTED_SECONDS}
+        for attribute in self._take_samples(segment.members.values(), now, probe):
+            segment.moved(attribute, self._kept)
+        return len(segment)
+
+    def _take_samples(self, records: Iterable[ConnectionRecord], now: float,
+                      probe: Probe | None) -> list[str]:
+        """Copy the live values of ``records``; the attributes that changed."""
+        # One pass with local flags and sums: about 1 µs per record.
+        msgs_in = bytes_in = msgs_out = bytes_out = 0
+        arrived = read = wrote_msgs = wrote_bytes = buffer_moved = latency_moved = False
+        for record in records:
+            value = record.msgs_in
+            if value != record.msgs_in_seen:
+                msgs_in += value - record.msgs_in_seen
+                record.msgs_in_seen = value
+                record.last_activity = now
+                arrived = True
+            value = record.bytes_in
+            if value != record.bytes_in_seen:
+                bytes_in += value - record.bytes_in_seen
+                record.bytes_in_seen = value
+                read = True
+            value = record.msgs_out
+            if value != record.msgs_out_seen:
+                msgs_out += value - record.msgs_out_seen
+                record.msgs_out_seen = value
+                wrote_msgs = True
+            value = record.bytes_out
+            if value != record.bytes_out_seen:
+                bytes_out += value - record.bytes_out_seen
+                record.bytes_out_seen = value
+                wrote_bytes = True
+            if probe is not None:
+                buffered, latency = probe(record)
+                if buffered != record.buffered:
+                    record.buffered = buffered
+                    buffer_moved = True
+                if latency != record.latency:
+                    record.latency = latency
+                    latency_moved = True
+        self._seen_msgs_in += msgs_in
+        self._seen_bytes_in += bytes_in
+        self._seen_msgs_out += msgs_out
+        self._seen_bytes_out += bytes_out
+        changed = []
+        if arrived:
+            changed += ("msgs_in_seen", "last_activity")
+        if read:
+            changed.append("bytes_in_seen")
+        if wrote_msgs:
+            changed.append("msgs_out_seen")
+        if wrote_bytes:
+            changed.append("bytes_out_seen")
+        if buffer_moved:
+            changed.append("buffered")
+        if latency_moved:
+            changed.append("latency")
+        return changed
+
+    # Listing
+
     def query(
         self,
         *,
@@ -402,70 +761,238 @@ class ConnectionRegistry:
         sort: str = "connected_at",
         limit: int = 100,
         cursor: str | None = None,
-        refresh: Callable[[ConnectionRecord], None] | None = None,
     ) -> Page:
-        """One page of connections, filtered and sorted.
+        """One page of connections, filtered, in ``(sort value, id)`` order.
 
-        ``refresh`` samples live fields (buffer, latency) of a record; it runs
-        on every match when sorting by a live field, else only on the page.
+        ``cursor`` is the ``next_cursor`` of the previous page: the page
+        starts after the row that one ended with, so a record that stays
+        open is never skipped or repeated while others come and go (in a
+        live order, a record whose sampled value moves past the cursor
+        between two pages can be). Costs about the page, plus a bisection
+        per segment for live orders; filters are in the module docstring.
         """
-        descending = sort.startswith("-")
-        key_name = sort[1:] if descending else sort
-        if key_name not in SORT_KEYS:
-            raise SelectorError(
-                f"unknown sort key {key_name!r}; expected one of {', '.join(SORT_KEYS)}"
-            )
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
-            raise SelectorError("limit must be an integer from 1 to 1000")
-        offset = _parse_cursor(cursor)
+        key_name, descending = _parse_sort(sort)
+        _check_limit(limit)
+        after = decode_cursor(cursor, sort)
+        attribute = SORTED_BY[key_name]
+        want = limit + 1  # one more than the page tells whether another follows
 
-        if user is None and path is None and topic is None:
-            pool: Iterable[ConnectionRecord] = self._by_id.values()
-            total = len(self._by_id)
-        else:
-            pool = self.select(Selector(user=user, path=path, topic=topic))
-            total = len(pool)  # type: ignore[arg-type]
+        sources = [_Source(len(bucket), bucket.values(), bucket)
+                   for index, value in ((self._users, user), (self._paths, path),
+                                        (self._topics, topic))
+                   if value is not None
+                   for bucket in (index.bucket(value),)]
         if id_prefix:
-            pool = [r for r in pool if r.id.startswith(id_prefix)]
-            total = len(pool)
+            sources.append(self._prefix_source(id_prefix))
 
-        if key_name in LIVE_SORT_KEYS and refresh is not None:
-            pool = list(pool)
-            for record in pool:
-                refresh(record)
-
-        want = offset + limit
-        if key_name == "connected_at" and not descending:
-            # Insertion order is connection order: no sort needed.
-            page = list(islice(pool, offset, want))
+        if not sources:
+            total = len(self._by_id)
+            rows = list(islice(self._ordered(attribute, descending, after), want))
+        elif len(sources) > 1:
+            # Several filters: the matches are the smallest group probed in
+            # the others; counting them needs that walk anyway.
+            sources.sort(key=_Source.size)
+            others = [source.contains for source in sources[1:]]
+            matches = [record for record in sources[0].records
+                       if all(contains(record) for contains in others)]
+            total = len(matches)
+            rows = _best(matches, attribute, descending, after, want)
         else:
-            def key(record: ConnectionRecord) -> tuple[Any, str]:
-                return (getattr(record, key_name), record.id)
+            (source,) = sources
+            total = source.count
+            rows = None
+            if total > _walk_threshold(len(self._by_id), want):
+                # A large group: walk the order and keep the group's records,
+                # about want * n / total of them, unless the group sits far
+                # down the order; past a walk of `total` records, sort it.
+                rows = _walk(self._ordered(attribute, descending, after),
+                             source.contains, want, total)
+            if rows is None:
+                rows = _best(source.records, attribute, descending, after, want)
 
-            if descending:
-                page = heapq.nlargest(want, pool, key=key)[offset:]
-            else:
-                page = heapq.nsmallest(want, pool, key=key)[offset:]
-        if refresh is not None and key_name not in LIVE_SORT_KEYS:
-            for record in page:
-                refresh(record)
-        next_cursor = str(want) if want < total else None
-        return Page(records=page, total=total, next_cursor=next_cursor)
+        key = order_key(attribute)
+        keys = [key(record) for record in rows[:limit]]
+        next_cursor = encode_cursor(sort, keys[-1]) if len(rows) > limit else None
+        return Page(records=rows[:limit], total=total, next_cursor=next_cursor, keys=keys)
+
+    def _ordered(self, attribute: str, descending: bool,
+                 after: tuple[Any, str] | None) -> Iterator[ConnectionRecord]:
+        """Every record in order, from the first one past ``after``."""
+        if attribute == "connected_at":
+            index = self._by_time
+            return index.descending(after) if descending else index.ascending(after)
+        # Merge the segments' runs, each from its own bisection.
+        key = order_key(attribute)
+        runs = self._runs(attribute)
+        if descending:
+            streams = [
+                map(run.__getitem__, range(
+                    (len(run) if after is None else bisect_left(run, after, key=key)) - 1,
+                    -1, -1))
+                for run in runs]
+        else:
+            streams = [
+                map(run.__getitem__, range(
+                    0 if after is None else bisect_right(run, after, key=key), len(run)))
+                for run in runs]
+        if len(streams) == 1:
+            return streams[0]
+        return heapq.merge(*streams, key=key, reverse=descending)
+
+    def _runs(self, attribute: str) -> list[list[ConnectionRecord]]:
+        """Every segment's run of one order, which is kept from now on."""
+        if attribute == "id":
+            return [segment.by_id for segment in self._segments]
+        self._wanted[attribute] = self._clock
+        self._kept.add(attribute)
+        return [segment.run(attribute) for segment in self._segments]
+
+    def _prefix_source(self, prefix: str) -> _Source:
+        end = _successor(prefix)
+        count = 0
+        ranges = []
+        for members in self._runs("id"):
+            lo = bisect_left(members, prefix, key=_ID)
+            hi = len(members) if end is None else bisect_left(members, end, lo, key=_ID)
+            if lo < hi:
+                count += hi - lo
+                ranges.append(islice(members, lo, hi))
+        return _Source(count, chain.from_iterable(ranges), None, prefix)
 
 
-def _discard(index: dict[str, dict[str, ConnectionRecord]], key: str, id: str) -> None:
-    bucket = index.get(key)
-    if bucket is not None:
-        bucket.pop(id, None)
-        if not bucket:
-            del index[key]
+class _Source:
+    """The records one filter lets through: how many, all of them, and a test."""
+
+    __slots__ = ("count", "records", "_bucket", "_prefix")
+
+    def __init__(self, count: int, records: Iterable[ConnectionRecord],
+                 bucket: Mapping[str, ConnectionRecord] | None,
+                 prefix: str | None = None) -> None:
+        self.count = count
+        self.records = records
+        self._bucket = bucket
+        self._prefix = prefix
+
+    def size(self) -> int:
+        return self.count
+
+    def contains(self, record: ConnectionRecord) -> bool:
+        if self._bucket is not None:
+            return record.id in self._bucket
+        return record.id.startswith(self._prefix)  # type: ignore[arg-type]
 
 
-def _parse_cursor(cursor: str | None) -> int:
-    if cursor is None or cursor == "":
-        return 0
-    # ASCII and short: str.isdigit() also accepts "²", which int() refuses.
-    if (not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit()
-            or len(cursor) > 18):
-        raise SelectorError("cursor must be a value returned as next_cursor")
-    return int(cursor)
+_ID = attrgetter("id")
+
+
+def _walk_threshold(population: int, want: int) -> int:
+    """Above how many matches walking the order beats sorting the matches.
+
+    Sorting m matches costs about m; walking the order until ``want`` of
+    them appear costs about ``want * population / m`` steps, each a few
+    times dearer: they cross at ``sqrt(c * want * population)``.
+    """
+    return max(4 * want, math.isqrt(4 * want * population))
+
+
+def _walk(ordered: Iterator[ConnectionRecord], contains: Callable[[ConnectionRecord], bool],
+          want: int, budget: int) -> list[ConnectionRecord] | None:
+    """The first ``want`` records of ``ordered`` that pass ``contains``;
+    None once ``budget`` records were looked at without filling the page."""
+    rows: list[ConnectionRecord] = []
+    for looked, record in enumerate(ordered, 1):
+        if contains(record):
+            rows.append(record)
+            if len(rows) == want:
+                break
+        elif looked > budget:
+            return None
+    return rows
+
+
+def _best(records: Iterable[ConnectionRecord], attribute: str, descending: bool,
+          after: tuple[Any, str] | None, want: int) -> list[ConnectionRecord]:
+    """The first ``want`` of ``records`` past ``after`` in order: O(m log want)."""
+    key = order_key(attribute)
+    if descending:
+        if after is not None:
+            records = [record for record in records if key(record) < after]
+        return heapq.nlargest(want, records, key=key)
+    if after is not None:
+        records = [record for record in records if key(record) > after]
+    return heapq.nsmallest(want, records, key=key)
+
+
+def _successor(prefix: str) -> str | None:
+    """The first string after every string that starts with ``prefix``."""
+    while prefix and prefix[-1] == "\U0010ffff":
+        prefix = prefix[:-1]
+    if not prefix:
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+# Cluster mode: each node answers one page of its own candidates, the node the
+# operator asked merges them. Pure, so that the merge is tested with values.
+
+
+def merge_pages(pages: Iterable[Page], *, sort: str, limit: int) -> Page:
+    """One page out of several nodes' pages of the same request.
+
+    Each node answered the same filters, ``sort``, ``limit`` and ``cursor``
+    with at most ``limit`` rows and their ``keys`` (rows may be summaries).
+    The first ``limit`` rows of the union in ``(value, id)`` order are the
+    page: every row that belongs on it is among its own node's first
+    ``limit``. ``next_cursor`` resumes after the last row on every node;
+    ``total`` is the sum.
+    """
+    _, descending = _parse_sort(sort)
+    _check_limit(limit)
+    pages = list(pages)
+    streams = []
+    for page in pages:
+        if len(page.keys) != len(page.records):
+            raise ValueError("every row of a page to merge needs its key")
+        streams.append(zip(map(tuple, page.keys), page.records))
+    merged = list(islice(heapq.merge(*streams, key=_first, reverse=descending), limit + 1))
+    more = len(merged) > limit or any(page.next_cursor is not None for page in pages)
+    merged = merged[:limit]
+    keys = [key for key, _ in merged]
+    return Page(
+        records=[row for _, row in merged],
+        total=sum(page.total for page in pages),
+        next_cursor=encode_cursor(sort, keys[-1]) if more and merged else None,
+        keys=keys,
+    )
+
+
+def merge_groups(answers: Iterable[tuple[Mapping[str, Mapping[str, int]], bool]],
+                 limit: int) -> tuple[dict[str, dict[str, int]], bool]:
+    """Several nodes' :meth:`ConnectionRegistry.groups` answers, summed.
+
+    Each node sent its ``limit`` largest groups of each kind, so a group
+    that is large only in sum may be missing: ``truncated`` then says so
+    whenever any node cut its list.
+    """
+    sums: dict[str, dict[str, int]] = {}
+    truncated = False
+    for groups, cut in answers:
+        truncated = truncated or cut
+        for kind, counts in groups.items():
+            kind_sums = sums.setdefault(kind, {})
+            for name, count in counts.items():
+                kind_sums[name] = kind_sums.get(name, 0) + count
+    merged: dict[str, dict[str, int]] = {}
+    for kind, counts in sums.items():
+        if len(counts) > limit:
+            truncated = True
+        merged[kind] = dict(heapq.nsmallest(limit, counts.items(), key=_by_count))
+    return merged, truncated
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _by_count(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
