@@ -18,7 +18,6 @@ Must never import textual or ``wsconsole.console``.
 
 from __future__ import annotations
 
-import heapq
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -179,30 +178,17 @@ class LocalFleet(Fleet):
         groups: bool = True,
         group_limit: int = 200,
     ) -> Answer:
-        hub = self.hub
-        registry = hub.registry
+        registry = self.hub.registry
+        # Live fields as of the last sample: nothing here walks the fleet.
         page = registry.query(user=user, path=path, topic=topic, id_prefix=id_prefix,
-                              sort=sort, limit=limit, cursor=cursor, refresh=hub.refresh)
+                              sort=sort, limit=limit, cursor=cursor)
         result: dict[str, Any] = {
             "connections": [record.summary() for record in page.records],
             "total": page.total,
             "next_cursor": page.next_cursor,
         }
         if groups:
-            truncated = False
-            largest: dict[str, dict[str, int]] = {}
-            for name, counts in (("users", registry.user_counts()),
-                                 ("paths", registry.path_counts()),
-                                 ("topics", registry.topic_counts())):
-                if len(counts) > group_limit:
-                    truncated = True
-                    # O(n log limit): 10,000 distinct users, the 200 largest.
-                    largest[name] = dict(heapq.nlargest(group_limit, counts.items(),
-                                                        key=lambda kv: kv[1]))
-                else:
-                    largest[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-            result["groups"] = largest
-            result["groups_truncated"] = truncated
+            result["groups"], result["groups_truncated"] = registry.groups(group_limit)
         return Answer(result=result)
 
     async def get(self, connection_id: str) -> Answer:

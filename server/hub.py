@@ -25,7 +25,7 @@ from .errors import ServerStateError
 from .protocol import EventKind, HubState, ShutdownMode
 from .redaction import DEFAULT_RULES, RedactionRules
 from .registry import ConnectionRecord, ConnectionRegistry, Selector
-from .sampler import Sampler, Totals, current_totals
+from .sampler import Sampler, Totals, current_totals, read_connection
 
 if TYPE_CHECKING:  # pragma: no cover
     from websockets.asyncio.server import Server, ServerConnection
@@ -286,17 +286,10 @@ class Hub:
         """The record of a connection, or None if it is not (or no longer) open."""
         return getattr(connection, "wsc_record", None)
 
-    @staticmethod
-    def refresh(record: ConnectionRecord) -> None:
-        """Sample a record's live fields from its connection."""
-        if record.msgs_in != record.msgs_in_seen:
-            record.msgs_in_seen = record.msgs_in
-            record.last_activity = time.time()
-        connection = record.handle
-        if connection is None:  # a record built without a connection (tests, simulations)
-            return
-        record.buffered = connection.transport.get_write_buffer_size()
-        record.latency = connection.latency
+    def refresh(self, record: ConnectionRecord) -> None:
+        """Sample one record's live fields from its connection now (a detail
+        view); a listing shows them as of the last sample instead."""
+        self.registry.sample_record(record, time.time(), read_connection)
 
     def stats(self, *, sampled: bool = False) -> dict[str, Any]:
         """Node, state, uptime, connections, totals and rates.

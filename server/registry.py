@@ -790,23 +790,29 @@ class ConnectionRegistry:
             rows = list(islice(self._ordered(attribute, descending, after), want))
         elif len(sources) > 1:
             # Several filters: the matches are the smallest group probed in
-            # the others; counting them needs that walk anyway.
+            # the others (counting them needs that walk anyway), by id.
             sources.sort(key=_Source.size)
-            others = [source.contains for source in sources[1:]]
-            matches = [record for record in sources[0].records
-                       if all(contains(record) for contains in others)]
+            first = sources[0]
+            ids: Any = (first.bucket.keys() if first.bucket is not None
+                        else set(map(_ID, first.records)))
+            for other in sources[1:]:
+                # dict views intersect in C, walking the smaller side.
+                ids = (ids & other.bucket.keys() if other.bucket is not None
+                       else set(filter(other.has_id, ids)))
+            lookup = first.bucket if first.bucket is not None else self._by_id
+            matches = list(map(lookup.__getitem__, ids))
             total = len(matches)
             rows = _best(matches, attribute, descending, after, want)
         else:
             (source,) = sources
             total = source.count
             rows = None
-            if total > _walk_threshold(len(self._by_id), want):
+            merged = attribute != "connected_at"
+            if total > _walk_threshold(len(self._by_id), want, merged):
                 # A large group: walk the order and keep the group's records,
                 # about want * n / total of them, unless the group sits far
                 # down the order; past a walk of `total` records, sort it.
-                rows = _walk(self._ordered(attribute, descending, after),
-                             source.contains, want, total)
+                rows = _walk(self._ordered(attribute, descending, after), source, want, total)
             if rows is None:
                 rows = _best(source.records, attribute, descending, after, want)
 
@@ -861,47 +867,57 @@ class ConnectionRegistry:
 
 
 class _Source:
-    """The records one filter lets through: how many, all of them, and a test."""
+    """The records one filter lets through: how many, all of them, and a test.
 
-    __slots__ = ("count", "records", "_bucket", "_prefix")
+    A group tests ids with its bucket's own ``__contains__`` (C, no Python
+    call per record); an id prefix with ``str.startswith``.
+    """
+
+    __slots__ = ("count", "records", "bucket", "prefix", "has_id")
 
     def __init__(self, count: int, records: Iterable[ConnectionRecord],
                  bucket: Mapping[str, ConnectionRecord] | None,
                  prefix: str | None = None) -> None:
         self.count = count
         self.records = records
-        self._bucket = bucket
-        self._prefix = prefix
+        self.bucket = bucket
+        self.prefix = prefix
+        self.has_id: Callable[[str], bool] = (
+            bucket.__contains__ if bucket is not None
+            else lambda id: id.startswith(prefix))  # type: ignore[arg-type]
 
     def size(self) -> int:
         return self.count
-
-    def contains(self, record: ConnectionRecord) -> bool:
-        if self._bucket is not None:
-            return record.id in self._bucket
-        return record.id.startswith(self._prefix)  # type: ignore[arg-type]
 
 
 _ID = attrgetter("id")
 
 
-def _walk_threshold(population: int, want: int) -> int:
+def _walk_threshold(population: int, want: int, merged: bool) -> int:
     """Above how many matches walking the order beats sorting the matches.
 
-    Sorting m matches costs about m; walking the order until ``want`` of
-    them appear costs about ``want * population / m`` steps, each a few
-    times dearer: they cross at ``sqrt(c * want * population)``.
+    Sorting m matches costs about m steps; walking the order until ``want``
+    of them appear costs about ``want * population / m`` steps, which are
+    dearer when segments' runs are merged (a heap) than along the
+    connection-time index (a chain of lists): they cross at
+    ``sqrt(c * want * population)``, c measured by bench_registry.py.
     """
-    return max(4 * want, math.isqrt(4 * want * population))
+    if merged:
+        return max(4 * want, math.isqrt(4 * want * population))
+    return max(want, math.isqrt(want * population // 4))
 
 
-def _walk(ordered: Iterator[ConnectionRecord], contains: Callable[[ConnectionRecord], bool],
+def _walk(ordered: Iterator[ConnectionRecord], source: _Source,
           want: int, budget: int) -> list[ConnectionRecord] | None:
-    """The first ``want`` records of ``ordered`` that pass ``contains``;
+    """The first ``want`` records of ``ordered`` that ``source`` lets through;
     None once ``budget`` records were looked at without filling the page."""
     rows: list[ConnectionRecord] = []
-    for looked, record in enumerate(ordered, 1):
-        if contains(record):
+    bucket, prefix = source.bucket, source.prefix
+    looked = 0
+    # The test inlined, not a call per record: this loop is the walk's cost.
+    for record in ordered:
+        looked += 1
+        if (record.id in bucket) if bucket is not None else record.id.startswith(prefix):
             rows.append(record)
             if len(rows) == want:
                 break

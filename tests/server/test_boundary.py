@@ -24,8 +24,8 @@ def test_server_imports_without_textual_or_the_console():
     assert not {m for m in modules if m.startswith("wsconsole.console")}
 
 
-PURE_CORE = ["registry", "wire", "errors", "protocol", "redaction", "addresses", "config",
-             "limits"]
+PURE_CORE = ["registry", "indexes", "wire", "errors", "protocol", "redaction", "addresses",
+             "config", "limits"]
 
 
 @pytest.mark.parametrize("module", PURE_CORE)
