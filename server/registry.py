@@ -438,6 +438,11 @@ class ConnectionRegistry:
         self._wanted: dict[str, float] = {}
         self._kept: set[str] = set()
         self._clock = 0.0
+        # While records arrive in strictly increasing connection time (as a
+        # hub's do), a user's or path's bucket, in insertion order, is in
+        # connection-time order: its first page needs no walk and no sort.
+        self._arrived_in_time_order = True
+        self._latest_arrival = -math.inf
         # Sums of the sampled counters of the open records.
         self._seen_msgs_in = self._seen_bytes_in = 0
         self._seen_msgs_out = self._seen_bytes_out = 0
@@ -468,6 +473,10 @@ class ConnectionRegistry:
         for topic in record.topics:
             self._topics.add(topic, record)
         self._by_time.add(record)
+        if record.connected_at > self._latest_arrival:
+            self._latest_arrival = record.connected_at
+        else:
+            self._arrived_in_time_order = False
         record.msgs_in_seen = record.msgs_in
         record.bytes_in_seen = record.bytes_in
         record.msgs_out_seen = record.msgs_out
@@ -777,9 +786,12 @@ class ConnectionRegistry:
         attribute = SORTED_BY[key_name]
         want = limit + 1  # one more than the page tells whether another follows
 
-        sources = [_Source(len(bucket), bucket.values(), bucket)
-                   for index, value in ((self._users, user), (self._paths, path),
-                                        (self._topics, topic))
+        # A topic's bucket is in subscription order, a user's or path's in
+        # arrival order.
+        sources = [_Source(len(bucket), bucket.values(), bucket, arrival_order=arrival)
+                   for index, value, arrival in ((self._users, user, True),
+                                                 (self._paths, path, True),
+                                                 (self._topics, topic, False))
                    if value is not None
                    for bucket in (index.bucket(value),)]
         if id_prefix:
@@ -808,7 +820,13 @@ class ConnectionRegistry:
             total = source.count
             rows = None
             merged = attribute != "connected_at"
-            if total > _walk_threshold(len(self._by_id), want, merged):
+            if (after is None and not merged and source.arrival_order
+                    and self._arrived_in_time_order):
+                # The first page of a user or path by connection time.
+                values = source.records
+                rows = list(islice(reversed(values) if descending else values,  # type: ignore[call-overload]
+                                   want))
+            elif total > _walk_threshold(len(self._by_id), want, merged):
                 # A large group: walk the order and keep the group's records,
                 # about want * n / total of them, unless the group sits far
                 # down the order; past a walk of `total` records, sort it.
@@ -873,15 +891,17 @@ class _Source:
     call per record); an id prefix with ``str.startswith``.
     """
 
-    __slots__ = ("count", "records", "bucket", "prefix", "has_id")
+    __slots__ = ("count", "records", "bucket", "prefix", "arrival_order", "has_id")
 
     def __init__(self, count: int, records: Iterable[ConnectionRecord],
                  bucket: Mapping[str, ConnectionRecord] | None,
-                 prefix: str | None = None) -> None:
+                 prefix: str | None = None, *, arrival_order: bool = False) -> None:
         self.count = count
         self.records = records
         self.bucket = bucket
         self.prefix = prefix
+        self.arrival_order = arrival_order
+        """True if ``records`` come in the order they were registered."""
         self.has_id: Callable[[str], bool] = (
             bucket.__contains__ if bucket is not None
             else lambda id: id.startswith(prefix))  # type: ignore[arg-type]

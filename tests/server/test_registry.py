@@ -576,3 +576,25 @@ def test_group_counts_of_several_nodes_are_summed():
     ], limit=2)
     assert merged == {"users": {"bob": 5, "ann": 3}, "paths": {"/": 9}} and truncated
     assert merge_groups([({"users": {"a": 1}}, True)], limit=5) == ({"users": {"a": 1}}, True)
+
+
+def test_first_page_of_a_group_by_connection_time_stays_exact_when_clocks_step_back():
+    """A user's or path's first page by connection time is its first records in
+    arrival order while arrivals come in time order, and still the exact order
+    after a record arrives with an earlier time (a clock stepped back)."""
+    reg = ConnectionRegistry()
+    rng = random.Random(8)
+    for i in range(2000):
+        make(reg, f"u{i % 3}", rng.choice(["/a", "/a", "/b"]), "t" if i % 2 else "s",
+             connected_at=1000.0 + i)
+    for filters in ({"path": "/a"}, {"user": "u1"}, {"topic": "t"}):
+        for sort in ("connected_at", "-connected_at"):
+            page = reg.query(sort=sort, limit=30, **filters)
+            assert [(r.connected_at, r.id) for r in page.records] == reference(reg, sort, **filters)[:30]
+    for i in range(5):
+        make(reg, "u1", "/a", connected_at=10.0 + i)  # from before everyone else
+    for sort in ("connected_at", "-connected_at"):
+        for filters in ({"path": "/a"}, {"user": "u1"}):
+            page = reg.query(sort=sort, limit=30, **filters)
+            assert [(r.connected_at, r.id) for r in page.records] == reference(reg, sort, **filters)[:30]
+    assert reg.query(path="/a", limit=5).records[0].connected_at == 10.0

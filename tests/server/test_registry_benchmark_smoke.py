@@ -26,7 +26,7 @@ def test_quick_registry_benchmark_prints_every_section() -> None:
     assert completed.returncode == 0, completed.stderr
     out = completed.stdout
     for line in ("console: everyone, groups", "middle of sort=-msgs_in",
-                 "path=/late sort=connected_at (worst)", "worst new p99 at 2,000",
+                 "topic=late (worst: follows the order)", "worst new p99 at 2,000",
                  "sampler, every connection active", "first page in an order nobody asked for",
                  "register + unregister", "flatness"):
         assert line in out, line
