@@ -174,6 +174,7 @@ def connection_detail(c: dict[str, Any], now: float) -> str:
                 ("messages in", f"{c.get('msgs_in', 0)} ({size(c.get('bytes_in', 0))})"),
                 ("messages out", f"{c.get('msgs_out', 0)} ({size(c.get('bytes_out', 0))})"),
                 ("buffered", size(c.get("buffered", 0))),
+                ("kernel queued", size(c.get("kernel_queued"))),
                 ("latency", f"{float(c.get('latency') or 0) * 1000:.1f} ms"),
                 ("topics", ", ".join(c.get("topics") or [])),
                 ("subprotocol", c.get("subprotocol")),
@@ -230,7 +231,7 @@ _EVENT_FIELDS = {
     EventKind.OPERATOR_ACTION: ("role", "client", "op", "args", "result", "error"),
     EventKind.STATE_CHANGED: ("state", "mode", "connections"),
     EventKind.BURST: ("opened", "closed", "dropped"),
-    EventKind.SLOW_CONSUMER: ("id", "user", "path", "buffered"),
+    EventKind.SLOW_CONSUMER: ("id", "user", "path", "buffered", "kernel_queued"),
 }
 """The fields worth a human's line, per event kind; other kinds show every field."""
 

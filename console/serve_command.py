@@ -151,7 +151,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8765, help="public port (default: 8765)")
     parser.add_argument("--node", help="this process's name (default: hostname:pid)")
     parser.add_argument("--slow-consumer-limit", type=int, metavar="BYTES",
-                        help="close clients with more than BYTES buffered (default: 4 MiB)")
+                        help="close clients with more than BYTES pending: write buffer plus "
+                             "kernel send queue (default: 2 MiB)")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"],
                         help="log to stderr from this level (default: warning; info adds one "

@@ -25,7 +25,7 @@ from .errors import ServerStateError
 from .protocol import EventKind, HubState, ShutdownMode
 from .redaction import DEFAULT_RULES, RedactionRules
 from .registry import ConnectionRecord, ConnectionRegistry, Selector
-from .sampler import Sampler, Totals, current_totals, read_connection
+from .sampler import Sampler, Totals, current_totals, kernel_queued, pending_bytes, read_connection
 
 if TYPE_CHECKING:  # pragma: no cover
     from websockets.asyncio.server import Server, ServerConnection
@@ -42,13 +42,17 @@ __all__ = [
 logger = logging.getLogger("wsconsole.server")
 
 SLOW_CONSUMER_CODE = CloseCode.POLICY_VIOLATION  # 1008
-"""Close code sent to a client whose write buffer passed the limit."""
+"""Close code sent to a client whose pending bytes passed the limit."""
 SLOW_CONSUMER_REASON = "slow consumer: write buffer over limit"
 """Close reason sent with :data:`SLOW_CONSUMER_CODE`."""
-DEFAULT_SLOW_CONSUMER_LIMIT = 4 * 1024 * 1024
-"""Bytes buffered for one client before it is closed as a slow consumer."""
+DEFAULT_SLOW_CONSUMER_LIMIT = 2 * 1024 * 1024
+"""Bytes pending for one client (userspace write buffer plus kernel send
+queue, :func:`~wsconsole.server.sampler.pending_bytes`) before it is closed
+as a slow consumer."""
 SLOW_CONSUMER_CLOSE_TIMEOUT = 2.0
-"""Seconds a slow consumer gets to read up to the close frame before it is aborted."""
+"""Seconds a slow consumer gets to read up to the close frame before it is
+aborted. A client that stopped reading never reaches the frame behind its
+backlog, so it sees 1006; the server's record, event and counts say 1008."""
 
 
 @dataclass(slots=True)
@@ -113,7 +117,8 @@ class Hub:
         """Totals, rates and last activity, once per ``sample_interval``: what the
         metrics and stats events read, so that neither walks the connections."""
         self.slow_consumer_limit = slow_consumer_limit
-        """Bytes buffered for one client before it is closed; None disables."""
+        """Bytes pending for one client (userspace buffer plus kernel send
+        queue) before it is closed; None disables."""
         self.state = HubState.SERVING
         self.started_at = time.time()
         """Wall-clock start time (seconds since the epoch)."""
@@ -290,6 +295,8 @@ class Hub:
         """Sample one record's live fields from its connection now (a detail
         view); a listing shows them as of the last sample instead."""
         self.registry.sample_record(record, time.time(), read_connection)
+        if record.handle is not None:
+            record.kernel_queued = kernel_queued(record.handle.transport)
 
     def stats(self, *, sampled: bool = False) -> dict[str, Any]:
         """Node, state, uptime, connections, totals and rates.
@@ -344,7 +351,11 @@ class Hub:
 
         Like websockets' ``broadcast``: the message is written to each buffer
         at once, a slow client never delays the others, and a client whose
-        buffer then passes the slow-consumer limit is closed.
+        pending bytes then pass the slow-consumer limit is closed. The kernel's
+        queue is measured (a system call) only once a connection has sent an
+        eighth of the limit since it was last measured, so a broadcast costs
+        no system call per recipient and the limit is overshot by at most an
+        eighth plus one message.
         """
         if isinstance(message, str):
             payload = message.encode()
@@ -360,6 +371,7 @@ class Hub:
             return SendResult(len(records), 0, 0, sample, dry_run=True)
         delivered = skipped = 0
         limit = self.slow_consumer_limit
+        measure_every = (limit or 0) >> 3
         slow: list[ConnectionRecord] = []
         for record in records:
             connection = record.handle
@@ -373,8 +385,15 @@ class Hub:
                 skipped += 1
                 continue
             delivered += 1
-            if limit is not None and connection.transport.get_write_buffer_size() > limit:
+            if limit is None:
+                continue
+            transport = connection.transport
+            if transport.get_write_buffer_size() > limit:
                 slow.append(record)
+            elif record.bytes_out - record.bytes_out_measured > measure_every:
+                record.bytes_out_measured = record.bytes_out
+                if pending_bytes(transport) > limit:
+                    slow.append(record)
         for record in slow:
             self.close_slow_consumer(record)
         result = SendResult(len(records), delivered, skipped, sample)
@@ -396,18 +415,23 @@ class Hub:
         return count
 
     def close_slow_consumer(self, record: ConnectionRecord) -> None:
-        """Close a client whose write buffer passed the limit (abort it if it never reads)."""
+        """Close a client whose pending bytes passed the limit: send 1008, and
+        abort the TCP connection if it has not read up to the close frame
+        within :data:`SLOW_CONSUMER_CLOSE_TIMEOUT`."""
         connection = record.handle
         if connection.protocol.state is not OPEN:
             return
-        buffered = connection.transport.get_write_buffer_size()
+        transport = connection.transport
+        buffered = transport.get_write_buffer_size()
+        record.kernel_queued = queued = kernel_queued(transport)
         self.slow_consumer_disconnects += 1
         logger.warning(
-            "closing slow consumer %s (user %s): %d bytes buffered",
-            record.id, record.user, buffered,
+            "closing slow consumer %s (user %s): %d bytes buffered, %s in the kernel's send queue",
+            record.id, record.user, buffered, "unknown" if queued is None else queued,
         )
         self.emit(EventKind.SLOW_CONSUMER, {"id": record.id, "user": record.user,
-                                            "path": record.path, "buffered": buffered})
+                                            "path": record.path, "buffered": buffered,
+                                            "kernel_queued": queued})
         self._spawn(self._close_or_abort(connection, SLOW_CONSUMER_CODE,
                                          SLOW_CONSUMER_REASON, SLOW_CONSUMER_CLOSE_TIMEOUT))
 

@@ -90,7 +90,7 @@ class EventKind(StrEnum):
     STATE_CHANGED = "state_changed"
     """data: state, connections."""
     SLOW_CONSUMER = "slow_consumer"
-    """data: id, user, path, buffered: a connection closed for not reading."""
+    """data: id, user, path, buffered, kernel_queued: a connection closed for not reading."""
     STATS = "stats"
     """data: as the ``stats`` result, sent every ``stats_interval``."""
 

@@ -75,6 +75,8 @@ class ConnectionRecord:
     registry's sampler copies them (``*_seen``), notes ``last_activity`` and
     reads ``buffered`` and ``latency`` through the edge: those sampled values
     are what live orders sort by, and only the registry writes them.
+    ``kernel_queued`` and ``bytes_out_measured`` are the edge's (the slow-consumer
+    check): no order sorts by them.
     """
 
     __slots__ = (
@@ -98,7 +100,9 @@ class ConnectionRecord:
         "bytes_in",
         "msgs_out",
         "bytes_out",
+        "bytes_out_measured",
         "buffered",
+        "kernel_queued",
         "latency",
         "topics",
         "handle",
@@ -146,8 +150,16 @@ class ConnectionRecord:
         self.bytes_in = 0
         self.msgs_out = 0
         self.bytes_out = 0
+        self.bytes_out_measured = 0
+        """``bytes_out`` when the sampler last measured the pending bytes."""
         self.buffered = 0
-        """Bytes in the write buffer at the last sample."""
+        """Bytes in the userspace write buffer (asyncio's, not yet given to the
+        kernel) at the last sample."""
+        self.kernel_queued: int | None = 0
+        """Bytes in the kernel send queue not yet acknowledged by the client,
+        None where the platform cannot tell (only Linux can): measured now by
+        a detail (``show``), else as the sampler last measured it (only for a
+        connection that has sent more than the slow-consumer limit in all)."""
         self.latency = 0.0
         """Keepalive round trip at the last sample."""
         # Most connections join no topic: share one empty frozenset until they
@@ -177,6 +189,7 @@ class ConnectionRecord:
             "msgs_out": self.msgs_out,
             "bytes_out": self.bytes_out,
             "buffered": self.buffered,
+            "kernel_queued": self.kernel_queued,
             "latency": self.latency,
             "topics": sorted(self.topics),
         }

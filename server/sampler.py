@@ -6,10 +6,17 @@ clock or a sum happens here, once per ``sample_interval``: traffic totals
 (what ``/metrics`` and stats events show, so that neither walks the
 connections), per-second rates, each record's last activity, buffer and
 latency (what the live listing orders sort by), closing the slow consumers
-that ``Hub.send`` did not catch (a handler's own sends), and the observers'
-``on_sample`` (the metrics resample the process collector there). The pass
-is cut in steps (:meth:`ConnectionRegistry.sample_step`) with the loop free
-between them, so that no step holds it for more than one segment's worth.
+that ``Hub.send`` did not catch (a handler's own sends, a stall the kernel
+absorbed), and the observers' ``on_sample`` (the metrics resample the
+process collector there). The pass is cut in steps
+(:meth:`ConnectionRegistry.sample_step`) with the loop free between them, so
+that no step holds it for more than one segment's worth.
+
+What the slow-consumer limit counts is :func:`pending_bytes`: the
+connection's userspace write buffer plus its kernel send queue. The kernel
+holds megabytes for a stalled loopback reader before asyncio buffers a byte,
+so the userspace buffer alone is found late or never (a handler awaiting
+``send`` keeps it under websockets' ``write_limit``).
 
 Must never import textual or ``wsconsole.console``.
 """
@@ -18,16 +25,70 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+try:  # absent on Windows
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not Linux
+    fcntl = termios = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .hub import Hub
     from .registry import ConnectionRecord
 
-__all__ = ["Sampler", "Totals", "current_totals", "read_connection"]
+__all__ = [
+    "KERNEL_QUEUE_MEASURED",
+    "Sampler",
+    "Totals",
+    "current_totals",
+    "kernel_queued",
+    "pending_bytes",
+    "read_connection",
+]
 
 logger = logging.getLogger("wsconsole.server")
+
+# SIOCOUTQ (== TIOCOUTQ on Linux) on a TCP socket: bytes in its send queue
+# that the peer has not acknowledged, sent or not. macOS's TIOCOUTQ is for
+# terminals only, so elsewhere the kernel's share is not measured.
+_SIOCOUTQ: int | None = (
+    termios.TIOCOUTQ if termios is not None and sys.platform.startswith("linux") else None
+)
+_INT_BUFFER = bytes(4)
+
+KERNEL_QUEUE_MEASURED = _SIOCOUTQ is not None
+"""True where :func:`kernel_queued` can measure (Linux); elsewhere the limit
+counts the userspace buffer only and records show the kernel's share as None."""
+
+
+def kernel_queued(transport: Any) -> int | None:
+    """Bytes in the kernel send queue of a transport's socket not yet
+    acknowledged by the peer (one ``ioctl``, a few microseconds); None where
+    that cannot be measured or the socket is gone.
+
+    Bytes the peer's kernel acknowledged but its application never read are
+    in no figure the server can see: a stalled reader also holds its own
+    receive buffer's worth (on Linux loopback, up to a few MB).
+    """
+    if _SIOCOUTQ is None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        answer = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, _INT_BUFFER)
+    except (OSError, ValueError):  # closed meanwhile (fileno -1), or not TCP
+        return None
+    return int.from_bytes(answer, sys.byteorder)
+
+
+def pending_bytes(transport: Any) -> int:
+    """What the slow-consumer limit counts: the userspace write buffer plus
+    the kernel send queue (:func:`kernel_queued`, 0 where not measured)."""
+    return transport.get_write_buffer_size() + (kernel_queued(transport) or 0)
 
 
 class Totals:
@@ -132,9 +193,18 @@ class Sampler:
             connection = record.handle
             if connection is None:
                 return record.buffered, record.latency
-            buffered = connection.transport.get_write_buffer_size()
+            transport = connection.transport
+            buffered = transport.get_write_buffer_size()
             if buffered > limit:
                 slow.append(record)
+            # The kernel's queue (a system call) only for a record that has
+            # sent more than the limit in all and sent since it was last
+            # measured: its pending bytes cannot pass the limit otherwise.
+            elif record.bytes_out > limit and record.bytes_out != record.bytes_out_measured:
+                record.bytes_out_measured = record.bytes_out
+                record.kernel_queued = queued = kernel_queued(transport)
+                if buffered + (queued or 0) > limit:
+                    slow.append(record)
             return buffered, connection.latency
 
         return probe

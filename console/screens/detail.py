@@ -144,6 +144,7 @@ class DetailScreen(Screen[None]):
         latency = c.get("latency") or 0.0
         grid.add_row("buffered", human_bytes(c.get("buffered", 0)),
                      "latency", human_latency(latency))
+        grid.add_row("kernel queued", human_bytes(c.get("kernel_queued")), "", "")
         extensions = c.get("extensions")
         grid.add_row("subprotocol", literal(c.get("subprotocol") or "none"),
                      "extensions", literal(", ".join(map(str, extensions)) if extensions else
