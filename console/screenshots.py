@@ -66,6 +66,7 @@ def _sample_connections() -> list[dict[str, Any]]:
             "msgs_out": msgs_out,
             "bytes_out": msgs_out * (131072 if slow else rng.randint(40, 120)),
             "buffered": 2_883_584 if slow else 0,
+            "kernel_queued": 3_276_800 if slow else 0,
             "latency": 0.0 if slow else rng.uniform(0.0004, 0.004),
             "topics": topics,
         })
