@@ -1,23 +1,46 @@
-"""The Textual application of ``wsconsole console``: thin, the screens do the work.
+"""The Textual application of ``wsconsole console``: the control link and the screens.
+
+The app owns the control link: one worker connects, says hello, subscribes,
+reads the event stream and reconnects with backoff. What several screens show
+lives here, where each of them can follow it: the link's state and the latest
+stats sample are reactives (``link_state``, ``stats``), the server's other
+events a signal (``server_events``). No screen looks for another one.
 
 Takes a factory of control clients (so a test, the demo and the command line
-each say where the control plane is and with which token) and shows the main
-screen. Imports from the server only its wire format and errors.
+each say where the control plane is and with which token). Imports from the
+server only its wire format, errors and shared vocabulary.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from functools import partial
-from typing import Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.events import Resize
+from textual.reactive import reactive
 from textual.screen import Screen
+from textual.signal import Signal
 
-from .link import RECONNECT_DELAYS, ClientFactory, ControlLink
+from wsconsole.server.errors import ControlError, Unauthorized, WsconsoleError
+from wsconsole.server.protocol import EventKind
+from wsconsole.server.wire import Event
+
+from .link import (
+    RECONNECT_DELAYS,
+    ClientFactory,
+    ControlLink,
+    LinkState,
+    reconnect_delay,
+    with_state_change,
+)
+from .messages import ControlLinked, ControlLinkLost, EventReceived, StatsSampled
 from .screens.main import MainScreen
+from .view_state import PAGE_SIZE
 from .widgets import too_small
 
 __all__ = ["ConsoleApp"]
@@ -51,6 +74,12 @@ class ConsoleApp(App[None]):
                 tooltip="Quit the console"),
     ]
 
+    link_state: reactive[LinkState] = reactive(LinkState(), init=False)
+    """The control link's state; the main screen, the detail view and the
+    shutdown dialog follow it."""
+    stats: reactive[dict[str, Any]] = reactive(dict, init=False)
+    """The latest stats sample, with the state changes since applied."""
+
     def __init__(
         self,
         client_factory: ClientFactory,
@@ -61,42 +90,119 @@ class ConsoleApp(App[None]):
         poll_interval: float = 1.0,
         stats_interval: float = 1.0,
         refresh_delay: float = 0.2,
-        page_size: int | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         super().__init__()
         self.link = ControlLink(client_factory, url)
-        """The control link the screens share."""
-        self._main_options = dict(clock=clock, reconnect_delays=reconnect_delays,
-                                  poll_interval=poll_interval, stats_interval=stats_interval,
-                                  refresh_delay=refresh_delay)
-        if page_size is not None:
-            self._main_options["page_size"] = page_size
+        """The control client the screens' workers use, while the link is up."""
+        self.clock = clock
+        """Wall-clock time for ages and log lines (frozen in the screenshots)."""
+        self.reconnect_delays = reconnect_delays
+        self.stats_interval = stats_interval
+        """Seconds between the stats samples the server streams."""
+        self.server_events: Signal[Event] = Signal(self, "server_events")
+        """Every event of the server's stream but ``stats``, as it arrives."""
+        self.main_screen = MainScreen(clock=clock, poll_interval=poll_interval,
+                                      refresh_delay=refresh_delay, page_size=page_size)
+        """The screen under every dialog."""
         self.sub_title = url
 
     def on_mount(self) -> None:
         # Pushed rather than returned by get_default_screen, so that Textual
         # loads the screen's .tcss (it does so only for pushed screens).
-        self.push_screen(MainScreen(self.link, **self._main_options))  # type: ignore[arg-type]
+        self.push_screen(self.main_screen)
+        self.run_link()
 
     def on_resize(self, event: Resize) -> None:
         # Here, not per screen: a dialog over a screen must know it too.
         self.set_class(too_small(event.size), "too-small")
 
-    @property
-    def main_screen(self) -> MainScreen:
-        """The main screen (under any dialog)."""
-        for screen in self.screen_stack:
-            if isinstance(screen, MainScreen):
-                return screen
-        raise LookupError("the main screen is not mounted yet")
+    # The control link
+
+    @work(exclusive=True, group="link", exit_on_error=False)
+    async def run_link(self) -> None:
+        """Keep the control link up: connect, subscribe, read events, reconnect."""
+        failures = 0
+        while True:
+            client: Any = None
+            try:
+                # Inside the try: the factory reads the token, and may find none.
+                client = self.link.factory()
+                hello = await client.connect()
+                await client.subscribe(stats_interval=self.stats_interval)
+            except Unauthorized as exc:
+                await _close_quietly(client)
+                # A refused token stays refused: stop, and let the operator retry.
+                self.post_message(ControlLinkLost(exc.message, None, refused=True))
+                return
+            except WsconsoleError as exc:
+                await _close_quietly(client)
+                failures += 1
+                delay = reconnect_delay(self.reconnect_delays, failures)
+                self.post_message(ControlLinkLost(exc.message, delay))
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            self.link.client = client
+            self.post_message(ControlLinked(hello))
+            reason = "the control plane closed the connection"
+            try:
+                async for event in client.events():
+                    if event.kind == EventKind.STATS:
+                        self.post_message(StatsSampled(event.data or {}))
+                    else:
+                        self.post_message(EventReceived(event))
+            except ControlError as exc:
+                reason = exc.message
+            finally:
+                self.link.client = None
+                await _close_quietly(client)
+            failures = 1
+            delay = reconnect_delay(self.reconnect_delays, failures)
+            self.post_message(ControlLinkLost(reason, delay))
+            await asyncio.sleep(delay)
+
+    def watch_link_state(self, state: LinkState) -> None:
+        self.link.state = state
+
+    @on(ControlLinked)
+    def _linked(self, message: ControlLinked) -> None:
+        self.link_state = self.link_state.connected(message.hello)
+
+    @on(ControlLinkLost)
+    def _link_lost(self, message: ControlLinkLost) -> None:
+        before = self.link_state
+        if message.refused:
+            self.link_state = before.refused(message.reason)
+        else:
+            self.link_state = before.lost(message.reason, message.retry_in)
+        # Said where the operator is, dialog or not; a failed retry is not news.
+        if before.up or message.refused:
+            self.notify(message.reason, title="Token refused" if message.refused
+                        else "Control link lost", severity="error", markup=False)
+
+    @on(StatsSampled)
+    def _stats_sampled(self, message: StatsSampled) -> None:
+        self.stats = message.stats
+
+    @on(EventReceived)
+    def _event_received(self, message: EventReceived) -> None:
+        event = message.event
+        if event.kind == EventKind.STATE_CHANGED and isinstance(event.data, dict):
+            self.stats = with_state_change(self.stats, event.data)
+        self.server_events.publish(event)
+
+    def action_reconnect(self) -> None:
+        """Retry the control link now (cancels the backoff wait)."""
+        self.link_state = self.link_state.connecting()
+        self.run_link()
+
+    # The command palette
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Every action of the main screen that is possible now, then Textual's own."""
-        try:
-            main = self.main_screen
-        except LookupError:
-            main = None
-        if main is not None:
+        main = self.main_screen
+        if main.is_mounted:
             for _, binding in main._bindings:
                 if not binding.description or binding.system:
                     continue
@@ -116,3 +222,12 @@ class ConsoleApp(App[None]):
         while self.screen is not main and len(self.screen_stack) > 2:
             self.pop_screen()
         self.call_later(main.run_action, action)
+
+
+async def _close_quietly(client: Any) -> None:
+    if client is None:
+        return
+    try:
+        await client.close()
+    except Exception:  # closing a broken link must never raise into the UI
+        pass

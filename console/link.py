@@ -1,21 +1,38 @@
-"""The console's view of its control link: the live client and who we are.
+"""The console's control link: the live client, and what it knows of the link.
 
-Holds no I/O of its own: the main screen's link worker connects, fills this
-in and empties it when the link drops; other workers ask it for the client.
-A request made while the link is down fails at once with ControlUnavailable,
-so an action is never queued and replayed behind the operator's back.
+``LinkState`` is a frozen value: connecting, connected (with the server's
+``hello``), lost (with why, and when the next attempt comes) or refused. Each
+change is a new value, so the app can hold it in a reactive and every screen
+that shows the link follows it. ``ControlLink`` holds the client that workers
+use while the link is up; the app's link worker connects, fills it in and
+empties it when the link drops. A request made while the link is down fails
+at once with ControlUnavailable, so an action is never queued and replayed
+behind the operator's back.
+
+Pure: no asyncio, no textual, no network (the client is only referred to).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from wsconsole.server.errors import ControlUnavailable
+from wsconsole.server.protocol import Role
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - the client module loads websockets
     from .client import ControlClient
 
-__all__ = ["ControlLink", "ClientFactory", "RECONNECT_DELAYS"]
+__all__ = [
+    "ControlLink",
+    "ClientFactory",
+    "LinkState",
+    "LinkStatus",
+    "RECONNECT_DELAYS",
+    "reconnect_delay",
+    "with_state_change",
+]
 
 ClientFactory = Callable[[], "ControlClient"]
 """Makes a fresh, unconnected client; called for every (re)connection."""
@@ -24,22 +41,44 @@ RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 """Seconds between attempts to reconnect; the last one repeats."""
 
 
-class ControlLink:
-    """The current control connection, if any, and what the server told us."""
+def reconnect_delay(delays: tuple[float, ...], failures: int) -> float:
+    """Seconds to wait after ``failures`` failed attempts in a row (1 or more)."""
+    return delays[min(max(failures, 1), len(delays)) - 1]
 
-    def __init__(self, factory: ClientFactory, url: str = "") -> None:
-        self.factory = factory
-        """Makes a new client for each attempt."""
-        self.url = url
-        """Where the control plane is, for display."""
-        self.client: ControlClient | None = None
-        """The connected client, or None while the link is down."""
-        self.hello: dict[str, Any] = {}
-        """The last ``hello`` result."""
-        self.status = "connecting"
-        """connecting, connected, lost, refused: what the status bar shows."""
-        self.reason = ""
-        """Why the link is down, when it is."""
+
+class LinkStatus(StrEnum):
+    """Where the control link is."""
+
+    CONNECTING = "connecting"
+    """An attempt is under way (the first, or one the operator asked for)."""
+    CONNECTED = "connected"
+    """The server said hello; requests go through."""
+    LOST = "lost"
+    """Down, or never reached; another attempt follows on its own."""
+    REFUSED = "refused"
+    """The token was refused or missing: no attempt until the operator asks."""
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """What the console knows about its control link, as one comparable value."""
+
+    status: LinkStatus = LinkStatus.CONNECTING
+    reason: str = ""
+    """Why the link is down, in the server's or the network's words."""
+    hello: Mapping[str, Any] = field(default_factory=dict)
+    """The last ``hello`` result (kept while the link is down)."""
+    retry_in: float | None = None
+    """Seconds from the loss to the next attempt; None when none will come."""
+    failures: int = 0
+    """Attempts failed in a row: each loss is a new value, even with the same reason."""
+    connections: int = 0
+    """How many times the link came up: 1 is the first connection, more a reconnection."""
+
+    @property
+    def up(self) -> bool:
+        """True while requests can be sent."""
+        return self.status == LinkStatus.CONNECTED
 
     @property
     def role(self) -> str | None:
@@ -49,14 +88,66 @@ class ControlLink:
     @property
     def read_only(self) -> bool:
         """True when the token may not run mutating operations."""
-        return self.role == "read_only"
+        return self.role == Role.READ_ONLY
+
+    def connecting(self) -> LinkState:
+        """An attempt starts now (the operator pressed ctrl+r)."""
+        return replace(self, status=LinkStatus.CONNECTING, reason="", retry_in=None)
+
+    def connected(self, hello: Mapping[str, Any]) -> LinkState:
+        """The server said hello."""
+        return replace(self, status=LinkStatus.CONNECTED, reason="", retry_in=None,
+                       hello=dict(hello), failures=0, connections=self.connections + 1)
+
+    def lost(self, reason: str, retry_in: float | None) -> LinkState:
+        """The link went down, or an attempt failed; the next in ``retry_in`` seconds."""
+        return replace(self, status=LinkStatus.LOST, reason=reason, retry_in=retry_in,
+                       failures=self.failures + 1)
+
+    def refused(self, reason: str) -> LinkState:
+        """The token was refused: retrying would not help."""
+        return replace(self, status=LinkStatus.REFUSED, reason=reason, retry_in=None,
+                       failures=self.failures + 1)
+
+
+def with_state_change(stats: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
+    """The latest stats once a ``state_changed`` event's data is applied.
+
+    The event says the new state, the connections still open and, for a
+    shutdown, its mode; the rest of the sample stays as it was.
+    """
+    updated = dict(stats)
+    updated.update({key: change[key] for key in ("state", "connections") if key in change})
+    if change.get("mode"):
+        updated["shutdown_mode"] = change["mode"]
+    return updated
+
+
+class ControlLink:
+    """The control client while the link is up, and the link's state."""
+
+    def __init__(self, factory: ClientFactory, url: str = "") -> None:
+        self.factory = factory
+        """Makes a new client for each attempt."""
+        self.url = url
+        """Where the control plane is, for display."""
+        self.client: ControlClient | None = None
+        """The connected client, or None while the link is down."""
+        self.state = LinkState()
+        """The link's state; the app keeps it equal to its ``link_state`` reactive."""
+
+    @property
+    def read_only(self) -> bool:
+        """True when the token may not run mutating operations."""
+        return self.state.read_only
 
     def require(self) -> ControlClient:
         """The connected client; raises ControlUnavailable while the link is down."""
         if self.client is None:
+            reason = self.state.reason
             raise ControlUnavailable(
                 "not connected to the control plane"
-                + (f" ({self.reason})" if self.reason else "")
+                + (f" ({reason})" if reason else "")
                 + "; nothing was sent"
             )
         return self.client

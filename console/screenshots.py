@@ -23,6 +23,7 @@ from wsconsole.server.wire import Event, EventKind
 
 from .app import ConsoleApp
 from .screens import ComposeScreen, DetailScreen, ShutdownScreen
+from .widgets import GroupsPanel
 
 __all__ = ["SampleControlClient", "write_screenshots", "NOW", "SIZE", "SHOTS"]
 
@@ -286,7 +287,7 @@ async def _shoot(out: Path) -> list[Path]:
         await until(lambda: app.screen is main)
 
         lobby = sum(1 for _, _, topics in _PEOPLE if "lobby" in topics)
-        main._set_view(main.view.with_group("topic", "lobby"))
+        main.query_one(GroupsPanel).post_message(GroupsPanel.GroupChosen("topic", "lobby"))
         await until(lambda: main.table.row_count == lobby)
         await pilot.press("b")
         await until(lambda: isinstance(app.screen, ComposeScreen) and app.screen.recipients)
@@ -302,7 +303,7 @@ async def _shoot(out: Path) -> list[Path]:
         await pilot.press("escape")
         await until(lambda: app.screen is main)
 
-        main._set_view(type(main.view)())
+        main.query_one(GroupsPanel).post_message(GroupsPanel.GroupChosen("everyone", None))
         await until(lambda: main.table.row_count == everyone)
         await pilot.press("X")
         await until(lambda: isinstance(app.screen, ShutdownScreen))

@@ -3,7 +3,9 @@
 ``console`` attaches the TUI to a running control plane. ``demo`` starts, in
 this process, the embedded server with the demo application, simulated
 clients and the console attached with a random token that is never printed.
-The server is imported only inside ``demo``: the console never loads it.
+The server is imported only inside ``demo``: the console never loads it. The
+``wsconsole`` parser loads this module for every command, so Textual (the app,
+the screenshots) is imported only by the commands that draw.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
-if TYPE_CHECKING:  # pragma: no cover
+from .client import ControlClient, resolve_token, resolve_url
+from .commands import add_url_and_token_arguments
+from .link import ClientFactory
+from .simulator import Simulator
+
+if TYPE_CHECKING:  # pragma: no cover - Textual loads only for the commands that draw
     from .app import ConsoleApp
-    from .link import ClientFactory
 
 __all__ = ["register", "run_console", "run_demo", "client_factory", "logging_silenced",
            "DEMO_NODE"]
@@ -36,8 +42,6 @@ def register(subparsers: Any) -> None:
         description="Watch and operate a live wsconsole server: connections by user, path "
         "and topic, headers, events; send, broadcast, disconnect, shut down.",
     )
-    from .commands import add_url_and_token_arguments
-
     add_url_and_token_arguments(console)
     console.set_defaults(func=run_console)
 
@@ -79,8 +83,6 @@ def client_factory(url: str, token: str | None, token_file: str | None) -> Clien
     restarted ``wsconsole serve`` can write a new one) and press ctrl+r. A
     missing or unreadable token raises Unauthorized, which the console shows.
     """
-    from .client import ControlClient, resolve_token
-
     def factory() -> ControlClient:
         return ControlClient(url, resolve_token(token, token_file))
 
@@ -89,8 +91,7 @@ def client_factory(url: str, token: str | None, token_file: str | None) -> Clien
 
 def run_console(args: argparse.Namespace) -> int:
     """``wsconsole console``: the TUI on the control plane at ``--url``."""
-    from .app import ConsoleApp
-    from .client import resolve_url
+    from .app import ConsoleApp  # Textual: only for the command that draws
 
     url = resolve_url(args.url)
     # No token anywhere is not fatal: the console starts and says so.
@@ -115,14 +116,13 @@ def run_demo(
 async def _demo(
     args: argparse.Namespace, run: Callable[[ConsoleApp], Awaitable[Any]] | None
 ) -> int:
+    # The server, and Textual, only for the demo: the console never loads the server.
     from wsconsole.server import serve
     from wsconsole.server.config import ControlConfig
     from wsconsole.server.demo_app import demo_handler
     from wsconsole.server.protocol import HubState
 
     from .app import ConsoleApp
-    from .client import ControlClient
-    from .simulator import Simulator
 
     # The token lives only in this process: in the server's config and the client.
     token = secrets.token_urlsafe(32)
@@ -152,7 +152,7 @@ async def _demo(
 
 
 def _run_screenshots(args: argparse.Namespace) -> int:
-    from .screenshots import write_screenshots
+    from .screenshots import write_screenshots  # Textual: only for the command that draws
 
     for path in write_screenshots(args.out):
         print(path)

@@ -1,9 +1,14 @@
-"""The detail view of one connection: headers as redacted by the server, and more."""
+"""The detail view of one connection: headers as redacted by the server, and more.
+
+A worker fetches the connection every second and posts it; the view follows
+the app's link state for the keys that need the link up.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, cast
 
 from rich.table import Table
 from rich.text import Text
@@ -11,6 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
@@ -23,10 +29,15 @@ from ..formatting import (
     human_latency,
     literal,
 )
+from ..link import LinkState
+from ..messages import CommandFailed
 from ..output import printable
-from ..link import ControlLink
-from ..messages import CommandFailed, ConnectionFetched
 from ..widgets import KeysFooter, TooSmallNotice
+from .compose import ComposeScreen
+from .confirm import DisconnectScreen, run_disconnect
+
+if TYPE_CHECKING:  # pragma: no cover - the app module imports the screens
+    from ..app import ConsoleApp
 
 __all__ = ["DetailScreen"]
 
@@ -45,10 +56,15 @@ class DetailScreen(Screen[None]):
                 tooltip="Close this connection (asks first)"),
     ]
 
-    def __init__(self, link: ControlLink, summary: dict[str, Any], *,
-                 clock: Callable[[], float] = time.time, interval: float = 1.0) -> None:
+    @dataclass
+    class ConnectionFetched(Message):
+        """The full record of the connection arrived (``get``); empty once it is gone."""
+
+        connection: dict[str, Any]
+
+    def __init__(self, summary: dict[str, Any], *, clock: Callable[[], float] = time.time,
+                 interval: float = 1.0) -> None:
         super().__init__()
-        self.link = link
         self.connection_id: str = summary["id"]
         self.connection: dict[str, Any] = dict(summary)
         """The last record received (the summary from the table until ``get`` answers)."""
@@ -77,31 +93,39 @@ class DetailScreen(Screen[None]):
         self._show()
         self.fetch()
         self.set_interval(self.interval, self.fetch)
+        self.watch(self.console, "link_state", self._link_changed, init=False)
+
+    @property
+    def console(self) -> ConsoleApp:
+        """The app, which owns the control link."""
+        return cast("ConsoleApp", self.app)
+
+    def _link_changed(self, state: LinkState) -> None:
+        self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("send", "disconnect"):
-            if self.closed or self.link.read_only or self.link.client is None:
+            link = self.console.link_state
+            if self.closed or link.read_only or not link.up:
                 return None
         return True
 
     @work(exclusive=True, group="detail", exit_on_error=False)
     async def fetch(self) -> None:
         """Get the connection in full; stop refreshing once it is gone."""
-        if self.closed or self.link.client is None:
+        link = self.console.link
+        if self.closed or link.client is None:
             return
         try:
-            result = await self.link.require().get(self.connection_id)
+            result = await link.require().get(self.connection_id)
         except UnknownConnection:
             # The client raises the server's own class: the connection closed.
-            self.post_message(ConnectionFetched({}))
+            self.post_message(self.ConnectionFetched({}))
             return
         except WsconsoleError as exc:
             self.post_message(CommandFailed("Connection detail", exc.message))
             return
-        # Accept the record itself, or wrapped as {"connection": {...}}.
-        if isinstance(result, dict) and isinstance(result.get("connection"), dict):
-            result = result["connection"]
-        self.post_message(ConnectionFetched(result))
+        self.post_message(self.ConnectionFetched(result))
 
     @on(ConnectionFetched)
     def _fetched(self, message: ConnectionFetched) -> None:
@@ -170,15 +194,11 @@ class DetailScreen(Screen[None]):
             table.add_row(Text(name, style="bold"), Text(value, style=style))
 
     def action_send(self) -> None:
-        from .compose import ComposeScreen
-
         c = self.connection
-        self.app.push_screen(ComposeScreen(self.link, [(
+        self.app.push_screen(ComposeScreen(self.console.link, [(
             describe_connection(c), {"ids": [c["id"]]})]))
 
     def action_disconnect(self) -> None:
-        from .confirm import DisconnectScreen
-
         c = self.connection
         self.app.push_screen(DisconnectScreen(
             describe_connection(c), {"ids": [c["id"]]}, 1), self._disconnect_confirmed)
@@ -189,10 +209,8 @@ class DetailScreen(Screen[None]):
 
     @work(group="action", exit_on_error=False)
     async def _disconnect(self, choice: dict[str, Any]) -> None:
-        from .confirm import run_disconnect
-
         try:
-            notice = await run_disconnect(self.link, choice)
+            notice = await run_disconnect(self.console.link, choice)
         except WsconsoleError as exc:
             self.post_message(CommandFailed("Disconnect", exc.message))
             return

@@ -1,40 +1,45 @@
 """The main screen: status bar, groups, connection table, event log, actions.
 
-It owns the control link's workers: one keeps the link up (connect, hello,
-subscribe, read events, reconnect with backoff), one fetches the page of
-connections the operator looks at. Both post messages; handlers update widgets.
+It follows the app's control link (``link_state``, ``stats`` and the
+``server_events`` signal) and keeps its own view, a pure ``ViewState``; one
+worker fetches the page of connections the view asks for and posts it. What
+the table's titles say, which keys work and whom an action reaches are
+functions of the view (``view_state``); this screen applies them to widgets.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Input, Static
 
-from wsconsole.server.errors import ControlError, Unauthorized, WsconsoleError
-from wsconsole.server.wire import EventKind
+from wsconsole.server.errors import WsconsoleError
+from wsconsole.server.protocol import EventKind
+from wsconsole.server.wire import Event
 
-from ..formatting import ViewFilter, describe_connection, human_count, literal, parse_filter
-from ..link import RECONNECT_DELAYS, ControlLink
-from ..messages import (
-    ActionCompleted,
-    CommandFailed,
-    ConnectionsListed,
-    ControlLinked,
-    ControlLinkLost,
-    EventReceived,
-    StatsSampled,
+from ..formatting import ViewFilter, describe_connection, literal, parse_filter
+from ..link import LinkState
+from ..messages import ActionCompleted, CommandFailed
+from ..view_state import (
+    PAGE_SIZE,
+    PageRequest,
+    ViewState,
+    key_state,
+    link_banner,
+    link_note,
+    next_sort,
+    reversed_sort,
 )
 from ..widgets import (
-    COLUMNS,
-    MIN_SIZE,
     ConnectionTable,
     EventLog,
     GroupsPanel,
@@ -42,18 +47,21 @@ from ..widgets import (
     StatusBar,
     TooSmallNotice,
 )
+from .compose import ComposeScreen
+from .confirm import DisconnectScreen, run_disconnect
+from .detail import DetailScreen
+from .help import HelpScreen
+from .shutdown import ShutdownScreen
 
-__all__ = ["MainScreen", "MUTATING_ACTIONS", "MIN_SIZE", "PAGE_SIZE"]
+if TYPE_CHECKING:  # pragma: no cover - the app module imports this one
+    from ..app import ConsoleApp
 
-PAGE_SIZE = 100
-"""Connections fetched per page: the table never holds more than this."""
-MUTATING_ACTIONS = frozenset(
-    {"broadcast", "send", "disconnect", "disconnect_group", "shutdown"}
-)
-"""Actions a read-only token may not run: disabled in the footer and palette."""
-_NEEDS_ROW = frozenset({"send", "disconnect", "detail"})
-_SORT_CYCLE = [key for key, _, _ in COLUMNS]
+__all__ = ["MainScreen"]
+
 _PAGES = Binding.Group("Page", compact=True)
+# Events after which the page shown may have changed.
+_CHANGES_ROWS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED,
+                           EventKind.BURST, EventKind.SLOW_CONSUMER, EventKind.STATE_CHANGED})
 
 
 class MainScreen(Screen[None]):
@@ -101,37 +109,32 @@ class MainScreen(Screen[None]):
                 tooltip="Every key, what it does, and the filter syntax"),
     ]
 
+    @dataclass
+    class ConnectionsListed(Message):
+        """A page of connections arrived for the request that asked for it."""
+
+        page: dict[str, Any]
+        """The ``list`` result: connections, total, next_cursor, groups."""
+        request: PageRequest
+        """What the page was asked for; a page for a view left since is dropped."""
+
     def __init__(
         self,
-        link: ControlLink,
         *,
         clock: Callable[[], float] = time.time,
-        reconnect_delays: tuple[float, ...] = RECONNECT_DELAYS,
         poll_interval: float = 1.0,
         page_size: int = PAGE_SIZE,
-        stats_interval: float = 1.0,
         refresh_delay: float = 0.2,
     ) -> None:
         super().__init__()
-        self.link = link
         self.clock = clock
-        self.reconnect_delays = reconnect_delays
         self.poll_interval = poll_interval
-        self.page_size = page_size
-        self.stats_interval = stats_interval
+        """Seconds between two requests for the page shown (counters and ages move)."""
         self.refresh_delay = refresh_delay
         """Seconds from an event that changes the table to the request for it."""
-        self.view = ViewFilter()
-        """What the table shows (the server filters)."""
-        self.sort = "connected_at"
-        """The server's sort key, ``-`` prefix for descending."""
-        self.cursors: list[str | None] = [None]
-        """Cursors of the pages walked so far; the last is the current page."""
-        self.page: dict[str, Any] = {}
-        """The last page received."""
-        self.stats: dict[str, Any] = {}
-        """The last stats sample."""
-        self._refresh_timer: Any = None
+        self.view = ViewState(page_size=page_size)
+        """What the table shows, in which order, which page."""
+        self._refresh_timer: Timer | None = None
 
     # Layout
 
@@ -149,11 +152,22 @@ class MainScreen(Screen[None]):
         yield KeysFooter()
 
     def on_mount(self) -> None:
+        console = self.console
         self._show_view()
-        self._show_banner()
         self.table.focus()
-        self.run_link()
+        # What the link did before this screen was up counts as a change too.
+        self._link_changed(LinkState(), console.link_state)
+        if console.stats:
+            self._stats_changed(console.stats)
+        self.watch(console, "link_state", self._link_changed, init=False)
+        self.watch(console, "stats", self._stats_changed, init=False)
+        console.server_events.subscribe(self, self._server_event)
         self.set_interval(self.poll_interval, self.refresh_connections)
+
+    @property
+    def console(self) -> ConsoleApp:
+        """The app, which owns the control link."""
+        return cast("ConsoleApp", self.app)
 
     @property
     def table(self) -> ConnectionTable:
@@ -163,133 +177,43 @@ class MainScreen(Screen[None]):
     def event_log(self) -> EventLog:
         return self.query_one(EventLog)
 
-    # The control link
+    @property
+    def link_state(self) -> LinkState:
+        """The app's control link state."""
+        return self.console.link_state
 
-    @work(exclusive=True, group="link", exit_on_error=False)
-    async def run_link(self) -> None:
-        """Keep the control link up: connect, subscribe, read events, reconnect."""
-        attempt = 0
-        while True:
-            client: Any = None
-            try:
-                # Inside the try: the factory reads the token, and may find none.
-                client = self.link.factory()
-                hello = await client.connect()
-                await client.subscribe(stats_interval=self.stats_interval)
-            except Unauthorized as exc:
-                await _close_quietly(client)
-                # A refused token stays refused: stop, and let the operator retry.
-                self.post_message(ControlLinkLost(exc.message, None, refused=True))
-                return
-            except WsconsoleError as exc:
-                await _close_quietly(client)
-                delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
-                attempt += 1
-                self.post_message(ControlLinkLost(exc.message, delay))
-                await asyncio.sleep(delay)
-                continue
-            attempt = 0
-            self.link.client = client
-            self.post_message(ControlLinked(hello))
-            reason = "the control plane closed the connection"
-            try:
-                async for event in client.events():
-                    if event.kind == EventKind.STATS:
-                        self.post_message(StatsSampled(event.data or {}))
-                    else:
-                        self.post_message(EventReceived(event))
-            except ControlError as exc:
-                reason = exc.message
-            finally:
-                self.link.client = None
-                await _close_quietly(client)
-            delay = self.reconnect_delays[0]
-            attempt = 1
-            self.post_message(ControlLinkLost(reason, delay))
-            await asyncio.sleep(delay)
+    # Following the app's link
 
-    @on(ControlLinked)
-    def _linked(self, message: ControlLinked) -> None:
-        link = self.link
-        first = not link.hello
-        link.hello = message.hello
-        link.status, link.reason = "connected", ""
-        role = message.hello.get("role")
-        self.query_one(StatusBar).update_link(
-            "connected", "connected" if role == "read_only" else f"connected as {role}", role)
-        self.event_log.note(
-            f"{'connected to' if first else 'reconnected to'} {link.url or 'the control plane'}"
-            f" as {role}", style="green")
-        self.table.remove_class("stale")
-        # A cursor from before the break may be meaningless now: restart the page.
-        self.cursors = [None]
-        self._show_banner()
+    def _link_changed(self, before: LinkState, after: LinkState) -> None:
+        self.query_one(StatusBar).show_link(after)
+        note = link_note(before, after, self.console.link.url)
+        if note is not None:
+            self.event_log.note(note, style="green" if after.up else "bold red")
+        self.table.set_class(not after.up, "stale")
+        text, kind = link_banner(after)
+        banner = self.query_one("#banner", Static)
+        # The reason is the server's or the network's words: not markup.
+        banner.update(literal(text))
+        banner.set_class(bool(text), "shown")
+        banner.set_class(kind == "error", "error")
+        banner.set_class(kind == "warning", "warning")
+        if after.up and not before.up:
+            # A cursor from before the break may mean nothing now: the first page.
+            self.view = self.view.restarted()
+            self.refresh_connections()
         self.refresh_bindings()
-        self.refresh_connections()
 
-    @on(ControlLinkLost)
-    def _link_lost(self, message: ControlLinkLost) -> None:
-        link = self.link
-        was_up = link.status == "connected"
-        link.status = "refused" if message.refused else "lost"
-        link.reason = message.reason
-        if message.refused:
-            self.query_one(StatusBar).update_link(link.status, "token refused (ctrl+r retries)")
-        else:
-            self.query_one(StatusBar).update_link(link.status, "lost", retry_in=message.retry_in)
-        self.table.add_class("stale")
-        if was_up or message.refused or not self.event_log.entries or \
-                "link lost" not in self.event_log.entries[-1]:
-            self.event_log.note(f"control link lost: {message.reason}", style="bold red")
-        if was_up or message.refused:
-            self.notify(message.reason, title="Control link lost" if not message.refused
-                        else "Token refused", severity="error", markup=False)
-        self._show_banner()
-        self.refresh_bindings()
-        from .shutdown import ShutdownScreen
+    def _stats_changed(self, stats: dict[str, Any]) -> None:
+        self.query_one(StatusBar).update_stats(stats)
 
-        for screen in self.app.screen_stack:
-            if isinstance(screen, ShutdownScreen):
-                screen.link_lost()
+    def _server_event(self, event: Event) -> None:
+        self.event_log.add_event(event)
+        if event.kind in _CHANGES_ROWS:
+            self._refresh_soon()
 
     def action_reconnect(self) -> None:
         """Retry the control link now (cancels the backoff wait)."""
-        self.link.status = "connecting"
-        self.query_one(StatusBar).update_link("connecting", "connecting...")
-        self.refresh_bindings()
-        self.run_link()
-
-    # Events
-
-    @on(StatsSampled)
-    def _stats_sampled(self, message: StatsSampled) -> None:
-        self.stats = message.stats
-        self.query_one(StatusBar).update_stats(message.stats)
-        self._forward_stats(message.stats)
-
-    @on(EventReceived)
-    def _event_received(self, message: EventReceived) -> None:
-        event = message.event
-        self.event_log.add_event(event)
-        if event.kind in (EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED,
-                          EventKind.BURST, EventKind.SLOW_CONSUMER):
-            self._refresh_soon()
-        elif event.kind == EventKind.STATE_CHANGED and isinstance(event.data, dict):
-            stats = dict(self.stats, **{k: v for k, v in event.data.items()
-                                        if k in ("state", "connections")})
-            if event.data.get("mode"):
-                stats["shutdown_mode"] = event.data["mode"]
-            self.stats = stats
-            self.query_one(StatusBar).update_stats(stats)
-            self._forward_stats(stats)
-            self._refresh_soon()
-
-    def _forward_stats(self, stats: dict[str, Any]) -> None:
-        from .shutdown import ShutdownScreen
-
-        for screen in self.app.screen_stack:
-            if isinstance(screen, ShutdownScreen):
-                screen.show_stats(stats)
+        self.console.action_reconnect()
 
     def _refresh_soon(self) -> None:
         # Many events in a row make one request, not one each.
@@ -302,122 +226,96 @@ class MainScreen(Screen[None]):
 
     # The page of connections
 
-    def _view_key(self) -> tuple[Any, ...]:
-        return (self.view, self.sort, self.cursors[-1])
-
     def refresh_connections(self) -> None:
         """Ask for the current page, unless the link is down."""
-        if self.link.client is not None:
-            self._list_page(self._view_key())
+        if self.link_state.up:
+            self._list_page(self.view.request, self.view.list_args())
 
     @work(exclusive=True, group="list", exit_on_error=False)
-    async def _list_page(self, view_key: tuple[Any, ...]) -> None:
-        view, sort, cursor = view_key
+    async def _list_page(self, request: PageRequest, args: dict[str, Any]) -> None:
         try:
-            client = self.link.require()
-            page = await client.list_connections(
-                **view.list_args(), sort=sort, limit=self.page_size, cursor=cursor, groups=True)
+            page = await self.console.link.require().list_connections(**args)
         except WsconsoleError as exc:
-            if self.link.client is not None:
+            if self.link_state.up:
                 self.post_message(CommandFailed("Listing connections", exc.message))
             return
-        self.post_message(ConnectionsListed(page, view_key))
+        self.post_message(self.ConnectionsListed(page, request))
 
     @on(ConnectionsListed)
     def _connections_listed(self, message: ConnectionsListed) -> None:
-        if message.view_key != self._view_key():
+        if message.request != self.view.request:
             return  # asked for a view the operator has left since
         page = message.page
-        self.page = page
+        self.view = self.view.with_page(page)
         self.table.apply_page(page.get("connections") or [])
         # Said only once a page has answered: before that, nothing is known.
-        self.table.show_empty("no connections yet" if self.view.empty
-                              else f"no connections match {self.view.describe()}")
+        self.table.show_empty(self.view.empty_text())
         groups = page.get("groups")
         if groups is not None:
-            everyone = page.get("total") if self.view.empty else self.stats.get("connections")
             self.query_one(GroupsPanel).update_groups(
-                groups, everyone, bool(page.get("groups_truncated")))
+                groups, self.view.everyone(self.console.stats), bool(page.get("groups_truncated")))
         self._show_view()
-        self.refresh_bindings()
 
     def _show_view(self) -> None:
+        """Show the view's titles, its group, and the keys that work with it."""
         table = self.table
-        total = self.page.get("total")
-        shown = table.row_count
-        page_number = len(self.cursors)
-        subtitle = f"{self.view.describe()}"
-        if total is not None:
-            first = (page_number - 1) * self.page_size + (1 if shown else 0)
-            last = (page_number - 1) * self.page_size + shown
-            subtitle += f" · {first}-{last} of {human_count(total)}"
-            if page_number > 1 or self.page.get("next_cursor"):
-                subtitle += f" · page {page_number} ([ ])"
-        table.show_titles(f"Connections · sorted by {_sort_label(self.sort)}", subtitle)
-
-    def _set_view(self, view: ViewFilter) -> None:
-        self.view = view
-        self.cursors = [None]
-        groups = self.query_one(GroupsPanel)
-        if view.empty:
-            groups.set_active("everyone", None)
-        elif [view.user, view.path, view.topic].count(None) == 2 and not view.id_prefix:
-            kind = "user" if view.user else "path" if view.path else "topic"
-            groups.set_active(kind, getattr(view, kind))
-        else:
-            groups.set_active("filter", None)
-        self._show_view()
+        table.show_titles(self.view.title(), self.view.subtitle(table.row_count))
+        self.query_one(GroupsPanel).set_active(self.view.active_group())
         self.refresh_bindings()
+
+    def _set_view(self, view: ViewState) -> None:
+        self.view = view
+        self._show_view()
         self.refresh_connections()
 
     @on(GroupsPanel.GroupChosen)
     def _group_chosen(self, message: GroupsPanel.GroupChosen) -> None:
         if message.kind == "everyone":
-            self._set_view(ViewFilter())
+            self._set_view(self.view.filtered(ViewFilter()))
         else:
-            self._set_view(ViewFilter().with_group(message.kind, message.value))
+            self._set_view(self.view.filtered(ViewFilter().with_group(message.kind,
+                                                                      message.value)))
 
     @on(ConnectionTable.SortRequested)
     def _sort_requested(self, message: ConnectionTable.SortRequested) -> None:
         self._set_sort(message.sort)
 
     def _set_sort(self, sort: str) -> None:
-        self.sort = sort
-        self.cursors = [None]
         self.table.set_sort(sort)
-        self._show_view()
-        self.refresh_connections()
+        self._set_view(self.view.sorted_by(sort))
 
     def action_cycle_sort(self) -> None:
         """Sort by the next column."""
-        index = _SORT_CYCLE.index(self.sort.lstrip("-"))
-        self._set_sort(_SORT_CYCLE[(index + 1) % len(_SORT_CYCLE)])
+        self._set_sort(next_sort(self.view.sort))
 
     def action_reverse_sort(self) -> None:
         """Flip the sort order."""
-        self._set_sort(self.sort[1:] if self.sort.startswith("-") else f"-{self.sort}")
+        self._set_sort(reversed_sort(self.view.sort))
 
     def action_next_page(self) -> None:
         """Fetch the next page, if there is one."""
-        cursor = self.page.get("next_cursor")
-        if cursor:
-            self.cursors.append(cursor)
-            self.refresh_connections()
-        else:
+        view = self.view.next_page()
+        if view is None:
             self.notify("This is the last page.", timeout=2)
+        else:
+            self._set_view(view)
 
     def action_previous_page(self) -> None:
         """Go back one page."""
-        if len(self.cursors) > 1:
-            self.cursors.pop()
-            self.refresh_connections()
+        view = self.view.previous_page()
+        if view is not None:
+            self._set_view(view)
 
     # Filtering
 
+    @property
+    def filter_box(self) -> Input:
+        return self.query_one("#filter", Input)
+
     def action_filter(self) -> None:
         """Show the filter input, holding the current filter."""
-        box = self.query_one("#filter", Input)
-        box.value = self.view.text()
+        box = self.filter_box
+        box.value = self.view.filter.text()
         box.add_class("open")
         box.focus()
         self.refresh_bindings()
@@ -425,33 +323,24 @@ class MainScreen(Screen[None]):
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         try:
-            view = parse_filter(event.value)
+            view_filter = parse_filter(event.value)
         except ValueError as exc:
             self.notify(str(exc), title="Filter", severity="error", markup=False)
             return
         self._close_filter()
-        self._set_view(view)
+        self._set_view(self.view.filtered(view_filter))
 
     def _close_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.remove_class("open")
+        self.filter_box.remove_class("open")
         self.table.focus()
         self.refresh_bindings()
 
-    @property
-    def _filter_open(self) -> bool:
-        try:
-            return self.query_one("#filter", Input).has_class("open")
-        except Exception:  # before compose
-            return False
-
     def action_clear_filter(self) -> None:
         """Esc: close the filter input, or else show everyone."""
-        box = self.query_one("#filter", Input)
-        if box.has_class("open"):
+        if self.filter_box.has_class("open"):
             self._close_filter()
-        elif not self.view.empty:
-            self._set_view(ViewFilter())
+        elif not self.view.filter.empty:
+            self._set_view(self.view.filtered(ViewFilter()))
 
     def action_focus_groups(self) -> None:
         self.query_one(GroupsPanel).focus()
@@ -462,21 +351,12 @@ class MainScreen(Screen[None]):
     # Actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # False hides a key from the footer (it does nothing now); None shows it dimmed.
-        if action == "clear_filter":
-            return self._filter_open or not self.view.empty
-        if action in ("next_page", "previous_page"):
-            return len(self.cursors) > 1 or bool(self.page.get("next_cursor"))
-        if action == "reconnect":
-            return self.link.status != "connected"
-        if action in MUTATING_ACTIONS:
-            if self.link.read_only or self.link.client is None:
-                return None
-        if action in _NEEDS_ROW and self.table.selected_id is None:
-            return None
-        if action == "disconnect_group" and not self.table.row_count:
-            return None
-        return True
+        if not self.is_mounted:
+            return True
+        table = self.table
+        return key_state(action, view=self.view, link=self.link_state,
+                         selected=table.selected_id is not None, rows=table.row_count,
+                         filter_open=self.filter_box.has_class("open"))
 
     def _selected(self) -> dict[str, Any] | None:
         selected = self.table.selected_id
@@ -489,65 +369,38 @@ class MainScreen(Screen[None]):
 
     def action_detail(self) -> None:
         """Open the selected connection's detail view."""
-        from .detail import DetailScreen
-
         selected = self._selected()
         if selected is not None:
-            self.app.push_screen(DetailScreen(self.link, selected, clock=self.clock))
-
-    def _targets(self) -> list[tuple[str, dict[str, Any] | None]]:
-        targets: list[tuple[str, dict[str, Any] | None]] = []
-        selected = self._selected()
-        if selected is not None:
-            targets.append((f"the selected {describe_connection(selected)}",
-                            {"ids": [selected["id"]]}))
-        if not self.view.empty:
-            selector = self.view.selector()
-            label = f"the current view: {self.view.describe()}"
-            if selector is None:
-                label += " (an id filter cannot be a target)"
-            targets.append((label, selector))
-        targets.append(("everyone", {"everyone": True}))
-        return targets
+            self.app.push_screen(DetailScreen(selected, clock=self.clock))
 
     def action_broadcast(self) -> None:
         """Compose a message to the current group/filter, or everyone."""
-        from .compose import ComposeScreen
-
-        targets = self._targets()
-        default = 1 if self._selected() is not None and len(targets) > 1 else 0
-        self.app.push_screen(ComposeScreen(self.link, targets, default=default))
+        selected = self._selected()
+        self.app.push_screen(ComposeScreen(self.console.link, self.view.targets(selected),
+                                           default=self.view.broadcast_target(selected)))
 
     def action_send(self) -> None:
         """Compose a message to the selected connection."""
-        from .compose import ComposeScreen
-
-        if self._selected() is None:
-            return
-        self.app.push_screen(ComposeScreen(self.link, self._targets(), default=0))
+        selected = self._selected()
+        if selected is not None:
+            self.app.push_screen(ComposeScreen(self.console.link, self.view.targets(selected),
+                                               default=0))
 
     def action_disconnect(self) -> None:
         """Ask, then close the selected connection."""
-        from .confirm import DisconnectScreen
-
         selected = self._selected()
-        if selected is None:
-            return
-        self.app.push_screen(DisconnectScreen(
-            describe_connection(selected), {"ids": [selected["id"]]}, 1),
-            self._disconnect_confirmed)
+        if selected is not None:
+            self.app.push_screen(DisconnectScreen(
+                describe_connection(selected), {"ids": [selected["id"]]}, 1),
+                self._disconnect_confirmed)
 
     def action_disconnect_group(self) -> None:
         """Ask, then close every connection of the current view."""
-        from .confirm import DisconnectScreen
-
-        selector = self.view.selector()
-        if selector is None:
-            self.notify("An id filter cannot be disconnected as a group; select rows one by one.",
-                        severity="warning", markup=False)
+        try:
+            what, selector, count = self.view.group_disconnect(self.table.row_count)
+        except ValueError as exc:
+            self.notify(str(exc), severity="warning", markup=False)
             return
-        count = self.page.get("total", self.table.row_count)
-        what = "EVERY connection" if self.view.empty else f"every connection of {self.view.describe()}"
         self.app.push_screen(DisconnectScreen(what, selector, count), self._disconnect_confirmed)
 
     def _disconnect_confirmed(self, choice: dict[str, Any] | None) -> None:
@@ -556,26 +409,19 @@ class MainScreen(Screen[None]):
 
     @work(group="action", exit_on_error=False)
     async def _disconnect(self, choice: dict[str, Any]) -> None:
-        from .confirm import run_disconnect
-
         try:
-            notice = await run_disconnect(self.link, choice)
+            notice = await run_disconnect(self.console.link, choice)
         except WsconsoleError as exc:
             self.post_message(CommandFailed("Disconnect", exc.message))
             return
         self.post_message(ActionCompleted("Disconnect", notice))
-        self._refresh_soon()
 
     def action_shutdown(self) -> None:
         """Open the shutdown dialog."""
-        from .shutdown import ShutdownScreen
-
-        self.app.push_screen(ShutdownScreen(self.link, self.stats))
+        self.app.push_screen(ShutdownScreen())
 
     def action_help(self) -> None:
         """List every key."""
-        from .help import HelpScreen
-
         self.app.push_screen(HelpScreen(self))
 
     @on(ActionCompleted)
@@ -583,66 +429,9 @@ class MainScreen(Screen[None]):
         # No log line of our own: the server's operator_action event writes the
         # one line, as it does for every operator's actions.
         self.notify(message.summary, title=message.title, markup=False)
+        self._refresh_soon()
 
     @on(CommandFailed)
     def _command_failed(self, message: CommandFailed) -> None:
         self.notify(message.message, title=message.title, severity="error", markup=False)
         self.event_log.note(f"{message.title} failed: {message.message}", style="bold red")
-
-    def _show_banner(self) -> None:
-        banner = self.query_one("#banner", Static)
-        link = self.link
-        if link.status == "refused":
-            text = (f"Not connected, the token was refused: {link.reason}. Fix --token, "
-                    "--token-file or $WSCONSOLE_TOKEN, then press ctrl+r (the token file "
-                    "is read again).")
-            kind = "error"
-        elif link.status == "lost" and link.hello:
-            text = (f"Control link lost ({link.reason}); reconnecting. "
-                    "The table shows the last data received; no action is sent meanwhile.")
-            kind = "error"
-        elif link.status == "lost":
-            text = f"Cannot reach the control plane: {link.reason}. Retrying."
-            kind = "error"
-        elif link.read_only and link.status == "connected":
-            text = ("Read-only token: broadcast, message, disconnect and shutdown are "
-                    "disabled.")
-            kind = "warning"
-        else:
-            text, kind = "", ""
-        # The reason is the server's or the network's words: not markup.
-        banner.update(literal(text))
-        banner.set_class(bool(text), "shown")
-        banner.set_class(kind == "error", "error")
-        banner.set_class(kind == "warning", "warning")
-
-
-# How each column's order reads, (ascending, descending) on the server's key.
-# Age and idle come from timestamps: the smallest timestamp is the oldest
-# connection, or the one idle longest.
-_SORT_DIRECTIONS: dict[str, tuple[str, str]] = {
-    "connected_at": ("oldest first", "newest first"),
-    "last_activity": ("longest first", "shortest first"),
-    "msgs_in": ("fewest first", "most first"),
-    "msgs_out": ("fewest first", "most first"),
-    "bytes_in": ("least first", "most first"),
-    "bytes_out": ("least first", "most first"),
-    "buffered": ("least first", "most first"),
-    "latency": ("lowest first", "highest first"),
-}
-
-
-def _sort_label(sort: str) -> str:
-    names = {key: label for key, label, _ in COLUMNS}
-    bare = sort.lstrip("-")
-    ascending, descending = _SORT_DIRECTIONS.get(bare, ("A-Z", "Z-A"))
-    return f"{names[bare]} ({descending if sort.startswith('-') else ascending})"
-
-
-async def _close_quietly(client: Any) -> None:
-    if client is None:
-        return
-    try:
-        await client.close()
-    except Exception:  # closing a broken link must never raise into the UI
-        pass

@@ -1,14 +1,18 @@
-"""The shutdown dialog: graceful or keep-alive, explained; then the drain, live."""
+"""The shutdown dialog: graceful or keep-alive, explained; then the drain, live.
+
+The drain is followed through the app's ``stats`` (every sample and state
+change) and ``link_state`` (after a shutdown, the control plane going away
+means the server has stopped); what it says is ``view_state.drain``.
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import (
     Button,
@@ -21,12 +25,21 @@ from textual.widgets import (
 )
 
 from wsconsole.server.errors import WsconsoleError
-from wsconsole.server.protocol import HubState, ShutdownMode, check_close_reason, parse_close_code
+from wsconsole.server.protocol import (
+    HubState,
+    ShutdownMode,
+    check_close_reason,
+    parse_close_code,
+)
 
 from ..formatting import literal
-from ..link import ControlLink
+from ..link import LinkState, LinkStatus
 from ..messages import ActionCompleted, CommandFailed
+from ..view_state import drain, server_summary
 from ..widgets import KeysFooter
+
+if TYPE_CHECKING:  # pragma: no cover - the app module imports the screens
+    from ..app import ConsoleApp
 
 __all__ = ["ShutdownScreen", "GRACEFUL_HELP", "KEEP_ALIVE_HELP"]
 
@@ -53,12 +66,13 @@ class ShutdownScreen(ModalScreen[None]):
                 tooltip="Close this dialog (a drain in progress continues)"),
     ]
 
-    def __init__(self, link: ControlLink, stats: dict[str, Any] | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.link = link
-        self.stats: dict[str, Any] = dict(stats or {})
+        self.stats: dict[str, Any] = {}
+        """The server's stats as the dialog last showed them."""
         self.mode: str = ShutdownMode.GRACEFUL
-        """A ShutdownMode; a newer server's own mode is kept as its string."""
+        """The shutdown mode chosen, or the server's while it drains (a newer
+        server's own mode is kept as its string)."""
         self.started_with: int | None = None
         """Connections open when the shutdown started (the progress bar's total)."""
         self.phase = "choose"
@@ -99,16 +113,26 @@ class ShutdownScreen(ModalScreen[None]):
         yield KeysFooter()
 
     def on_mount(self) -> None:
+        console = self.console
+        self.stats = dict(console.stats)
         self.query_one("#shutdown-dialog").border_title = "Shutdown"
         self.query_one("#shutdown-deadline-row").display = False
         if self.stats.get("state") == HubState.DRAINING:
+            # Opened again during a drain: straight to its progress.
             self.started_with = self.stats.get("connections")
             self.mode = self.stats.get("shutdown_mode") or ShutdownMode.KEEP_ALIVE
             self._to_phase("draining")
         else:
             self._to_phase("choose")
             self.query_one("#shutdown-cancel", Button).focus()
-        self.show_stats(self.stats)
+        self._show_stats()
+        self.watch(console, "stats", self.show_stats, init=False)
+        self.watch(console, "link_state", self._link_changed, init=False)
+
+    @property
+    def console(self) -> ConsoleApp:
+        """The app, which owns the control link."""
+        return cast("ConsoleApp", self.app)
 
     def _to_phase(self, phase: str) -> None:
         self.phase = phase
@@ -145,11 +169,12 @@ class ShutdownScreen(ModalScreen[None]):
         self.shutdown(self.mode, code, reason, deadline)
 
     @work(exclusive=True, group="shutdown", exit_on_error=False)
-    async def shutdown(self, mode: str, code: int, reason: str, deadline: float | None) -> None:
+    async def shutdown(self, mode: str, code: int, reason: str,
+                       deadline: float | None) -> None:
         """Ask the server to stop; sent once, never retried."""
         try:
-            result = await self.link.require().shutdown(mode, code=code, reason=reason,
-                                                        deadline=deadline)
+            result = await self.console.link.require().shutdown(
+                mode, code=code, reason=reason, deadline=deadline)
         except WsconsoleError as exc:
             self.post_message(self.ShutdownFailed("Shutdown", exc.message))
             return
@@ -171,11 +196,11 @@ class ShutdownScreen(ModalScreen[None]):
         message.stop()
         self.mode = message.mode
         self.started_with = message.result.get("connections", self.stats.get("connections", 0))
-        self.stats = dict(self.stats, state="draining", shutdown_mode=message.mode,
+        self.stats = dict(self.stats, state=HubState.DRAINING, shutdown_mode=message.mode,
                           connections=self.started_with)
         self.notify(message.summary, title="Shutdown", markup=False)
         self._to_phase("draining")
-        self.show_stats(self.stats)
+        self._show_stats()
 
     @on(ShutdownFailed)
     def _failed(self, message: ShutdownFailed) -> None:
@@ -186,47 +211,29 @@ class ShutdownScreen(ModalScreen[None]):
         self.notify(message.message, title="Shutdown failed", severity="error", markup=False)
 
     def show_stats(self, stats: dict[str, Any]) -> None:
-        """Follow the drain (the main screen forwards every sample)."""
+        """Follow the drain: a sample or a state change of the server."""
         self.stats = dict(self.stats, **stats)
-        try:
-            self._show_stats()
-        except NoMatches:
-            pass  # forwarded before the dialog was composed; on_mount shows it
+        self._show_stats()
 
-    def _show_stats(self) -> None:
-        state = self.stats.get("state", "?")
-        open_now = int(self.stats.get("connections", 0) or 0)
-        if self.phase == "choose":
-            self.query_one("#shutdown-now", Static).update(literal(
-                f"The server is {state} with {open_now} open connection"
-                f"{'s' if open_now != 1 else ''}."))
-            return
-        if state == HubState.STOPPED or (self.phase == "draining" and state != HubState.DRAINING
-                                         and state != HubState.SERVING):
-            self._to_phase("stopped")
-        total = max(self.started_with or 0, open_now)
-        bar = self.query_one("#shutdown-bar", ProgressBar)
-        bar.update(total=max(total, 1), progress=(total - open_now) if total else 1)
-        mode = self.stats.get("shutdown_mode") or self.mode
-        keep_alive = mode == ShutdownMode.KEEP_ALIVE
-        if self.phase == "stopped" or (open_now == 0 and state != HubState.SERVING):
-            text = (f"{str(mode).replace('_', '-')} shutdown: every connection closed; "
-                    "the server has stopped.")
-        elif keep_alive:
-            text = (f"Keep-alive drain: not accepting new connections; {open_now} of {total} "
-                    "still open and served until they close.")
-        else:
-            text = f"Graceful shutdown: closing; {open_now} of {total} connections left."
-        # The state and mode are the server's words: shown as they are, not markup.
-        self.query_one("#shutdown-progress-text", Static).update(literal(text))
-        self.query_one("#shutdown-escalate", Button).display = (
-            keep_alive and open_now > 0 and self.phase == "draining")
-
-    def link_lost(self) -> None:
-        """The control plane went away: after a shutdown, that means it stopped."""
-        if self.phase == "draining":
+    def _link_changed(self, state: LinkState) -> None:
+        # After a shutdown, the control plane going away means it has stopped.
+        if self.phase == "draining" and state.status == LinkStatus.LOST:
             self._to_phase("stopped")
             self.show_stats({"state": HubState.STOPPED, "connections": 0})
+
+    def _show_stats(self) -> None:
+        if self.phase == "choose":
+            self.query_one("#shutdown-now", Static).update(literal(server_summary(self.stats)))
+            return
+        shown = drain(self.stats, started_with=self.started_with, mode=self.mode,
+                      stopped=self.phase == "stopped")
+        if shown.stopped:
+            self._to_phase("stopped")
+        self.query_one("#shutdown-bar", ProgressBar).update(total=shown.total,
+                                                             progress=shown.closed)
+        # The state and mode are the server's words: shown as they are, not markup.
+        self.query_one("#shutdown-progress-text", Static).update(literal(shown.text))
+        self.query_one("#shutdown-escalate", Button).display = shown.can_escalate
 
     @on(Button.Pressed, "#shutdown-escalate")
     def _escalate(self) -> None:

@@ -9,6 +9,7 @@ scroll position and the operator's eye stay where they were.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from rich.segment import Segment
@@ -21,30 +22,9 @@ from textual.widgets import DataTable
 
 from ..formatting import human_bytes, human_count, human_duration, human_latency, literal
 from ..output import printable
+from ..view_state import COLUMNS, header_arrow, sort_for_header
 
-__all__ = ["ConnectionTable", "COLUMNS"]
-
-COLUMNS: tuple[tuple[str, str, bool], ...] = (
-    # (sort key on the server, header, right-aligned)
-    ("id", "id", False),
-    ("user", "user", False),
-    ("path", "path", False),
-    ("remote", "client", False),
-    ("connected_at", "age", True),
-    ("last_activity", "idle", True),
-    ("msgs_in", "msgs in", True),
-    ("bytes_in", "bytes in", True),
-    ("msgs_out", "msgs out", True),
-    ("bytes_out", "bytes out", True),
-    ("buffered", "buffered", True),
-    ("latency", "latency", True),
-)
-"""The table's columns; each key is also a sort key of the control plane."""
-
-# Age and idle sort the other way round from the timestamps they come from:
-# the oldest connection has the smallest connected_at.
-_INVERTED = {"connected_at", "last_activity"}
-
+__all__ = ["ConnectionTable"]
 
 class ConnectionTable(DataTable[Any]):
     """Connections of the current view, one row per connection id."""
@@ -73,12 +53,11 @@ class ConnectionTable(DataTable[Any]):
                         "selected connection"),
     ]
 
+    @dataclass
     class SortRequested(Message):
         """The operator clicked a header: sort by this key (``-`` for descending)."""
 
-        def __init__(self, sort: str) -> None:
-            super().__init__()
-            self.sort = sort
+        sort: str
 
     def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=1)
@@ -96,13 +75,9 @@ class ConnectionTable(DataTable[Any]):
             self.add_column(self._header(key, label, right), key=key)
 
     def _header(self, key: str, label: str, right: bool) -> Text:
-        bare = self.sort_key.lstrip("-")
-        descending = self.sort_key.startswith("-")
-        if key == bare:
-            # The arrow shows what the operator sees grow, so age is inverted.
-            up = descending if key in _INVERTED else not descending
-            label = f"{label} {'▲' if up else '▼'}"
-        return Text(label, justify="right" if right else "left", style="bold" if key == bare else "")
+        arrow = header_arrow(self.sort_key, key)
+        return Text(f"{label} {arrow}" if arrow else label,
+                    justify="right" if right else "left", style="bold" if arrow else "")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "select_cursor" and not self.row_count:
@@ -222,11 +197,5 @@ class ConnectionTable(DataTable[Any]):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
-        key = str(event.column_key.value)
-        bare = self.sort_key.lstrip("-")
-        if key == bare:
-            sort = key if self.sort_key.startswith("-") else f"-{key}"
-        else:
-            # Counters read best largest first; age and idle oldest first.
-            sort = key if key in _INVERTED or key in ("id", "user", "path", "remote") else f"-{key}"
-        self.post_message(self.SortRequested(sort))
+        self.post_message(self.SortRequested(sort_for_header(
+            self.sort_key, str(event.column_key.value))))

@@ -14,7 +14,8 @@ from typing import Any, Callable
 from rich.text import Text
 from textual.widgets import RichLog
 
-from wsconsole.server.wire import Event, EventKind
+from wsconsole.server.protocol import EventKind, HubState
+from wsconsole.server.wire import Event
 
 from ..formatting import describe_close, human_bytes, human_duration
 from ..output import printable
@@ -50,7 +51,7 @@ class EventLog(RichLog):
         super().__init__(id=id, max_lines=2000, wrap=False, markup=False, min_width=40)
         self.clock = clock
         self._pending: list[Event] = []
-        self._last_state: tuple[Any, Any] = ("serving", None)
+        self._last_state: tuple[Any, Any] = (HubState.SERVING, None)
         self.entries: deque[str] = deque(maxlen=2000)
         """Plain text of the lines written, newest last (for tests and copy)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.message import Message
@@ -10,11 +11,9 @@ from textual.widgets.tree import TreeNode
 
 from ..formatting import natural_key
 from ..output import printable
+from ..view_state import GroupKey
 
-__all__ = ["GroupsPanel", "GroupKey"]
-
-GroupKey = tuple[str, "str | None"]
-"""(kind, value): ("everyone", None), ("user", "ann"), ("path", "/chat"), ("topic", "lobby")."""
+__all__ = ["GroupsPanel"]
 
 _SECTIONS = (("user", "users", "Users"), ("path", "paths", "Paths"), ("topic", "topics", "Topics"))
 
@@ -34,13 +33,14 @@ class GroupsPanel(Tree[GroupKey]):
     }
     """
 
+    @dataclass
     class GroupChosen(Message):
         """The operator chose a group; the table should show only it."""
 
-        def __init__(self, kind: str, value: str | None) -> None:
-            super().__init__()
-            self.kind = kind
-            self.value = value
+        kind: str
+        """everyone, user, path or topic."""
+        value: str | None
+        """The user, path or topic; None for everyone."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("groups", data=("everyone", None), id=id)
@@ -67,9 +67,9 @@ class GroupsPanel(Tree[GroupKey]):
         """The group the table shows."""
         return self._active
 
-    def set_active(self, kind: str, value: str | None) -> None:
+    def set_active(self, key: GroupKey) -> None:
         """Mark which group the table shows (after a filter typed with ``/``, too)."""
-        previous, self._active = self._active, (kind, value)
+        previous, self._active = self._active, key
         for key in (previous, self._active):
             if key == ("everyone", None) and self._everyone is not None:
                 _relabel(self._everyone, self._label(key, self._total))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from typing import Any
@@ -13,16 +12,21 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
+from wsconsole.server.protocol import HubState
+
 from ..formatting import human_bytes, human_duration, human_rate
+from ..link import LinkState, LinkStatus
+from ..view_state import link_health
 
 __all__ = ["StatusBar", "SPARKLINE_SAMPLES"]
 
 SPARKLINE_SAMPLES = 60
 """Stats samples kept for the sparklines (one a second: the last minute)."""
 
-_STATE_STYLES = {"serving": "bold green", "draining": "bold yellow", "stopped": "bold red"}
-_LINK_STYLES = {"connected": "green", "connecting": "yellow", "lost": "bold red",
-                "refused": "bold red"}
+_STATE_STYLES = {HubState.SERVING: "bold green", HubState.DRAINING: "bold yellow",
+                 HubState.STOPPED: "bold red"}
+_LINK_STYLES = {LinkStatus.CONNECTED: "green", LinkStatus.CONNECTING: "yellow",
+                LinkStatus.LOST: "bold red", LinkStatus.REFUSED: "bold red"}
 
 
 class StatusBar(Widget):
@@ -68,9 +72,9 @@ class StatusBar(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.stats: dict[str, Any] = {}
-        self.link_status = "connecting"
-        self.link_text = "connecting..."
-        self.role: str | None = None
+        """The stats sample shown."""
+        self.link = LinkState()
+        """The link state shown."""
         self.retry_at: float | None = None
         """When (monotonic) the next attempt to reconnect is due, while the link is down."""
         self._in: deque[float] = deque([0.0] * SPARKLINE_SAMPLES, maxlen=SPARKLINE_SAMPLES)
@@ -108,26 +112,17 @@ class StatusBar(Widget):
         self._render_status()
         self._render_rates()
 
-    def update_link(self, status: str, text: str, role: str | None = None, *,
-                    retry_in: float | None = None) -> None:
-        """Show the control link's health: connected, connecting, lost or refused.
-
-        With ``retry_in``, count down the seconds to the next attempt.
-        """
-        self.link_status = status
-        self.link_text = text
-        self.retry_at = None if retry_in is None else time.monotonic() + retry_in
-        if role is not None:
-            self.role = role
+    def show_link(self, link: LinkState) -> None:
+        """Show the control link's health; while an attempt is due, count down to it."""
+        self.link = link
+        self.retry_at = None if link.retry_in is None else time.monotonic() + link.retry_in
         self._render_link()
 
     def link_display(self) -> str:
         """The link's health as shown, e.g. ``lost, retrying in 3s``."""
-        text = self.link_text
-        if self.retry_at is not None:
-            left = math.ceil(self.retry_at - time.monotonic())
-            text += f", retrying in {left}s" if left > 0 else ", retrying now"
-        if self.role == "read_only" and self.link_status == "connected":
+        left = None if self.retry_at is None else self.retry_at - time.monotonic()
+        text = link_health(self.link, left)
+        if self.link.up and self.link.read_only:
             text += ", read-only"
         return text
 
@@ -139,7 +134,7 @@ class StatusBar(Widget):
         line = Text(no_wrap=True)
         line.append("link: ", style="dim")
         line.append(shown.removesuffix(", read-only"),
-                    style=_LINK_STYLES.get(self.link_status, ""))
+                    style=_LINK_STYLES.get(self.link.status, ""))
         if read_only:
             line.append(", ", style="dim")
             line.append("read-only", style="bold yellow")
@@ -157,7 +152,7 @@ class StatusBar(Widget):
             line.append("  ")
         state = stats.get("state", "")
         label = state
-        if state == "draining" and stats.get("shutdown_mode"):
+        if state == HubState.DRAINING and stats.get("shutdown_mode"):
             label = f"draining ({str(stats['shutdown_mode']).replace('_', '-')})"
         line.append(label, style=_STATE_STYLES.get(state, "bold"))
         listen = stats.get("listen") or []

@@ -20,7 +20,7 @@ ALLOWED = {"wsconsole.server.wire", "wsconsole.server.errors", "wsconsole.server
 # Modules that are allowed to load the server, lazily, inside a function.
 SERVER_STARTERS = {"tui_command.py", "serve_command.py", "cli.py"}
 TUI_MODULES = ["app.py", "formatting.py", "link.py", "messages.py", "screenshots.py",
-               "simulator.py", "tui_command.py", *(f"screens/{p.name}" for p in
+               "simulator.py", "tui_command.py", "view_state.py", *(f"screens/{p.name}" for p in
                (CONSOLE / "screens").glob("*.py")),
                *(f"widgets/{p.name}" for p in (CONSOLE / "widgets").glob("*.py"))]
 

@@ -1,0 +1,421 @@
+"""What the console's views show and what their keys can do, as plain values.
+
+The main screen's view (filter, sort, the pages walked, the last page) is a
+frozen ``ViewState``: each operator action returns a new one. Its titles, the
+empty table's line, the targets of an action, the banner, the link's health,
+whether a key works now and the shutdown dialog's progress are functions of
+that view and of the link's state. The screens apply what these say to their
+widgets and do nothing else with it.
+
+Pure: no textual, no asyncio, no network; tested with plain values
+(tests/console/test_view_state.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, NamedTuple
+
+from wsconsole.server.protocol import HubState, ShutdownMode
+
+from .formatting import ViewFilter, describe_connection, human_count
+from .link import LinkState, LinkStatus
+
+__all__ = [
+    "COLUMNS",
+    "PAGE_SIZE",
+    "MUTATING_ACTIONS",
+    "GroupKey",
+    "Target",
+    "ViewState",
+    "PageRequest",
+    "sort_label",
+    "next_sort",
+    "reversed_sort",
+    "sort_for_header",
+    "header_arrow",
+    "key_state",
+    "link_banner",
+    "link_health",
+    "link_note",
+    "server_summary",
+    "Drain",
+    "drain",
+]
+
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    # (sort key on the server, header, right-aligned)
+    ("id", "id", False),
+    ("user", "user", False),
+    ("path", "path", False),
+    ("remote", "client", False),
+    ("connected_at", "age", True),
+    ("last_activity", "idle", True),
+    ("msgs_in", "msgs in", True),
+    ("bytes_in", "bytes in", True),
+    ("msgs_out", "msgs out", True),
+    ("bytes_out", "bytes out", True),
+    ("buffered", "buffered", True),
+    ("latency", "latency", True),
+)
+"""The connection table's columns; each key is also a sort key of the control plane."""
+
+PAGE_SIZE = 100
+"""Connections fetched per page: the table never holds more than this."""
+
+MUTATING_ACTIONS = frozenset({"broadcast", "send", "disconnect", "disconnect_group", "shutdown"})
+"""Actions a read-only token may not run: disabled in the footer and palette."""
+
+_NEEDS_ROW = frozenset({"send", "disconnect", "detail"})
+_HEADERS = {key: header for key, header, _ in COLUMNS}
+_SORT_CYCLE = [key for key, _, _ in COLUMNS]
+# Age and idle come from timestamps, so they read the other way round: the
+# smallest connected_at is the oldest connection, the smallest last_activity
+# the one idle longest.
+_FROM_TIMESTAMPS = frozenset({"connected_at", "last_activity"})
+_TEXT_COLUMNS = frozenset({"id", "user", "path", "remote"})
+# How each column's order reads, (ascending, descending) on the server's key.
+_SORT_DIRECTIONS: dict[str, tuple[str, str]] = {
+    "connected_at": ("oldest first", "newest first"),
+    "last_activity": ("longest first", "shortest first"),
+    "msgs_in": ("fewest first", "most first"),
+    "msgs_out": ("fewest first", "most first"),
+    "bytes_in": ("least first", "most first"),
+    "bytes_out": ("least first", "most first"),
+    "buffered": ("least first", "most first"),
+    "latency": ("lowest first", "highest first"),
+}
+
+GroupKey = tuple[str, "str | None"]
+"""(kind, value): ("everyone", None), ("user", "ann"), ("path", "/chat"), ("topic", "lobby");
+("filter", None) for a filter that is no single group."""
+
+Target = tuple[str, "dict[str, Any] | None"]
+"""(label, selector) of a compose dialog's recipient choice; None: cannot be chosen."""
+
+
+# Sorting
+
+
+def sort_label(sort: str) -> str:
+    """How the table's title names a sort: ``age (oldest first)``."""
+    bare = sort.lstrip("-")
+    ascending, descending = _SORT_DIRECTIONS.get(bare, ("A-Z", "Z-A"))
+    return f"{_HEADERS[bare]} ({descending if sort.startswith('-') else ascending})"
+
+
+def next_sort(sort: str) -> str:
+    """The sort by the next column (``s``), ascending."""
+    index = _SORT_CYCLE.index(sort.lstrip("-"))
+    return _SORT_CYCLE[(index + 1) % len(_SORT_CYCLE)]
+
+
+def reversed_sort(sort: str) -> str:
+    """The same column the other way round (``r``)."""
+    return sort[1:] if sort.startswith("-") else f"-{sort}"
+
+
+def sort_for_header(sort: str, key: str) -> str:
+    """The sort a click on column ``key``'s header asks for.
+
+    The sorted column flips; another column starts the way it reads best:
+    names A-Z, age and idle oldest first, counters largest first.
+    """
+    if key == sort.lstrip("-"):
+        return reversed_sort(sort)
+    return key if key in _FROM_TIMESTAMPS or key in _TEXT_COLUMNS else f"-{key}"
+
+
+def header_arrow(sort: str, key: str) -> str:
+    """``▲`` or ``▼`` beside the sorted column's header (what the operator sees
+    grow downwards), or nothing for the other columns."""
+    if key != sort.lstrip("-"):
+        return ""
+    descending = sort.startswith("-")
+    up = descending if key in _FROM_TIMESTAMPS else not descending
+    return "▲" if up else "▼"
+
+
+# The main screen's view
+
+
+class PageRequest(NamedTuple):
+    """Which page of which view a ``list`` request asked for."""
+
+    filter: ViewFilter
+    sort: str
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """The main screen's view: what the table shows, in which order, which page."""
+
+    filter: ViewFilter = field(default_factory=ViewFilter)
+    """What the table shows (the server filters)."""
+    sort: str = "connected_at"
+    """The server's sort key, ``-`` prefix for descending."""
+    cursors: tuple[str | None, ...] = (None,)
+    """Cursors of the pages walked so far; the last is the current page's."""
+    page: Mapping[str, Any] | None = None
+    """The ``list`` result for exactly this request; None until it arrives."""
+    page_size: int = PAGE_SIZE
+
+    # Where the view goes
+
+    def filtered(self, view_filter: ViewFilter) -> ViewState:
+        """Show ``view_filter`` instead, from its first page."""
+        return replace(self, filter=view_filter, cursors=(None,), page=None)
+
+    def sorted_by(self, sort: str) -> ViewState:
+        """Sort by ``sort`` instead, from the first page."""
+        return replace(self, sort=sort, cursors=(None,), page=None)
+
+    def next_page(self) -> ViewState | None:
+        """The next page; None on the last page."""
+        cursor = (self.page or {}).get("next_cursor")
+        if not cursor:
+            return None
+        return replace(self, cursors=(*self.cursors, cursor), page=None)
+
+    def previous_page(self) -> ViewState | None:
+        """The page before; None on the first page."""
+        if len(self.cursors) == 1:
+            return None
+        return replace(self, cursors=self.cursors[:-1], page=None)
+
+    def restarted(self) -> ViewState:
+        """The first page again (after a reconnection a cursor may mean nothing)."""
+        return replace(self, cursors=(None,), page=None)
+
+    def with_page(self, page: Mapping[str, Any]) -> ViewState:
+        """The page that answered this view's request."""
+        return replace(self, page=page)
+
+    # What to ask for
+
+    @property
+    def request(self) -> PageRequest:
+        """The request for the page shown; a page answering another one is stale."""
+        return PageRequest(self.filter, self.sort, self.cursors[-1])
+
+    def list_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``ControlClient.list_connections`` for this page."""
+        return {**self.filter.list_args(), "sort": self.sort, "limit": self.page_size,
+                "cursor": self.cursors[-1], "groups": True}
+
+    # What it shows
+
+    @property
+    def page_number(self) -> int:
+        """1 for the first page."""
+        return len(self.cursors)
+
+    @property
+    def has_pages(self) -> bool:
+        """True when there is a page before or after this one."""
+        return self.page_number > 1 or bool((self.page or {}).get("next_cursor"))
+
+    @property
+    def total(self) -> int | None:
+        """Connections matching the filter, once a page said so."""
+        return None if self.page is None else self.page.get("total")
+
+    def title(self) -> str:
+        """The table's title: ``Connections · sorted by age (oldest first)``."""
+        return f"Connections · sorted by {sort_label(self.sort)}"
+
+    def subtitle(self, shown: int) -> str:
+        """The table's subtitle: the filter, rows shown of how many, the page."""
+        text = self.filter.describe()
+        total = self.total
+        if total is not None:
+            before = (self.page_number - 1) * self.page_size
+            text += f" · {before + (1 if shown else 0)}-{before + shown} of {human_count(total)}"
+            if self.has_pages:
+                text += f" · page {self.page_number} ([ ])"
+        return text
+
+    def empty_text(self) -> str:
+        """What the table says while a page has no rows."""
+        if self.filter.empty:
+            return "no connections yet"
+        return f"no connections match {self.filter.describe()}"
+
+    def active_group(self) -> GroupKey:
+        """The group of the groups panel the view is, or ``("filter", None)``."""
+        view_filter = self.filter
+        if view_filter.empty:
+            return ("everyone", None)
+        named = [(kind, getattr(view_filter, kind)) for kind in ("user", "path", "topic")
+                 if getattr(view_filter, kind)]
+        if len(named) == 1 and not view_filter.id_prefix:
+            return named[0]
+        return ("filter", None)
+
+    def everyone(self, stats: Mapping[str, Any]) -> int | None:
+        """The count beside Everyone: the page's total, unless the view is filtered."""
+        return self.total if self.filter.empty else stats.get("connections")
+
+    # Whom an action reaches
+
+    def targets(self, selected: Mapping[str, Any] | None) -> list[Target]:
+        """The compose dialog's recipients: the selected row, the view, everyone."""
+        targets: list[Target] = []
+        if selected is not None:
+            targets.append((f"the selected {describe_connection(dict(selected))}",
+                            {"ids": [selected["id"]]}))
+        if not self.filter.empty:
+            selector = self.filter.selector()
+            label = f"the current view: {self.filter.describe()}"
+            if selector is None:
+                label += " (an id filter cannot be a target)"
+            targets.append((label, selector))
+        targets.append(("everyone", {"everyone": True}))
+        return targets
+
+    def broadcast_target(self, selected: Mapping[str, Any] | None) -> int:
+        """Which of :meth:`targets` a broadcast (``b``) starts on: the view, not the row."""
+        return 1 if selected is not None and len(self.targets(selected)) > 1 else 0
+
+    def group_disconnect(self, rows: int) -> tuple[str, dict[str, Any], int]:
+        """What ``D`` closes: (description, selector, count); ValueError if it cannot."""
+        selector = self.filter.selector()
+        if selector is None:
+            raise ValueError("An id filter cannot be disconnected as a group; "
+                             "select rows one by one.")
+        total = self.total
+        what = ("EVERY connection" if self.filter.empty
+                else f"every connection of {self.filter.describe()}")
+        return what, selector, rows if total is None else total
+
+
+def key_state(action: str, *, view: ViewState, link: LinkState, selected: bool, rows: int,
+              filter_open: bool) -> bool | None:
+    """Whether the main screen's key for ``action`` works now.
+
+    True: it works. None: shown dimmed, it does nothing now (no row, a
+    read-only token, the link down). False: hidden, it would never do
+    anything here (Textual's ``check_action`` convention).
+    """
+    if action == "clear_filter":
+        return filter_open or not view.filter.empty
+    if action in ("next_page", "previous_page"):
+        return view.has_pages
+    if action == "reconnect":
+        return not link.up
+    if action in MUTATING_ACTIONS and (link.read_only or not link.up):
+        return None
+    if action in _NEEDS_ROW and not selected:
+        return None
+    if action == "disconnect_group" and not rows:
+        return None
+    return True
+
+
+# The link, as the screens say it
+
+
+def link_banner(link: LinkState) -> tuple[str, str]:
+    """The main screen's banner: (text, kind), kind ``error``, ``warning`` or empty."""
+    if link.status == LinkStatus.REFUSED:
+        return (f"Not connected, the token was refused: {link.reason}. Fix --token, "
+                "--token-file or $WSCONSOLE_TOKEN, then press ctrl+r (the token file "
+                "is read again).", "error")
+    if link.status == LinkStatus.LOST and link.hello:
+        return (f"Control link lost ({link.reason}); reconnecting. The table shows the "
+                "last data received; no action is sent meanwhile.", "error")
+    if link.status == LinkStatus.LOST:
+        return f"Cannot reach the control plane: {link.reason}. Retrying.", "error"
+    if link.up and link.read_only:
+        return ("Read-only token: broadcast, message, disconnect and shutdown are "
+                "disabled.", "warning")
+    return "", ""
+
+
+def link_health(link: LinkState, retry_left: float | None = None) -> str:
+    """The status bar's link health: ``connected as operator``, ``lost, retrying in 3s``.
+
+    ``retry_left``: seconds until the next attempt, while one is due. A
+    read-only token is said apart by the status bar, in its own style.
+    """
+    if link.status == LinkStatus.CONNECTED:
+        return "connected" if link.read_only else f"connected as {link.role}"
+    if link.status == LinkStatus.REFUSED:
+        return "token refused (ctrl+r retries)"
+    if link.status == LinkStatus.LOST:
+        if retry_left is None:
+            return "lost"
+        left = math.ceil(retry_left)
+        return f"lost, retrying in {left}s" if left > 0 else "lost, retrying now"
+    return "connecting..."
+
+
+def link_note(before: LinkState, after: LinkState, url: str) -> str | None:
+    """The event log's line for a change of the link, or None for none.
+
+    A failed attempt is said once, not again for each retry that fails the
+    same way.
+    """
+    if after.up and not before.up:
+        verb = "connected to" if after.connections == 1 else "reconnected to"
+        return f"{verb} {url or 'the control plane'} as {after.role}"
+    if after.status in (LinkStatus.LOST, LinkStatus.REFUSED):
+        repeated = (before.status == after.status and before.reason == after.reason)
+        if not repeated:
+            return f"control link lost: {after.reason}"
+    return None
+
+
+# The shutdown dialog
+
+
+def server_summary(stats: Mapping[str, Any]) -> str:
+    """What the shutdown dialog says before the operator chooses."""
+    open_now = int(stats.get("connections", 0) or 0)
+    return (f"The server is {stats.get('state', '?')} with {open_now} open connection"
+            f"{'s' if open_now != 1 else ''}.")
+
+
+class Drain(NamedTuple):
+    """What the shutdown dialog shows while the server stops."""
+
+    stopped: bool
+    """True once every connection is closed and the server has stopped."""
+    text: str
+    total: int
+    """The progress bar's total: connections open when the shutdown started, or more."""
+    closed: int
+    """The progress bar's progress."""
+    can_escalate: bool
+    """True while "close the rest now" would do something: a keep-alive drain with
+    connections still open."""
+
+
+def drain(stats: Mapping[str, Any], *, started_with: int | None, mode: str,
+          stopped: bool) -> Drain:
+    """The drain as ``stats`` says it, for a shutdown that started with
+    ``started_with`` connections open in ``mode``; ``stopped`` once it was seen stopped.
+    """
+    state = stats.get("state")
+    open_now = int(stats.get("connections", 0) or 0)
+    stopped = stopped or state == HubState.STOPPED or state not in (
+        HubState.DRAINING, HubState.SERVING)
+    total = max(started_with or 0, open_now)
+    shown_mode = str(stats.get("shutdown_mode") or mode)
+    label = shown_mode.replace("_", "-")
+    if stopped or (open_now == 0 and state != HubState.SERVING):
+        text = f"{label} shutdown: every connection closed; the server has stopped."
+    elif shown_mode == ShutdownMode.KEEP_ALIVE:
+        text = (f"Keep-alive drain: not accepting new connections; {open_now} of {total} "
+                "still open and served until they close.")
+    else:
+        text = f"Graceful shutdown: closing; {open_now} of {total} connections left."
+    return Drain(
+        stopped=stopped,
+        text=text,
+        total=max(total, 1),
+        closed=(total - open_now) if total else 1,
+        can_escalate=shown_mode == ShutdownMode.KEEP_ALIVE and open_now > 0 and not stopped,
+    )
