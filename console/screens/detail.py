@@ -1,7 +1,8 @@
 """The detail view of one connection: headers as redacted by the server, and more.
 
-A worker fetches the connection every second and posts it; the view follows
-the app's link state for the keys that need the link up.
+A worker fetches the connection every second, and at once when the server
+says it closed; the view follows the app's link state for the keys that need
+the link up.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from wsconsole.server.errors import UnknownConnection, WsconsoleError
+from wsconsole.server.protocol import EventKind
+from wsconsole.server.wire import Event
 
 from ..formatting import (
     describe_connection,
@@ -94,6 +97,7 @@ class DetailScreen(Screen[None]):
         self.fetch()
         self.set_interval(self.interval, self.fetch)
         self.watch(self.console, "link_state", self._link_changed, init=False)
+        self.console.server_events.subscribe(self, self._server_event)
 
     @property
     def console(self) -> ConsoleApp:
@@ -102,6 +106,12 @@ class DetailScreen(Screen[None]):
 
     def _link_changed(self, state: LinkState) -> None:
         self.refresh_bindings()
+
+    def _server_event(self, event: Event) -> None:
+        # Closed: fetch now, so the view says so without waiting for the next second.
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.kind == EventKind.CONNECTION_CLOSED and data.get("id") == self.connection_id:
+            self.fetch()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("send", "disconnect"):

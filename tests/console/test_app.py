@@ -187,8 +187,9 @@ async def test_detail_shows_headers_redacted() -> None:
 
 
 async def test_detail_of_a_connection_that_closed_says_closed() -> None:
-    """When the client goes away, the detail view's next fetch gets the server's
-    UnknownConnection and shows the connection as closed, not an error."""
+    """When the client goes away, the detail view fetches it again at once (the
+    server's connection_closed event), gets the server's UnknownConnection and shows
+    the connection as closed, not an error."""
     async with live_server() as live:
         ann = await live.client("ann", "/chat")
         app = live.app()
@@ -200,7 +201,8 @@ async def test_detail_of_a_connection_that_closed_says_closed() -> None:
             detail = app.screen
             await ann.close()
             await wait_for(lambda: detail.closed)
-            await wait_for(lambda: f"{detail.connection_id}  closed" in drawn(app))
+            await wait_for(lambda: f"{detail.connection_id}  closed" in drawn(app),
+                           interval=0.05)
             assert not [n for n in app._notifications if n.severity == "error"]
 
 
