@@ -157,6 +157,20 @@ def register(subparsers: Any) -> None:
                         choices=["debug", "info", "warning", "error"],
                         help="log to stderr from this level (default: warning; info adds one "
                         "line per connection; secrets are redacted at every level)")
+    from wsconsole.server import limits
+
+    group = parser.add_argument_group(
+        "limits", "what clients may pin on the public port; 0 turns a limit off")
+    group.add_argument("--max-handshakes", type=_count, metavar="N",
+                       default=limits.DEFAULT_MAX_HANDSHAKES,
+                       help="opening handshakes in progress at once; a TCP connection past "
+                       "it is sent 503 and closed as soon as accepted (default: "
+                       f"{limits.DEFAULT_MAX_HANDSHAKES})")
+    group.add_argument("--max-handshakes-per-address", type=_count, metavar="N",
+                       default=limits.DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+                       help="the same, from one client address (an IPv6 /64; trusted "
+                       "proxies count only in the total) (default: "
+                       f"{limits.DEFAULT_MAX_HANDSHAKES_PER_ADDRESS})")
     group = parser.add_argument_group(
         "redaction", "names whose values are never shown, in addition to the built-in "
         "ones (case and the separators - _ . ignored; see the README's Security section)")
@@ -193,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         kwargs["node"] = args.node
     if args.slow_consumer_limit is not None:
         kwargs["slow_consumer_limit"] = args.slow_consumer_limit
+    kwargs["max_handshakes"] = args.max_handshakes or None
+    kwargs["max_handshakes_per_address"] = args.max_handshakes_per_address or None
     if args.redact_header:
         kwargs["redact_headers"] = args.redact_header
     if args.redact_query:

@@ -22,6 +22,7 @@ from websockets.frames import CloseCode
 from websockets.protocol import OPEN
 
 from .errors import ServerStateError
+from .limits import HandshakeLimiter
 from .protocol import EventKind, HubState, ShutdownMode
 from .redaction import DEFAULT_RULES, RedactionRules
 from .registry import ConnectionRecord, ConnectionRegistry, Selector
@@ -130,6 +131,12 @@ class Hub:
         """Closed connections by close code."""
         self.rejected_by_status: Counter[int] = Counter()
         """Refused handshakes by HTTP status."""
+        self.handshakes = HandshakeLimiter()
+        """Opening handshakes in progress and those shed past the caps (no caps
+        until :func:`~wsconsole.server.serve` sets them)."""
+        self.accept_errors: Counter[str] = Counter()
+        """Failures to accept a TCP connection for lack of resources, by errno
+        name (EMFILE, ENFILE, ENOBUFS, ENOMEM)."""
         self.slow_consumer_disconnects = 0
         """Connections closed for not reading."""
         self.operator_sends = 0

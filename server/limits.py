@@ -194,15 +194,14 @@ class HandshakeLimiter:
     ``admit(key)`` when a TCP connection arrives: None if it may go on, else
     the :class:`ShedLimit` it is over (counted in :attr:`shed`); ``release(key)``
     once its handshake has ended, however it ended. A cap of None (or 0) is
-    no cap. Keys for which ``exempt(key)`` is true (trusted proxies, whose
-    clients all share their address) skip the per-address cap.
+    no cap. A key of None skips the per-address cap: trusted proxies (every
+    client behind one shares its address) and Unix sockets.
     """
 
-    def __init__(self, max_total: int | None = None, max_per_address: int | None = None,
-                 exempt: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, max_total: int | None = None,
+                 max_per_address: int | None = None) -> None:
         self.max_total = max_total or None
         self.max_per_address = max_per_address or None
-        self._exempt = exempt
         self.in_progress = 0
         """Handshakes admitted and not yet ended."""
         self.shed: Counter[ShedLimit] = Counter({limit: 0 for limit in ShedLimit})
@@ -210,28 +209,31 @@ class HandshakeLimiter:
         # Only addresses with a handshake in progress: bounded by max_total.
         self._by_address: dict[str, int] = {}
 
-    def admit(self, key: str) -> ShedLimit | None:
+    def admit(self, key: str | None) -> ShedLimit | None:
         if self.max_total is not None and self.in_progress >= self.max_total:
             self.shed[ShedLimit.TOTAL] += 1
             return ShedLimit.TOTAL
-        count = self._by_address.get(key, 0)
-        if (self.max_per_address is not None and count >= self.max_per_address
-                and not (self._exempt is not None and self._exempt(key))):
-            self.shed[ShedLimit.PER_ADDRESS] += 1
-            return ShedLimit.PER_ADDRESS
-        self._by_address[key] = count + 1
+        if key is not None:
+            count = self._by_address.get(key, 0)
+            if self.max_per_address is not None and count >= self.max_per_address:
+                self.shed[ShedLimit.PER_ADDRESS] += 1
+                return ShedLimit.PER_ADDRESS
+            self._by_address[key] = count + 1
         self.in_progress += 1
         return None
 
-    def release(self, key: str) -> None:
-        count = self._by_address.get(key, 0)
-        if count <= 0:
-            return
-        if count == 1:
-            del self._by_address[key]
-        else:
-            self._by_address[key] = count - 1
-        self.in_progress -= 1
+    def release(self, key: str | None) -> None:
+        """End one admitted handshake (call it once per admitted one)."""
+        if key is not None:
+            count = self._by_address.get(key, 0)
+            if count <= 0:
+                return
+            if count == 1:
+                del self._by_address[key]
+            else:
+                self._by_address[key] = count - 1
+        if self.in_progress > 0:
+            self.in_progress -= 1
 
     def in_progress_from(self, key: str) -> int:
         return self._by_address.get(key, 0)

@@ -50,6 +50,7 @@ from prometheus_client.utils import floatToGoString
 from websockets.frames import CloseCode
 
 from .errors import ERROR_CLASSES
+from .limits import ShedLimit
 from .protocol import AuditState, HubState
 from .wire import OPERATIONS
 
@@ -75,6 +76,8 @@ __all__ = [
     "OUTCOME_LABELS",
     "OPERATION_LABELS",
     "STATE_LABELS",
+    "SHED_LIMIT_LABELS",
+    "ACCEPT_ERROR_LABELS",
     "AUDIT_OUTCOME_LABELS",
     "AUDIT_STATE_LABELS",
     "RECIPIENTS_BUCKETS",
@@ -92,6 +95,9 @@ __all__ = [
     "OPERATOR_SEND_RECIPIENTS",
     "SENDS_SKIPPED",
     "HANDSHAKES_REJECTED",
+    "HANDSHAKES_IN_PROGRESS",
+    "HANDSHAKES_SHED",
+    "ACCEPT_ERRORS",
     "SLOW_CONSUMER_DISCONNECTS",
     "KEEPALIVE_LATENCY",
     "CONTROL_REQUESTS",
@@ -185,6 +191,25 @@ HANDSHAKES_REJECTED = MetricSpec(
     "WebSocket port, by status; health checks are not counted.",
     ("status",),
 )
+HANDSHAKES_IN_PROGRESS = MetricSpec(
+    "wsconsole_handshakes_in_progress", "gauge",
+    "TCP connections accepted on the WebSocket port whose opening handshake has not "
+    "ended yet.",
+)
+HANDSHAKES_SHED = MetricSpec(
+    "wsconsole_handshakes_shed_total", "counter",
+    "TCP connections closed as soon as accepted (HTTP 503) because max_handshakes "
+    "(limit=total) or max_handshakes_per_address from one address (limit=per_address) "
+    "were in progress.",
+    ("limit",),
+)
+ACCEPT_ERRORS = MetricSpec(
+    "wsconsole_accept_errors_total", "counter",
+    "Failures to accept a TCP connection for lack of resources, on either port, by "
+    "error: EMFILE (the process's open-file limit), ENFILE (the system's), ENOBUFS, "
+    "ENOMEM.",
+    ("error",),
+)
 SLOW_CONSUMER_DISCONNECTS = MetricSpec(
     "wsconsole_slow_consumer_disconnects_total", "counter",
     "Connections closed with 1008 because their write buffer passed the slow-consumer limit.",
@@ -234,6 +259,9 @@ METRICS: tuple[MetricSpec, ...] = (
     OPERATOR_SEND_RECIPIENTS,
     SENDS_SKIPPED,
     HANDSHAKES_REJECTED,
+    HANDSHAKES_IN_PROGRESS,
+    HANDSHAKES_SHED,
+    ACCEPT_ERRORS,
     SLOW_CONSUMER_DISCONNECTS,
     KEEPALIVE_LATENCY,
     CONTROL_REQUESTS,
@@ -300,6 +328,18 @@ OUTCOME_LABELS: tuple[str, ...] = ("ok", *sorted(ERROR_CLASSES), OTHER)
 
 STATE_LABELS: tuple[str, ...] = tuple(HubState)
 """Values of the ``state`` label of the server state."""
+
+SHED_LIMIT_LABELS: tuple[str, ...] = tuple(ShedLimit)
+"""Values of the ``limit`` label of shed handshakes."""
+
+ACCEPT_ERROR_LABELS: tuple[str, ...] = ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", OTHER)
+"""Values of the ``error`` label of accept failures: the errors asyncio's accept
+loop treats as exhaustion, then other."""
+
+
+def _accept_error_label(name: str) -> str:
+    return name if name in ACCEPT_ERROR_LABELS else OTHER
+
 
 AUDIT_OUTCOME_LABELS: tuple[str, ...] = ("written", "failed")
 """Values of the ``outcome`` label of audit lines."""
@@ -412,6 +452,10 @@ def _gauge(spec: MetricSpec) -> GaugeMetricFamily:
     return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels, unit=spec.unit)
 
 
+def _gauge_value(spec: MetricSpec, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(spec.name, spec.help, value=value, unit=spec.unit)
+
+
 def _bucketed(counts: Iterable[tuple[Any, int]], initial: Iterable[str],
               label: Any) -> dict[str, int]:
     totals = dict.fromkeys(initial, 0)
@@ -462,6 +506,17 @@ class HubCollector(Collector):
         for status, count in by_status.items():
             rejected.add_metric([status], count)
         yield rejected
+
+        yield _gauge_value(HANDSHAKES_IN_PROGRESS, hub.handshakes.in_progress)
+        shed = _counter(HANDSHAKES_SHED)
+        for limit in SHED_LIMIT_LABELS:
+            shed.add_metric([limit], hub.handshakes.shed[limit])
+        yield shed
+        accept_errors = _counter(ACCEPT_ERRORS)
+        for name, count in _bucketed(list(hub.accept_errors.items()), ACCEPT_ERROR_LABELS,
+                                     _accept_error_label).items():
+            accept_errors.add_metric([name], count)
+        yield accept_errors
 
         yield _counter(SLOW_CONSUMER_DISCONNECTS, hub.slow_consumer_disconnects)
         yield metrics.latency.family(KEEPALIVE_LATENCY)

@@ -30,7 +30,16 @@ from websockets.server import ServerProtocol
 
 from .addresses import host_port
 from .errors import IdentifyError
+from .exhaustion import AcceptFailureLog, open_file_limit
 from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub
+from .limits import (
+    DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+    HandshakeLimiter,
+    ShedLimit,
+    address_key,
+    descriptor_shortfall,
+)
 from .protocol import ShutdownMode
 from .responses import http_response
 from .redaction import DEFAULT_RULES, RedactingLogger
@@ -107,6 +116,27 @@ _FIN_DATA_FIRST_BYTES = frozenset({0x80, 0x81, 0x82})
 """First byte & 0x8F of a frame that ends a message: FIN with CONT, TEXT or BINARY."""
 
 
+def _shed_response(why: str) -> bytes:
+    body = f"{why}; retry later\n".encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (len(body), body))
+
+
+SHED_RESPONSES = {
+    ShedLimit.TOTAL: _shed_response("too many opening handshakes in progress"),
+    ShedLimit.PER_ADDRESS: _shed_response(
+        "too many opening handshakes in progress from your address"),
+}
+"""What a shed connection is sent before it is closed, built once: the client
+may not even have sent its request, so this is all it costs."""
+
+_NOT_COUNTED = object()
+"""``wsc_handshake`` of a connection whose handshake is not (or no longer) counted."""
+_SHED = object()
+"""``wsc_handshake`` of a connection that was shed: websockets never saw it."""
+
+
 def _tracked_connection_class(
     base: type[ServerConnection],
     hub: Hub,
@@ -123,6 +153,7 @@ def _tracked_connection_class(
     base_data_received = base.data_received
     base_process_event = base.process_event
     base_send_data = base.send_data
+    limiter = hub.handshakes
 
     class TrackedServerConnection(base):  # type: ignore[valid-type, misc]
         """A websockets ServerConnection that reports to a wsconsole hub."""
@@ -133,16 +164,18 @@ def _tracked_connection_class(
             __slots__ = ()
             wsc_user: str | None = None
             wsc_record: Any = None
+            wsc_handshake: Any = _NOT_COUNTED
         else:
             # Slots, not __dict__ entries: CPython shares one key table among
             # a class's instances for at most 30 names; websockets' connection
             # has 27, basic_auth adds `username`, and two more names of ours
             # would give every connection a full __dict__ (~1.3 KiB more each).
-            __slots__ = ("wsc_user", "wsc_record")
+            __slots__ = ("wsc_user", "wsc_record", "wsc_handshake")
 
             def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
                 self.wsc_user = None
                 self.wsc_record = None
+                self.wsc_handshake = _NOT_COUNTED
                 super().__init__(protocol, *args, **kwargs)
 
         # The hooks call base methods directly: super() would build a proxy
@@ -174,8 +207,39 @@ def _tracked_connection_class(
                             record.msgs_out += 1
             base_send_data(self)
 
+        def connection_made(self, transport: Any) -> None:
+            # Shed before anything is read: an idle or half-open client then
+            # costs a descriptor for one loop iteration, not open_timeout.
+            peer = transport.get_extra_info("peername")
+            if isinstance(peer, tuple) and peer:
+                host = str(peer[0])
+                key = None if trusted and _is_trusted(host, trusted) else address_key(host)
+            else:
+                key = None  # a Unix socket: no client address to count
+            shed = limiter.admit(key)
+            if shed is not None:
+                # websockets is not told (no handler task, no log line per
+                # connection): the transport is closed before it reads a byte,
+                # and connection_lost below ends it.
+                self.wsc_handshake = _SHED
+                transport.write(SHED_RESPONSES[shed])
+                transport.close()
+                return
+            self.wsc_handshake = key
+            super().connection_made(transport)
+
+        def _wsc_handshake_ended(self) -> None:
+            key = self.wsc_handshake
+            if key is not _NOT_COUNTED and key is not _SHED:
+                self.wsc_handshake = _NOT_COUNTED
+                limiter.release(key)
+
         async def handshake(self, *args: Any, **kwargs: Any) -> None:
-            await super().handshake(*args, **kwargs)
+            try:
+                await super().handshake(*args, **kwargs)
+            finally:
+                # However it ended: accepted, refused, timed out, cancelled.
+                self._wsc_handshake_ended()
             # Register here rather than in a wrapper around the user's handler:
             # a wrapper coroutine would add a frame to every resume of the
             # handler, i.e. to every message. websockets calls the handler
@@ -198,9 +262,12 @@ def _tracked_connection_class(
                 hub.latency_measured(self.latency)
 
         def connection_lost(self, exc: Exception | None) -> None:
+            if self.wsc_handshake is _SHED:
+                return
             try:
                 super().connection_lost(exc)
             finally:
+                self._wsc_handshake_ended()
                 hub.unregister(self)
 
     TrackedServerConnection.__qualname__ = "Tracked" + base.__name__
@@ -311,6 +378,7 @@ class WsconsoleServer(Server):
     _wsc_watcher: asyncio.Task[None] | None
     _wsc_port: int | None
     _wsc_closing: bool
+    _wsc_accept_failures: AcceptFailureLog
 
     def _wsc_adopt(self, hub: Hub, control: Any) -> None:
         # Instead of __init__: websockets built this object as a Server.
@@ -319,6 +387,7 @@ class WsconsoleServer(Server):
         self._wsc_watcher = None
         self._wsc_port = None
         self._wsc_closing = False
+        self._wsc_accept_failures = AcceptFailureLog(hub)
 
     def __await__(self) -> Generator[Any, None, WsconsoleServer]:
         yield from super().__await__()
@@ -341,13 +410,26 @@ class WsconsoleServer(Server):
                 super().close()
                 await super().wait_closed()
                 raise
-        self._wsc_watcher = asyncio.get_running_loop().create_task(self._wsc_watch())
+        loop = asyncio.get_running_loop()
+        self._wsc_accept_failures.install(
+            loop, [*self.sockets, *getattr(self.control, "sockets", ())])
+        self._wsc_check_open_file_limit()
+        self._wsc_watcher = loop.create_task(self._wsc_watch())
+
+    def _wsc_check_open_file_limit(self) -> None:
+        control_config = getattr(self.control, "config", None)
+        warning = descriptor_shortfall(
+            open_file_limit(), self.hub.handshakes.max_total,
+            getattr(control_config, "max_connections", None))
+        if warning is not None:
+            logger.warning("%s", warning)
 
     async def _wsc_watch(self) -> None:
         await super().wait_closed()
         self.hub.mark_stopped()
         if self.control is not None:
             await self.control.stop()
+        self._wsc_accept_failures.uninstall()
 
     @property
     def port(self) -> int | None:
@@ -397,6 +479,8 @@ def serve(
     slow_consumer_limit: int | None = DEFAULT_SLOW_CONSUMER_LIMIT,
     sample_interval: float = 1.0,
     health_path: str | None = HEALTH_PATH,
+    max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
+    max_handshakes_per_address: int | None = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
     redact_logs: bool = True,
     control: Any = None,
     redact_headers: Iterable[str] = (),
@@ -419,6 +503,11 @@ def serve(
     * ``sample_interval``: seconds between the hub's samples (rates, last
       activity, slow consumers, the metrics' traffic totals); 0 disables them.
     * ``health_path``: answered with 200 on GET; None disables.
+    * ``max_handshakes``, ``max_handshakes_per_address``: opening handshakes
+      in progress at once, in total and from one client address (an IPv6
+      /64; trusted proxies count only in the total); a TCP connection past
+      either is sent HTTP 503 and closed as soon as it is accepted, counted
+      in ``wsconsole_handshakes_shed_total``. None disables a cap.
     * ``redact_logs``: the ``logger`` (default ``websockets.server``) never
       sees secret header or query values, even at DEBUG; False logs them as
       websockets does.
@@ -432,6 +521,7 @@ def serve(
     redaction = DEFAULT_RULES.extended(redact_headers, redact_query)
     hub = Hub(node or default_node(), slow_consumer_limit=slow_consumer_limit,
               sample_interval=sample_interval, redaction=redaction)
+    hub.handshakes = HandshakeLimiter(max_handshakes, max_handshakes_per_address)
     user_process_request = process_request
 
     async def tracked_process_request(

@@ -240,6 +240,11 @@ class ControlListener:
     # Where
 
     @property
+    def sockets(self) -> tuple[Any, ...]:
+        """The listening sockets (empty before start)."""
+        return tuple(self._server.sockets) if self._server is not None else ()
+
+    @property
     def port(self) -> int | None:
         """The TCP port it listens on (handy with port 0); None on a Unix socket."""
         return self._port

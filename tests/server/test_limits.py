@@ -84,14 +84,17 @@ def test_the_handshake_limiter_sheds_past_each_cap_and_counts_why():
     assert limiter.in_progress == 0
     assert limiter.in_progress_from("10.0.0.1") == 0
     limiter.release("10.0.0.9")  # never admitted: nothing changes
+    limiter.release(None)
     assert limiter.in_progress == 0
 
 
-def test_trusted_proxies_skip_the_per_address_cap_not_the_total():
-    """Every client behind a proxy shares its address: only the total applies to it."""
-    limiter = HandshakeLimiter(max_total=5, max_per_address=1,
-                               exempt=lambda key: key == "10.0.0.9")
-    assert [limiter.admit("10.0.0.9") for _ in range(6)] == [None] * 5 + [ShedLimit.TOTAL]
+def test_a_handshake_without_an_address_key_skips_the_per_address_cap_not_the_total():
+    """Trusted proxies and Unix sockets are admitted with no key: every client
+    behind a proxy shares its address, so only the total applies."""
+    limiter = HandshakeLimiter(max_total=5, max_per_address=1)
+    assert [limiter.admit(None) for _ in range(6)] == [None] * 5 + [ShedLimit.TOTAL]
+    limiter.release(None)
+    assert limiter.in_progress == 4
 
 
 def test_no_caps_admit_everything():
