@@ -3,24 +3,25 @@
 Run it from the repository root (it starts ``wsconsole serve`` on loopback,
 ports 0, and stops it at the end)::
 
-    .venv/bin/python tests/stress/control_flood.py                 # limits on, then off
+    .venv/bin/python tests/stress/control_flood.py                 # limits off, then on
     .venv/bin/python tests/stress/control_flood.py --connections 20 --requests 1000 --only on
-    .venv/bin/python tests/stress/control_flood.py --server-python ../main/.venv/bin/python --only off
+    .venv/bin/python tests/stress/control_flood.py --server-python ../main/.venv/bin/python \
+        --only unflagged                                           # a version from before
 
 K control connections (``--connections``, half with the operator token and
 half with the read-only one) each pipeline M ``stats`` requests
-(``--requests``) from a separate process, while one public client echoes a
-small message every 5 ms. It prints the canary's p50, p99 and max before and
-during the flood, and how the flood's requests were answered (served,
+(``--requests``) from a separate, niced process of lean clients, while one
+public client echoes a small message every 5 ms. It prints the canary's p50,
+p99 and max before and during the flood, the echoes over 100 ms, the
+server's CPU, and how the flood's requests were answered (served,
 ``rate_limited``, connections refused).
 
-``--only off`` runs the server with every control-plane limit of
-``wsconsole serve`` turned off (``--control-max-connections 0
---control-token-rate 0 --control-total-rate 0``); ``--only on`` with the
-defaults; without ``--only``, both, one after the other. ``--server-python``
-runs the server with another interpreter (another checkout's venv), to
-measure a version from before these limits (then use ``--only off``: it has
-no such flags).
+``--only off`` runs the server with the control plane's shared limits off
+(``--control-max-connections 0 --control-token-rate 0 --control-total-rate 0
+--control-loop-share 0``; the turns and the small receive buffer stay);
+``--only on`` with the defaults; ``--only unflagged`` with no such flags (for
+``--server-python``, another checkout's interpreter, from before them);
+without ``--only``, off then on. Exits 1 only if the server died.
 
 Must never reach beyond loopback.
 """
@@ -229,11 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         _flood_main(url, int(connections), int(requests))
         return 0
     runs = [args.only] if args.only else ["off", "on"]
+    died = False
     for limits in runs:
         figures = asyncio.run(run_flood(connections=args.connections, requests=args.requests,
                                         limits=limits, python=args.server_python))
         print(_report(figures, args.connections, args.requests), flush=True)
-    return 0
+        died = died or not figures["alive"]
+    return 1 if died else 0
 
 
 if __name__ == "__main__":
