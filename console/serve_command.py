@@ -169,8 +169,11 @@ def register(subparsers: Any) -> None:
     group.add_argument("--max-handshakes-per-address", type=_count, metavar="N",
                        default=limits.DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
                        help="the same, from one client address (an IPv6 /64; trusted "
-                       "proxies count only in the total) (default: "
+                       "proxies and loopback clients count only in the total) (default: "
                        f"{limits.DEFAULT_MAX_HANDSHAKES_PER_ADDRESS})")
+    group.add_argument("--cap-loopback-per-address", action="store_true",
+                       help="hold loopback clients to --max-handshakes-per-address too "
+                       "(by default they are taken for a local proxy's)")
     group = parser.add_argument_group(
         "redaction", "names whose values are never shown, in addition to the built-in "
         "ones (case and the separators - _ . ignored; see the README's Security section)")
@@ -209,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
         kwargs["slow_consumer_limit"] = args.slow_consumer_limit
     kwargs["max_handshakes"] = args.max_handshakes or None
     kwargs["max_handshakes_per_address"] = args.max_handshakes_per_address or None
+    if args.cap_loopback_per_address:
+        kwargs["cap_loopback_per_address"] = True
     if args.redact_header:
         kwargs["redact_headers"] = args.redact_header
     if args.redact_query:

@@ -42,6 +42,7 @@ __all__ = [
     "ControlBudgets",
     "HandshakeLimiter",
     "address_key",
+    "is_loopback_host",
     "IntervalLog",
     "descriptor_shortfall",
 ]
@@ -50,7 +51,8 @@ DEFAULT_MAX_HANDSHAKES = 500
 """Opening handshakes in progress at once on the public port; more are shed."""
 DEFAULT_MAX_HANDSHAKES_PER_ADDRESS = 50
 """Opening handshakes in progress at once from one client address (an IPv6
-/64); more from it are shed. Trusted proxies are exempt."""
+/64); more from it are shed. Trusted proxies and, unless asked, loopback
+clients count in the total only."""
 DEFAULT_CONTROL_MAX_CONNECTIONS = 32
 """Open control connections at once; more are refused with HTTP 503."""
 DEFAULT_CONTROL_CONNECTION_RATE = 500.0
@@ -172,6 +174,12 @@ class ControlBudgets:
         }[scope]
         return (f"rate limit {where} ({bucket.describe()}) reached; "
                 "the request was not run: slow down and retry")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and their IPv4-mapped form (string tests: this
+    runs once per accepted connection)."""
+    return host.startswith(("127.", "::ffff:127.")) or host == "::1"
 
 
 def address_key(host: str) -> str:

@@ -30,7 +30,7 @@ from websockets.server import ServerProtocol
 
 from .addresses import host_port
 from .errors import IdentifyError
-from .exhaustion import AcceptFailureLog, open_file_limit
+from .exhaustion import ACCEPT_FAILURE_LOG_INTERVAL, AcceptFailureLog, open_file_limit
 from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub
 from .limits import (
     DEFAULT_MAX_HANDSHAKES,
@@ -39,6 +39,7 @@ from .limits import (
     ShedLimit,
     address_key,
     descriptor_shortfall,
+    is_loopback_host,
 )
 from .protocol import ShutdownMode
 from .responses import http_response
@@ -143,6 +144,7 @@ def _tracked_connection_class(
     trusted: list[ipaddress._BaseNetwork],
     *,
     for_existing_instances: bool = False,
+    cap_loopback_per_address: bool = False,
 ) -> type[ServerConnection]:
     """A subclass of ``base`` that reports to ``hub``.
 
@@ -211,11 +213,15 @@ def _tracked_connection_class(
             # Shed before anything is read: an idle or half-open client then
             # costs a descriptor for one loop iteration, not open_timeout.
             peer = transport.get_extra_info("peername")
+            key = None  # a Unix socket: no client address to count
             if isinstance(peer, tuple) and peer:
                 host = str(peer[0])
-                key = None if trusted and _is_trusted(host, trusted) else address_key(host)
-            else:
-                key = None  # a Unix socket: no client address to count
+                # Every client behind a proxy has the proxy's address: a
+                # trusted one, or any on loopback (a local proxy or tool),
+                # counts in the total only.
+                if not ((trusted and _is_trusted(host, trusted))
+                        or (not cap_loopback_per_address and is_loopback_host(host))):
+                    key = address_key(host)
             shed = limiter.admit(key)
             if shed is not None:
                 # websockets is not told (no handler task, no log line per
@@ -278,6 +284,7 @@ def _tracking_factory(
     create_connection: Callable[..., ServerConnection],
     hub: Hub,
     trusted: list[ipaddress._BaseNetwork],
+    cap_loopback_per_address: bool = False,
 ) -> Callable[..., ServerConnection]:
     """Wrap a user's ``create_connection`` function so its connections are tracked.
 
@@ -298,8 +305,9 @@ def _tracking_factory(
                     "create_connection must return a ServerConnection, "
                     f"not {cls.__name__}"
                 )
-            tracked = _tracked_connection_class(cls, hub, trusted,
-                                                for_existing_instances=True)
+            tracked = _tracked_connection_class(
+                cls, hub, trusted, for_existing_instances=True,
+                cap_loopback_per_address=cap_loopback_per_address)
             tracked_classes[cls] = tracked
         connection.__class__ = tracked
         return connection
@@ -378,16 +386,19 @@ class WsconsoleServer(Server):
     _wsc_watcher: asyncio.Task[None] | None
     _wsc_port: int | None
     _wsc_closing: bool
-    _wsc_accept_failures: AcceptFailureLog
+    _wsc_accept_failures: AcceptFailureLog | None
 
-    def _wsc_adopt(self, hub: Hub, control: Any) -> None:
+    def _wsc_adopt(self, hub: Hub, control: Any,
+                   accept_failure_log_interval: float | None = None) -> None:
         # Instead of __init__: websockets built this object as a Server.
         self.hub = hub
         self.control = control
         self._wsc_watcher = None
         self._wsc_port = None
         self._wsc_closing = False
-        self._wsc_accept_failures = AcceptFailureLog(hub)
+        self._wsc_accept_failures = (
+            AcceptFailureLog(hub, accept_failure_log_interval)
+            if accept_failure_log_interval else None)
 
     def __await__(self) -> Generator[Any, None, WsconsoleServer]:
         yield from super().__await__()
@@ -411,8 +422,9 @@ class WsconsoleServer(Server):
                 await super().wait_closed()
                 raise
         loop = asyncio.get_running_loop()
-        self._wsc_accept_failures.install(
-            loop, [*self.sockets, *getattr(self.control, "sockets", ())])
+        if self._wsc_accept_failures is not None:
+            self._wsc_accept_failures.install(
+                loop, [*self.sockets, *getattr(self.control, "sockets", ())])
         self._wsc_check_open_file_limit()
         self._wsc_watcher = loop.create_task(self._wsc_watch())
 
@@ -429,7 +441,8 @@ class WsconsoleServer(Server):
         self.hub.mark_stopped()
         if self.control is not None:
             await self.control.stop()
-        self._wsc_accept_failures.uninstall()
+        if self._wsc_accept_failures is not None:
+            self._wsc_accept_failures.uninstall()
 
     @property
     def port(self) -> int | None:
@@ -481,6 +494,8 @@ def serve(
     health_path: str | None = HEALTH_PATH,
     max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
     max_handshakes_per_address: int | None = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+    cap_loopback_per_address: bool = False,
+    accept_failure_log_interval: float | None = ACCEPT_FAILURE_LOG_INTERVAL,
     redact_logs: bool = True,
     control: Any = None,
     redact_headers: Iterable[str] = (),
@@ -505,9 +520,14 @@ def serve(
     * ``health_path``: answered with 200 on GET; None disables.
     * ``max_handshakes``, ``max_handshakes_per_address``: opening handshakes
       in progress at once, in total and from one client address (an IPv6
-      /64; trusted proxies count only in the total); a TCP connection past
-      either is sent HTTP 503 and closed as soon as it is accepted, counted
-      in ``wsconsole_handshakes_shed_total``. None disables a cap.
+      /64); a TCP connection past either is sent HTTP 503 and closed as soon
+      as it is accepted, counted in ``wsconsole_handshakes_shed_total``.
+      None disables a cap. Trusted proxies and loopback clients (a local
+      proxy: every client behind it has its address) count in the total
+      only, unless ``cap_loopback_per_address``.
+    * ``accept_failure_log_interval``: an accept that fails for lack of
+      descriptors is logged once per this many seconds, with the count,
+      instead of asyncio's traceback per attempt; None leaves asyncio's.
     * ``redact_logs``: the ``logger`` (default ``websockets.server``) never
       sees secret header or query values, even at DEBUG; False logs them as
       websockets does.
@@ -557,9 +577,11 @@ def serve(
     connection_factory: Callable[..., ServerConnection]
     if create_connection is None or isinstance(create_connection, type):
         connection_factory = _tracked_connection_class(
-            create_connection or ServerConnection, hub, trusted)
+            create_connection or ServerConnection, hub, trusted,
+            cap_loopback_per_address=cap_loopback_per_address)
     else:
-        connection_factory = _tracking_factory(create_connection, hub, trusted)
+        connection_factory = _tracking_factory(create_connection, hub, trusted,
+                                               cap_loopback_per_address)
     server = websockets_serve(
         handler,
         host,
@@ -584,7 +606,8 @@ def serve(
         from .control import ControlListener
 
         control_listener = ControlListener(hub, control)
-    server._wsc_adopt(hub, control_listener)  # type: ignore[attr-defined]
+    server._wsc_adopt(hub, control_listener,  # type: ignore[attr-defined]
+                      accept_failure_log_interval)
     return server  # type: ignore[return-value]
 
 

@@ -77,8 +77,8 @@ async def test_handshakes_past_the_per_address_cap_are_shed_while_a_client_echoe
     """From one address, past max_handshakes_per_address idle connections are
     sent 503 and closed at once, and counted; an established client keeps
     echoing; when the idle ones leave, nothing is left in progress."""
-    async with serve(echo, "127.0.0.1", 0, max_handshakes=100,
-                     max_handshakes_per_address=3) as server, \
+    async with serve(echo, "127.0.0.1", 0, max_handshakes=100, max_handshakes_per_address=3,
+                     cap_loopback_per_address=True) as server, \
             connect(f"ws://127.0.0.1:{server.port}") as client, idle_clients() as idle:
         limiter = server.hub.handshakes
         await idle.open(server.port, 10)
@@ -116,11 +116,15 @@ async def test_past_the_total_cap_every_address_is_shed_and_the_metrics_say_so()
         assert server.hub.handshakes.in_progress == 0
 
 
-async def test_a_trusted_proxy_is_held_to_the_total_only():
-    """Every client behind a trusted proxy shares its address: the per-address
-    cap does not apply to it."""
+@pytest.mark.parametrize("options", [
+    {"trusted_proxies": ["127.0.0.1"], "cap_loopback_per_address": True},
+    {},  # loopback: taken for a local proxy by default
+], ids=["trusted proxy", "loopback"])
+async def test_a_proxy_is_held_to_the_total_only(options):
+    """Every client behind a proxy shares its address: the per-address cap does
+    not apply to a trusted proxy, nor by default to a loopback peer."""
     async with serve(echo, "127.0.0.1", 0, max_handshakes=6, max_handshakes_per_address=2,
-                     trusted_proxies=["127.0.0.1"]) as server, idle_clients() as idle:
+                     **options) as server, idle_clients() as idle:
         await idle.open(server.port, 8)
         await wait_for(lambda: server.hub.handshakes.shed[ShedLimit.TOTAL] == 2)
         assert server.hub.handshakes.shed[ShedLimit.PER_ADDRESS] == 0
@@ -283,3 +287,24 @@ async def test_the_open_file_limit_is_checked_at_start(caplog, limit, warned):
     assert bool(said) is warned
     if warned:
         assert f"open-file limit ({limit})" in said[0] and "500 handshakes" in said[0]
+
+
+async def test_the_accept_failure_handler_is_the_servers_while_it_runs_and_can_be_declined():
+    """serve() sets its accept-failure handler on the loop while it serves and
+    gives the previous one back when it stops; accept_failure_log_interval=None
+    leaves the loop's handler alone."""
+    loop = asyncio.get_running_loop()
+
+    def mine(loop: Any, context: dict[str, Any]) -> None:
+        pass
+
+    loop.set_exception_handler(mine)
+    try:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            assert loop.get_exception_handler() is not mine
+        await server.wait_closed()
+        assert loop.get_exception_handler() is mine
+        async with serve(echo, "127.0.0.1", 0, accept_failure_log_interval=None):
+            assert loop.get_exception_handler() is mine
+    finally:
+        loop.set_exception_handler(None)

@@ -10,6 +10,7 @@ from wsconsole.server.limits import (
     ShedLimit,
     TokenBucket,
     address_key,
+    is_loopback_host,
     descriptor_shortfall,
 )
 from wsconsole.server.protocol import Role
@@ -110,6 +111,12 @@ def test_ipv6_clients_are_counted_by_their_64():
     assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert address_key("192.0.2.7") == "192.0.2.7"
     assert address_key("fe80::1%eth0") == address_key("fe80::2")
+
+
+def test_loopback_hosts_are_recognised():
+    """127.0.0.0/8, ::1 and IPv4-mapped loopback are loopback; nothing else is."""
+    assert all(map(is_loopback_host, ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]))
+    assert not any(map(is_loopback_host, ["10.0.0.1", "::2", "1270::1", "fe80::1"]))
 
 
 def test_an_interval_log_says_the_first_then_the_count_per_window():

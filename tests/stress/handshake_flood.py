@@ -3,8 +3,8 @@
 Run it from the repository root (it starts ``wsconsole serve`` on loopback,
 ports 0, with a 1,024-descriptor limit, and stops it at the end)::
 
-    .venv/bin/python tests/stress/handshake_flood.py                  # limits off, then on
-    .venv/bin/python tests/stress/handshake_flood.py --only on --idle 2024 --half-open 5000
+    .venv/bin/python tests/stress/handshake_flood.py                  # off, on, per-address
+    .venv/bin/python tests/stress/handshake_flood.py --only per-address --idle 2024 --half-open 5000
     .venv/bin/python tests/stress/handshake_flood.py --server-python ../main/.venv/bin/python \\
         --only unflagged                                              # a version from before
 
@@ -20,9 +20,13 @@ from ``/metrics`` (handshakes shed by limit, accept failures) and its log
 (lines, "Too many open files", tracebacks).
 
 ``--only off`` runs the server with ``--max-handshakes 0
---max-handshakes-per-address 0``; ``--only on`` with the defaults;
+--max-handshakes-per-address 0``; ``--only on`` with the defaults, under
+which a loopback client (the flood) is taken for a local proxy and held to
+the total cap only; ``--only per-address`` with the defaults and
+``--cap-loopback-per-address``, as a flood from one remote host meets them;
 ``--only unflagged`` with no such flags (for ``--server-python``, a version
-from before them). Counts and times are bounded; loopback only.
+from before them). Without ``--only``: off, on, per-address. Counts and
+times are bounded; loopback only. Exits 1 only if the server died.
 """
 
 from __future__ import annotations
@@ -47,9 +51,16 @@ from tests.stress.flood_support import HOST, EchoCanary, FloodServer
 
 __all__ = ["main", "run_flood"]
 
-LIMITS_OFF = ["--max-handshakes", "0", "--max-handshakes-per-address", "0"]
-"""``wsconsole serve`` flags that turn the handshake caps off."""
-LIMIT_NAMES = {"on": "on (defaults)", "off": "off", "unflagged": "as the server has them"}
+FLAGS = {
+    "off": ["--max-handshakes", "0", "--max-handshakes-per-address", "0"],
+    "on": [],
+    "per-address": ["--cap-loopback-per-address"],
+    "unflagged": [],
+}
+"""``wsconsole serve`` flags of each mode."""
+LIMIT_NAMES = {"on": "on (defaults: loopback held to the total)", "off": "off",
+               "per-address": "on (defaults, loopback held per address too)",
+               "unflagged": "as the server has them"}
 
 MAX_CONNECTIONS = 20_000
 """No phase opens more than this many connections."""
@@ -228,7 +239,7 @@ async def run_flood(*, idle: int, half_open: int, hold: float, limits: str, nofi
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
 
     with tempfile.TemporaryDirectory(prefix="wsconsole-flood-") as folder:
-        async with FloodServer(Path(folder), LIMITS_OFF if limits == "off" else [],
+        async with FloodServer(Path(folder), FLAGS[limits],
                                python=python, preexec_fn=limit_descriptors) as server:
             phases = []
             async with EchoCanary(server.url) as canary, Flood() as flood:
@@ -288,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds each phase is held (default: 5, at most 60)")
     parser.add_argument("--nofile", type=int, default=1024, metavar="N",
                         help="the server's open-file limit (default: 1024)")
-    parser.add_argument("--only", choices=["on", "off", "unflagged"],
-                        help="run only with the limits on (defaults), or off, or with no "
-                        "limit flags at all (for a version from before them)")
+    parser.add_argument("--only", choices=list(FLAGS),
+                        help="run one mode: off, on (the defaults), per-address (the "
+                        "defaults, loopback held per address too), unflagged (no flags: "
+                        "for a version from before them)")
     parser.add_argument("--server-python", default=sys.executable, metavar="PYTHON",
                         help="interpreter that runs wsconsole serve (default: this one)")
     parser.add_argument("--flood-worker", action="store_true", help=argparse.SUPPRESS)
@@ -299,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_worker())
         return 0
     died = False
-    for limits in [args.only] if args.only else ["off", "on"]:
+    for limits in [args.only] if args.only else ["off", "on", "per-address"]:
         figures = asyncio.run(run_flood(idle=args.idle, half_open=args.half_open,
                                         hold=args.hold, limits=limits, nofile=args.nofile,
                                         python=args.server_python))
