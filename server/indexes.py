@@ -316,15 +316,22 @@ class GroupIndex:
     a group's count is its bucket's size. The groups are also kept by count,
     with the distinct counts sorted: there are at most about ``sqrt(2n)`` of
     them for ``n`` members, so the largest ``k`` groups cost O(k + that).
+
+    With an ``order`` attribute, the index also knows which buckets are in
+    ``(order, id)`` order as inserted (each member's value above the last
+    one's): the first records of such a bucket are the first of the group in
+    that order, with no sort. A bucket out of order stays so until it empties.
     """
 
-    __slots__ = ("buckets", "_levels", "_sizes")
+    __slots__ = ("buckets", "_levels", "_sizes", "_order", "_unordered")
 
-    def __init__(self) -> None:
+    def __init__(self, order: str | None = None) -> None:
         self.buckets: dict[str, dict[str, Any]] = {}
         # count -> the groups of that size, in the order they reached it.
         self._levels: dict[int, dict[str, None]] = {}
         self._sizes: list[int] = []
+        self._order = attrgetter(order) if order is not None else None
+        self._unordered: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.buckets)
@@ -347,6 +354,10 @@ class GroupIndex:
         if bucket is None:
             bucket = self.buckets[value] = {}
         size = len(bucket)
+        order = self._order
+        if size and order is not None and value not in self._unordered and not (
+                order(record) > order(next(reversed(bucket.values())))):
+            self._unordered.add(value)
         bucket[record.id] = record
         if size:
             self._leave(value, size)
@@ -364,6 +375,11 @@ class GroupIndex:
             self._enter(value, size - 1)
         else:
             del self.buckets[value]
+            self._unordered.discard(value)
+
+    def in_order(self, value: str) -> bool:
+        """True if the group's bucket, as inserted, is in ``order`` order."""
+        return self._order is not None and value not in self._unordered
 
     def largest(self, k: int) -> list[tuple[str, int]]:
         """The ``k`` largest groups, by count then name.

@@ -438,9 +438,12 @@ class ConnectionRegistry:
 
     def __init__(self) -> None:
         self._by_id: dict[str, ConnectionRecord] = {}
-        self._users = GroupIndex()
-        self._paths = GroupIndex()
-        self._topics = GroupIndex()
+        # Each bucket knows whether it is in connection-time order (members
+        # joining in the order they connected, as a hub's do): then its first
+        # page by connection time needs no walk and no sort.
+        self._users = GroupIndex("connected_at")
+        self._paths = GroupIndex("connected_at")
+        self._topics = GroupIndex("connected_at")
         self._by_time = SortedRecords("connected_at")
         self._segments: list[Segment] = []
         # Segments with room for a record, the one to fill next last.
@@ -451,11 +454,6 @@ class ConnectionRegistry:
         self._wanted: dict[str, float] = {}
         self._kept: set[str] = set()
         self._clock = 0.0
-        # While records arrive in strictly increasing connection time (as a
-        # hub's do), a user's or path's bucket, in insertion order, is in
-        # connection-time order: its first page needs no walk and no sort.
-        self._arrived_in_time_order = True
-        self._latest_arrival = -math.inf
         # Sums of the sampled counters of the open records.
         self._seen_msgs_in = self._seen_bytes_in = 0
         self._seen_msgs_out = self._seen_bytes_out = 0
@@ -486,10 +484,6 @@ class ConnectionRegistry:
         for topic in record.topics:
             self._topics.add(topic, record)
         self._by_time.add(record)
-        if record.connected_at > self._latest_arrival:
-            self._latest_arrival = record.connected_at
-        else:
-            self._arrived_in_time_order = False
         record.msgs_in_seen = record.msgs_in
         record.bytes_in_seen = record.bytes_in
         record.msgs_out_seen = record.msgs_out
@@ -799,12 +793,10 @@ class ConnectionRegistry:
         attribute = SORTED_BY[key_name]
         want = limit + 1  # one more than the page tells whether another follows
 
-        # A topic's bucket is in subscription order, a user's or path's in
-        # arrival order.
-        sources = [_Source(len(bucket), bucket.values(), bucket, arrival_order=arrival)
-                   for index, value, arrival in ((self._users, user, True),
-                                                 (self._paths, path, True),
-                                                 (self._topics, topic, False))
+        sources = [_Source(len(bucket), bucket.values(), bucket,
+                           time_ordered=index.in_order(value))
+                   for index, value in ((self._users, user), (self._paths, path),
+                                        (self._topics, topic))
                    if value is not None
                    for bucket in (index.bucket(value),)]
         if id_prefix:
@@ -833,17 +825,17 @@ class ConnectionRegistry:
             total = source.count
             rows = None
             merged = attribute != "connected_at"
-            if (after is None and not merged and source.arrival_order
-                    and self._arrived_in_time_order):
-                # The first page of a user or path by connection time.
+            if after is None and not merged and source.time_ordered:
+                # The first page of a group whose members joined in the order
+                # they connected.
                 values = source.records
                 rows = list(islice(reversed(values) if descending else values,  # type: ignore[call-overload]
                                    want))
-            elif total > _walk_threshold(len(self._by_id), want, merged):
+            elif (budget := _walk_budget(len(self._by_id), want, total, merged)) is not None:
                 # A large group: walk the order and keep the group's records,
                 # about want * n / total of them, unless the group sits far
-                # down the order; past a walk of `total` records, sort it.
-                rows = _walk(self._ordered(attribute, descending, after), source, want, total)
+                # down the order; past the budget, sort the group instead.
+                rows = _walk(self._ordered(attribute, descending, after), source, want, budget)
             if rows is None:
                 rows = _best(source.records, attribute, descending, after, want)
 
@@ -904,17 +896,17 @@ class _Source:
     call per record); an id prefix with ``str.startswith``.
     """
 
-    __slots__ = ("count", "records", "bucket", "prefix", "arrival_order", "has_id")
+    __slots__ = ("count", "records", "bucket", "prefix", "time_ordered", "has_id")
 
     def __init__(self, count: int, records: Iterable[ConnectionRecord],
                  bucket: Mapping[str, ConnectionRecord] | None,
-                 prefix: str | None = None, *, arrival_order: bool = False) -> None:
+                 prefix: str | None = None, *, time_ordered: bool = False) -> None:
         self.count = count
         self.records = records
         self.bucket = bucket
         self.prefix = prefix
-        self.arrival_order = arrival_order
-        """True if ``records`` come in the order they were registered."""
+        self.time_ordered = time_ordered
+        """True if ``records`` come in ``(connected_at, id)`` order."""
         self.has_id: Callable[[str], bool] = (
             bucket.__contains__ if bucket is not None
             else lambda id: id.startswith(prefix))  # type: ignore[arg-type]
@@ -926,18 +918,28 @@ class _Source:
 _ID = attrgetter("id")
 
 
-def _walk_threshold(population: int, want: int, merged: bool) -> int:
-    """Above how many matches walking the order beats sorting the matches.
+WALK_STEP_COST = {True: 6.0, False: 0.5}
+"""What a step of a walk costs, in steps of sorting a group: a merge of the
+segments' runs (True) is a heap operation over every segment, the
+connection-time index (False) a chain of lists. Measured at 10,000 and
+100,000 records with tests/benchmarks/bench_registry.py."""
 
-    Sorting m matches costs about m steps; walking the order until ``want``
-    of them appear costs about ``want * population / m`` steps, which are
-    dearer when segments' runs are merged (a heap) than along the
-    connection-time index (a chain of lists): they cross at
-    ``sqrt(c * want * population)``, c measured by bench_registry.py.
+
+def _walk_budget(population: int, want: int, matches: int, merged: bool) -> int | None:
+    """How many records a walk may look at for ``want`` of ``matches``; None
+    if sorting the matches is expected to be cheaper than walking at all.
+
+    Walking finds ``want`` of them in about ``want * population / matches``
+    steps; sorting them costs ``matches``: the walk is chosen when it is
+    expected to cost no more than the sort (from ``matches`` of about
+    ``sqrt(cost * want * population)``), and given up once it has cost as
+    much (the matches sit far down the order: a filter that follows the
+    sort), so that the worst case costs about two sorts of the group.
     """
-    if merged:
-        return max(4 * want, math.isqrt(4 * want * population))
-    return max(want, math.isqrt(want * population // 4))
+    cost = WALK_STEP_COST[merged]
+    if matches < want or want * population * cost > matches * matches:
+        return None
+    return int(matches / cost)
 
 
 def _walk(ordered: Iterator[ConnectionRecord], source: _Source,

@@ -25,10 +25,11 @@ Each timed request does what the control operation does with the registry:
 the page, the rows' summaries and, when asked, the group counts (not the
 JSON encoding, the same for both). The synthetic fleet: one user in ten has
 several connections, ``ann`` has 5; five paths, ``/chat`` has 60% of the
-connections and ``/late`` the newest 10%, who are also the topic ``late``
-(filters correlated with the connection time: ``topic=late`` sorted by it is
-the worst case of the new selection); 30% of the others in one of ten
-topics; counters with many ties, as idle connections stay at zero.
+connections and ``/late`` the newest 10%, who later also join the topic
+``late`` in random order (filters correlated with the connection time:
+``topic=late`` sorted by it is the worst case of the new selection); 30% of
+the others in one of ten topics, joined as they connect; counters with many
+ties, as idle connections stay at zero.
 
 ``gc.freeze()`` after each build, and the collector held off during each
 timed call (it runs between them), keep garbage collection out of the
@@ -294,11 +295,19 @@ class FleetBuilder:
         return record, "late" if late else topic
 
     def fill(self, registry: Any) -> None:
+        late = []
         for _ in range(self.size):
             record, topic = self.record()
             registry.add(record)
-            if topic is not None:
+            if topic == "late":
+                late.append(record.id)
+            elif topic is not None:
                 registry.subscribe(record.id, topic)
+        # The newest tenth joins "late" afterwards, in no particular order (a
+        # room they entered later): its bucket is not in connection order.
+        self.rng.shuffle(late)
+        for id in late:
+            registry.subscribe(id, "late")
 
 
 def build(size: int, seed: int) -> tuple[BaselineRegistry, ConnectionRegistry, FleetBuilder, FleetBuilder]:

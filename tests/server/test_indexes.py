@@ -125,3 +125,25 @@ def test_a_run_nobody_keeps_goes_stale_and_is_rebuilt_when_read():
     run = segment.run("value")
     assert keys(run) == sorted(keys(segment.by_id)) and len(run) == 100
     assert run[0].id == "zzz" and not segment.stale
+
+
+def test_a_group_knows_while_its_members_joined_in_order():
+    """in_order holds while each member joined with a value above the last one's,
+    survives removals, is lost on a member out of order (or a tie) and comes back
+    once the group is empty."""
+    groups = GroupIndex("value")
+    items = [Item(f"{i:03}", i) for i in range(10)]
+    for item in items[:5]:
+        groups.add("g", item)
+    assert groups.in_order("g") and groups.in_order("nobody")
+    groups.discard("g", items[4].id)
+    groups.add("g", items[5])
+    assert groups.in_order("g")
+    groups.add("g", Item("tie", 5))
+    assert not groups.in_order("g")
+    for item in list(groups.bucket("g").values()):
+        groups.discard("g", item.id)
+    groups.add("g", items[9])
+    groups.add("g", items[1])
+    assert not groups.in_order("g")
+    assert not GroupIndex().in_order("g")  # no order to keep

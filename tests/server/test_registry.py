@@ -598,3 +598,19 @@ def test_first_page_of_a_group_by_connection_time_stays_exact_when_clocks_step_b
             page = reg.query(sort=sort, limit=30, **filters)
             assert [(r.connected_at, r.id) for r in page.records] == reference(reg, sort, **filters)[:30]
     assert reg.query(path="/a", limit=5).records[0].connected_at == 10.0
+
+
+def test_a_topic_at_the_far_end_of_a_merged_order_is_still_exact():
+    """A topic whose members all sort last by id (the walk along the merged
+    segments gives up and the topic is sorted instead) pages exactly."""
+    reg = ConnectionRegistry()
+    for i in range(4000):
+        record = ConnectionRecord(f"{i:05}", node="n1", user="u", path="/p")
+        reg.add(record)
+        reg.subscribe(record.id, "late" if i >= 3000 else "early")
+    page = reg.query(topic="late", sort="id", limit=10)
+    assert [r.id for r in page.records] == [f"{i:05}" for i in range(3000, 3010)]
+    assert [r.id for r in page_through(reg, "id", limit=100, topic="late")] == [
+        f"{i:05}" for i in range(3000, 4000)]
+    assert [r.id for r in page_through(reg, "-id", limit=100, topic="early")] == [
+        f"{i:05}" for i in range(2999, -1, -1)]
