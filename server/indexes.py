@@ -23,7 +23,7 @@ Three structures, for three kinds of data:
   index; the sampler visits one segment at a time. An order asked for
   lately is kept up to date in every segment; any other becomes stale where
   something changed and is sorted again when next asked for (a sort of
-  each segment, about 0.05 ms per 512 records). A page in one of these
+  each segment, about 0.25 ms per 512 records). A page in one of these
   orders merges the segments' runs from the cursor: a bisection per
   segment, then the page.
 - :class:`GroupIndex` groups records by one field (user, path, topic) and
@@ -42,6 +42,7 @@ __all__ = [
     "SortedRecords",
     "Segment",
     "SEGMENT_SIZE",
+    "BLOCK_SIZE",
     "GroupIndex",
     "order_key",
 ]

@@ -18,15 +18,17 @@ What things cost, for ``n`` open connections (the structures are in
   of 512 records plus a merge of the page. Live values (counters, last
   activity, buffer, latency) order by their last sample, never by a walk
   over the records. The first page in an order nobody asked for within
-  :data:`WANTED_SECONDS` sorts each segment once (about 0.05 ms per 512
+  :data:`WANTED_SECONDS` sorts each segment once (about 0.25 ms per 512
   records), after which the order is kept up to date.
-- a filter on a small group (up to about ``sqrt(4 * limit * n)`` members):
-  the group is sorted, O(m log limit). A larger group: the order is walked
-  and the group's records kept, about ``limit * n / m`` steps; if they sit
-  far down the order (a filter correlated with the sort, such as the
-  newest connections' path by connection time), the walk gives up after
-  ``m`` steps and the group is sorted: O(m), the worst case. Several
-  filters: the smallest group, probed in the others (the total needs that).
+- one filter: a small group is sorted, O(m log limit); a larger one is
+  found by walking the order, about ``limit * n / m`` steps, when that is
+  expected to cost less (:func:`_walk_budget`, from measured step costs);
+  a walk that has cost as much as the sort without filling the page (the
+  group sits far down the order: a filter that follows the sort) gives up
+  and the group is sorted: about two sorts of the group, the worst case.
+  The first page by connection time of a group whose members joined in
+  connection order is the head of its bucket. Several filters: the
+  smallest group's ids intersected with the others' (the total needs it).
 - sampling: one segment per :meth:`ConnectionRegistry.sample_step`, so that
   the edge spreads a pass over every record across its interval.
 """
@@ -62,6 +64,9 @@ __all__ = [
     "decode_cursor",
     "merge_pages",
     "merge_groups",
+    "WANTED_SECONDS",
+    "WALK_STEP_COST",
+    "MAX_CURSOR_LENGTH",
 ]
 
 
