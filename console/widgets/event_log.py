@@ -20,12 +20,15 @@ from wsconsole.server.wire import Event
 from ..formatting import describe_close, human_bytes, human_duration
 from ..output import printable
 
-__all__ = ["EventLog", "COALESCE_ABOVE", "FLUSH_INTERVAL"]
+__all__ = ["EventLog", "COALESCE_ABOVE", "FLUSH_INTERVAL", "MAX_LINES"]
 
 COALESCE_ABOVE = 4
 """More opened (or closed) events than this in one flush become one summary line."""
 FLUSH_INTERVAL = 0.25
 """Seconds between writes of buffered events."""
+MAX_LINES = 2000
+"""Lines the event log keeps; older ones are dropped. A rendered line costs
+about 4 KiB, so a full log holds about 10 MB whatever the uptime."""
 
 
 class EventLog(RichLog):
@@ -48,11 +51,11 @@ class EventLog(RichLog):
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
-        super().__init__(id=id, max_lines=2000, wrap=False, markup=False, min_width=40)
+        super().__init__(id=id, max_lines=MAX_LINES, wrap=False, markup=False, min_width=40)
         self.clock = clock
         self._pending: list[Event] = []
         self._last_state: tuple[Any, Any] = (HubState.SERVING, None)
-        self.entries: deque[str] = deque(maxlen=2000)
+        self.entries: deque[str] = deque(maxlen=MAX_LINES)
         """Plain text of the lines written, newest last (for tests and copy)."""
 
     def on_mount(self) -> None:

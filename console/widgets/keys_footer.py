@@ -5,16 +5,26 @@ Textual's Footer rebuilds all its keys whenever a screen says its bindings may
 have changed: on every focus change, every screen push and every
 ``refresh_bindings``, about a tenth of a second of CPU each on a small machine.
 Most of those calls change nothing the footer shows.
+
+It also lets go of the keys it replaced. Each ``FooterKey`` binds the
+footer's ``compact`` reactive (``data_bind``), which puts a watcher on the
+footer; Textual drops a removed key's watcher only when ``compact`` changes,
+which in the console it never does. So every rebuild kept the previous keys
+alive with their styles and render caches: ``wsconsole demo`` grew by about
+20 MB a minute while Footer rebuilt on every refresh (Textual issue 6666).
+This relies on two private names of Textual's (``__watchers``, ``_closing``):
+if either changes, ``tests/console/test_memory_bounds.py`` fails.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widgets import Footer
 
-__all__ = ["KeysFooter", "shown_keys"]
+__all__ = ["KeysFooter", "shown_keys", "forget_closed_watchers"]
 
 
 def shown_keys(screen: Screen[Any]) -> tuple[tuple[Any, ...], ...]:
@@ -24,6 +34,21 @@ def shown_keys(screen: Screen[Any]) -> tuple[tuple[Any, ...], ...]:
         for key, (_, binding, enabled, tooltip) in screen.active_bindings.items()
         if binding.show
     )
+
+
+def forget_closed_watchers(node: DOMNode) -> int:
+    """Drop the watchers that closed nodes left on ``node``; return how many.
+
+    The test Textual applies when a watched value changes
+    (``Reactive._check_watchers``), applied now rather than never.
+    """
+    watchers: dict[str, list[tuple[Any, Any]]] = getattr(node, "__watchers", {})
+    dropped = 0
+    for entries in watchers.values():
+        alive = [(watcher, callback) for watcher, callback in entries if not watcher._closing]
+        dropped += len(entries) - len(alive)
+        entries[:] = alive
+    return dropped
 
 
 class KeysFooter(Footer):
@@ -41,4 +66,8 @@ class KeysFooter(Footer):
             if keys == self._shown:
                 return
             self._shown = keys
+        # Before the rebuild: the keys of the last one are closed by now (at
+        # most one set of old keys lives until then), and the rebuild itself
+        # runs exactly as Textual's.
+        forget_closed_watchers(self)
         super().bindings_changed(screen)
