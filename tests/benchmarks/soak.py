@@ -1,0 +1,443 @@
+"""Soak: ``wsconsole demo`` under churn for a while, watching its memory.
+
+Run it from the repository root (it is not collected by pytest)::
+
+    python tests/benchmarks/soak.py                    # 3 minutes, console attached
+    python tests/benchmarks/soak.py --minutes 30       # the figures in docs/benchmarks.md
+    python tests/benchmarks/soak.py --console none     # the server side alone
+    python tests/benchmarks/soak.py --tracemalloc      # and where the growth was allocated
+
+In one process, as ``wsconsole demo`` puts it together: the embedded server
+with the demo application and its control listener, the demo's simulated
+clients (residents, guests who come and go, the market ticker and the slow
+reader), and the console (``--console tui``: the real ``ConsoleApp``,
+headless through ``App.run_test``; ``client``: a bare control client that
+subscribes to events and lists a page a second, as a script would; ``none``).
+On top, churn: ``--churn`` short-lived connections a second, each with a user,
+path and room never seen before (the costliest case for the registry's
+indexes and the metrics' label sets), sending a few messages, then closing
+normally or dropping the TCP connection.
+
+Every ``--interval`` seconds it prints the process's RSS, the number of
+Python objects and of allocated memory blocks, the open connections, the event log's lines, the asyncio
+tasks, and the object types that grew most since the warm-up. At the end:
+the growth in MB per minute after the warm-up (least squares over the
+samples), the object types that grew per minute, and, once every client has
+gone, what the server still holds (it must be nothing per connection).
+
+The script exits 0 (unless it breaks); growth over ``--budget`` MB a minute
+is printed as OVER BUDGET. Must never reach beyond loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import gc
+import logging
+import os
+import random
+import resource
+import secrets
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from wsconsole.console.app import ConsoleApp
+from wsconsole.console.client import ControlClient
+from wsconsole.console.simulator import Simulator
+from wsconsole.console.tui_command import DEMO_NODE, DEMO_SLOW_CONSUMER_LIMIT, logging_silenced
+from wsconsole.server import serve
+from wsconsole.server.config import ControlConfig
+from wsconsole.server.demo_app import demo_handler
+
+__all__ = ["SoakConfig", "Sample", "main", "run_soak", "growth_per_minute"]
+
+HOST = "127.0.0.1"
+"""Loopback only: a soak must never listen on or reach another address."""
+
+TERMINAL_SIZE = (120, 40)
+"""The headless console's size: what an operator's terminal typically shows."""
+
+CHURN_IN_FLIGHT = 50
+"""Churn connections open at once at most; more are skipped, and counted."""
+
+
+@dataclass
+class SoakConfig:
+    """What one run does."""
+
+    minutes: float = 3.0
+    """How long to run, warm-up included."""
+    interval: float = 20.0
+    """Seconds between samples."""
+    warmup: float = 1.0
+    """Minutes before the growth is measured: caches fill, the log and sparklines
+    reach their bounds, the slow reader's first cycle ends."""
+    console: str = "tui"
+    """``tui``, ``client`` or ``none``."""
+    churn: float = 5.0
+    """Short-lived connections opened per second, on top of the simulator's."""
+    guests: int = 4
+    """The simulator's guests who come and go."""
+    seed: int = 7
+    top: int = 8
+    """Object types shown per sample."""
+    tracemalloc: int = 0
+    """Frames per traceback when tracing allocations (0: off; slows the run a lot)."""
+    budget: float = 1.0
+    """MB a minute of growth after the warm-up above which the run says OVER BUDGET."""
+
+
+@dataclass
+class Sample:
+    """One measurement."""
+
+    elapsed: float
+    """Seconds since start."""
+    rss: float
+    """Resident set size, MB."""
+    objects: int
+    """Objects the garbage collector tracks."""
+    blocks: int
+    """Memory blocks Python's allocator has handed out (``sys.getallocatedblocks``):
+    strings and bytes too, which the garbage collector does not track."""
+    types: collections.Counter[str]
+    """Tracked objects by type (``module.qualname``)."""
+
+
+def rss_mb() -> float:
+    """The process's current resident set size in MB (its peak where /proc is absent)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # pragma: no cover - not Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def object_types() -> collections.Counter[str]:
+    """Objects tracked by the garbage collector, by type."""
+    counts: collections.Counter[str] = collections.Counter()
+    for obj in gc.get_objects():
+        kind = type(obj)
+        counts[f"{kind.__module__}.{kind.__qualname__}"] += 1
+    return counts
+
+
+def growth_per_minute(samples: list[tuple[float, float]]) -> float:
+    """The least-squares slope of (seconds, value) pairs, per minute."""
+    if len(samples) < 2:
+        return 0.0
+    n = len(samples)
+    mean_t = sum(t for t, _ in samples) / n
+    mean_v = sum(v for _, v in samples) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in samples)
+    if spread == 0:
+        return 0.0
+    slope = sum((t - mean_t) * (v - mean_v) for t, v in samples) / spread
+    return slope * 60
+
+
+class Churn:
+    """Opens short-lived connections at a steady rate, each a user, path and room
+    never seen before; each sends a few messages, reads the echoes and leaves."""
+
+    def __init__(self, url: str, rate: float, seed: int) -> None:
+        self.url = url
+        self.rate = rate
+        self.random = random.Random(seed)
+        self.opened = 0
+        """Connections whose handshake succeeded."""
+        self.failed = 0
+        """Connections that failed or broke (the server shedding them counts here)."""
+        self.skipped = 0
+        """Ticks skipped because CHURN_IN_FLIGHT connections were still open."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.rate > 0:
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        tasks = [t for t in (self._runner, *self._tasks) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        n = 0
+        next_at = loop.time()
+        while True:
+            next_at += 1 / self.rate
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            if len(self._tasks) >= CHURN_IN_FLIGHT:
+                self.skipped += 1
+                continue
+            n += 1
+            task = loop.create_task(self._one(n))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _one(self, n: int) -> None:
+        rng = self.random
+        # A new user, path and room each time: every index bucket and label
+        # value they create must go when the connection does.
+        url = f"{self.url}/churn/{n}?user=churn-{n}&room=churn-room-{n}"
+        try:
+            async with connect(url, user_agent_header="soak-churn/1.0",
+                               open_timeout=10, close_timeout=2) as ws:
+                self.opened += 1
+                for _ in range(rng.randint(1, 3)):
+                    await ws.send(f"churn {n}")
+                    await ws.recv()
+                await asyncio.sleep(rng.uniform(0.0, 2.0))
+                if rng.random() < 0.2:
+                    ws.transport.abort()  # gone without a close frame
+        except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
+            self.failed += 1
+
+
+class BareConsole:
+    """What a script does over the control plane: events, and a page a second."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.client = ControlClient(url, token)
+        self.events = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.client.connect()
+        await self.client.subscribe(stats_interval=1.0)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._read()), loop.create_task(self._list())]
+
+    async def _read(self) -> None:
+        async for _ in self.client.events():
+            self.events += 1
+
+    async def _list(self) -> None:
+        while True:
+            await self.client.list_connections(limit=100, groups=True)
+            await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.close()
+
+
+def _event_log_lines(app: ConsoleApp | None) -> str:
+    if app is None:
+        return "-"
+    try:
+        log = app.main_screen.event_log
+    except Exception:  # not mounted yet
+        return "-"
+    return str(len(log.lines))
+
+
+async def run_soak(config: SoakConfig, out: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Run one soak; print as it goes; return the figures."""
+    if config.tracemalloc:
+        tracemalloc.start(config.tracemalloc)
+    token = secrets.token_urlsafe(32)
+    server = serve(
+        demo_handler, HOST, 0, node=DEMO_NODE, slow_consumer_limit=DEMO_SLOW_CONSUMER_LIMIT,
+        control=ControlConfig(host=HOST, port=0, token=token),
+    )
+    await server
+    public = f"ws://{server.hub.listen[0]}"
+    simulator = Simulator(public, seed=config.seed, guests=config.guests)
+    simulator.start()
+    churn = Churn(public, config.churn, config.seed)
+    churn.start()
+    out(f"soak: {config.minutes:g} min, sample every {config.interval:g} s, warm-up "
+        f"{config.warmup:g} min; console {config.console}; churn {config.churn:g}/s; "
+        f"{len(simulator.residents)} residents, {config.guests} guests, ticker and slow reader")
+    out(f"Python {sys.version.split()[0]}, pid {os.getpid()}")
+
+    app: ConsoleApp | None = None
+    bare: BareConsole | None = None
+    try:
+        if config.console == "tui":
+            app = ConsoleApp(lambda: ControlClient(server.control.url, token),
+                             url=server.control.url)
+            async with app.run_test(size=TERMINAL_SIZE):
+                result = await _measure(config, server, churn, app, out)
+        else:
+            if config.console == "client":
+                bare = BareConsole(server.control.url, token)
+                await bare.start()
+            result = await _measure(config, server, churn, None, out)
+    finally:
+        await churn.stop()
+        await simulator.stop()
+        if bare is not None:
+            await bare.stop()
+    result["left_behind"] = await _left_behind(server, out)
+    server.close()
+    async with asyncio.timeout(10):
+        await server.wait_closed()
+    if config.tracemalloc:
+        tracemalloc.stop()
+    return result
+
+
+async def _measure(config: SoakConfig, server: Any, churn: Churn, app: ConsoleApp | None,
+                   out: Callable[[str], Any]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + config.minutes * 60
+    warmup_end = started + min(config.warmup * 60, config.minutes * 60)
+    hub = server.hub
+    samples: list[Sample] = []
+    baseline: Sample | None = None
+    traced_baseline: Any = None
+    out(f"{'time':>6} {'RSS MB':>7} {'objects':>8} {'blocks':>8} {'open':>5} {'opened':>7} "
+        f"{'log':>5} {'tasks':>5}  grown most since warm-up")
+    next_at = started
+    while True:
+        next_at = min(next_at + config.interval, deadline)
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        now = loop.time()
+        types = object_types()
+        sample = Sample(now - started, rss_mb(), sum(types.values()), sys.getallocatedblocks(),
+                        types)
+        samples.append(sample)
+        if baseline is None and now >= warmup_end - 1e-6:
+            baseline = sample
+            if config.tracemalloc:
+                traced_baseline = tracemalloc.take_snapshot()
+        if baseline is None:
+            grown = "(warming up)"
+        elif baseline is sample:
+            grown = "(baseline)"
+        else:
+            grown = ", ".join(f"{name} {delta:+d}"
+                              for name, delta in _deltas(baseline.types, types, config.top))
+        minutes, seconds = divmod(int(sample.elapsed), 60)
+        out(f"{minutes:3d}:{seconds:02d} {sample.rss:7.1f} {sample.objects:8d} {sample.blocks:8d} "
+            f"{len(hub.registry):5d} {hub.opened_total:7d} {_event_log_lines(app):>5} "
+            f"{len(asyncio.all_tasks()):5d}  {grown}")
+        if now >= deadline:
+            break
+    return _summary(config, samples, baseline, traced_baseline, churn, hub, out)
+
+
+def _deltas(before: collections.Counter[str], after: collections.Counter[str],
+            top: int) -> list[tuple[str, int]]:
+    changes = {name: after[name] - before[name] for name in set(before) | set(after)}
+    grown = sorted((item for item in changes.items() if item[1] > 0),
+                   key=lambda item: -item[1])
+    return grown[:top]
+
+
+def _summary(config: SoakConfig, samples: list[Sample], baseline: Sample | None,
+             traced_baseline: Any, churn: Churn, hub: Any,
+             out: Callable[[str], Any]) -> dict[str, Any]:
+    first, last = samples[0], samples[-1]
+    after = [s for s in samples if baseline is not None and s.elapsed >= baseline.elapsed]
+    rss_growth = growth_per_minute([(s.elapsed, s.rss) for s in after])
+    objects_growth = growth_per_minute([(s.elapsed, s.objects) for s in after])
+    blocks_growth = growth_per_minute([(s.elapsed, s.blocks) for s in after])
+    out("")
+    out(f"connections opened {hub.opened_total} (churn {churn.opened}, churn failures "
+        f"{churn.failed}, churn ticks skipped {churn.skipped}); "
+        f"slow consumers closed {hub.slow_consumer_disconnects}")
+    out(f"RSS: {first.rss:.1f} MB at {first.elapsed:.0f} s, "
+        f"{baseline.rss if baseline else float('nan'):.1f} MB after the warm-up, "
+        f"{last.rss:.1f} MB at the end ({last.elapsed / 60:.1f} min)")
+    verdict = " OVER BUDGET" if rss_growth > config.budget else ""
+    out(f"growth after warm-up: {rss_growth:+.2f} MB/min RSS, {objects_growth:+.0f} objects/min, "
+        f"{blocks_growth:+.0f} blocks/min (least squares over {len(after)} samples; "
+        f"budget {config.budget:g} MB/min){verdict}")
+    if baseline is not None and len(after) > 1:
+        span = max((last.elapsed - baseline.elapsed) / 60, 1e-9)
+        per_minute = [(name, delta / span)
+                      for name, delta in _deltas(baseline.types, last.types, config.top)]
+        out("object types grown most after warm-up, per minute: " + (", ".join(
+            f"{name} {rate:+.0f}" for name, rate in per_minute) or "none"))
+    if traced_baseline is not None:
+        out("allocations grown most after warm-up (tracemalloc):")
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)])
+        for stat in snapshot.compare_to(traced_baseline, "traceback")[:config.top]:
+            out(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
+            for line in stat.traceback.format()[-8:]:
+                out(f"      {line}")
+    return {"rss_growth_mb_per_min": rss_growth, "objects_growth_per_min": objects_growth,
+            "blocks_growth_per_min": blocks_growth,
+            "rss_start": first.rss, "rss_end": last.rss,
+            "rss_after_warmup": baseline.rss if baseline else None,
+            "samples": [(s.elapsed, s.rss, s.objects, s.blocks) for s in samples]}
+
+
+async def _left_behind(server: Any, out: Callable[[str], Any]) -> dict[str, int]:
+    """Once every client has gone: what the server still holds for them."""
+    hub = server.hub
+    try:
+        async with asyncio.timeout(15):
+            while len(hub.registry) or hub._tasks or hub._listeners:
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        pass
+    registry = hub.registry
+    held = {
+        "records": len(registry),
+        "user buckets": len(registry.user_counts()),
+        "path buckets": len(registry.path_counts()),
+        "topic buckets": len(registry.topic_counts()),
+        "hub tasks": len(hub._tasks),
+        "event listeners": len(hub._listeners),
+        "public connections": len(server.connections),
+    }
+    out("after every client left, the server holds: "
+        + ", ".join(f"{name} {count}" for name, count in held.items()))
+    return held
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = SoakConfig()
+    parser.add_argument("--minutes", type=float, default=defaults.minutes,
+                        help=f"how long to run (default: {defaults.minutes:g})")
+    parser.add_argument("--interval", type=float, default=defaults.interval,
+                        help=f"seconds between samples (default: {defaults.interval:g})")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup,
+                        help=f"minutes before growth is measured (default: {defaults.warmup:g})")
+    parser.add_argument("--console", choices=("tui", "client", "none"), default=defaults.console,
+                        help="headless ConsoleApp, a bare control client, or none (default: tui)")
+    parser.add_argument("--churn", type=float, default=defaults.churn,
+                        help=f"short-lived connections a second (default: {defaults.churn:g})")
+    parser.add_argument("--guests", type=int, default=defaults.guests,
+                        help=f"simulated guests who come and go (default: {defaults.guests})")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--top", type=int, default=defaults.top,
+                        help=f"object types shown per sample (default: {defaults.top})")
+    parser.add_argument("--tracemalloc", type=int, nargs="?", const=10, default=0,
+                        metavar="FRAMES", help="trace allocations (10 frames unless given)")
+    parser.add_argument("--budget", type=float, default=defaults.budget,
+                        help=f"MB/min after warm-up that is OVER BUDGET (default: {defaults.budget:g})")
+    args = parser.parse_args(argv)
+    config = SoakConfig(**vars(args))
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    # As in `wsconsole demo`: nothing logged over the (headless) console.
+    with logging_silenced():
+        asyncio.run(run_soak(config, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The soak script keeps working: a few seconds of it exits 0 and prints its figures.
+
+Nothing about memory is asserted here (seconds say nothing about growth);
+``tests/console/test_memory_bounds.py`` and ``tests/server/test_memory_bounds.py``
+hold the bounds. This only proves that the long run an operator relies on
+still runs against today's server and console.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
+
+SMOKE_TIMEOUT = 90
+"""Seconds; the run itself is 3 s, starting the console takes a few on a busy machine."""
+
+
+@pytest.mark.timeout(SMOKE_TIMEOUT + 30)
+def test_short_soak_exits_zero_and_prints_growth_and_what_is_left() -> None:
+    """A 3-second soak with the console prints samples, the growth line and an empty server."""
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--minutes", "0.05", "--interval", "1",
+         "--warmup", "0.02", "--churn", "10"],
+        capture_output=True, text=True, timeout=SMOKE_TIMEOUT,
+    )
+    assert completed.returncode == 0, completed.stderr
+    out = completed.stdout
+    assert "RSS MB" in out and "(baseline)" in out
+    assert "growth after warm-up:" in out
+    assert "after every client left, the server holds: records 0, user buckets 0, " \
+           "path buckets 0, topic buckets 0, hub tasks 0, event listeners 0" in out
