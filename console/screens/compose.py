@@ -132,7 +132,13 @@ class ComposeScreen(ModalScreen["str | None"]):
         button.disabled = not ready
         if self.recipients is not None:
             n = self.recipients
-            button.label = f"Send to {n} connection{'s' if n != 1 else ''}"
+            label = f"Send to {n} connection{'s' if n != 1 else ''}"
+            if str(button.label) != label:
+                button.label = label
+                # A Button is not laid out again when its label changes, and a
+                # layout asked for while one is pending reuses the size computed
+                # for the old label: ask after the refresh, or "Send to 4" is cut.
+                self.call_after_refresh(button.refresh, layout=True)
         return ready
 
     @work(exclusive=True, group="dry-run", exit_on_error=False)
