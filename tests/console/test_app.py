@@ -548,7 +548,7 @@ async def test_client_chosen_markup_is_shown_literally() -> None:
             query = f"user={quote(MARKUP_USER, safe='[]/')}&room={MARKUP_ROOM}"
             assert f"path  {MARKUP_PATH}?{query}" in summary
             assert f"topics  {MARKUP_ROOM}" in summary
-            assert MARKUP_HEADER in shown(detail.query_one("#request-headers"))
+            await wait_for(lambda: MARKUP_HEADER in shown(detail.query_one("#request-headers")))
             assert app.is_running
             assert not any(n.severity == "error" for n in app._notifications)
 
