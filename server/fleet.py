@@ -85,18 +85,21 @@ class Fleet(ABC):
     async def list(
         self,
         *,
-        user: str | None = None,
-        path: str | None = None,
-        topic: str | None = None,
-        id_prefix: str | None = None,
-        sort: str = "connected_at",
-        limit: int = 100,
-        cursor: str | None = None,
-        groups: bool = True,
-        group_limit: int = 200,
+        user: str | None,
+        path: str | None,
+        topic: str | None,
+        id_prefix: str | None,
+        sort: str,
+        limit: int,
+        cursor: str | None,
+        groups: bool,
+        group_limit: int,
     ) -> Answer:
         """A page of connections (``connections``, ``total``, ``next_cursor``) and,
         with ``groups``, the ``group_limit`` largest groups of each kind.
+
+        Every argument is required: the defaults are the wire's
+        (``wire.OPERATIONS``), filled in when a request is parsed.
 
         Raises :class:`SelectorError` for a bad sort key, limit or cursor."""
 
@@ -168,15 +171,15 @@ class LocalFleet(Fleet):
     async def list(
         self,
         *,
-        user: str | None = None,
-        path: str | None = None,
-        topic: str | None = None,
-        id_prefix: str | None = None,
-        sort: str = "connected_at",
-        limit: int = 100,
-        cursor: str | None = None,
-        groups: bool = True,
-        group_limit: int = 200,
+        user: str | None,
+        path: str | None,
+        topic: str | None,
+        id_prefix: str | None,
+        sort: str,
+        limit: int,
+        cursor: str | None,
+        groups: bool,
+        group_limit: int,
     ) -> Answer:
         registry = self.hub.registry
         # Live fields as of the last sample: nothing here walks the fleet.
