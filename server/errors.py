@@ -9,6 +9,7 @@ wire raise the same class::
 
     WsconsoleError
     ├── UnknownConnection        unknown_connection
+    ├── UnknownNode              unknown_node
     ├── IdentifyError            identify_failed
     ├── ServerStateError         bad_state
     ├── ConfigError              bad_config
@@ -39,6 +40,7 @@ __all__ = [
     "WsconsoleError",
     "SelectorError",
     "UnknownConnection",
+    "UnknownNode",
     "IdentifyError",
     "ServerStateError",
     "ConfigError",
@@ -116,6 +118,13 @@ class UnknownConnection(WsconsoleError):
     ``get``."""
 
     code = "unknown_connection"
+
+
+class UnknownNode(WsconsoleError):
+    """The ``node`` argument names no node of the fleet (the message lists the
+    names that ``nodes`` gives)."""
+
+    code = "unknown_node"
 
 
 class IdentifyError(WsconsoleError):

@@ -25,14 +25,14 @@ from functools import cache
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import ServerStateError, UnknownConnection
-from .protocol import HubState, Role, ShutdownMode
+from .errors import ServerStateError, UnknownConnection, UnknownNode
+from .protocol import HubState, NodeHealth, Role, ShutdownMode
 
 if TYPE_CHECKING:  # pragma: no cover
     from .hub import Hub, Listener
     from .registry import Selector
 
-__all__ = ["Answer", "ShutdownAnswer", "Fleet", "LocalFleet"]
+__all__ = ["Answer", "ShutdownAnswer", "Fleet", "LocalFleet", "per_node_send"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,10 +66,18 @@ class ShutdownAnswer(Answer):
 
 
 class Fleet(ABC):
-    """The servers one control plane drives: their connections, traffic and state."""
+    """The servers one control plane drives: their connections, traffic and state.
+
+    Every request method takes ``node`` (act on or read from that node only;
+    :class:`UnknownNode` for a name the fleet does not know) and ``timeout``
+    (seconds to wait for the other nodes; None: the wire's default for the
+    operation). A fleet of one node has nothing to wait for.
+    """
 
     control_url: str | None = None
     """Where operators reach this node's control plane (set by the control listener)."""
+    cluster: str | None = None
+    """The cluster's name (``hello``'s ``cluster``); None for a single process."""
 
     @property
     @abstractmethod
@@ -94,9 +102,12 @@ class Fleet(ABC):
         cursor: str | None,
         groups: bool,
         group_limit: int,
+        node: str | None,
+        timeout: float | None,
     ) -> Answer:
         """A page of connections (``connections``, ``total``, ``next_cursor``) and,
-        with ``groups``, the ``group_limit`` largest groups of each kind.
+        with ``groups``, the ``group_limit`` largest groups of each kind (``nodes``
+        counts every node's connections).
 
         Every argument is required: the defaults are the wire's
         (``wire.OPERATIONS``), filled in when a request is parsed.
@@ -104,40 +115,48 @@ class Fleet(ABC):
         Raises :class:`SelectorError` for a bad sort key, limit or cursor."""
 
     @abstractmethod
-    async def get(self, connection_id: str) -> Answer:
+    async def get(self, connection_id: str, *, node: str | None = None,
+                  timeout: float | None = None) -> Answer:
         """One connection in full; raises :class:`UnknownConnection` if it is not open."""
 
     @abstractmethod
     async def send(self, selector: Selector, message: str | bytes, *,
-                   dry_run: bool = False, role: Role) -> Answer:
+                   dry_run: bool = False, role: Role, node: str | None = None,
+                   timeout: float | None = None) -> Answer:
         """Send one message to the selected connections (``recipients``,
-        ``delivered``, ``skipped``, ``sample``, ``dry_run``).
+        ``delivered``, ``skipped``, ``sample``, ``dry_run``, and the first
+        three ``per_node``).
 
         ``role`` is the operator's, already authorized by the control
         listener; a cluster carries it to every node."""
 
     @abstractmethod
     async def disconnect(self, selector: Selector, *, code: int, reason: str,
-                         role: Role) -> Answer:
-        """Start closing the selected connections (``count``)."""
+                         role: Role, node: str | None = None,
+                         timeout: float | None = None) -> Answer:
+        """Start closing the selected connections (``count``, and ``per_node``)."""
 
     @abstractmethod
-    async def stats(self, *, sampled: bool = False) -> Answer:
-        """State, uptime, connections, totals and rates.
+    async def stats(self, *, sampled: bool = False, node: str | None = None,
+                    timeout: float | None = None) -> Answer:
+        """State, uptime, connections, totals and rates (summed over the
+        nodes), and each node's own stats in ``per_node``.
 
         ``sampled`` reads the totals of the last sample instead of walking
         every connection: for periodic readers such as stats events."""
 
     @abstractmethod
     async def shutdown(self, mode: ShutdownMode, *, code: int, reason: str,
-                       deadline: float | None, role: Role) -> ShutdownAnswer:
-        """Accept a shutdown (``graceful`` or ``keep_alive``) and say how to start it.
+                       deadline: float | None, role: Role, node: str | None = None,
+                       timeout: float | None = None) -> ShutdownAnswer:
+        """Accept a shutdown (``graceful`` or ``keep_alive``) of one node or of
+        every node, and say how to start it (this node stops last).
 
         Raises :class:`ServerStateError` if it must be refused (e.g. already
         stopping), before anything changed."""
 
     @abstractmethod
-    async def nodes(self) -> Answer:
+    async def nodes(self, *, node: str | None = None, timeout: float | None = None) -> Answer:
         """The nodes of the fleet (``nodes``: a list, one entry each)."""
 
     @abstractmethod
@@ -168,6 +187,11 @@ class LocalFleet(Fleet):
     def state(self) -> HubState:
         return self.hub.state
 
+    def check_node(self, node: str | None) -> None:
+        """UnknownNode unless ``node`` is None or this node's name."""
+        if node is not None and node != self.hub.node:
+            raise UnknownNode(f"no node named {node!r}; the nodes are: {self.hub.node}")
+
     async def list(
         self,
         *,
@@ -180,7 +204,10 @@ class LocalFleet(Fleet):
         cursor: str | None,
         groups: bool,
         group_limit: int,
+        node: str | None,
+        timeout: float | None,
     ) -> Answer:
+        self.check_node(node)
         registry = self.hub.registry
         # Live fields as of the last sample: nothing here walks the fleet.
         page = registry.query(user=user, path=path, topic=topic, id_prefix=id_prefix,
@@ -192,9 +219,12 @@ class LocalFleet(Fleet):
         }
         if groups:
             result["groups"], result["groups_truncated"] = registry.groups(group_limit)
+            result["groups"]["nodes"] = {self.hub.node: len(registry)}
         return Answer(result=result)
 
-    async def get(self, connection_id: str) -> Answer:
+    async def get(self, connection_id: str, *, node: str | None = None,
+                  timeout: float | None = None) -> Answer:
+        self.check_node(node)
         record = self.hub.registry.get(connection_id)
         if record is None:
             raise UnknownConnection(f"no open connection with id {connection_id}")
@@ -202,36 +232,54 @@ class LocalFleet(Fleet):
         return Answer(result=record.detail())
 
     async def send(self, selector: Selector, message: str | bytes, *,
-                   dry_run: bool = False, role: Role) -> Answer:
-        return Answer(result=self.hub.send(selector, message, dry_run=dry_run).as_dict())
+                   dry_run: bool = False, role: Role, node: str | None = None,
+                   timeout: float | None = None) -> Answer:
+        self.check_node(node)
+        result = self.hub.send(selector, message, dry_run=dry_run).as_dict()
+        result["per_node"] = {self.hub.node: per_node_send(result)}
+        return Answer(result=result)
 
     async def disconnect(self, selector: Selector, *, code: int, reason: str,
-                         role: Role) -> Answer:
-        return Answer(result={"count": self.hub.disconnect(selector, code, reason)})
+                         role: Role, node: str | None = None,
+                         timeout: float | None = None) -> Answer:
+        self.check_node(node)
+        count = self.hub.disconnect(selector, code, reason)
+        return Answer(result={"count": count, "per_node": {self.hub.node: {"count": count}}})
 
-    async def stats(self, *, sampled: bool = False) -> Answer:
-        return Answer(result=self.hub.stats(sampled=sampled))
+    async def stats(self, *, sampled: bool = False, node: str | None = None,
+                    timeout: float | None = None) -> Answer:
+        self.check_node(node)
+        stats = self.hub.stats(sampled=sampled)
+        return Answer(result={**stats, "per_node": {self.hub.node: stats}})
 
     async def shutdown(self, mode: ShutdownMode, *, code: int, reason: str,
-                       deadline: float | None, role: Role) -> ShutdownAnswer:
+                       deadline: float | None, role: Role, node: str | None = None,
+                       timeout: float | None = None) -> ShutdownAnswer:
+        self.check_node(node)
         hub = self.hub
         # Asked now, not when it starts, so that a refusal is the reply, and
         # the reply can go out before the shutdown starts.
         decision = hub.may_shutdown(mode)
         if not decision.allowed:
             raise ServerStateError(decision.reason)
-        result = {"mode": mode, "state": HubState.DRAINING,
-                  "connections": len(hub.registry), "deadline": deadline}
+        result: dict[str, Any] = {"mode": mode, "state": HubState.DRAINING,
+                                  "connections": len(hub.registry), "deadline": deadline}
+        result["per_node"] = {hub.node: dict(result)}
 
         def start() -> None:
             hub.shutdown(mode, code=code, reason=reason, deadline=deadline)
 
         return ShutdownAnswer(result=result, start=start)
 
-    async def nodes(self) -> Answer:
+    async def nodes(self, *, node: str | None = None, timeout: float | None = None) -> Answer:
+        self.check_node(node)
+        return Answer(result={"nodes": [self.node_entry()]})
+
+    def node_entry(self) -> dict[str, Any]:
+        """This node's entry of ``nodes`` (what a cluster's heartbeat carries)."""
         hub = self.hub
         now = time.time()
-        this = {
+        return {
             "node": hub.node,
             "state": hub.state,
             "connections": len(hub.registry),
@@ -241,9 +289,9 @@ class LocalFleet(Fleet):
             "version": _wsconsole_version(),
             "listen": list(hub.listen),
             "control_url": self.control_url,
+            "health": NodeHealth.LIVE,
             "last_seen": now,
         }
-        return Answer(result={"nodes": [this]})
 
     def add_listener(self, listener: Listener) -> None:
         self.hub.add_listener(listener)
@@ -253,6 +301,12 @@ class LocalFleet(Fleet):
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         self.hub.emit(kind, data)
+
+
+def per_node_send(result: dict[str, Any]) -> dict[str, int]:
+    """A node's counts in a send's ``per_node``."""
+    return {"recipients": result["recipients"], "delivered": result["delivered"],
+            "skipped": result["skipped"]}
 
 
 @cache

@@ -169,7 +169,8 @@ class Hub:
         self.sampler.stop()
         if self.state != HubState.STOPPED:
             self.state = HubState.STOPPED
-            self.emit(EventKind.STATE_CHANGED, {"state": self.state, "connections": 0})
+            self.emit(EventKind.STATE_CHANGED, {"node": self.node, "state": self.state,
+                                                "connections": 0})
 
     # Events
 
@@ -272,7 +273,7 @@ class Hub:
                 },
             )
         if self.state == HubState.DRAINING and self._listeners:
-            self.emit(EventKind.STATE_CHANGED, {"state": self.state,
+            self.emit(EventKind.STATE_CHANGED, {"node": self.node, "state": self.state,
                                                 "connections": len(self.registry)})
 
     def handshake_rejected(self, status: int) -> None:
@@ -436,7 +437,8 @@ class Hub:
             "closing slow consumer %s (user %s): %d bytes buffered, %s in the kernel's send queue",
             record.id, record.user, buffered, "unknown" if queued is None else queued,
         )
-        self.emit(EventKind.SLOW_CONSUMER, {"id": record.id, "user": record.user,
+        self.emit(EventKind.SLOW_CONSUMER, {"id": record.id, "node": self.node,
+                                            "user": record.user,
                                             "path": record.path, "buffered": buffered,
                                             "kernel_queued": queued})
         self._spawn(self._close_or_abort(connection, SLOW_CONSUMER_CODE,
@@ -505,7 +507,8 @@ class Hub:
             self._close_all(code, reason)
             return
         self.state = HubState.DRAINING
-        self.emit(EventKind.STATE_CHANGED, {"state": self.state, "mode": mode,
+        self.emit(EventKind.STATE_CHANGED, {"node": self.node, "state": self.state,
+                                            "mode": mode,
                                             "connections": len(self.registry)})
         if mode == ShutdownMode.GRACEFUL:
             self._server.close(close_connections=True, code=code, reason=reason)

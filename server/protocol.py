@@ -22,6 +22,7 @@ __all__ = [
     "Role",
     "ShutdownMode",
     "EventKind",
+    "NodeHealth",
     "SENDABLE_CLOSE_CODES",
     "APPLICATION_CLOSE_CODES",
     "SENDABLE_CLOSE_CODES_TEXT",
@@ -93,6 +94,21 @@ class EventKind(StrEnum):
     """data: id, user, path, buffered, kernel_queued: a connection closed for not reading."""
     STATS = "stats"
     """data: as the ``stats`` result, sent every ``stats_interval``."""
+    NODE = "node"
+    """data: an entry of the ``nodes`` result: a node joined, turned suspect,
+    went, came back, or changed state (cluster mode)."""
+
+
+class NodeHealth(StrEnum):
+    """``health`` of an entry of ``nodes``: what its heartbeats say."""
+
+    LIVE = "live"
+    """Its last heartbeat is recent."""
+    SUSPECT = "suspect"
+    """It missed heartbeats; requests still wait for it until their deadline."""
+    GONE = "gone"
+    """It said goodbye or stopped heartbeating; requests no longer wait for it.
+    It stays listed for a while, then drops out."""
 
 
 # Close codes. RFC 6455 reserves 1002, 1003, 1007, 1009 and 1010 for failures

@@ -56,6 +56,10 @@ from .registry import SORT_KEYS, Selector
 __all__ = [
     "PROTOCOL_VERSION",
     "MAX_REQUEST_BYTES",
+    "READ_TIMEOUT",
+    "ACTION_TIMEOUT",
+    "MAX_TIMEOUT",
+    "UNTARGETED_OPERATIONS",
     "Arg",
     "Operation",
     "OPERATIONS",
@@ -79,6 +83,17 @@ PROTOCOL_VERSION = 1
 
 MAX_REQUEST_BYTES = 1 << 20
 """A control request larger than this closes the control connection with 1009."""
+
+READ_TIMEOUT = 2.0
+"""Default ``timeout`` of an operation that changes nothing: seconds a cluster
+request waits for the other nodes' answers."""
+ACTION_TIMEOUT = 5.0
+"""Default ``timeout`` of a mutating operation (send, disconnect, shutdown)."""
+MAX_TIMEOUT = 60.0
+"""The longest ``timeout`` a request may ask for."""
+UNTARGETED_OPERATIONS = frozenset({"hello", "subscribe"})
+"""Operations without the ``node`` and ``timeout`` arguments: they are about
+this control connection, not about the nodes."""
 
 
 def _either(values: Any) -> str:
@@ -109,8 +124,23 @@ class Operation:
 
 _SELECTOR = Arg(dict, required=True, doc="which connections: everyone, user, path, topic, ids")
 
+def _targeted(op: Operation) -> Operation:
+    """``op`` with the ``node`` and ``timeout`` arguments every cluster request has."""
+    if op.name in UNTARGETED_OPERATIONS:
+        return op
+    default = ACTION_TIMEOUT if op.mutating else READ_TIMEOUT
+    args = {
+        **op.args,
+        "node": Arg(str, doc="only this node (a name from 'nodes'); default: every node"),
+        "timeout": Arg((int, float), default=default,
+                       doc=f"seconds to wait for the other nodes, 0 < t <= {MAX_TIMEOUT:g} "
+                       f"(default {default:g})"),
+    }
+    return Operation(op.name, op.mutating, args, op.doc)
+
+
 OPERATIONS: dict[str, Operation] = {
-    op.name: op
+    op.name: _targeted(op)
     for op in [
         Operation(
             "hello",
@@ -422,6 +452,10 @@ def _refuse_constant(name: str) -> Any:
 
 def _check_op_args(op: str, args: dict[str, Any], found: _Found) -> None:
     """Checks that span several arguments, or values beyond their type."""
+    timeout = args.get("timeout")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+        raise found.error(ProtocolViolation,
+                          f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds")
     if "selector" in args:
         try:
             Selector.from_dict(args["selector"])

@@ -71,7 +71,7 @@ a line that would still be longer loses its arguments (``args_clipped``)."""
 
 Publish = Callable[[str, dict[str, Any]], None]
 
-_ARG_SCALARS = ("dry_run", "code", "mode", "deadline", "reason")
+_ARG_SCALARS = ("dry_run", "code", "mode", "deadline", "reason", "node")
 """Arguments copied as one clipped scalar each (besides selector, text, binary)."""
 _MAX_INTEGER = 2**63
 """Integers beyond this are shown as a description: JSON readers lose them anyway."""
@@ -407,8 +407,10 @@ def _error_summary(error: WsconsoleError) -> dict[str, str]:
 
 
 def _summarize_result(op: str, result: Any) -> Any:
-    # A send's sample of ids is not kept; the nodes that did not answer are.
+    # A send's sample of ids is not kept; the nodes that acted (per_node) and
+    # those that did not answer (missing) are.
     if isinstance(result, dict) and op == "send":
-        return {k: result[k] for k in ("recipients", "delivered", "skipped", "dry_run", "missing")
+        return {k: result[k] for k in ("recipients", "delivered", "skipped", "dry_run",
+                                       "per_node", "missing")
                 if k in result}
     return result

@@ -16,8 +16,10 @@ long). :class:`FairTurns` bounds the control plane's claim on the loop twice:
   itself rather than answered at the public clients' expense.
 
 A turn covers a request's start, not its awaits: an operation that waits on
-I/O lets the next one start meanwhile. The time charged is the request's
-dispatch, from its turn to its reply frame (its awaits included).
+I/O lets the next one start meanwhile. The time charged is the loop time the
+request's own steps took (:class:`TimedSteps`), not the time it spent
+waiting: a cluster request that waits two seconds for other nodes' answers
+costs the milliseconds it ran, not two seconds of the budget.
 
 Must never import textual or ``wsconsole.console``.
 """
@@ -27,11 +29,56 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable, Coroutine, Generator, Generic, TypeVar
 
 from ..limits import DEFAULT_CONTROL_LOOP_BURST, DEFAULT_CONTROL_LOOP_SHARE
 
-__all__ = ["FairTurns"]
+__all__ = ["FairTurns", "TimedSteps"]
+
+T = TypeVar("T")
+
+
+class TimedSteps(Generic[T]):
+    """Await a coroutine and add up the time its steps run, not the time it waits.
+
+    ``timed = TimedSteps(coro); result = await timed; timed.seconds``. It
+    drives the coroutine the way ``yield from`` would, passing every future
+    it waits on through to the task (and cancellation back in), and times
+    each ``send``/``throw``: that is when the request holds the loop.
+    """
+
+    __slots__ = ("_coroutine", "seconds")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
+        self._coroutine = coroutine
+        self.seconds = 0.0
+        """Loop time spent in the coroutine's steps so far."""
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coroutine = self._coroutine
+        clock = time.perf_counter
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            started = clock()
+            try:
+                if error is not None:
+                    waiting = coroutine.throw(error)
+                else:
+                    waiting = coroutine.send(value)
+            except StopIteration as stop:
+                self.seconds += clock() - started
+                return stop.value
+            except BaseException:
+                self.seconds += clock() - started
+                raise
+            self.seconds += clock() - started
+            error = None
+            value = None
+            try:
+                value = yield waiting
+            except BaseException as exc:  # cancellation, or a future's error
+                error = exc
 
 
 class FairTurns:

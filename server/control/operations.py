@@ -62,6 +62,7 @@ class Operations:
             "server": "wsconsole",
             "protocol": wire.PROTOCOL_VERSION,
             "node": self.fleet.node,
+            "cluster": self.fleet.cluster,
             "role": session.role,
             "operations": list(wire.OPERATIONS),
             "mutating": sorted(wire.MUTATING_OPERATIONS),
@@ -75,28 +76,35 @@ class Operations:
             user=args["user"], path=args["path"], topic=args["topic"],
             id_prefix=args["id_prefix"], sort=args["sort"], limit=args["limit"],
             cursor=args["cursor"], groups=args["groups"], group_limit=args["group_limit"],
+            node=args["node"], timeout=args["timeout"],
         )
         return answer.reply()
 
     async def get(self, session: Session, request: wire.Request) -> dict[str, Any]:
-        return (await self.fleet.get(request.args["id"])).reply()
+        args = request.args
+        return (await self.fleet.get(args["id"], node=args["node"],
+                                     timeout=args["timeout"])).reply()
 
     async def send(self, session: Session, request: wire.Request) -> dict[str, Any]:
         answer = await self.fleet.send(request.selector, wire.decode_payload(request.args),
-                                       dry_run=request.args["dry_run"], role=session.role)
+                                       dry_run=request.args["dry_run"], role=session.role,
+                                       node=request.args["node"],
+                                       timeout=request.args["timeout"])
         return answer.reply()
 
     async def disconnect(self, session: Session, request: wire.Request) -> dict[str, Any]:
         args = request.args
         answer = await self.fleet.disconnect(request.selector, code=args["code"],
-                                             reason=args["reason"], role=session.role)
+                                             reason=args["reason"], role=session.role,
+                                             node=args["node"], timeout=args["timeout"])
         return answer.reply()
 
     async def shutdown(self, session: Session, request: wire.Request) -> ReplyFirst:
         args = request.args
         answer = await self.fleet.shutdown(ShutdownMode(args["mode"]), code=args["code"],
                                            reason=args["reason"], deadline=args["deadline"],
-                                           role=session.role)
+                                           role=session.role, node=args["node"],
+                                           timeout=args["timeout"])
 
         def start() -> None:
             try:
@@ -109,10 +117,13 @@ class Operations:
     async def stats(self, session: Session, request: wire.Request) -> dict[str, Any]:
         # The audit log of this control listener: the one that records what
         # its operators do, whichever nodes the fleet spans.
-        return {**(await self.fleet.stats()).reply(), "audit": self.audit.status().as_dict()}
+        args = request.args
+        answer = await self.fleet.stats(node=args["node"], timeout=args["timeout"])
+        return {**answer.reply(), "audit": self.audit.status().as_dict()}
 
     async def nodes(self, session: Session, request: wire.Request) -> dict[str, Any]:
-        return (await self.fleet.nodes()).reply()
+        args = request.args
+        return (await self.fleet.nodes(node=args["node"], timeout=args["timeout"])).reply()
 
     async def subscribe(self, session: Session, request: wire.Request) -> dict[str, Any]:
         interval = float(request.args["stats_interval"])

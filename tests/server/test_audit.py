@@ -517,10 +517,12 @@ async def test_every_mutating_operation_is_logged_and_its_outcome_published(tmp_
     assert send["args"]["selector"] == {"user": "ann"}
     assert send["args"]["text_length"] == 500
     assert len(send["args"]["text"]) == AUDIT_TEXT_LIMIT + 1  # clipped, with "…"
-    assert sent.data == {**send, "result": {"recipients": 1, "delivered": 1, "skipped": 0,
-                                             "dry_run": False}}
+    node = send["node"]  # the node that received the request, and the one that acted
+    assert sent.data == {**send, "result": {
+        "recipients": 1, "delivered": 1, "skipped": 0, "dry_run": False,
+        "per_node": {node: {"recipients": 1, "delivered": 1, "skipped": 0}}}}
     assert disconnect["args"] == {"selector": {"user": "nobody"}, "code": 4000, "reason": "r"}
-    assert disconnected.data["result"] == {"count": 0}
+    assert disconnected.data["result"] == {"count": 0, "per_node": {node: {"count": 0}}}
     assert shutdown["args"]["mode"] == "keep_alive" and shutdown["args"]["deadline"] == 30
 
 
@@ -538,8 +540,8 @@ class NodeAway(LocalFleet):
 
     MISSING = {"web-2": "no reply before the deadline"}
 
-    async def send(self, selector, message, *, dry_run=False, role):
-        answer = await super().send(selector, message, dry_run=dry_run, role=role)
+    async def send(self, selector, message, **kwargs):
+        answer = await super().send(selector, message, **kwargs)
         return Answer(result=answer.result, missing=self.MISSING)
 
 

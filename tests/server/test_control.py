@@ -103,7 +103,8 @@ async def test_list_pages_filters_and_groups():
             for key in ("id", "node", "user", "path", "remote", "topics", "connected_at"):
                 assert key in first["connections"][0]
             assert first["groups"] == {"users": {"ann": 2, "bob": 1, "cy": 1},
-                                       "paths": {"/room": 4}, "topics": {"lobby": 1}}
+                                       "paths": {"/room": 4}, "topics": {"lobby": 1},
+                                       "nodes": {server.hub.node: 4}}
             assert first["groups_truncated"] is False
 
             anns = await ctl.ok("list", user="ann")
@@ -202,7 +203,7 @@ async def test_disconnect_closes_with_the_code_and_reason():
         async with public(server, "/?user=ann") as ann, public(server, "/?user=bob") as bob:
             result = await ctl.ok("disconnect", selector={"user": "ann"},
                                   code=4001, reason="bye ann")
-            assert result == {"count": 1}
+            assert result == {"count": 1, "per_node": {server.hub.node: {"count": 1}}}
             with pytest.raises(ConnectionClosed):
                 async with asyncio.timeout(TIMEOUT):
                     await ann.recv()

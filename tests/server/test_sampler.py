@@ -60,7 +60,7 @@ async def test_group_counts_come_with_every_page():
             await wait_for(lambda: len(server.hub.registry) == 3)
             page = await operator.ok("list", limit=1, group_limit=1)
             assert page["groups"] == {"users": {"ann": 2}, "paths": {"/chat": 2},
-                                      "topics": {"lobby": 1}}
+                                      "topics": {"lobby": 1}, "nodes": {server.hub.node: 3}}
             assert page["groups_truncated"] is True
             page = await operator.ok("list", limit=1)
             assert page["groups"]["users"] == {"ann": 2, "bob": 1}
@@ -68,7 +68,8 @@ async def test_group_counts_come_with_every_page():
         await wait_for(lambda: len(server.hub.registry) == 0)
         async with control(server) as operator:
             page = await operator.ok("list")
-            assert page["groups"] == {"users": {}, "paths": {}, "topics": {}}
+            assert page["groups"] == {"users": {}, "paths": {}, "topics": {},
+                                      "nodes": {server.hub.node: 0}}
 
 
 async def test_a_pass_is_cut_in_steps_of_one_segment_with_the_loop_free_between():

@@ -83,7 +83,7 @@ def test_replies_and_events_round_trip_through_the_client_parser():
     event = wire.parse_message(wire.encode_event("stats", {"connections": 1}, 12.5))
     assert event == wire.Event(kind="stats", time=12.5, data={"connections": 1})
     request = wire.parse_request(wire.encode_request(9, "get", {"id": "abc"}))
-    assert request.args == {"id": "abc"}
+    assert request.args == {"id": "abc", "node": None, "timeout": wire.READ_TIMEOUT}
 
 
 def test_mutating_operations_are_the_ones_that_change_the_server():
