@@ -12,12 +12,15 @@ from typing import Sequence
 
 from wsconsole.server.errors import WsconsoleError
 
-__all__ = ["main", "build_parser", "EXIT_FAILURE", "EXIT_USAGE"]
+__all__ = ["main", "build_parser", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_PARTIAL"]
 
 EXIT_FAILURE = 1
 """A command failed (unreachable, refused, unknown id, ...)."""
 EXIT_USAGE = 2
 """Bad command-line usage (argparse's own status)."""
+EXIT_PARTIAL = 3
+"""A partial answer: what the nodes that answered said was printed; the others
+are named on stderr (``wsconsole.console.commands`` returns it)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,6 +52,8 @@ from wsconsole.server.errors import (
 __all__ = [
     "DEFAULT_URL",
     "EVENT_BUFFER",
+    "MAX_TIMEOUT",
+    "REPLY_GRACE",
     "UNIX_SCHEME",
     "ControlClient",
     "default_token_file",
@@ -73,6 +75,13 @@ EVENT_BUFFER = 1000
 # Replies to ``list`` with a large page and group counts can pass websockets'
 # 1 MiB default; the server is trusted, the limit only guards against a bug.
 _MAX_REPLY_BYTES = 64 * 1024 * 1024
+
+MAX_TIMEOUT = 60.0
+"""The longest deadline (``timeout``) the control plane accepts for a request."""
+
+REPLY_GRACE = 5.0
+"""Seconds the client waits for a reply past the request's own ``timeout``: the
+node we are attached to answers at its deadline with what it gathered."""
 
 _END = object()
 """Queued after the last event, so that :meth:`ControlClient.events` ends."""
@@ -167,6 +176,8 @@ class ControlClient:
         """The role the server gave our token, after connect."""
         self.node: str | None = None
         """The server's node name, after connect."""
+        self.cluster: str | None = None
+        """The cluster the server belongs to, after connect; None for a single node."""
         self.server_info: dict[str, Any] = {}
         """The whole ``hello`` result."""
         self.dropped_events = 0
@@ -342,7 +353,11 @@ class ControlClient:
         Raises the class the server raised for an error reply (found by its
         code: :class:`Forbidden` for ``forbidden``, ...), and :class:`ControlUnavailable`
         when not connected, when the connection drops, or after
-        ``request_timeout`` seconds without a reply.
+        ``request_timeout`` seconds without a reply (with a ``timeout``
+        argument, that plus :data:`REPLY_GRACE` if longer).
+
+        A result may carry ``missing`` (``{node: reason}``): the nodes of a
+        cluster that did not answer. It is still the result: what was gathered.
         """
         ws = self._ws
         if ws is None or not self.connected:
@@ -357,6 +372,9 @@ class ControlClient:
                 f"{op} request is {len(frame.encode())} bytes; the control plane "
                 f"accepts at most {limit}",
             )
+        wait = self.request_timeout
+        if isinstance(args.get("timeout"), (int, float)):
+            wait = max(wait, args["timeout"] + REPLY_GRACE)
         future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
@@ -367,11 +385,11 @@ class ControlClient:
                     f"control connection to {self.url} {_close_reason(ws) or 'closed'}"
                 ) from None
             try:
-                async with asyncio.timeout(self.request_timeout):
+                async with asyncio.timeout(wait):
                     reply = await future
             except TimeoutError:
                 raise ControlUnavailable(
-                    f"no reply from {self.url} to {op} within {self.request_timeout:g} s"
+                    f"no reply from {self.url} to {op} within {wait:g} s"
                 ) from None
         finally:
             self._pending.pop(request_id, None)
@@ -388,6 +406,7 @@ class ControlClient:
             # A role this version does not know stays None: it grants nothing here.
             self.role = Role(role) if role in tuple(Role) else None
             self.node = info.get("node")
+            self.cluster = info.get("cluster")
         return info
 
     async def list_connections(
@@ -401,16 +420,24 @@ class ControlClient:
         limit: int = 100,
         cursor: str | None = None,
         groups: bool = True,
+        node: str | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """One page of connections: ``connections``, ``total``, ``next_cursor``, ``groups``."""
+        """One page of connections: ``connections``, ``total``, ``next_cursor``, ``groups``.
+
+        ``node``: that node's connections only. ``timeout``: seconds the nodes
+        of a cluster may take (the server's default when None); likewise below.
+        """
         return await self.request(
             "list", user=user, path=path, topic=topic, id_prefix=id_prefix,
             sort=sort, limit=limit, cursor=cursor, groups=groups,
+            **_routing(node, timeout),
         )
 
-    async def get(self, id: str) -> dict[str, Any]:
+    async def get(self, id: str, *, node: str | None = None,
+                  timeout: float | None = None) -> dict[str, Any]:
         """One connection in full, headers included (secrets redacted by the server)."""
-        return await self.request("get", id=id)
+        return await self.request("get", id=id, **_routing(node, timeout))
 
     async def send(
         self,
@@ -419,21 +446,28 @@ class ControlClient:
         text: str | None = None,
         binary: bytes | None = None,
         dry_run: bool = False,
+        node: str | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Send one text or binary message: ``recipients``, ``delivered``, ``skipped``."""
+        """Send one text or binary message: ``recipients``, ``delivered``,
+        ``skipped``, and ``per_node`` (the same counts by node)."""
         if (text is None) == (binary is None):
             raise ProtocolViolation("send needs exactly one of text or binary")
         encoded = base64.b64encode(bytes(binary)).decode("ascii") if binary is not None else None
         return await self.request(
-            "send", selector=_selector(selector), text=text, binary=encoded, dry_run=dry_run
+            "send", selector=_selector(selector), text=text, binary=encoded, dry_run=dry_run,
+            **_routing(node, timeout),
         )
 
     async def disconnect(
-        self, selector: dict[str, Any], *, code: int = 1000, reason: str = ""
+        self, selector: dict[str, Any], *, code: int = 1000, reason: str = "",
+        node: str | None = None, timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Close the selected connections with ``code`` and ``reason``."""
+        """Close the selected connections with ``code`` and ``reason`` (``count``,
+        ``per_node``)."""
         return await self.request(
-            "disconnect", selector=_selector(selector), code=code, reason=reason
+            "disconnect", selector=_selector(selector), code=code, reason=reason,
+            **_routing(node, timeout),
         )
 
     async def shutdown(
@@ -443,15 +477,29 @@ class ControlClient:
         code: int = 1001,
         reason: str = "",
         deadline: float | None = None,
+        node: str | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Stop the server: ``graceful`` (close everyone) or ``keep_alive`` (drain)."""
+        """Stop the server: ``graceful`` (close everyone) or ``keep_alive`` (drain).
+
+        In a cluster: ``node`` alone, or with None every node (the one we are
+        attached to last)."""
         return await self.request(
-            "shutdown", mode=ShutdownMode(mode), code=code, reason=reason, deadline=deadline
+            "shutdown", mode=ShutdownMode(mode), code=code, reason=reason, deadline=deadline,
+            **_routing(node, timeout),
         )
 
-    async def stats(self) -> dict[str, Any]:
-        """Node, state, uptime, connections, totals and rates."""
-        return await self.request("stats")
+    async def stats(self, *, node: str | None = None,
+                    timeout: float | None = None) -> dict[str, Any]:
+        """Node, state, uptime, connections, totals and rates (in a cluster: the
+        totals, and each node's own under ``per_node``)."""
+        return await self.request("stats", **_routing(node, timeout))
+
+    async def nodes(self, *, node: str | None = None,
+                    timeout: float | None = None) -> dict[str, Any]:
+        """The nodes of the fleet (``nodes``: name, state, health, connections,
+        rates, version, control URL, last heartbeat), sorted by name."""
+        return await self.request("nodes", **_routing(node, timeout))
 
     async def subscribe(self, stats_interval: float = 1.0) -> None:
         """Start the event stream on this connection; read it with :meth:`events`."""
@@ -468,6 +516,17 @@ class ControlClient:
                 self._push_event(_END)
                 return
             yield item
+
+
+def _routing(node: str | None, timeout: float | None) -> dict[str, Any]:
+    """The ``node`` and ``timeout`` arguments, sent only when given: a server
+    older than cluster mode knows neither, and refuses an unknown argument."""
+    args: dict[str, Any] = {}
+    if node is not None:
+        args["node"] = node
+    if timeout is not None:
+        args["timeout"] = timeout
+    return args
 
 
 def _selector(selector: Any) -> dict[str, Any]:

@@ -1,12 +1,16 @@
 """The operator's commands: ``ls``, ``show``, ``send``, ``kick``, ``shutdown``,
-``stats`` and ``events``, each one request (or a stream) over the control plane.
+``stats``, ``nodes`` and ``events``, each one request (or a stream) over the
+control plane.
 
 ``register(subparsers)`` adds them to the ``wsconsole`` parser
 (``wsconsole.console.cli``). Every command prints a readable table by default
 and JSON with ``--json``; a failure raises a ``WsconsoleError`` that the
 entry point turns into one line on stderr and exit status 1. A command that
 needs a selector and has none is a usage error (exit status 2), so that a
-forgotten flag never broadcasts.
+forgotten flag never broadcasts. A partial answer of a cluster (some nodes did
+not answer before the deadline) is printed as it came, the missing nodes are
+named in one line on stderr, and the exit status is 3 (``EXIT_PARTIAL``), so
+that a script can tell it from a full answer.
 
 Imports nothing of the server but its shared protocol (``wire``, ``errors``,
 ``protocol``); never textual.
@@ -32,13 +36,16 @@ from wsconsole.server.protocol import (
 )
 
 from . import output
-from .client import ControlClient, resolve_token, resolve_url
+from .client import MAX_TIMEOUT, ControlClient, resolve_token, resolve_url
 
 __all__ = [
-    "add_url_and_token_arguments","register", "selector_from_args", "read_message", "EXIT_USAGE"]
+    "add_url_and_token_arguments", "register", "selector_from_args", "read_message",
+    "EXIT_USAGE", "EXIT_PARTIAL"]
 
 EXIT_USAGE = 2
 """Exit status of a usage error (as argparse uses)."""
+EXIT_PARTIAL = 3
+"""Exit status of a partial answer: printed what was gathered; some nodes did not answer."""
 
 Action = Callable[[ControlClient, argparse.Namespace], Awaitable[int | None]]
 
@@ -60,11 +67,46 @@ def add_url_and_token_arguments(parser: argparse.ArgumentParser) -> Any:
     return group
 
 
-def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_connection_arguments(parser: argparse.ArgumentParser, *, node_help: str =
+                              "only this node of the cluster (see `wsconsole nodes`)") -> None:
     group = add_url_and_token_arguments(parser)
-    group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                       help="seconds to wait for a reply (default: 10)")
+    group.add_argument("--node", metavar="NAME", help=node_help)
+    group.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help=f"how long the nodes of a cluster may take to answer, at most "
+                       f"{MAX_TIMEOUT:g} (default: the server's, 2 for reads, 5 for actions); "
+                       "the nodes that did not answer by then are named on stderr and the "
+                       "exit status is 3")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _timeout_problem(args: argparse.Namespace) -> str | None:
+    """What the server would refuse in ``--timeout``, said before connecting."""
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+        return f"--timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds"
+    return None
+
+
+def _routing(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``node`` and ``timeout`` of every request of a command."""
+    return {"node": args.node, "timeout": args.timeout}
+
+
+def _partial(*results: Any) -> int:
+    """Name on stderr, in one line, the nodes that did not answer; the exit status.
+
+    Each result may carry ``missing`` (``{node: reason}``); several results
+    (the pages of ``ls --all-pages``) are one answer.
+    """
+    missing: dict[str, str] = {}
+    for result in results:
+        if isinstance(result, dict) and isinstance(result.get("missing"), dict):
+            missing.update(result["missing"])
+    line = output.missing_line(missing)
+    if not line:
+        return 0
+    print(f"wsconsole: {line}", file=sys.stderr, flush=True)
+    return EXIT_PARTIAL
 
 
 def _add_selector_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,11 +144,14 @@ def _usage_error(args: argparse.Namespace, message: str) -> int:
 
 def _run(args: argparse.Namespace, action: Action) -> int:
     """Connect, run ``action``, close; the exit status is what ``action`` returns."""
+    problem = _timeout_problem(args)
+    if problem is not None:
+        return _usage_error(args, problem)
 
     async def main() -> int:
         url = resolve_url(args.url)
         token = resolve_token(args.token, args.token_file)
-        client = ControlClient(url, token, request_timeout=args.timeout)
+        client = ControlClient(url, token)
         async with client:
             return int(await action(client, args) or 0)
 
@@ -135,32 +180,35 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 async def _ls(client: ControlClient, args: argparse.Namespace) -> int:
     filters = dict(user=args.user, path=args.path, topic=args.topic,
-                   id_prefix=args.id_prefix, sort=args.sort)
+                   id_prefix=args.id_prefix, sort=args.sort, **_routing(args))
     if args.groups:
         page = await client.list_connections(**filters, limit=1, groups=True)
         groups = page.get("groups") or {}
         _emit(output.to_json(groups) if args.json else output.groups_table(groups))
-        return 0
+        return _partial(page)
     connections: list[dict[str, Any]] = []
+    pages: list[dict[str, Any]] = []
     cursor = None
     while True:
         page = await client.list_connections(**filters, limit=args.limit,
                                              cursor=cursor, groups=False)
+        pages.append(page)
         connections.extend(page.get("connections") or [])
         cursor = page.get("next_cursor")
         if not (args.all_pages and cursor):
             break
     total = page.get("total", len(connections))
     if args.json:
+        # Still a list: the missing nodes are said on stderr and by the exit status.
         _emit(output.to_json(connections))
-        return 0
+        return _partial(*pages)
     if connections:
         _emit(output.connections_table(connections, time.time()))
     if cursor:
         _emit(f"{len(connections)} of {total} connections (--all-pages for the rest)")
     else:
         _emit(f"{len(connections)} connection{'' if len(connections) == 1 else 's'}")
-    return 0
+    return _partial(*pages)
 
 
 # show
@@ -171,10 +219,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 async def _show(client: ControlClient, args: argparse.Namespace) -> int:
-    connection = await client.get(args.connection_id)
+    connection = await client.get(args.connection_id, **_routing(args))
     _emit(output.to_json(connection) if args.json
           else output.connection_detail(connection, time.time()))
-    return 0
+    return _partial(connection)
 
 
 # send
@@ -210,20 +258,32 @@ def _cmd_send(args: argparse.Namespace) -> int:
 async def _send(client: ControlClient, args: argparse.Namespace) -> int:
     payload = args.payload
     if isinstance(payload, bytes):
-        result = await client.send(args.selector, binary=payload, dry_run=args.dry_run)
+        result = await client.send(args.selector, binary=payload, dry_run=args.dry_run,
+                                   **_routing(args))
     else:
-        result = await client.send(args.selector, text=payload, dry_run=args.dry_run)
+        result = await client.send(args.selector, text=payload, dry_run=args.dry_run,
+                                   **_routing(args))
     if args.json:
-        _emit(output.to_json(result))
+        _emit(output.to_json(_with_missing(result)))
     elif args.dry_run:
         sample = " ".join(result.get("sample") or [])
         recipients = result.get("recipients", 0)
         _emit(f"would send to {recipients} connection{'' if recipients == 1 else 's'}"
               f" (dry run; nothing sent){': ' + sample if sample else ''}")
+        _emit(output.per_node_table("send", result.get("per_node")))
     else:
         _emit(f"sent to {result.get('delivered', 0)} of {result.get('recipients', 0)}"
               f" (skipped {result.get('skipped', 0)})")
-    return 0
+        _emit(output.per_node_table("send", result.get("per_node")))
+    return _partial(result)
+
+
+def _with_missing(result: Any) -> Any:
+    """An action's JSON: ``missing`` always there (``{}`` for a full answer),
+    so that a script reads it without a test."""
+    if isinstance(result, dict):
+        return {**result, "missing": result.get("missing") or {}}
+    return result
 
 
 # kick
@@ -251,13 +311,15 @@ def _close_problem(args: argparse.Namespace) -> str | None:
 
 
 async def _kick(client: ControlClient, args: argparse.Namespace) -> int:
-    result = await client.disconnect(args.selector, code=args.code, reason=args.reason)
+    result = await client.disconnect(args.selector, code=args.code, reason=args.reason,
+                                     **_routing(args))
     if args.json:
-        _emit(output.to_json(result))
+        _emit(output.to_json(_with_missing(result)))
     else:
         count = result.get("count", 0)
         _emit(f"disconnecting {count} connection{'' if count == 1 else 's'} (code {args.code})")
-    return 0
+        _emit(output.per_node_table("disconnect", result.get("per_node")))
+    return _partial(result)
 
 
 # shutdown
@@ -272,10 +334,10 @@ def _cmd_shutdown(args: argparse.Namespace) -> int:
 
 async def _shutdown(client: ControlClient, args: argparse.Namespace) -> int:
     result = await client.shutdown(args.mode, code=args.code, reason=args.reason,
-                                   deadline=args.deadline)
+                                   deadline=args.deadline, **_routing(args))
     if args.json:
-        _emit(output.to_json(result))
-        return 0
+        _emit(output.to_json(_with_missing(result)))
+        return _partial(result)
     connections = result.get("connections", 0) if isinstance(result, dict) else 0
     plural = "" if connections == 1 else "s"
     if args.mode == ShutdownMode.KEEP_ALIVE:
@@ -286,7 +348,9 @@ async def _shutdown(client: ControlClient, args: argparse.Namespace) -> int:
     else:
         text = f"stopped accepting; closing {connections} open connection{plural} (code {args.code})"
     _emit(text)
-    return 0
+    if isinstance(result, dict):
+        _emit(output.per_node_table("shutdown", result.get("per_node")))
+    return _partial(result)
 
 
 # stats
@@ -297,9 +361,24 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 async def _stats(client: ControlClient, args: argparse.Namespace) -> int:
-    stats = await client.stats()
+    stats = await client.stats(**_routing(args))
     _emit(output.to_json(stats) if args.json else output.stats_lines(stats))
-    return 0
+    return _partial(stats)
+
+
+# nodes
+
+
+def _cmd_nodes(args: argparse.Namespace) -> int:
+    return _run(args, _nodes)
+
+
+async def _nodes(client: ControlClient, args: argparse.Namespace) -> int:
+    result = await client.nodes(**_routing(args))
+    nodes = result.get("nodes") or []
+    # A list, as ls --json: `wsconsole nodes --json | jq -r '.[].node'`.
+    _emit(output.to_json(nodes) if args.json else output.nodes_table(nodes, time.time()))
+    return _partial(result)
 
 
 # events
@@ -317,6 +396,8 @@ async def _events(client: ControlClient, args: argparse.Namespace) -> int:
     printed = 0
     async for event in client.events():
         if kinds and event.kind not in kinds:
+            continue
+        if args.node is not None and (event.data or {}).get("node") != args.node:
             continue
         if args.json:
             line = output.to_json({"event": event.kind, "time": event.time,
@@ -394,7 +475,8 @@ def register(subparsers: Any) -> None:
     shutdown = _add(subparsers, "shutdown", _cmd_shutdown, "stop the server",
                     "Stop the server. --graceful closes every connection now; "
                     "--keep-alive stops accepting and keeps serving open connections "
-                    "until they close (or until --deadline).")
+                    "until they close (or until --deadline). In a cluster: every node "
+                    "(the one attached to stops last), or --node NAME alone.")
     mode = shutdown.add_mutually_exclusive_group()
     mode.add_argument("--graceful", action="store_const", const=ShutdownMode.GRACEFUL,
                       dest="mode", help="close every connection now (default)")
@@ -407,11 +489,18 @@ def register(subparsers: Any) -> None:
                           help="close code (default: 1001, going away)")
     shutdown.add_argument("--reason", default="",
                           help=f"close reason, at most {MAX_CLOSE_REASON_BYTES} bytes")
-    _add_connection_arguments(shutdown)
+    _add_connection_arguments(shutdown, node_help="stop only this node of the cluster "
+                              "(default: every node)")
 
     stats = _add(subparsers, "stats", _cmd_stats, "show server statistics",
-                 "Node, state, uptime, connections, totals and rates.")
+                 "Node, state, uptime, connections, totals and rates (of a cluster: its "
+                 "totals, then each node's).")
     _add_connection_arguments(stats)
+
+    nodes = _add(subparsers, "nodes", _cmd_nodes, "list the nodes of the cluster",
+                 "The nodes of the cluster: name, state, health, connections, rates, "
+                 "last heartbeat, version and control URL (one node without --redis).")
+    _add_connection_arguments(nodes)
 
     events = _add(subparsers, "events", _cmd_events, "stream live events",
                   "Print events as they happen: connections opened and closed, "
@@ -422,5 +511,5 @@ def register(subparsers: Any) -> None:
                         + ", ".join(EventKind))
     events.add_argument("--stats-interval", type=float, default=5.0, metavar="SECONDS",
                         help="seconds between stats events (default: 5)")
-    _add_connection_arguments(events)
+    _add_connection_arguments(events, node_help="only events of this node")
 

@@ -25,6 +25,9 @@ __all__ = [
     "groups_table",
     "connection_detail",
     "stats_lines",
+    "nodes_table",
+    "per_node_table",
+    "missing_line",
     "event_line",
 ]
 
@@ -124,12 +127,13 @@ def timestamp(epoch: float | None) -> str:
 
 
 def connections_table(connections: Sequence[dict[str, Any]], now: float) -> str:
-    """The ``ls`` table: ID USER PATH REMOTE AGE IN OUT TOPICS (IN/OUT are messages)."""
+    """The ``ls`` table: ID NODE USER PATH REMOTE AGE IN OUT TOPICS (IN/OUT are messages)."""
     return table(
-        ["ID", "USER", "PATH", "REMOTE", "AGE", "IN", "OUT", "TOPICS"],
+        ["ID", "NODE", "USER", "PATH", "REMOTE", "AGE", "IN", "OUT", "TOPICS"],
         [
             [
                 c.get("id"),
+                c.get("node") or "-",
                 c.get("user"),
                 c.get("path"),
                 c.get("remote"),
@@ -149,7 +153,7 @@ def groups_table(groups: dict[str, Any]) -> str:
     Accepts each kind as ``{name: count}`` or as ``[[name, count], ...]``.
     """
     rows = []
-    for kind in ("user", "path", "topic"):
+    for kind in ("node", "user", "path", "topic"):
         counts = groups.get(kind) or groups.get(kind + "s") or groups.get("by_" + kind) or {}
         items = counts.items() if isinstance(counts, dict) else counts
         for name, count in sorted(items, key=lambda item: (-item[1], item[0])):
@@ -222,16 +226,89 @@ def stats_lines(stats: dict[str, Any]) -> str:
     for key, value in stats.items():
         if key not in known and not isinstance(value, (dict, list)):
             pairs.append((key.replace("_", " "), value))
-    return key_values(pairs)
+    text = key_values(pairs)
+    per_node = stats.get("per_node")
+    if isinstance(per_node, dict) and len(per_node) > 1:
+        # A cluster: the lines above are its totals; each node's own below.
+        rows = []
+        for name in sorted(per_node):
+            node = per_node[name] if isinstance(per_node[name], dict) else {}
+            node_rates = node.get("rates") or {}
+            rows.append([name, node.get("state", "-"), node.get("connections", "-"),
+                         _rate(node_rates.get("msgs_in")), _rate(node_rates.get("msgs_out")),
+                         age(node.get("uptime") or 0)])
+        text += "\n\n" + table(["NODE", "STATE", "CONNECTIONS", "IN/S", "OUT/S", "UPTIME"],
+                                rows)
+    return text
+
+
+def _rate(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
+
+
+def nodes_table(nodes: Sequence[dict[str, Any]], now: float) -> str:
+    """The ``nodes`` table: one line per node of the fleet, in the server's order
+    (by name). IN/S and OUT/S are messages per second; LAST SEEN is the age of
+    the node's last heartbeat."""
+    rows = []
+    for n in nodes:
+        rates = n.get("rates") or {}
+        last_seen = n.get("last_seen")
+        rows.append([
+            n.get("node"),
+            n.get("state") or "-",
+            n.get("health") or "-",
+            n.get("connections", "-"),
+            _rate(rates.get("msgs_in")),
+            _rate(rates.get("msgs_out")),
+            "-" if last_seen is None else f"{age(now - float(last_seen))} ago",
+            n.get("version") or "-",
+            n.get("control_url") or "-",
+        ])
+    return table(["NODE", "STATE", "HEALTH", "CONNECTIONS", "IN/S", "OUT/S", "LAST SEEN",
+                  "VERSION", "CONTROL URL"], rows)
+
+
+_PER_NODE_COLUMNS = {
+    "send": (("RECIPIENTS", "recipients"), ("DELIVERED", "delivered"), ("SKIPPED", "skipped")),
+    "disconnect": (("CONNECTIONS", "count"),),
+    "shutdown": (("CONNECTIONS", "connections"), ("STATE", "state")),
+}
+
+
+def per_node_table(op: str, per_node: Any, indent: str = "  ") -> str:
+    """What each node did for a ``send``, ``disconnect`` or ``shutdown``: an
+    indented table, nodes by name; empty for one node (the total says it all)."""
+    if not isinstance(per_node, dict) or len(per_node) < 2:
+        return ""
+    columns = _PER_NODE_COLUMNS.get(op, ())
+    rows = [[name, *((per_node[name] or {}).get(key, "-") for _, key in columns)]
+            for name in sorted(per_node)]
+    lines = table(["NODE", *(header for header, _ in columns)], rows).splitlines()
+    return "\n".join(indent + line for line in lines)
+
+
+def missing_line(missing: Any) -> str:
+    """The one stderr line of a partial answer, or "" for a full one:
+    ``partial answer: no reply from node-b (no reply before the deadline), ...``."""
+    if not isinstance(missing, dict) or not missing:
+        return ""
+    named = ", ".join(f"{name} ({reason})" for name, reason in sorted(missing.items()))
+    count = len(missing)
+    return printable(f"partial answer: {count} node{'' if count == 1 else 's'} "
+                     f"did not answer: {named}")
 
 
 _EVENT_FIELDS = {
-    EventKind.CONNECTION_OPENED: ("id", "user", "path", "remote", "topics"),
-    EventKind.CONNECTION_CLOSED: ("id", "user", "path", "code", "reason", "duration"),
-    EventKind.OPERATOR_ACTION: ("role", "client", "op", "args", "result", "error"),
-    EventKind.STATE_CHANGED: ("state", "mode", "connections"),
-    EventKind.BURST: ("opened", "closed", "dropped"),
-    EventKind.SLOW_CONSUMER: ("id", "user", "path", "buffered", "kernel_queued"),
+    EventKind.CONNECTION_OPENED: ("node", "id", "user", "path", "remote", "topics"),
+    EventKind.CONNECTION_CLOSED: ("node", "id", "user", "path", "code", "reason", "duration"),
+    EventKind.OPERATOR_ACTION: ("node", "role", "client", "op", "args", "result", "error"),
+    EventKind.STATE_CHANGED: ("node", "state", "mode", "connections"),
+    EventKind.BURST: ("node", "opened", "closed", "dropped"),
+    EventKind.SLOW_CONSUMER: ("node", "id", "user", "path", "buffered", "kernel_queued"),
+    # EventKind.NODE, written as its value: a node joined, turned suspect, went,
+    # came back or changed state.
+    "node": ("node", "state", "health", "connections", "version", "control_url"),
 }
 """The fields worth a human's line, per event kind; other kinds show every field."""
 
@@ -242,7 +319,8 @@ def event_line(kind: str, time_: float, data: Any) -> str:
     data = data if isinstance(data, dict) else {"data": data}
     if kind == EventKind.STATS:
         rates = data.get("rates") or {}
-        detail = (f"state={data.get('state')} connections={data.get('connections')} "
+        node = f"node={data['node']} " if data.get("node") else ""
+        detail = (f"{node}state={data.get('state')} connections={data.get('connections')} "
                   f"in={rates.get('msgs_in', 0):.1f}/s out={rates.get('msgs_out', 0):.1f}/s")
         return printable(f"{clock} {kind} {detail}")
     fields = _EVENT_FIELDS.get(kind, tuple(data))

@@ -182,6 +182,9 @@ async def generate(s: Session) -> None:
     s.say(STATS)
     await s.run("wsconsole stats")
 
+    s.say(NODES)
+    await s.run("wsconsole nodes")
+
     s.say(EVENTS)
     events = asyncio.create_task(s.run(
         "wsconsole events --count 4 --kind connection_opened --kind connection_closed "
@@ -239,10 +242,13 @@ async def _restart(s: Session) -> None:
 INTRO = """
 # Operator commands
 
-`wsconsole ls`, `show`, `send`, `kick`, `shutdown`, `stats` and `events` talk to
-a running server's control plane. Each prints a readable table by default and
-JSON with `--json`; each failure is one line on stderr and exit status 1 (a
-usage error, such as `send` without a selector, is exit status 2).
+`wsconsole ls`, `show`, `send`, `kick`, `shutdown`, `stats`, `nodes` and `events`
+talk to a running server's control plane: one node, or through any node, every
+node of a cluster (`wsconsole serve --redis`). Each prints a readable table by
+default and JSON with `--json`; each failure is one line on stderr and exit
+status 1 (a usage error, such as `send` without a selector, is exit status 2; a
+partial answer of a cluster, exit status 3: [Partial
+answers](#partial-answers-exit-status-3)).
 
 Every sample in this section is real output: `python docs/cli_samples.py` starts
 `wsconsole serve` (the demo application) with four clients (ann and bob on
@@ -260,7 +266,8 @@ Every command takes:
 | `--token-file FILE` | | read the token from FILE |
 | | `$WSCONSOLE_TOKEN` | when neither option is given |
 | | `~/.local/state/wsconsole/token` | the file `wsconsole serve` creates (`$XDG_STATE_HOME/wsconsole/token`), when it exists |
-| `--timeout SECONDS` | 10 | how long to wait for each reply |
+| `--node NAME` | | only this node of a cluster (`wsconsole nodes` lists them); an unknown name is an error that lists the valid ones |
+| `--timeout SECONDS` | the server's: 2 for reads, 5 for actions | how long the nodes of a cluster may take to answer (more than 0, at most 60); the command waits 5 s more for the reply |
 | `--json` | | JSON instead of a table |
 
 On the machine that runs `wsconsole serve` with its defaults, no option is
@@ -275,13 +282,13 @@ The samples below run with `WSCONSOLE_URL` and `WSCONSOLE_TOKEN` exported.
 LS = """
 ## `wsconsole ls`: list connections
 
-Columns: id, user, request path, client address, age, messages in and out,
-topics. Filters: `--user`, `--path`, `--topic`, `--id-prefix` (they combine
+Columns: id, node, user, request path, client address, age, messages in and
+out, topics. Filters: `--user`, `--path`, `--topic`, `--id-prefix` (they combine
 with AND). `--sort KEY` sorts by id, user, path, remote, connected_at (the
 default), last_activity, msgs_in, bytes_in, msgs_out, bytes_out, buffered or
 latency; write `--sort=-KEY` for descending. `--limit N` (1 to 1000, default
 100) is the page size; `--all-pages` follows the server's cursor to the end.
-`--groups` prints connection counts by user, path and topic instead.
+`--groups` prints connection counts by node, user, path and topic instead.
 """
 
 LS_AFTER = """
@@ -310,6 +317,9 @@ or `-` (one trailing newline is dropped from text read from stdin); `--binary`
 sends a binary message (stdin's bytes, or MESSAGE's UTF-8). `--dry-run` counts
 the recipients and shows a sample of ids without sending. The output is
 `sent to DELIVERED of RECIPIENTS (skipped N)`: skipped connections were closing.
+When more than one node acted, a table of the same counts by node follows. The
+JSON has `per_node` (`{NODE: {"recipients", "delivered", "skipped"}}`) and
+`missing` (`{NODE: REASON}`, `{}` for a full answer).
 """
 
 SEND_AFTER = """
@@ -322,7 +332,8 @@ KICK = """
 
 The same selectors as `send`. `--code` (default 1000; 1000, 1001, 1008, 1011,
 1012, 1013 or 3000-4999) and `--reason` (at most 123 bytes) go in the close
-frame the clients receive.
+frame the clients receive. Its JSON has `count`, `per_node` (`{NODE:
+{"count"}}`) and `missing`, as `send`'s.
 """
 
 STATS = """
@@ -330,7 +341,21 @@ STATS = """
 
 Node, state (`serving`, `draining`, `stopped`), listening addresses, uptime,
 open connections, connections opened and closed since start, messages and
-bytes in and out, and their rates over the last second.
+bytes in and out, and their rates over the last second. Of a cluster: its
+totals, then a line per node (state, connections, rates, uptime); `--json` has
+each node's own stats under `per_node`.
+"""
+
+NODES = """
+## `wsconsole nodes`: the nodes of a cluster
+
+One line per node, by name: state (`serving`, `draining`, `stopped`), health
+(`live`, `suspect` after missed heartbeats, `gone`; a gone node stays listed
+about 30 s), open connections, messages per second in and out, the age of its
+last heartbeat, its wsconsole version and its control URL. Without `--redis`,
+the one node. `--json` prints a list of node objects (`node`, `state`,
+`health`, `connections`, `rates`, `started_at`, `uptime`, `version`, `listen`,
+`control_url`, `last_seen`).
 """
 
 EVENTS = """
@@ -340,7 +365,10 @@ Prints events as they happen, one per line, flushed (so it works in a pipe):
 `connection_opened`, `connection_closed` (with the close code), `burst` (counts
 that replaced individual connection events during a flood), `operator_action`
 (every send, kick and shutdown, by any operator), `state_changed`,
-`slow_consumer`, and `stats` every `--stats-interval` seconds (default 5).
+`slow_consumer`, `node` (a node of the cluster joined, turned suspect, went,
+came back or changed state), and `stats` every `--stats-interval` seconds
+(default 5). Every event names the node it happened on; `--node NAME` keeps
+that node's only.
 `--kind K` (repeatable) keeps only some kinds; `--count N` exits after N
 events; `--json` prints one JSON object per line. Without `--count` it runs
 until interrupted or until the server stops.
@@ -355,7 +383,10 @@ keeps serving the open connections until they close; with `--deadline
 SECONDS`, the ones still open then are closed gracefully. A graceful shutdown
 may follow a keep-alive one, to cut the drain short. The reply comes before the
 shutdown starts; the control plane keeps answering (`stats`, `ls`, `send`,
-`events`) until the server has stopped.
+`events`) until the server has stopped. In a cluster, `shutdown` stops every
+node, the one you are attached to last (so that you can follow the drain), and
+`--node NAME` stops that node alone; with several nodes, the output ends with
+a line per node.
 """
 
 ERRORS = """
@@ -372,8 +403,27 @@ rules):
 """
 
 OUTRO = """
-Exit statuses: 0 success, 1 failure (the line says why), 2 usage error, 130
-interrupted (Ctrl-C, e.g. to stop `events`).
+## Partial answers (exit status 3)
+
+In a cluster, a request goes to every live node and ends when all have
+answered or at its deadline (`--timeout`). A node that did not answer never
+throws away what the others said: the command prints what it got, in the
+usual shape (`ls --json` is still a list), names the missing nodes and why in
+one line on stderr, and exits with status 3. The line reads `wsconsole: partial
+answer: 1 node did not answer: node-b (no reply before the deadline)`. The
+reasons are "no reply before the deadline" and "broker unavailable" (Redis is
+down: the node you are attached to answers for itself), or the node's own
+words.
+
+## Exit statuses
+
+| status | meaning |
+|---|---|
+| 0 | a full answer |
+| 1 | failure: one line on stderr says why (unreachable, refused token, unknown id or node, ...) |
+| 2 | usage error, caught before anything is sent |
+| 3 | a partial answer: printed what was gathered; the nodes that did not answer are named on stderr |
+| 130 | interrupted (Ctrl-C, e.g. to stop `events`) |
 """
 
 

@@ -87,16 +87,19 @@ async def three_clients(live: Live):
 
 
 async def test_ls_prints_an_aligned_table(live: Live, capsys):
-    """ls prints one row per connection under ID USER PATH REMOTE AGE IN OUT TOPICS."""
+    """ls prints one row per connection under ID NODE USER PATH REMOTE AGE IN OUT TOPICS,
+    the node being the server's own name."""
     ann_chat, bob_chat, ann_feed = await three_clients(live)
     assert await run(*live.cli("ls")) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["ID", "USER", "PATH", "REMOTE", "AGE", "IN", "OUT", "TOPICS"]
+    assert out[0].split() == ["ID", "NODE", "USER", "PATH", "REMOTE", "AGE", "IN", "OUT",
+                              "TOPICS"]
     rows = {line.split()[0]: line.split() for line in out[1:4]}
-    assert rows[live.id_of(ann_chat)][1:3] == ["ann", "/chat"]
+    node = live.server.hub.node
+    assert rows[live.id_of(ann_chat)][1:4] == [node, "ann", "/chat"]
     assert rows[live.id_of(ann_chat)][-1] == "lobby"
-    assert rows[live.id_of(bob_chat)][1:3] == ["bob", "/chat"]
-    assert rows[live.id_of(ann_feed)][1:3] == ["ann", "/feed"]
+    assert rows[live.id_of(bob_chat)][1:4] == [node, "bob", "/chat"]
+    assert rows[live.id_of(ann_feed)][1:4] == [node, "ann", "/feed"]
     # Columns are aligned: every row's PATH starts where the header's does.
     column = out[0].index("PATH")
     assert all(line[column] == "/" for line in out[1:4])
@@ -313,8 +316,10 @@ async def test_kick_closes_with_code_and_reason(live: Live, capsys):
     assert (bob_chat.close_code, bob_chat.close_reason) == (4001, "maintenance")
 
     assert await run(*live.cli("kick", "--id", live.id_of(ann_feed), "--json")) == 0
-    kicked = json.loads(capsys.readouterr().out)
-    assert kicked["count"] == 1 and list(kicked["per_node"].values()) == [{"count": 1}]
+    result = json.loads(capsys.readouterr().out)
+    # missing is always there for a script to read; per_node names this one node.
+    assert (result["count"], result["missing"]) == (1, {})
+    assert result["per_node"] == {live.server.hub.node: {"count": 1}}
     async with asyncio.timeout(TIMEOUT):
         await ann_feed.wait_closed()
     assert ann_feed.close_code == 1000
@@ -555,3 +560,34 @@ async def test_installed_script_ls_json(live: Live):
     assert process.returncode == 0, err
     [connection] = json.loads(out)
     assert connection["id"] == live.id_of(ws) and connection["user"] == "ann"
+
+
+# nodes, --node and --timeout
+
+
+async def test_nodes_lists_this_node(live: Live, capsys):
+    """Without a cluster, `wsconsole nodes` lists the one node: its name, state,
+    connections and control URL; --json is a list of node objects."""
+    await three_clients(live)
+    node = live.server.hub.node
+    assert await run(*live.cli("nodes")) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["NODE", "STATE", "HEALTH", "CONNECTIONS", "IN/S", "OUT/S",
+                              "LAST", "SEEN", "VERSION", "CONTROL", "URL"]
+    assert len(out) == 2
+    row = out[1].split()
+    assert (row[0], row[1], row[3]) == (node, "serving", "3")
+    assert row[-1] == live.url
+
+    assert await run(*live.cli("nodes", "--json")) == 0
+    nodes = json.loads(capsys.readouterr().out)
+    assert isinstance(nodes, list) and [n["node"] for n in nodes] == [node]
+    assert nodes[0]["connections"] == 3 and nodes[0]["control_url"] == live.url
+
+
+async def test_timeout_out_of_range_is_a_usage_error(live: Live, capsys):
+    """--timeout must be more than 0 and at most 60 seconds: said before connecting, exit 2."""
+    for value in ("0", "-1", "61"):
+        assert await run(*live.cli("ls", "--timeout", value)) == 2
+        err = capsys.readouterr().err
+        assert "--timeout must be more than 0 and at most 60 seconds" in err
