@@ -306,9 +306,8 @@ _EVENT_FIELDS = {
     EventKind.STATE_CHANGED: ("node", "state", "mode", "connections"),
     EventKind.BURST: ("node", "opened", "closed", "dropped"),
     EventKind.SLOW_CONSUMER: ("node", "id", "user", "path", "buffered", "kernel_queued"),
-    # EventKind.NODE, written as its value: a node joined, turned suspect, went,
-    # came back or changed state.
-    "node": ("node", "state", "health", "connections", "version", "control_url"),
+    # A node joined, turned suspect, went, came back or changed state.
+    EventKind.NODE: ("node", "state", "health", "connections", "version", "control_url"),
 }
 """The fields worth a human's line, per event kind; other kinds show every field."""
 

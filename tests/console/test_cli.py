@@ -591,3 +591,23 @@ async def test_timeout_out_of_range_is_a_usage_error(live: Live, capsys):
         assert await run(*live.cli("ls", "--timeout", value)) == 2
         err = capsys.readouterr().err
         assert "--timeout must be more than 0 and at most 60 seconds" in err
+
+
+async def test_node_selects_this_node_and_refuses_an_unknown_one(live: Live, capsys):
+    """--node with this server's own name answers as without it; an unknown name
+    fails with one line that names the valid nodes, exit 1, nothing done."""
+    ann_chat, _, _ = await three_clients(live)
+    node = live.server.hub.node
+    assert await run(*live.cli("ls", "--json", "--node", node, "--timeout", "1")) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert await run(*live.cli("send", "--all", "--node", node, "--json", "hi")) == 0
+    sent = json.loads(capsys.readouterr().out)
+    assert sent["per_node"] == {node: {"recipients": 3, "delivered": 3, "skipped": 0}}
+
+    for argv in (("ls",), ("kick", "--all"), ("stats",), ("nodes",),
+                 ("shutdown", "--graceful")):
+        assert await run(*live.cli(*argv, "--node", "elsewhere")) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert_one_error_line(captured.err, "elsewhere", node)
+    assert live.server.hub.state == "serving" and len(live.server.hub.registry) == 3
