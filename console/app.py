@@ -2,9 +2,10 @@
 
 The app owns the control link: one worker connects, says hello, subscribes,
 reads the event stream and reconnects with backoff. What several screens show
-lives here, where each of them can follow it: the link's state and the latest
-stats sample are reactives (``link_state``, ``stats``), the server's other
-events a signal (``server_events``). No screen looks for another one.
+lives here, where each of them can follow it: the link's state, the latest
+stats sample and what is known of the nodes are reactives (``link_state``,
+``stats``, ``nodes``), the server's other events a signal (``server_events``).
+No screen looks for another one.
 
 Takes a factory of control clients (so a test, the demo and the command line
 each say where the control plane is and with which token). Imports from the
@@ -38,9 +39,15 @@ from .link import (
     reconnect_delay,
     with_state_change,
 )
-from .messages import ControlLinked, ControlLinkLost, EventReceived, StatsSampled
+from .messages import (
+    ControlLinked,
+    ControlLinkLost,
+    EventReceived,
+    NodesListed,
+    StatsSampled,
+)
 from .screens.main import MainScreen
-from .view_state import PAGE_SIZE
+from .view_state import NODE_EVENT, PAGE_SIZE, KnownNodes
 from .widgets import too_small
 
 __all__ = ["ConsoleApp"]
@@ -79,6 +86,9 @@ class ConsoleApp(App[None]):
     shutdown dialog follow it."""
     stats: reactive[dict[str, Any]] = reactive(dict, init=False)
     """The latest stats sample, with the state changes since applied."""
+    nodes: reactive[KnownNodes] = reactive(KnownNodes, init=False)
+    """The last answer of ``nodes``: each node's state, health, connections and
+    rates, and the nodes that did not answer."""
 
     def __init__(
         self,
@@ -89,6 +99,7 @@ class ConsoleApp(App[None]):
         reconnect_delays: tuple[float, ...] = RECONNECT_DELAYS,
         poll_interval: float = 1.0,
         stats_interval: float = 1.0,
+        nodes_interval: float = 2.0,
         refresh_delay: float = 0.2,
         page_size: int = PAGE_SIZE,
     ) -> None:
@@ -100,6 +111,8 @@ class ConsoleApp(App[None]):
         self.reconnect_delays = reconnect_delays
         self.stats_interval = stats_interval
         """Seconds between the stats samples the server streams."""
+        self.nodes_interval = nodes_interval
+        """Seconds between two requests for the nodes (a node event asks at once)."""
         self.server_events: Signal[Event] = Signal(self, "server_events")
         """Every event of the server's stream but ``stats``, as it arrives."""
         self.main_screen = MainScreen(clock=clock, poll_interval=poll_interval,
@@ -112,6 +125,7 @@ class ConsoleApp(App[None]):
         # loads the screen's .tcss (it does so only for pushed screens).
         self.push_screen(self.main_screen)
         self.run_link()
+        self.set_interval(self.nodes_interval, self.refresh_nodes)
 
     def on_resize(self, event: Resize) -> None:
         # Here, not per screen: a dialog over a screen must know it too.
@@ -168,6 +182,28 @@ class ConsoleApp(App[None]):
     @on(ControlLinked)
     def _linked(self, message: ControlLinked) -> None:
         self.link_state = self.link_state.connected(message.hello)
+        self.refresh_nodes()
+
+    def refresh_nodes(self) -> None:
+        """Ask for the nodes, unless the link is down."""
+        if self.link_state.up:
+            self._list_nodes()
+
+    @work(exclusive=True, group="nodes", exit_on_error=False)
+    async def _list_nodes(self) -> None:
+        try:
+            result = await self.link.require().nodes()
+        except WsconsoleError:
+            return  # the link's own failure is said by the link; the next poll retries
+        if isinstance(result, dict):
+            nodes = [n for n in result.get("nodes") or () if isinstance(n, dict)]
+            missing = result.get("missing")
+            self.post_message(NodesListed(nodes, dict(missing) if isinstance(missing, dict)
+                                          else {}))
+
+    @on(NodesListed)
+    def _nodes_listed(self, message: NodesListed) -> None:
+        self.nodes = KnownNodes(tuple(message.nodes), message.missing)
 
     @on(ControlLinkLost)
     def _link_lost(self, message: ControlLinkLost) -> None:
@@ -190,6 +226,9 @@ class ConsoleApp(App[None]):
         event = message.event
         if event.kind == EventKind.STATE_CHANGED and isinstance(event.data, dict):
             self.stats = with_state_change(self.stats, event.data)
+        if event.kind == NODE_EVENT:
+            # A node joined, went or changed: the whole picture, at once.
+            self.refresh_nodes()
         self.server_events.publish(event)
 
     def action_reconnect(self) -> None:

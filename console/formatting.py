@@ -29,9 +29,12 @@ __all__ = [
     "CLOSE_CODE_NAMES",
     "describe_close",
     "natural_key",
+    "routed",
+    "missing_note",
 ]
 
-_FILTER_KEYS = {"user": "user", "path": "path", "topic": "topic", "room": "topic", "id": "id_prefix"}
+_FILTER_KEYS = {"user": "user", "path": "path", "topic": "topic", "room": "topic", "id": "id_prefix",
+                "node": "node"}
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,13 @@ class ViewFilter:
     path: str | None = None
     topic: str | None = None
     id_prefix: str | None = None
+    node: str | None = None
+    """One node of a cluster: the request goes to that node only."""
 
     @property
     def empty(self) -> bool:
         """True when every connection is shown."""
-        return not (self.user or self.path or self.topic or self.id_prefix)
+        return not (self.user or self.path or self.topic or self.id_prefix or self.node)
 
     def list_args(self) -> dict[str, Any]:
         """Keyword arguments of ``ControlClient.list_connections``."""
@@ -55,10 +60,12 @@ class ViewFilter:
             "path": self.path,
             "topic": self.topic,
             "id_prefix": self.id_prefix,
+            "node": self.node,
         }
 
     def selector(self) -> dict[str, Any] | None:
-        """The control plane selector of the same connections.
+        """The control plane selector of the same connections, and under
+        ``node`` the node they are on (see :func:`routed`).
 
         None when the filter cannot be said as a selector (an id prefix), so
         that an action never targets more than the operator sees.
@@ -70,13 +77,16 @@ class ViewFilter:
             value = getattr(self, name)
             if value:
                 selector[name] = value
-        return selector or {"everyone": True}
+        selector = selector or {"everyone": True}
+        if self.node:
+            selector["node"] = self.node
+        return selector
 
     def text(self) -> str:
         """The filter in the syntax :func:`parse_filter` reads back."""
         parts = []
-        for key, name in (("user", "user"), ("path", "path"), ("topic", "topic"),
-                          ("id", "id_prefix")):
+        for key, name in (("node", "node"), ("user", "user"), ("path", "path"),
+                          ("topic", "topic"), ("id", "id_prefix")):
             value = getattr(self, name)
             if value:
                 parts.append(f"{key}={shlex.quote(value)}")
@@ -87,8 +97,27 @@ class ViewFilter:
         return self.text() or "everyone"
 
     def with_group(self, kind: str, value: str | None) -> ViewFilter:
-        """This filter narrowed to one group (kind: user, path or topic)."""
+        """This filter narrowed to one group (kind: node, user, path or topic)."""
         return replace(ViewFilter(), **{kind: value})
+
+
+def routed(selector: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """(the wire's selector, the node) of one of the console's targets.
+
+    The console's targets carry the node a view is narrowed to beside the
+    selector's kinds; the wire takes it as the request's ``node`` argument,
+    never inside the selector.
+    """
+    wire_selector = {key: value for key, value in selector.items() if key != "node"}
+    return wire_selector, selector.get("node")
+
+
+def missing_note(result: Any) -> str:
+    """``"; no answer from node-b, node-c"`` for an action's partial answer, or ""."""
+    missing = result.get("missing") if isinstance(result, dict) else None
+    if not isinstance(missing, dict) or not missing:
+        return ""
+    return "; no answer from " + ", ".join(sorted(map(str, missing)))
 
 
 def natural_key(name: str) -> tuple[tuple[Any, ...], str]:
@@ -142,7 +171,8 @@ def parse_filter(text: str) -> ViewFilter:
         if sep:
             name = _FILTER_KEYS.get(key.strip().lower())
             if name is None:
-                raise ValueError(f"unknown filter {key!r}: use user=, path=, topic= or id=")
+                raise ValueError(f"unknown filter {key!r}: use user=, path=, topic=, id= "
+                                 "or node=")
         elif word.startswith("/"):
             name, value = "path", word
         elif word.startswith("#"):

@@ -22,6 +22,7 @@ __all__ = [
     "ControlLinkLost",
     "StatsSampled",
     "EventReceived",
+    "NodesListed",
     "ActionCompleted",
     "CommandFailed",
 ]
@@ -59,6 +60,16 @@ class EventReceived(Message):
     """One event of the server's event stream (other than ``stats``)."""
 
     event: Event
+
+
+@dataclass
+class NodesListed(Message):
+    """The nodes answered: what each said of itself, and which did not answer."""
+
+    nodes: list[dict[str, Any]]
+    """The ``nodes`` entries (node, state, health, connections, rates, ...), by name."""
+    missing: dict[str, str]
+    """Nodes that did not answer, and why."""
 
 
 @dataclass

@@ -25,13 +25,14 @@ from .app import ConsoleApp
 from .screens import ComposeScreen, DetailScreen, ShutdownScreen
 from .widgets import GroupsPanel
 
-__all__ = ["SampleControlClient", "write_screenshots", "NOW", "SIZE", "SHOTS"]
+__all__ = ["SampleControlClient", "SampleClusterClient", "write_screenshots", "NOW", "SIZE",
+           "SHOTS"]
 
 NOW = 1_767_229_200.0
 """The frozen clock: 2026-01-01 01:00:00 UTC."""
 SIZE = (160, 46)
 """Terminal columns and rows of every screenshot."""
-SHOTS = ("main", "detail", "compose", "shutdown")
+SHOTS = ("main", "detail", "compose", "shutdown", "cluster")
 """The screenshots, by file name (``screenshots/NAME.svg``)."""
 
 _PEOPLE = [
@@ -118,6 +119,11 @@ def _sample_events(connections: list[dict[str, Any]]) -> list[Event]:
 class SampleControlClient:
     """Answers like ``ControlClient`` from fixed data; sends nothing anywhere."""
 
+    cluster: str | None = None
+    """The cluster's name in ``hello``; None: one node."""
+    missing: dict[str, str] = {}
+    """Nodes that do not answer (named in every reply)."""
+
     def __init__(self) -> None:
         self.connections = _sample_connections()
         self.role = "operator"
@@ -126,8 +132,25 @@ class SampleControlClient:
 
     async def connect(self) -> dict[str, Any]:
         self.connected = True
-        return {"server": "wsconsole", "protocol": 1, "node": "demo", "role": "operator",
-                "state": "serving"}
+        return {"server": "wsconsole", "protocol": 1, "node": self.node, "role": "operator",
+                "state": "serving", "cluster": self.cluster}
+
+    def _node_entries(self) -> list[dict[str, Any]]:
+        names = sorted({c["node"] for c in self.connections} | set(self.missing))
+        return [{
+            "node": name, "state": "serving",
+            "health": "suspect" if name in self.missing else "live",
+            "connections": sum(1 for c in self.connections if c["node"] == name),
+            "rates": {"msgs_in": 9.5, "msgs_out": 18.0}, "started_at": NOW - 3725,
+            "uptime": 3725.0, "version": "0.1.0", "listen": ["127.0.0.1:8765"],
+            "control_url": "ws://127.0.0.1:8766", "last_seen": NOW - 1,
+        } for name in names]
+
+    def _answer(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {**result, "missing": dict(self.missing)} if self.missing else result
+
+    async def nodes(self, **routing: Any) -> dict[str, Any]:
+        return self._answer({"nodes": self._node_entries()})
 
     async def close(self) -> None:
         self.connected = False
@@ -146,23 +169,28 @@ class SampleControlClient:
     async def list_connections(self, *, user: str | None = None, path: str | None = None,
                                topic: str | None = None, id_prefix: str | None = None,
                                sort: str = "connected_at", limit: int = 100,
-                               cursor: str | None = None, groups: bool = True) -> dict[str, Any]:
+                               cursor: str | None = None, groups: bool = True,
+                               node: str | None = None, timeout: float | None = None,
+                               ) -> dict[str, Any]:
         rows = [c for c in self.connections
-                if (user is None or c["user"] == user) and (path is None or c["path"] == path)
+                if (node is None or c["node"] == node)
+                and (user is None or c["user"] == user) and (path is None or c["path"] == path)
                 and (topic is None or topic in c["topics"])
                 and (id_prefix is None or c["id"].startswith(id_prefix))]
         key = sort.lstrip("-")
         rows.sort(key=lambda c: (c[key], c["id"]), reverse=sort.startswith("-"))
-        counts: dict[str, dict[str, int]] = {"users": {}, "paths": {}, "topics": {}}
+        counts: dict[str, dict[str, int]] = {"nodes": {}, "users": {}, "paths": {},
+                                             "topics": {}}
         for c in self.connections:
+            counts["nodes"][c["node"]] = counts["nodes"].get(c["node"], 0) + 1
             counts["users"][c["user"]] = counts["users"].get(c["user"], 0) + 1
             counts["paths"][c["path"]] = counts["paths"].get(c["path"], 0) + 1
             for t in c["topics"]:
                 counts["topics"][t] = counts["topics"].get(t, 0) + 1
-        return {"connections": rows[:limit], "total": len(rows), "next_cursor": None,
-                "groups": counts, "groups_truncated": False}
+        return self._answer({"connections": rows[:limit], "total": len(rows),
+                             "next_cursor": None, "groups": counts, "groups_truncated": False})
 
-    async def get(self, id: str) -> dict[str, Any]:
+    async def get(self, id: str, **routing: Any) -> dict[str, Any]:
         c = next(c for c in self.connections if c["id"] == id)
         return dict(c, request_headers=[
             ["Host", "chat.example.com"], ["Upgrade", "websocket"], ["Connection", "Upgrade"],
@@ -181,9 +209,11 @@ class SampleControlClient:
         ], subprotocol="chat.v2", extensions=["permessage-deflate"])
 
     async def send(self, selector: dict[str, Any], *, text: str | None = None,
-                   binary: bytes | None = None, dry_run: bool = False) -> dict[str, Any]:
+                   binary: bytes | None = None, dry_run: bool = False,
+                   node: str | None = None, timeout: float | None = None) -> dict[str, Any]:
         page = await self.list_connections(
-            user=selector.get("user"), path=selector.get("path"), topic=selector.get("topic"))
+            user=selector.get("user"), path=selector.get("path"), topic=selector.get("topic"),
+            node=node)
         ids = [c["id"] for c in page["connections"]]
         if "ids" in selector:
             ids = [i for i in ids if i in selector["ids"]]
@@ -192,11 +222,33 @@ class SampleControlClient:
                 "sample": ids[:10], "dry_run": dry_run}
 
     async def disconnect(self, selector: dict[str, Any], *, code: int = 1000,
-                         reason: str = "") -> dict[str, Any]:
+                         reason: str = "", **routing: Any) -> dict[str, Any]:
         raise RuntimeError("the sample client never disconnects")
 
     async def shutdown(self, mode: str, **kwargs: Any) -> dict[str, Any]:
         raise RuntimeError("the sample client never shuts down")
+
+
+class SampleClusterClient(SampleControlClient):
+    """The same connections on the nodes of cluster ``prod``: demo-1 (attached to)
+    and demo-2 answer, demo-3 has missed its heartbeats and does not."""
+
+    cluster = "prod"
+    missing = {"demo-3": "no reply before the deadline"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.node = "demo-1"
+        for index, connection in enumerate(self.connections):
+            connection["node"] = "demo-1" if index % 3 else "demo-2"
+
+    async def events(self) -> AsyncIterator[Event]:
+        for index in range(60):
+            yield Event(EventKind.STATS, NOW - 60 + index,
+                        dict(_sample_stats(index), node="demo-1"))
+        yield Event(EventKind.NODE, NOW - 12, dict(self._node_entries()[2], health="suspect"))
+        yield Event(EventKind.CONNECTION_OPENED, NOW - 5, self.connections[3])
+        await asyncio.Event().wait()
 
 
 def footer_current(screen: Screen[Any]) -> bool:
@@ -317,6 +369,22 @@ async def _shoot(out: Path) -> list[Path]:
         cancel.focus()
         await save("shutdown", lambda: dialog.query_one("#shutdown-deadline-row").display
                    and cancel.has_focus)
+
+    cluster = ConsoleApp(SampleClusterClient, url="ws://127.0.0.1:8766",  # type: ignore[arg-type]
+                         clock=lambda: NOW, poll_interval=3600, stats_interval=3600,
+                         nodes_interval=3600)
+    app = cluster
+    async with cluster.run_test(size=SIZE):
+        main = cluster.main_screen
+        groups = main.query_one(GroupsPanel)
+        # The three nodes are known, the missing one is marked, the banner names it.
+        await until(lambda: main.table.row_count == everyone
+                    and len(cluster.nodes.nodes) == 3
+                    and ("node", "demo-3") in groups._group_nodes
+                    and "demo-3" in str(main.query_one("#banner", Static).render())
+                    and len(main.event_log.entries) == 3)
+        cluster.clear_notifications()
+        await save("cluster", no_notifications)
     return written
 
 

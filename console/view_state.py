@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, NamedTuple
 
-from wsconsole.server.protocol import HubState, ShutdownMode
+from wsconsole.server.protocol import EventKind, HubState, ShutdownMode
 
 from .formatting import ViewFilter, describe_connection, human_count
 from .link import LinkState, LinkStatus
@@ -39,6 +39,14 @@ __all__ = [
     "link_banner",
     "link_health",
     "link_note",
+    "missing_banner",
+    "main_banner",
+    "nodes_summary",
+    "node_marker",
+    "cluster_mode",
+    "KnownNodes",
+    "NODE_EVENT",
+    "shutdown_targets",
     "server_summary",
     "Drain",
     "drain",
@@ -47,6 +55,7 @@ __all__ = [
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
     # (sort key on the server, header, right-aligned)
     ("id", "id", False),
+    ("node", "node", False),
     ("user", "user", False),
     ("path", "path", False),
     ("remote", "client", False),
@@ -59,7 +68,11 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("buffered", "buffered", True),
     ("latency", "latency", True),
 )
-"""The connection table's columns; each key is also a sort key of the control plane."""
+"""The connection table's columns; each key but ``node`` is also a sort key of the
+control plane (:data:`UNSORTABLE`)."""
+
+UNSORTABLE = frozenset({"node"})
+"""Columns the control plane cannot sort by: a click on their header does nothing."""
 
 PAGE_SIZE = 100
 """Connections fetched per page: the table never holds more than this."""
@@ -69,7 +82,7 @@ MUTATING_ACTIONS = frozenset({"broadcast", "send", "disconnect", "disconnect_gro
 
 _NEEDS_ROW = frozenset({"send", "disconnect", "detail"})
 _HEADERS = {key: header for key, header, _ in COLUMNS}
-_SORT_CYCLE = [key for key, _, _ in COLUMNS]
+_SORT_CYCLE = [key for key, _, _ in COLUMNS if key not in UNSORTABLE]
 # Age and idle come from timestamps, so they read the other way round: the
 # smallest connected_at is the oldest connection, the smallest last_activity
 # the one idle longest.
@@ -116,12 +129,15 @@ def reversed_sort(sort: str) -> str:
     return sort[1:] if sort.startswith("-") else f"-{sort}"
 
 
-def sort_for_header(sort: str, key: str) -> str:
-    """The sort a click on column ``key``'s header asks for.
+def sort_for_header(sort: str, key: str) -> str | None:
+    """The sort a click on column ``key``'s header asks for; None for a column
+    the server cannot sort by.
 
     The sorted column flips; another column starts the way it reads best:
     names A-Z, age and idle oldest first, counters largest first.
     """
+    if key in UNSORTABLE:
+        return None
     if key == sort.lstrip("-"):
         return reversed_sort(sort)
     return key if key in _FROM_TIMESTAMPS or key in _TEXT_COLUMNS else f"-{key}"
@@ -248,7 +264,7 @@ class ViewState:
         view_filter = self.filter
         if view_filter.empty:
             return ("everyone", None)
-        named = [(kind, getattr(view_filter, kind)) for kind in ("user", "path", "topic")
+        named = [(kind, getattr(view_filter, kind)) for kind in ("node", "user", "path", "topic")
                  if getattr(view_filter, kind)]
         if len(named) == 1 and not view_filter.id_prefix:
             return named[0]
@@ -366,6 +382,103 @@ def link_note(before: LinkState, after: LinkState, url: str) -> str | None:
         if not repeated:
             return f"control link lost: {after.reason}"
     return None
+
+
+# A cluster
+
+
+NODE_EVENT = EventKind.NODE
+"""The kind of the event a node of the cluster sends when it joins, turns
+suspect, goes, comes back or changes state."""
+
+
+class KnownNodes(NamedTuple):
+    """The last answer of ``nodes``: what each node said of itself, and who did not answer."""
+
+    nodes: tuple[Mapping[str, Any], ...] = ()
+    """The ``nodes`` entries (node, state, health, connections, rates, ...), by name."""
+    missing: Mapping[str, str] = {}
+    """Nodes that did not answer, and why."""
+
+
+def cluster_mode(hello: Mapping[str, Any], nodes: Any) -> bool:
+    """True when the server is a node of a cluster, or says it knows several nodes:
+    the console then says which nodes answer."""
+    return bool(hello.get("cluster")) or (isinstance(nodes, (list, tuple)) and len(nodes) > 1)
+
+
+def node_marker(entry: Mapping[str, Any] | None, missing: Mapping[str, str]) -> tuple[str, str]:
+    """How the groups panel marks one node: (text, style).
+
+    A node named missing in the last answer is ``✗ missing`` whatever its
+    heartbeat says; then the heartbeat's health (suspect, gone), then a state
+    other than serving (draining, stopped); a live serving node: nothing.
+    """
+    name = (entry or {}).get("node")
+    if entry is None or name in missing:
+        return "✗ missing", "bold red"
+    health = entry.get("health")
+    if health == "gone":
+        return "✗ gone", "bold red"
+    if health == "suspect":
+        return "? suspect", "yellow"
+    state = entry.get("state")
+    if state and state != HubState.SERVING:
+        return str(state), "yellow" if state == HubState.DRAINING else "red"
+    return "", ""
+
+
+def nodes_summary(nodes: Any, missing: Mapping[str, str]) -> list[tuple[int, str]]:
+    """The status bar's nodes: ``[(3, "live"), (1, "suspect"), (1, "missing")]``,
+    kinds with none left out. Missing: named in the last answer, or gone."""
+    entries = [n for n in nodes if isinstance(n, Mapping)] if isinstance(nodes, (list, tuple)) else []
+    names = {n.get("node") for n in entries}
+    counts = {"live": 0, "suspect": 0, "missing": 0}
+    for entry in entries:
+        if entry.get("node") in missing or entry.get("health") == "gone":
+            counts["missing"] += 1
+        elif entry.get("health") == "suspect":
+            counts["suspect"] += 1
+        else:
+            counts["live"] += 1
+    counts["missing"] += sum(1 for name in missing if name not in names)
+    return [(count, kind) for kind, count in counts.items() if count or kind == "live"]
+
+
+def missing_banner(missing: Mapping[str, str]) -> str:
+    """The banner naming the nodes that did not answer the last request, or ""."""
+    if not missing:
+        return ""
+    named = ", ".join(f"{name} ({reason})" for name, reason in sorted(missing.items()))
+    return (f"No answer from {named}: the table and counts show the other nodes only "
+            "(asked again with the next page).")
+
+
+def main_banner(link: LinkState, missing: Mapping[str, str]) -> tuple[str, str]:
+    """The main screen's banner: the link's trouble first, then the nodes that
+    did not answer, then a read-only token. (text, kind) as :func:`link_banner`."""
+    text, kind = link_banner(link)
+    if kind == "error" or not link.up or not missing:
+        return text, kind
+    return missing_banner(missing), "warning"
+
+
+def shutdown_targets(hello: Mapping[str, Any], nodes: Any) -> list[tuple[str, str | None]]:
+    """The shutdown dialog's choices: (label, node), node None for every node.
+
+    One node: only "this server". A cluster: every node (the one attached to
+    last), then each node alone, this one named as such.
+    """
+    this = hello.get("node")
+    names = sorted({n.get("node") for n in nodes if isinstance(n, Mapping) and n.get("node")}
+                   if isinstance(nodes, (list, tuple)) else set())
+    if not cluster_mode(hello, nodes):
+        return [(f"this server ({this})" if this else "this server", None)]
+    targets: list[tuple[str, str | None]] = [
+        (f"every node of the cluster ({this} last)" if this else "every node", None)]
+    for name in names:
+        targets.append((f"{name} only{' (this node)' if name == this else ''}", name))
+    return targets
 
 
 # The shutdown dialog

@@ -19,7 +19,7 @@ from textual.widgets import Button, Footer, Label, RadioButton, RadioSet, Static
 
 from wsconsole.server.errors import WsconsoleError
 
-from ..formatting import literal
+from ..formatting import literal, missing_note, routed
 from ..link import ControlLink
 from ..messages import ActionCompleted, CommandFailed
 
@@ -145,7 +145,9 @@ class ComposeScreen(ModalScreen["str | None"]):
     async def dry_run(self, selector: dict[str, Any]) -> None:
         """Count the recipients without sending anything."""
         try:
-            result = await self.link.require().send(selector, text="", dry_run=True)
+            wire_selector, node = routed(selector)
+            result = await self.link.require().send(wire_selector, text="", dry_run=True,
+                                                    node=node)
         except WsconsoleError as exc:
             self.post_message(self.DryRunFailed(exc.message))
             return
@@ -218,12 +220,14 @@ class ComposeScreen(ModalScreen["str | None"]):
         """Send once; never retried, so a message is never sent twice."""
         label = self.targets[self.target_index][0]
         try:
-            result = await self.link.require().send(selector, text=text)
+            wire_selector, node = routed(selector)
+            result = await self.link.require().send(wire_selector, text=text, node=node)
         except WsconsoleError as exc:
             self.post_message(self.SendFailed("Send", exc.message))
             return
         summary = (f"sent to {label}: delivered {result.get('delivered', 0)}, "
-                   f"skipped {result.get('skipped', 0)} (of {result.get('recipients', 0)})")
+                   f"skipped {result.get('skipped', 0)} (of {result.get('recipients', 0)})"
+                   + missing_note(result))
         self.post_message(self.MessageSent("Sent", summary))
 
     class SendFailed(CommandFailed):

@@ -13,7 +13,7 @@ from textual.widgets import Button, Footer, Input, Label, Static
 
 from wsconsole.server.protocol import MAX_CLOSE_REASON_BYTES, check_close_reason, parse_close_code
 
-from ..formatting import literal
+from ..formatting import literal, missing_note, routed
 from ..link import ControlLink
 
 __all__ = ["DisconnectScreen", "run_disconnect"]
@@ -24,10 +24,12 @@ async def run_disconnect(link: ControlLink, choice: dict[str, Any]) -> str:
 
     Raises the client's WsconsoleError when the server refuses or is gone.
     """
+    selector, node = routed(choice["selector"])
     result = await link.require().disconnect(
-        choice["selector"], code=choice["code"], reason=choice["reason"])
+        selector, code=choice["code"], reason=choice["reason"], node=node)
     count = result.get("count", 0) if isinstance(result, dict) else 0
-    return f"{choice['description']}: closing {count} with code {choice['code']}"
+    return (f"{choice['description']}: closing {count} with code {choice['code']}"
+            + missing_note(result))
 
 
 class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):

@@ -17,7 +17,7 @@ from ..widgets import KeysFooter
 __all__ = ["HelpScreen", "FILTER_HELP", "DIALOG_KEYS"]
 
 FILTER_HELP = (
-    "Filter (/): user=NAME path=/PATH topic=NAME id=PREFIX, in any combination; "
+    "Filter (/): user=NAME path=/PATH topic=NAME id=PREFIX node=NAME, in any combination; "
     "a bare word is a user, /word a path, #word a topic. The server filters and pages: "
     "the table holds one page ([ and ] move between pages). Choosing a group in the "
     "groups panel (Enter) filters the same way; Esc shows everyone again."

@@ -33,9 +33,10 @@ from ..view_state import (
     PAGE_SIZE,
     PageRequest,
     ViewState,
+    KnownNodes,
     key_state,
-    link_banner,
     link_note,
+    main_banner,
     next_sort,
     reversed_sort,
 )
@@ -71,7 +72,7 @@ class MainScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="filter",
-                tooltip="Filter the table: user=NAME path=/P topic=T id=PREFIX, "
+                tooltip="Filter the table: user=NAME path=/P topic=T id=PREFIX node=N, "
                         "or a bare name, /path or #topic"),
         Binding("escape", "clear_filter", "Show everyone", id="clear_filter",
                 tooltip="Close the filter, or clear the filter and the chosen group"),
@@ -134,6 +135,8 @@ class MainScreen(Screen[None]):
         """Seconds from an event that changes the table to the request for it."""
         self.view = ViewState(page_size=page_size)
         """What the table shows, in which order, which page."""
+        self.page_missing: dict[str, str] = {}
+        """Nodes that did not answer the last page's request, and why."""
         self._refresh_timer: Timer | None = None
 
     # Layout
@@ -161,6 +164,7 @@ class MainScreen(Screen[None]):
             self._stats_changed(console.stats)
         self.watch(console, "link_state", self._link_changed, init=False)
         self.watch(console, "stats", self._stats_changed, init=False)
+        self.watch(console, "nodes", self._nodes_changed, init=False)
         console.server_events.subscribe(self, self._server_event)
         self.set_interval(self.poll_interval, self.refresh_connections)
 
@@ -190,13 +194,9 @@ class MainScreen(Screen[None]):
         if note is not None:
             self.event_log.note(note, style="green" if after.up else "bold red")
         self.table.set_class(not after.up, "stale")
-        text, kind = link_banner(after)
-        banner = self.query_one("#banner", Static)
-        # The reason is the server's or the network's words: not markup.
-        banner.update(literal(text))
-        banner.set_class(bool(text), "shown")
-        banner.set_class(kind == "error", "error")
-        banner.set_class(kind == "warning", "warning")
+        self.event_log.local_node = after.hello.get("node")
+        self._show_banner()
+        self._show_nodes()
         if after.up and not before.up:
             # A cursor from before the break may mean nothing now: the first page.
             self.view = self.view.restarted()
@@ -205,6 +205,30 @@ class MainScreen(Screen[None]):
 
     def _stats_changed(self, stats: dict[str, Any]) -> None:
         self.query_one(StatusBar).update_stats(stats)
+
+    @property
+    def missing(self) -> dict[str, str]:
+        """Nodes that did not answer the last page or the last nodes request, and why."""
+        return {**self.console.nodes.missing, **self.page_missing}
+
+    def _nodes_changed(self, nodes: KnownNodes) -> None:
+        self._show_nodes()
+        self._show_banner()
+
+    def _show_nodes(self) -> None:
+        known = self.console.nodes
+        missing = self.missing
+        self.query_one(GroupsPanel).update_nodes(known.nodes, missing)
+        self.query_one(StatusBar).show_nodes(self.link_state.hello, known.nodes, missing)
+
+    def _show_banner(self) -> None:
+        text, kind = main_banner(self.link_state, self.missing)
+        banner = self.query_one("#banner", Static)
+        # The reason is the server's or the network's words: not markup.
+        banner.update(literal(text))
+        banner.set_class(bool(text), "shown")
+        banner.set_class(kind == "error", "error")
+        banner.set_class(kind == "warning", "warning")
 
     def _server_event(self, event: Event) -> None:
         self.event_log.add_event(event)
@@ -247,6 +271,12 @@ class MainScreen(Screen[None]):
             return  # asked for a view the operator has left since
         page = message.page
         self.view = self.view.with_page(page)
+        missing = page.get("missing")
+        missing = dict(missing) if isinstance(missing, dict) else {}
+        if missing != self.page_missing:
+            self.page_missing = missing
+            self._show_banner()
+            self._show_nodes()
         self.table.apply_page(page.get("connections") or [])
         # Said only once a page has answered: before that, nothing is known.
         self.table.show_empty(self.view.empty_text())

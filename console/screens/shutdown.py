@@ -1,8 +1,12 @@
 """The shutdown dialog: graceful or keep-alive, explained; then the drain, live.
 
+In a cluster the dialog first asks which nodes: every node (the one the console
+is attached to stops last, so that the drain stays visible) or one node.
+
 The drain is followed through the app's ``stats`` (every sample and state
-change) and ``link_state`` (after a shutdown, the control plane going away
-means the server has stopped); what it says is ``view_state.drain``.
+change; for one node of a cluster, that node's own under ``per_node``) and
+``link_state`` (after a shutdown of this node, the control plane going away
+means it has stopped); what it says is ``view_state.drain``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from wsconsole.server.protocol import (
 from ..formatting import literal
 from ..link import LinkState, LinkStatus
 from ..messages import ActionCompleted, CommandFailed
-from ..view_state import drain, server_summary
+from ..view_state import drain, server_summary, shutdown_targets
 from ..widgets import KeysFooter
 
 if TYPE_CHECKING:  # pragma: no cover - the app module imports the screens
@@ -68,6 +72,10 @@ class ShutdownScreen(ModalScreen[None]):
 
     def __init__(self) -> None:
         super().__init__()
+        self.targets: list[tuple[str, str | None]] = []
+        """(label, node) of each choice of which nodes to stop; node None: every node."""
+        self.target_node: str | None = None
+        """The node chosen to stop alone; None: every node (or the one server)."""
         self.stats: dict[str, Any] = {}
         """The server's stats as the dialog last showed them."""
         self.mode: str = ShutdownMode.GRACEFUL
@@ -83,6 +91,14 @@ class ShutdownScreen(ModalScreen[None]):
             with Vertical(id="shutdown-choose"):
                 yield Label("Shut the server down", id="shutdown-title")
                 yield Static(id="shutdown-now")
+                console = self.console
+                self.targets = shutdown_targets(console.link_state.hello, console.nodes.nodes)
+                with Horizontal(id="shutdown-target-row"):
+                    yield Label("stop", classes="shutdown-label")
+                    with RadioSet(id="shutdown-target"):
+                        for index, (label, _) in enumerate(self.targets):
+                            # Labels name nodes: shown as they are, not markup.
+                            yield RadioButton(literal(label), value=index == 0)
                 with RadioSet(id="shutdown-mode"):
                     yield RadioButton("Graceful: close everyone now", value=True)
                     yield RadioButton("Keep-alive: stop accepting, let open connections drain")
@@ -115,6 +131,8 @@ class ShutdownScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         console = self.console
         self.stats = dict(console.stats)
+        # One server: nothing to choose.
+        self.query_one("#shutdown-target-row").display = len(self.targets) > 1
         self.query_one("#shutdown-dialog").border_title = "Shutdown"
         self.query_one("#shutdown-deadline-row").display = False
         if self.stats.get("state") == HubState.DRAINING:
@@ -137,6 +155,10 @@ class ShutdownScreen(ModalScreen[None]):
     def _to_phase(self, phase: str) -> None:
         self.phase = phase
         self.set_class(phase != "choose", "progress")
+
+    @on(RadioSet.Changed, "#shutdown-target")
+    def _target_changed(self, event: RadioSet.Changed) -> None:
+        self.target_node = self.targets[event.index][1]
 
     @on(RadioSet.Changed, "#shutdown-mode")
     def _mode_changed(self, event: RadioSet.Changed) -> None:
@@ -174,17 +196,18 @@ class ShutdownScreen(ModalScreen[None]):
         """Ask the server to stop; sent once, never retried."""
         try:
             result = await self.console.link.require().shutdown(
-                mode, code=code, reason=reason, deadline=deadline)
+                mode, code=code, reason=reason, deadline=deadline, node=self.target_node)
         except WsconsoleError as exc:
             self.post_message(self.ShutdownFailed("Shutdown", exc.message))
             return
-        self.post_message(self.ShutdownStarted(mode, result))
+        self.post_message(self.ShutdownStarted(mode, result, self.target_node))
 
     class ShutdownStarted(ActionCompleted):
         """The server accepted the shutdown."""
 
-        def __init__(self, mode: str, result: Any) -> None:
-            super().__init__("Shutdown", f"{mode.replace('_', '-')} shutdown started")
+        def __init__(self, mode: str, result: Any, node: str | None = None) -> None:
+            super().__init__("Shutdown", f"{mode.replace('_', '-')} shutdown started"
+                             + (f" on {node}" if node else ""))
             self.mode = mode
             self.result = result if isinstance(result, dict) else {}
 
@@ -211,12 +234,20 @@ class ShutdownScreen(ModalScreen[None]):
         self.notify(message.message, title="Shutdown failed", severity="error", markup=False)
 
     def show_stats(self, stats: dict[str, Any]) -> None:
-        """Follow the drain: a sample or a state change of the server."""
+        """Follow the drain: a sample or a state change of the server (of the
+        node stopped alone, when one was chosen)."""
+        node = self.target_node
+        per_node = stats.get("per_node")
+        if node is not None and node != self.console.link_state.hello.get("node") \
+                and isinstance(per_node, dict):
+            # Another node: its own figures; gone from them, it has stopped.
+            stats = per_node.get(node) or {"state": HubState.STOPPED, "connections": 0}
         self.stats = dict(self.stats, **stats)
         self._show_stats()
 
     def _link_changed(self, state: LinkState) -> None:
-        # After a shutdown, the control plane going away means it has stopped.
+        # After a shutdown of this node (alone or last of all), the control
+        # plane going away means it has stopped.
         if self.phase == "draining" and state.status == LinkStatus.LOST:
             self._to_phase("stopped")
             self.show_stats({"state": HubState.STOPPED, "connections": 0})

@@ -181,6 +181,7 @@ class ConnectionTable(DataTable[Any]):
         return (
             # Ids, users, paths and addresses come from clients: never markup.
             literal(c["id"]),
+            literal(c.get("node"), "dim"),
             literal(c.get("user"), "bold"),
             literal(c.get("path")),
             literal(c.get("remote"), "dim"),
@@ -197,5 +198,6 @@ class ConnectionTable(DataTable[Any]):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
-        self.post_message(self.SortRequested(sort_for_header(
-            self.sort_key, str(event.column_key.value))))
+        sort = sort_for_header(self.sort_key, str(event.column_key.value))
+        if sort is not None:
+            self.post_message(self.SortRequested(sort))

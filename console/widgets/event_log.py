@@ -1,4 +1,6 @@
-"""The event log: connections opened and closed, operator actions, errors.
+"""The event log: connections opened and closed, operator actions, errors, and
+the nodes of a cluster joining, turning suspect, going and coming back. An
+event of another node than the one attached to starts with that node's name.
 
 Events are buffered and written a few times a second; when many connections
 open or close in one such interval they become one line with counts, so a
@@ -19,6 +21,7 @@ from wsconsole.server.wire import Event
 
 from ..formatting import describe_close, human_bytes, human_duration
 from ..output import printable
+from ..view_state import NODE_EVENT
 
 __all__ = ["EventLog", "COALESCE_ABOVE", "FLUSH_INTERVAL", "MAX_LINES"]
 
@@ -57,6 +60,8 @@ class EventLog(RichLog):
         self._last_state: tuple[Any, Any] = (HubState.SERVING, None)
         self.entries: deque[str] = deque(maxlen=MAX_LINES)
         """Plain text of the lines written, newest last (for tests and copy)."""
+        self.local_node: str | None = None
+        """The node the console is attached to: its events need no name."""
 
     def on_mount(self) -> None:
         self.border_title = "Events"
@@ -94,6 +99,10 @@ class EventLog(RichLog):
                 continue
             line = self._describe(event)
             if line is not None:
+                node = (event.data or {}).get("node") if isinstance(event.data, dict) else None
+                if (node and node != self.local_node and self.local_node is not None
+                        and event.kind != NODE_EVENT):
+                    line = Text.assemble((f"[{printable(node)}] ", "cyan"), line)
                 self._write(event.time, line)
         if coalesce_opened:
             users = Counter(str((e.data or {}).get("user", "?")) for e in opened)
@@ -150,6 +159,8 @@ class EventLog(RichLog):
                 ("● ", "bold yellow"), (f"server {state}", "bold yellow"),
                 (f" ({str(mode).replace('_', '-')})" if mode else "", "yellow"),
                 (f", {n} connection{'s' if n != 1 else ''} open", "dim"))
+        if kind == NODE_EVENT:
+            return _describe_node(data)
         if kind == EventKind.SLOW_CONSUMER:
             return Text.assemble(
                 ("! ", "bold red"),
@@ -157,6 +168,18 @@ class EventLog(RichLog):
                  f"{data.get('id', '')}: {human_bytes(data.get('buffered'))} buffered, closing "
                  "with 1008", "red"))
         return None
+
+
+def _describe_node(data: dict[str, Any]) -> Text:
+    """A node event: the node's name, its health and state, its connections."""
+    health = data.get("health") or "live"
+    state = data.get("state") or "?"
+    style = {"live": "green", "suspect": "yellow"}.get(str(health), "bold red")
+    n = data.get("connections")
+    return Text.assemble(
+        ("◆ ", style), ("node ", style), (str(data.get("node", "?")), "bold"),
+        (f" {health}, {state}", style),
+        ("" if n is None else f", {n} connection{'s' if n != 1 else ''}", "dim"))
 
 
 def _top(counter: Counter[str], n: int = 3) -> str:

@@ -1,8 +1,14 @@
-"""The groups panel: everyone, and connections by user, path and topic, with counts."""
+"""The groups panel: everyone, and connections by node, user, path and topic, with counts.
+
+Each node of a cluster is listed, with no connections too, and marked when it is
+not a live serving node: missing (it did not answer the last request), suspect
+or gone (its heartbeats), draining or stopped.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from rich.text import Text
 from textual.message import Message
@@ -11,11 +17,12 @@ from textual.widgets.tree import TreeNode
 
 from ..formatting import natural_key
 from ..output import printable
-from ..view_state import GroupKey
+from ..view_state import GroupKey, node_marker
 
 __all__ = ["GroupsPanel"]
 
-_SECTIONS = (("user", "users", "Users"), ("path", "paths", "Paths"), ("topic", "topics", "Topics"))
+_SECTIONS = (("node", "nodes", "Nodes"), ("user", "users", "Users"), ("path", "paths", "Paths"),
+             ("topic", "topics", "Topics"))
 
 
 class GroupsPanel(Tree[GroupKey]):
@@ -38,9 +45,9 @@ class GroupsPanel(Tree[GroupKey]):
         """The operator chose a group; the table should show only it."""
 
         kind: str
-        """everyone, user, path or topic."""
+        """everyone, node, user, path or topic."""
         value: str | None
-        """The user, path or topic; None for everyone."""
+        """The node, user, path or topic; None for everyone."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("groups", data=("everyone", None), id=id)
@@ -52,6 +59,9 @@ class GroupsPanel(Tree[GroupKey]):
         self._active: GroupKey = ("everyone", None)
         self._counts: dict[GroupKey, int] = {}
         self._total: int | None = None
+        self._groups: dict[str, Any] = {}
+        self._node_entries: dict[str, Mapping[str, Any]] = {}
+        self._missing: dict[str, str] = {}
         self.truncated = False
         """True when the server sent only the largest groups."""
 
@@ -76,15 +86,31 @@ class GroupsPanel(Tree[GroupKey]):
             elif key in self._group_nodes:
                 _relabel(self._group_nodes[key], self._label(key, self._counts.get(key)))
 
+    def update_nodes(self, nodes: Any, missing: Mapping[str, str]) -> None:
+        """Apply what is known of the nodes: each is listed (with no connections
+        too) and marked by its state, health, and whether it answered."""
+        self._node_entries = {str(n["node"]): n for n in nodes or ()
+                       if isinstance(n, Mapping) and n.get("node")}
+        self._missing = dict(missing)
+        self._apply(None, self.truncated)
+
     def update_groups(self, groups: dict[str, dict[str, int]], total: int | None,
                       truncated: bool = False) -> None:
         """Apply new counts: update labels, add new groups, remove empty ones."""
+        self._groups = groups
+        self._apply(total, truncated)
+
+    def _apply(self, total: int | None, truncated: bool) -> None:
         if self._everyone is None:
             return
+        groups = self._groups
         counts: dict[GroupKey, int] = {}
         for kind, plural, _ in _SECTIONS:
-            for value, count in (groups.get(plural) or {}).items():
+            for value, count in (groups.get(plural) or groups.get(kind) or {}).items():
                 counts[(kind, value)] = int(count)
+        # A node with no connections, or that did not answer, is still a node.
+        for name in (*self._node_entries, *self._missing):
+            counts.setdefault(("node", name), 0)
         self._counts = counts
         if total is not None:
             self._total = total
@@ -122,8 +148,16 @@ class GroupsPanel(Tree[GroupKey]):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("▶ " if active else "  ", style="bold yellow" if active else "")
         text.append(name, style="bold" if active else "")
+        node = str(value) if kind == "node" else None
+        if node in self._missing and not (self._groups.get("nodes") or {}).get(node):
+            count = None  # it did not answer: its count is not known, not 0
         if count is not None:
             text.append(f" {count}", style="dim")
+        # Before the first answer about the nodes, a node is only a count.
+        if node is not None and (node in self._node_entries or node in self._missing):
+            marker, style = node_marker(self._node_entries.get(node), self._missing)
+            if marker:
+                text.append(f" {marker}", style=style)
         return text
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[GroupKey]) -> None:

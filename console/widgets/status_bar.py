@@ -1,10 +1,11 @@
-"""The status bar: node, listen addresses, state, uptime, counts, rates, link health."""
+"""The status bar: node, listen addresses, state, uptime, counts, rates, link health;
+in a cluster, its nodes (live, suspect, missing) and the cluster's rates."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Mapping
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,7 +17,7 @@ from wsconsole.server.protocol import HubState
 
 from ..formatting import human_bytes, human_duration, human_rate
 from ..link import LinkState, LinkStatus
-from ..view_state import link_health
+from ..view_state import cluster_mode, link_health, nodes_summary
 
 __all__ = ["StatusBar", "SPARKLINE_SAMPLES"]
 
@@ -25,6 +26,7 @@ SPARKLINE_SAMPLES = 60
 
 _STATE_STYLES = {HubState.SERVING: "bold green", HubState.DRAINING: "bold yellow",
                  HubState.STOPPED: "bold red"}
+_NODE_STYLES = {"live": "green", "suspect": "bold yellow", "missing": "bold red"}
 _LINK_STYLES = {LinkStatus.CONNECTED: "green", LinkStatus.CONNECTING: "yellow",
                 LinkStatus.LOST: "bold red", LinkStatus.REFUSED: "bold red"}
 
@@ -80,6 +82,10 @@ class StatusBar(Widget):
         self._in: deque[float] = deque([0.0] * SPARKLINE_SAMPLES, maxlen=SPARKLINE_SAMPLES)
         self._out: deque[float] = deque([0.0] * SPARKLINE_SAMPLES, maxlen=SPARKLINE_SAMPLES)
         self._shown: dict[str, Text] = {}
+        self.cluster: str | None = None
+        """The cluster's name, or None for one node."""
+        self.nodes: list[tuple[int, str]] = []
+        """The nodes by kind (live, suspect, missing), shown in a cluster."""
 
     def compose(self) -> ComposeResult:
         # The link's health has a place of its own on the right, so that a
@@ -111,6 +117,17 @@ class StatusBar(Widget):
         self._out.append(float(rates.get("msgs_out", 0.0)))
         self._render_status()
         self._render_rates()
+
+    def show_nodes(self, hello: Mapping[str, Any], nodes: Any,
+                   missing: Mapping[str, str]) -> None:
+        """Show the nodes of a cluster: how many are live, suspect and missing."""
+        clustered = cluster_mode(hello, nodes)
+        cluster = (hello.get("cluster") or "cluster") if clustered else None
+        summary = nodes_summary(nodes, missing) if clustered else []
+        if (cluster, summary) != (self.cluster, self.nodes):
+            self.cluster, self.nodes = cluster, summary
+            self._render_status()
+            self._render_rates()
 
     def show_link(self, link: LinkState) -> None:
         """Show the control link's health; while an attempt is due, count down to it."""
@@ -166,6 +183,14 @@ class StatusBar(Widget):
                 f" ({stats.get('opened_total', 0)} opened, {stats.get('closed_total', 0)} closed)",
                 style="dim",
             )
+        if self.cluster is not None:
+            line.append(f"  {self.cluster}: ", style="dim")
+            for index, (count, kind) in enumerate(self.nodes):
+                if index:
+                    line.append(", ", style="dim")
+                line.append(f"{count} {kind}", style=_NODE_STYLES.get(kind, ""))
+            line.append(" nodes" if sum(c for c, _ in self.nodes) != 1 else " node",
+                        style="dim")
         self._show("#status-line", line)
 
     def _show(self, selector: str, line: Text) -> None:
@@ -182,12 +207,14 @@ class StatusBar(Widget):
         if not self.is_mounted:
             return
         rates = self.stats.get("rates") or {}
+        # In a cluster the stats are its totals: said so.
+        scope = "cluster " if self.cluster is not None else ""
         self._show("#rates-in", Text.assemble(
-            ("in ", "dim"), (f"{human_rate(rates.get('msgs_in', 0.0))} msg/s", "bold"),
+            (f"{scope}in ", "dim"), (f"{human_rate(rates.get('msgs_in', 0.0))} msg/s", "bold"),
             (f" {human_bytes(rates.get('bytes_in', 0.0))}/s", "dim"),
         ))
         self._show("#rates-out", Text.assemble(
-            ("out ", "dim"), (f"{human_rate(rates.get('msgs_out', 0.0))} msg/s", "bold"),
+            (f"{scope}out ", "dim"), (f"{human_rate(rates.get('msgs_out', 0.0))} msg/s", "bold"),
             (f" {human_bytes(rates.get('bytes_out', 0.0))}/s", "dim"),
         ))
         self.query_one("#rates-in-spark", Sparkline).data = list(self._in)

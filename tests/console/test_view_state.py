@@ -126,8 +126,8 @@ def test_a_page_answers_only_the_request_it_was_asked_for() -> None:
     assert view.filtered(ViewFilter(user="ann")).request != asked
     assert view.sorted_by("user").request != asked
     assert view.list_args() == {"user": None, "path": None, "topic": None, "id_prefix": None,
-                                "sort": "connected_at", "limit": 100, "cursor": None,
-                                "groups": True}
+                                "node": None, "sort": "connected_at", "limit": 100,
+                                "cursor": None, "groups": True}
 
 
 def test_the_subtitle_says_the_filter_the_rows_shown_and_the_page() -> None:

@@ -1,0 +1,62 @@
+"""The console's node column, nodes group and node filter against one real
+server (a cluster of one: no Redis), its real control plane and real clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+from wsconsole.console.screens import ComposeScreen, MainScreen, ShutdownScreen
+from wsconsole.console.widgets import GroupsPanel, StatusBar
+
+from tests.helpers import TIMEOUT, wait_for
+
+from .test_app import SIZE, live_server, main, rows
+
+
+async def test_one_node_is_a_column_a_group_and_a_filter() -> None:
+    """Each row names its node; the nodes group lists the one node with its count
+    and no mark; choosing it narrows the view to that node (the request's node
+    argument), and a broadcast to that view reaches its clients; the status bar
+    and the shutdown dialog say nothing of a cluster."""
+    async with live_server() as live:
+        ann = await live.client("ann")
+        bob = await live.client("bob", "/feed")
+        app = live.app()
+        async with app.run_test(size=SIZE) as pilot:
+            screen = main(app)
+            await wait_for(lambda: len(rows(app)) == 2)
+            table = screen.table
+            assert {str(table.get_row(row["id"])[1]) for row in rows(app)} == {"test-node"}
+
+            groups = screen.query_one(GroupsPanel)
+            await wait_for(lambda: [n["node"] for n in app.nodes.nodes] == ["test-node"])
+            await wait_for(lambda: str(groups._group_nodes[("node", "test-node")].label)
+                           .strip() == "test-node 2")
+            status = screen.query_one(StatusBar)
+            assert status.cluster is None and "nodes" not in str(
+                status.query_one("#status-line").render())
+
+            groups.post_message(GroupsPanel.GroupChosen("node", "test-node"))
+            await wait_for(lambda: screen.view.filter.node == "test-node"
+                           and screen.view.page is not None)
+            assert len(rows(app)) == 2 and groups.active == ("node", "test-node")
+            assert "node=test-node" in str(table.border_subtitle)
+
+            await pilot.press("b")
+            await wait_for(lambda: isinstance(app.screen, ComposeScreen))
+            compose = app.screen
+            assert compose.selector == {"everyone": True, "node": "test-node"}
+            await wait_for(lambda: compose.recipients == 2)
+            compose.query_one("TextArea").text = "to the node"
+            await wait_for(lambda: not compose.query_one("#compose-send").disabled)
+            await pilot.press("ctrl+s")
+            async with asyncio.timeout(TIMEOUT):
+                assert await ann.recv() == "to the node"
+                assert await bob.recv() == "to the node"
+            await wait_for(lambda: isinstance(app.screen, MainScreen))
+
+            await pilot.press("X")
+            await wait_for(lambda: isinstance(app.screen, ShutdownScreen))
+            dialog = app.screen
+            assert dialog.targets == [("this server (test-node)", None)]
+            assert not dialog.query_one("#shutdown-target-row").display
