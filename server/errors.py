@@ -22,6 +22,8 @@ wire raise the same class::
         ├── Forbidden            forbidden
         ├── RateLimited          rate_limited
         ├── AuditFailed          audit_failed
+        ├── TapDisabled          tap_disabled
+        ├── TooManyTaps          too_many_taps
         ├── InternalError        internal_error
         └── ControlUnavailable   unavailable
 
@@ -52,6 +54,8 @@ __all__ = [
     "Forbidden",
     "RateLimited",
     "AuditFailed",
+    "TapDisabled",
+    "TooManyTaps",
     "InternalError",
     "ControlUnavailable",
     "ERROR_CLASSES",
@@ -208,7 +212,8 @@ class Unauthorized(ControlError):
 
 
 class Forbidden(ControlError):
-    """The read-only role asked for ``send``, ``disconnect`` or ``shutdown``."""
+    """The read-only role asked for ``send``, ``disconnect``, ``shutdown`` or
+    ``tap_start`` (a tap shows the users' data)."""
 
     code = "forbidden"
 
@@ -227,6 +232,20 @@ class AuditFailed(ControlError):
     last error; the next mutating request tries the file again."""
 
     code = "audit_failed"
+
+
+class TapDisabled(ControlError):
+    """A tap was asked of a server that does not allow tapping: it must be started
+    with `wsconsole serve --allow-tap` (or `serve(..., allow_tap=True)`)."""
+
+    code = "tap_disabled"
+
+
+class TooManyTaps(ControlError):
+    """As many taps as the server allows at once (`max_taps`, 4 by default) are
+    running: stop one, or wait for one to end."""
+
+    code = "too_many_taps"
 
 
 class InternalError(ControlError):

@@ -25,12 +25,13 @@ from functools import cache
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import ServerStateError, UnknownConnection, UnknownNode
+from .errors import ServerStateError, TapDisabled, UnknownConnection, UnknownNode
 from .protocol import HubState, NodeHealth, Role, ShutdownMode
 
 if TYPE_CHECKING:  # pragma: no cover
     from .hub import Hub, Listener
     from .registry import Selector
+    from .tap import Tap, TapEnd, TapLimits
 
 __all__ = ["Answer", "ShutdownAnswer", "Fleet", "LocalFleet", "per_node_send"]
 
@@ -171,6 +172,21 @@ class Fleet(ABC):
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Publish an event of this node (an operator's action) to every listener."""
 
+    # Not abstract: a fleet that cannot tap (yet) refuses, and stays a Fleet.
+    # A cluster's tap is one Tap fed by every node's own (each enforcing the
+    # limits on its connections) through the broker; the records name their node.
+
+    def start_tap(self, selector: Selector, limits: TapLimits, *,
+                  owner: dict[str, Any]) -> Tap:
+        """Start a live tap of the selected connections; its records queue in the
+        returned :class:`~wsconsole.server.tap.Tap`. Raises :class:`TapDisabled`
+        when tapping is off, :class:`~wsconsole.server.errors.TooManyTaps` at the cap."""
+        raise TapDisabled("this control plane cannot tap connections")
+
+    def stop_tap(self, tap: Tap, reason: TapEnd) -> bool:
+        """End a tap (False if it had ended already)."""
+        return tap.end(reason)
+
 
 class LocalFleet(Fleet):
     """The fleet of one process: its hub, answered directly (``missing`` is always empty)."""
@@ -292,6 +308,16 @@ class LocalFleet(Fleet):
             "health": NodeHealth.LIVE,
             "last_seen": now,
         }
+
+    def start_tap(self, selector: Selector, limits: TapLimits, *,
+                  owner: dict[str, Any]) -> Tap:
+        from .tapping import ensure_enabled  # the edge: only a process that taps loads it
+
+        return ensure_enabled(self.hub.taps).start(selector, limits, owner=owner)
+
+    def stop_tap(self, tap: Tap, reason: TapEnd) -> bool:
+        taps = self.hub.taps
+        return taps.stop(tap, reason) if taps is not None else tap.end(reason)
 
     def add_listener(self, listener: Listener) -> None:
         self.hub.add_listener(listener)

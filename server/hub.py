@@ -26,10 +26,13 @@ from .limits import HandshakeLimiter
 from .protocol import EventKind, HubState, ShutdownMode
 from .redaction import DEFAULT_RULES, RedactionRules
 from .registry import ConnectionRecord, ConnectionRegistry, Selector
+from .tap import TapEnd
 from .sampler import Sampler, Totals, current_totals, kernel_queued, pending_bytes, read_connection
 
 if TYPE_CHECKING:  # pragma: no cover
     from websockets.asyncio.server import Server, ServerConnection
+
+    from .tapping import Taps
 
 __all__ = [
     "Hub",
@@ -150,6 +153,8 @@ class Hub:
         """How the server is stopping, once a shutdown started."""
         self.shutdown_deadline: float | None = None
         """Wall-clock time at which a keep-alive drain closes the rest."""
+        self.taps: Taps | None = None
+        """The live message taps, when the server allows them (``serve(allow_tap=True)``)."""
 
         self._listeners: list[Listener] = []
         self._observers: list[Any] = []
@@ -167,6 +172,8 @@ class Hub:
     def mark_stopped(self) -> None:
         """Called once the websockets server has closed and handlers returned."""
         self.sampler.stop()
+        if self.taps is not None:
+            self.taps.stop_all(TapEnd.SERVER_STOPPED)
         if self.state != HubState.STOPPED:
             self.state = HubState.STOPPED
             self.emit(EventKind.STATE_CHANGED, {"node": self.node, "state": self.state,
@@ -238,6 +245,9 @@ class Hub:
         self.registry.add(record)
         self.opened_total += 1
         connection.wsc_record = record  # type: ignore[attr-defined]
+        taps = self.taps
+        if taps is not None and taps.active:
+            taps.connection_opened(record)
         if self._observers:
             self.observe("on_opened", record)
         if self._listeners:
@@ -256,6 +266,9 @@ class Hub:
         closed.bytes_out += record.bytes_out
         code, reason = _close_code(connection)
         self.closed_by_code[code] += 1
+        taps = self.taps
+        if taps is not None and taps.active:
+            taps.connection_closed(record, code, reason)
         self.observe("on_closed", record, code)
         if self._listeners:
             self.emit(
@@ -328,6 +341,8 @@ class Hub:
             "rates": dict(self.sampler.rates),
             "shutdown_mode": self.shutdown_mode,
             "shutdown_deadline": self.shutdown_deadline,
+            # Every console shows that a tap is running, and whose.
+            "taps": self.taps.summaries() if self.taps is not None else [],
         }
 
     # Topics
@@ -337,14 +352,20 @@ class Hub:
         record = self.record_of(connection)
         if record is None or record.id not in self.registry:
             return False
-        return self.registry.subscribe(record.id, topic)
+        changed = self.registry.subscribe(record.id, topic)
+        if changed and self.taps is not None and self.taps.active:
+            self.taps.membership_changed(record)
+        return changed
 
     def unsubscribe(self, connection: ServerConnection, topic: str) -> bool:
         """Take a connection out of a topic; False if it was not in it."""
         record = self.record_of(connection)
         if record is None:
             return False
-        return self.registry.unsubscribe(record.id, topic)
+        changed = self.registry.unsubscribe(record.id, topic)
+        if changed and self.taps is not None and self.taps.active:
+            self.taps.membership_changed(record)
+        return changed
 
     # Operations
 

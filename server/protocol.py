@@ -97,6 +97,11 @@ class EventKind(StrEnum):
     NODE = "node"
     """data: an entry of the ``nodes`` result: a node joined, turned suspect,
     went, came back, or changed state (cluster mode)."""
+    TAP = "tap"
+    """data: tap, records, shown, dropped: a tap's records, sent only on the
+    control connection that started it (no ``subscribe`` needed)."""
+    TAP_ENDED = "tap_ended"
+    """data: tap, reason, shown, dropped: that tap's last event."""
 
 
 class NodeHealth(StrEnum):

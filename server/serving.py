@@ -43,6 +43,8 @@ from .limits import (
 )
 from .protocol import ShutdownMode
 from .responses import http_response
+from .tap import DEFAULT_MAX_TAPS
+from .tapping import TapFilter, Taps
 from .redaction import DEFAULT_RULES, RedactingLogger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -500,6 +502,9 @@ def serve(
     control: Any = None,
     redact_headers: Iterable[str] = (),
     redact_query: Iterable[str] = (),
+    allow_tap: bool = False,
+    max_taps: int = DEFAULT_MAX_TAPS,
+    tap_filter: TapFilter | None = None,
     process_request: Callable[..., Any] | None = None,
     create_connection: Callable[..., ServerConnection] | None = None,
     logger: Any = None,
@@ -535,6 +540,11 @@ def serve(
     * ``redact_headers``, ``redact_query``: more header and query parameter
       names whose values are never shown (records, ``get``, events, logs);
       they extend the built-in rule of :mod:`wsconsole.server.redaction`.
+    * ``allow_tap``: let operators tap connections (watch their messages
+      live, ``tap_start``); off by default. ``max_taps``: taps at once.
+      ``tap_filter``: ``(connection, message) -> str | bytes | None``, what
+      of a message a tap may show (None: no payload); see
+      :mod:`wsconsole.server.tapping`.
     """
     identify_fn: Identify = identify or default_identify
     trusted = _parse_trusted(trusted_proxies)
@@ -542,6 +552,8 @@ def serve(
     hub = Hub(node or default_node(), slow_consumer_limit=slow_consumer_limit,
               sample_interval=sample_interval, redaction=redaction)
     hub.handshakes = HandshakeLimiter(max_handshakes, max_handshakes_per_address)
+    if allow_tap:
+        hub.taps = Taps(hub, max_taps=max_taps, tap_filter=tap_filter)
     user_process_request = process_request
 
     async def tracked_process_request(

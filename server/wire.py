@@ -52,6 +52,17 @@ from .protocol import (
     check_close_reason,
 )
 from .registry import SORT_KEYS, Selector
+from .tap import (
+    DEFAULT_BYTE_RATE,
+    DEFAULT_DURATION,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_RATE,
+    MAX_BYTE_RATE,
+    MAX_DURATION,
+    MAX_MAX_BYTES,
+    MAX_RATE,
+    limits_problem,
+)
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -227,6 +238,32 @@ OPERATIONS: dict[str, Operation] = {
             "Start the live event stream on this control connection.",
         ),
         Operation("unsubscribe", False, {}, "Stop the live event stream."),
+        # Mutating in the wire's sense: the read-only role may not run it, and
+        # it is audited. A tap changes nothing, but shows the users' data.
+        Operation(
+            "tap_start",
+            True,
+            {
+                "selector": _SELECTOR,
+                "direction": Arg(str, doc="'in' or 'out'; both when left out"),
+                "max_bytes": Arg(int, default=DEFAULT_MAX_BYTES,
+                                 doc=f"payload bytes shown per message, 0..{MAX_MAX_BYTES}"),
+                "rate": Arg(int, default=DEFAULT_RATE,
+                            doc=f"messages shown per second, 1..{MAX_RATE}"),
+                "byte_rate": Arg(int, default=DEFAULT_BYTE_RATE,
+                                 doc=f"payload bytes shown per second, 1..{MAX_BYTE_RATE}"),
+                "duration": Arg((int, float), default=DEFAULT_DURATION,
+                                doc=f"seconds, then the tap ends, at most {MAX_DURATION:g}"),
+            },
+            "Watch the messages the selected connections receive and send, on this "
+            "control connection ('tap' events).",
+        ),
+        Operation(
+            "tap_stop",
+            False,
+            {"tap": Arg(str, required=True, doc="the id tap_start returned")},
+            "Stop a tap this control connection started.",
+        ),
     ]
 }
 """Every operation, by name."""
@@ -492,6 +529,11 @@ def _check_op_args(op: str, args: dict[str, Any], found: _Found) -> None:
             deadline = args["deadline"]
             if deadline is not None and not 0 <= deadline <= 86_400:
                 raise found.error(ProtocolViolation, "deadline must be 0..86400 seconds")
+    elif op == "tap_start":
+        problem = limits_problem(args["direction"], args["max_bytes"], args["rate"],
+                                 args["byte_rate"], args["duration"])
+        if problem is not None:
+            raise found.error(ProtocolViolation, problem)
     elif op == "subscribe":
         if args["stats_interval"] < 0.1:
             raise found.error(ProtocolViolation, "stats_interval must be >= 0.1")

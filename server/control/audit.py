@@ -71,7 +71,8 @@ a line that would still be longer loses its arguments (``args_clipped``)."""
 
 Publish = Callable[[str, dict[str, Any]], None]
 
-_ARG_SCALARS = ("dry_run", "code", "mode", "deadline", "reason", "node")
+_ARG_SCALARS = ("dry_run", "code", "mode", "deadline", "reason", "node",
+                "tap", "direction", "max_bytes", "rate", "byte_rate", "duration")
 """Arguments copied as one clipped scalar each (besides selector, text, binary)."""
 _MAX_INTEGER = 2**63
 """Integers beyond this are shown as a description: JSON readers lose them anyway."""
@@ -211,6 +212,13 @@ class AuditLog:
         entry["error"] = _error_summary(error)
         self._write(entry)
         self._publish(EventKind.OPERATOR_ACTION, entry)
+
+    def record(self, entry: dict[str, Any]) -> bool:
+        """Write (best effort) and publish a line that no request asked for: a tap's
+        end, with what it showed and dropped. True if it reached the file."""
+        written = self._write(entry)
+        self._publish(EventKind.OPERATOR_ACTION, entry)
+        return written
 
     def finish(self, entry: dict[str, Any], op: str, *, result: Any = None,
                error: WsconsoleError | None = None) -> None:

@@ -53,6 +53,7 @@ from .auth import Authenticator, authorize
 from .events import EventStream
 from .fairness import FairTurns, TimedSteps
 from .operations import Operations, ReplyFirst
+from .tap_stream import TapStreams
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..hub import Hub
@@ -130,7 +131,9 @@ class ControlListener:
         """The subscribers and their event streams."""
         self.audit = AuditLog(config.audit_log, hub.node, self.fleet.publish)
         """The audit log of mutating requests (opened at start)."""
-        self.operations = Operations(self.fleet, config, self.events, self.audit)
+        self.taps = TapStreams(self.fleet, self.audit)
+        """The live taps, each on the control connection that started it."""
+        self.operations = Operations(self.fleet, config, self.events, self.audit, self.taps)
         """What each request does."""
         self.budgets = ControlBudgets(
             connection=(config.connection_rate, config.connection_burst),
@@ -202,7 +205,8 @@ class ControlListener:
         if self._server is None or self._stopped:
             return
         self._stopped = True
-        # Let subscribers see the final state_changed before the close.
+        # Let tappers and subscribers see their last events before the close.
+        await self.taps.stop_all()
         await self.events.stop()
         self._server.close(close_connections=True, code=1001, reason="server stopped")
         await self._server.wait_closed()
@@ -363,6 +367,7 @@ class ControlListener:
             pass
         finally:
             self.events.unsubscribe(session)
+            self.taps.session_closed(session)
 
     async def _dispatch(self, session: Session, frame: str | bytes) -> tuple[str, Callable[[], None] | None]:
         """Answer one frame: (reply frame, work to do once the reply is sent).

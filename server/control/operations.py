@@ -17,8 +17,10 @@ from .. import wire
 from ..config import ControlConfig
 from ..errors import WsconsoleError
 from ..protocol import ShutdownMode
+from ..tap import TapLimits
 from .audit import AuditLog
 from .events import EventStream
+from .tap_stream import TapStreams
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..fleet import Fleet
@@ -43,11 +45,12 @@ class Operations:
     """The operations of one control listener, against one fleet."""
 
     def __init__(self, fleet: Fleet, config: ControlConfig, events: EventStream,
-                 audit: AuditLog) -> None:
+                 audit: AuditLog, taps: TapStreams | None = None) -> None:
         self.fleet = fleet
         self.config = config
         self.events = events
         self.audit = audit
+        self.taps = taps if taps is not None else TapStreams(fleet, audit)
         # Built once, so that an operation of the wire without a method here
         # fails at start, not at its first request.
         self._methods: dict[str, Callable[[Session, wire.Request], Awaitable[Any]]] = {
@@ -132,3 +135,10 @@ class Operations:
 
     async def unsubscribe(self, session: Session, request: wire.Request) -> dict[str, Any]:
         return {"subscribed": False, "was_subscribed": self.events.unsubscribe(session)}
+
+    async def tap_start(self, session: Session, request: wire.Request) -> dict[str, Any]:
+        # The limits were checked when the request was parsed.
+        return self.taps.start(session, request.selector, TapLimits.from_args(request.args))
+
+    async def tap_stop(self, session: Session, request: wire.Request) -> dict[str, Any]:
+        return self.taps.stop(session, request.args["tap"])

@@ -24,7 +24,7 @@ def test_server_imports_without_textual_or_the_console():
     assert not {m for m in modules if m.startswith("wsconsole.console")}
 
 
-PURE_CORE = ["registry", "indexes", "wire", "errors", "protocol", "redaction", "addresses",
+PURE_CORE = ["registry", "indexes", "wire", "errors", "protocol", "redaction", "addresses", "tap",
              "config", "limits"]
 
 

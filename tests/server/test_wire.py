@@ -87,8 +87,9 @@ def test_replies_and_events_round_trip_through_the_client_parser():
 
 
 def test_mutating_operations_are_the_ones_that_change_the_server():
-    """The read-only role is refused exactly send, disconnect and shutdown."""
-    assert wire.MUTATING_OPERATIONS == {"send", "disconnect", "shutdown"}
+    """The read-only role is refused exactly send, disconnect, shutdown, and
+    tap_start (which shows the users' data)."""
+    assert wire.MUTATING_OPERATIONS == {"send", "disconnect", "shutdown", "tap_start"}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,312 @@
+"""The hub's taps: which connections each tap covers, and the hooks that feed it.
+
+No tap, no cost: a connection is hooked only while a tap covers it. Its
+``process_event`` (every frame received, already decompressed) and its
+protocol's ``send_frame`` (every frame sent: by its handler, by websockets'
+``broadcast``, by :meth:`Hub.send`; before compression) are then overridden
+on that instance alone, and given back when the last tap leaves it. The
+classes, and so every other connection, are never touched: with no tap the
+hot path runs exactly the code it runs without this module.
+
+Membership follows the connections: a connection that opens, or joins or
+leaves a topic, while a tap runs is checked against its selector (the hub
+tells :class:`Taps`, one check per open, close or topic change, never per
+message); a connection that closes leaves a ``closed`` note in its taps, and
+a tap of given ids ends once none of them is left.
+
+An application may redact payloads before they leave the process:
+``serve(tap_filter=f)`` calls ``f(connection, message)`` for each message a
+tap is about to show (str for text, bytes for binary, the whole message) and
+shows what it returns (str or bytes), or no payload for None. Payloads never
+reach a log: a failing filter is logged by its exception's type alone.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from .errors import TapDisabled, TooManyTaps
+from .registry import Selector
+from .tap import (
+    DEFAULT_MAX_TAPS,
+    FILTER_MESSAGE_LIMIT,
+    TEXT_OPCODE,
+    FrameJoiner,
+    Tap,
+    TapEnd,
+    TapLimits,
+    TapMessage,
+    excerpt,
+    selector_matches,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from websockets.asyncio.server import ServerConnection
+
+    from .hub import Hub
+    from .registry import ConnectionRecord
+
+__all__ = ["Taps", "TapFilter", "ConnectionTap"]
+
+logger = logging.getLogger("wsconsole.server")
+
+TapFilter = Callable[["ServerConnection", "str | bytes"], "str | bytes | None"]
+"""``serve(tap_filter=...)``: what of a message a tap may show (None: no payload)."""
+
+
+class ConnectionTap:
+    """The hooks of one tapped connection, and the taps it feeds."""
+
+    __slots__ = ("record", "connection", "taps", "received", "sent", "owner",
+                 "_original_send_frame")
+
+    def __init__(self, owner: Taps, record: ConnectionRecord) -> None:
+        self.owner = owner
+        self.record = record
+        self.connection: ServerConnection = record.handle
+        self.taps: list[Tap] = []
+        self.received = FrameJoiner(0)
+        self.sent = FrameJoiner(0)
+        self._original_send_frame: Any = None
+
+    def install(self) -> None:
+        connection = self.connection
+        protocol = connection.protocol
+        # Instance attributes shadow the class's methods for this object only
+        # (websockets calls self.process_event and self.send_frame).
+        self._original_send_frame = protocol.send_frame
+        connection.process_event = self.process_event  # type: ignore[method-assign]
+        protocol.send_frame = self.send_frame  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        connection = self.connection
+        for target, name in ((connection, "process_event"), (connection.protocol, "send_frame")):
+            try:
+                delattr(target, name)
+            except AttributeError:  # pragma: no cover - never installed
+                pass
+
+    def resize(self, keep_for_filter: bool) -> None:
+        keep = max((tap.limits.max_bytes for tap in self.taps), default=0)
+        if keep_for_filter:
+            keep = FILTER_MESSAGE_LIMIT + 1
+        self.received.keep = self.sent.keep = keep
+
+    # The hooks: on the path of every frame of this connection only.
+
+    def process_event(self, event: Any) -> None:
+        try:
+            message = self.received.feed(event.opcode, event.data, event.fin)
+            if message is not None:
+                self.owner.offer(self, message, incoming=True)
+        except Exception as exc:  # never the connection's problem; never the payload
+            logger.error("tap failed on received frame of %s: %s", self.record.id,
+                         type(exc).__name__)
+        type(self.connection).process_event(self.connection, event)
+
+    def send_frame(self, frame: Any) -> None:
+        try:
+            message = self.sent.feed(frame.opcode, frame.data, frame.fin)
+            if message is not None:
+                self.owner.offer(self, message, incoming=False)
+        except Exception as exc:
+            logger.error("tap failed on sent frame of %s: %s", self.record.id,
+                         type(exc).__name__)
+        self._original_send_frame(frame)
+
+
+class Taps:
+    """Every tap of one hub (``hub.taps``, present when the server allows tapping)."""
+
+    def __init__(self, hub: Hub, *, max_taps: int = DEFAULT_MAX_TAPS,
+                 tap_filter: TapFilter | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.hub = hub
+        self.max_taps = max_taps
+        """Taps running at once, at most."""
+        self.tap_filter = tap_filter
+        """The application's redaction of payloads, or None."""
+        self.clock = clock
+        self.taps: dict[str, Tap] = {}
+        """The running taps, by id."""
+        self.tapped: dict[str, ConnectionTap] = {}
+        """The hooked connections, by connection id."""
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._filter_failures = 0
+
+    @property
+    def active(self) -> bool:
+        """True while a tap runs (the hub asks before telling of opens and closes)."""
+        return bool(self.taps)
+
+    # Starting and stopping
+
+    def start(self, selector: Selector, limits: TapLimits, *,
+              owner: Mapping[str, Any]) -> Tap:
+        """Start a tap; raises TooManyTaps past ``max_taps``. It ends by itself
+        after its duration (and :meth:`stop` ends it sooner)."""
+        if len(self.taps) >= self.max_taps:
+            raise TooManyTaps(f"{len(self.taps)} taps are running, the most this server "
+                              f"allows (max_taps {self.max_taps}); stop one or wait for it "
+                              "to end")
+        tap_id = secrets.token_hex(4)
+        while tap_id in self.taps:  # pragma: no cover - 32 random bits
+            tap_id = secrets.token_hex(4)
+        tap = Tap(tap_id, selector, limits, node=self.hub.node, owner=owner,
+                  now=self.clock(), started_at=time.time())
+        self.taps[tap_id] = tap
+        for record in self.hub.registry.select(selector):
+            self._attach(tap, record)
+        self._timers[tap_id] = asyncio.get_running_loop().call_later(
+            limits.duration, self.stop, tap, TapEnd.DURATION)
+        if selector.ids is not None and not any(
+                tap in ct.taps for ct in self.tapped.values()):
+            # Given ids, none of them open: nothing will ever be tapped.
+            self.stop(tap, TapEnd.NO_CONNECTIONS)
+        return tap
+
+    def stop(self, tap: Tap, reason: TapEnd) -> bool:
+        """End a tap and unhook the connections it alone covered; False if it had ended."""
+        if not tap.end(reason):
+            return False
+        self.taps.pop(tap.id, None)
+        timer = self._timers.pop(tap.id, None)
+        if timer is not None:
+            timer.cancel()
+        for connection_tap in list(self.tapped.values()):
+            if tap in connection_tap.taps:
+                self._detach(tap, connection_tap)
+        return True
+
+    def stop_all(self, reason: TapEnd) -> None:
+        """End every tap (the server is stopping)."""
+        for tap in list(self.taps.values()):
+            self.stop(tap, reason)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Every running tap, as ``stats`` shows it to every operator."""
+        return [tap.summary() for tap in self.taps.values()]
+
+    # Membership, told by the hub
+
+    def connection_opened(self, record: ConnectionRecord) -> None:
+        self.membership_changed(record)
+
+    def membership_changed(self, record: ConnectionRecord) -> None:
+        """A connection opened, or joined or left a topic: tap it, or stop, as selectors say."""
+        connection_tap = self.tapped.get(record.id)
+        for tap in list(self.taps.values()):
+            covered = connection_tap is not None and tap in connection_tap.taps
+            if selector_matches(tap.selector, record):
+                if not covered:
+                    connection_tap = self._attach(tap, record)
+            elif covered and connection_tap is not None:
+                self._detach(tap, connection_tap)
+                connection_tap = self.tapped.get(record.id)
+
+    def connection_closed(self, record: ConnectionRecord, code: int, reason: str) -> None:
+        connection_tap = self.tapped.pop(record.id, None)
+        if connection_tap is None:
+            return
+        connection_tap.uninstall()
+        note = {"time": time.time(), "id": record.id, "node": record.node, "user": record.user,
+                "kind": "closed", "code": code, "reason": reason}
+        for tap in connection_tap.taps:
+            tap.push(dict(note))
+            if tap.selector.ids is not None and not any(
+                    tap in other.taps for other in self.tapped.values()):
+                self.stop(tap, TapEnd.NO_CONNECTIONS)
+
+    def _attach(self, tap: Tap, record: ConnectionRecord) -> ConnectionTap:
+        connection_tap = self.tapped.get(record.id)
+        if connection_tap is None:
+            connection_tap = ConnectionTap(self, record)
+            connection_tap.install()
+            self.tapped[record.id] = connection_tap
+        connection_tap.taps.append(tap)
+        connection_tap.resize(self.tap_filter is not None)
+        return connection_tap
+
+    def _detach(self, tap: Tap, connection_tap: ConnectionTap) -> None:
+        connection_tap.taps.remove(tap)
+        if connection_tap.taps:
+            connection_tap.resize(self.tap_filter is not None)
+        else:
+            connection_tap.uninstall()
+            self.tapped.pop(connection_tap.record.id, None)
+
+    # A message of a tapped connection
+
+    def offer(self, connection_tap: ConnectionTap, message: TapMessage, *,
+              incoming: bool) -> None:
+        now: float | None = None
+        shown: Any = _NOT_FILTERED
+        record = connection_tap.record
+        for tap in connection_tap.taps:
+            if not (tap.want_in if incoming else tap.want_out):
+                continue
+            if now is None:
+                now = self.clock()
+            if not tap.admit(message.size, now):
+                continue
+            if shown is _NOT_FILTERED:
+                # Once per message, whatever the number of taps, and only for
+                # a message that some tap is about to show.
+                shown = self._filtered(connection_tap, message)
+            entry = {"time": time.time(), "id": record.id, "node": record.node,
+                     "user": record.user, "kind": "in" if incoming else "out",
+                     "opcode": "text" if message.opcode == TEXT_OPCODE else "binary",
+                     "size": message.size}
+            if shown is None:
+                entry["data"], entry["truncated"], entry["filtered"] = None, False, True
+            else:
+                entry["data"], entry["truncated"] = excerpt(message.opcode, shown,
+                                                            tap.limits.max_bytes)
+            tap.push(entry)
+
+    def _filtered(self, connection_tap: ConnectionTap, message: TapMessage) -> bytes | None:
+        """The payload a tap may show: the message's, or what the filter made of it."""
+        tap_filter = self.tap_filter
+        if tap_filter is None:
+            return message.head
+        if not message.complete:
+            return None  # too large to give the filter whole: shown without payload
+        value: str | bytes = (message.head.decode("utf-8", "replace")
+                              if message.opcode == TEXT_OPCODE else bytes(message.head))
+        try:
+            result = tap_filter(connection_tap.connection, value)
+        except Exception as exc:
+            self._filter_failures += 1
+            # The type only: an exception's message may quote the payload.
+            if self._filter_failures == 1 or self._filter_failures % 1000 == 0:
+                logger.error("tap_filter raised %s (%d times); payloads it fails on are "
+                             "not shown", type(exc).__name__, self._filter_failures)
+            return None
+        if result is None:
+            return None
+        if isinstance(result, str):
+            return result.encode("utf-8", "replace")
+        if isinstance(result, (bytes, bytearray, memoryview)):
+            return bytes(result)
+        self._filter_failures += 1
+        if self._filter_failures == 1 or self._filter_failures % 1000 == 0:
+            logger.error("tap_filter returned %s, not str, bytes or None; payload not shown",
+                         type(result).__name__)
+        return None
+
+
+_NOT_FILTERED = object()
+
+
+def ensure_enabled(taps: Taps | None) -> Taps:
+    """The hub's taps, or TapDisabled saying how to turn them on."""
+    if taps is None:
+        raise TapDisabled("the tap is off on this server: start it with `wsconsole serve "
+                          "--allow-tap`, or serve(..., allow_tap=True)")
+    return taps
