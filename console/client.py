@@ -501,6 +501,31 @@ class ControlClient:
         rates, version, control URL, last heartbeat), sorted by name."""
         return await self.request("nodes", **_routing(node, timeout))
 
+    async def tap_start(
+        self,
+        selector: dict[str, Any],
+        *,
+        direction: str | None = None,
+        max_bytes: int | None = None,
+        rate: int | None = None,
+        byte_rate: int | None = None,
+        duration: float | None = None,
+        node: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Start a live tap (None takes the server's default; ``node``: that node's
+        connections only); its ``tap`` and ``tap_ended`` events arrive on
+        :meth:`events`, with no :meth:`subscribe`. The result has the tap's id
+        (``tap``) and its limits."""
+        return await self.request(
+            "tap_start", selector=_selector(selector), direction=direction,
+            max_bytes=max_bytes, rate=rate, byte_rate=byte_rate, duration=duration,
+            node=node, timeout=timeout)
+
+    async def tap_stop(self, tap: str) -> dict[str, Any]:
+        """Stop a tap of this connection: ``stopped``, ``shown``, ``dropped``."""
+        return await self.request("tap_stop", tap=tap)
+
     async def subscribe(self, stats_interval: float = 1.0) -> None:
         """Start the event stream on this connection; read it with :meth:`events`."""
         await self.request("subscribe", stats_interval=stats_interval)

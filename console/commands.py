@@ -1,6 +1,6 @@
 """The operator's commands: ``ls``, ``show``, ``send``, ``kick``, ``shutdown``,
-``stats``, ``nodes`` and ``events``, each one request (or a stream) over the
-control plane.
+``stats``, ``nodes``, ``events`` and ``tap``, each one request (or a stream) over
+the control plane.
 
 ``register(subparsers)`` adds them to the ``wsconsole`` parser
 (``wsconsole.console.cli``). Every command prints a readable table by default
@@ -20,12 +20,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 import time
 from typing import Any, Awaitable, Callable
 
 from wsconsole.server.errors import ControlUnavailable
+from wsconsole.server.tap import (
+    DEFAULT_BYTE_RATE,
+    DEFAULT_DURATION,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_RATE,
+    TapDirection,
+    limits_problem,
+)
 from wsconsole.server.protocol import (
     MAX_CLOSE_REASON_BYTES,
     SENDABLE_CLOSE_CODES_TEXT,
@@ -37,6 +47,7 @@ from wsconsole.server.protocol import (
 
 from . import output
 from .client import MAX_TIMEOUT, ControlClient, resolve_token, resolve_url
+from .tap_output import describe_limits, describe_selector, parse_tap_selector, tap_line, tap_summary
 
 __all__ = [
     "add_url_and_token_arguments", "register", "selector_from_args", "read_message",
@@ -416,6 +427,72 @@ async def _events(client: ControlClient, args: argparse.Namespace) -> int:
     return 0
 
 
+# tap
+
+
+def _cmd_tap(args: argparse.Namespace) -> int:
+    try:
+        args.selector = parse_tap_selector(args.selector_words)
+    except ValueError as exc:
+        return _usage_error(args, str(exc))
+    # The server's own rule, before connecting.
+    problem = limits_problem(args.direction, args.max_bytes, args.rate, args.byte_rate,
+                             args.duration)
+    if problem is not None:
+        name, _, rest = problem.partition(" ")
+        flag = {"max_bytes": "--max-bytes", "rate": "--rate", "byte_rate": "--byte-rate",
+                "duration": "--duration"}.get(name, name)
+        return _usage_error(args, f"{flag} {rest}")
+    return _run(args, _tap)
+
+
+async def _tap(client: ControlClient, args: argparse.Namespace) -> int:
+    """Print a tap's records until Ctrl+C, its duration, or the server ends it."""
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    try:
+        started = await client.tap_start(args.selector, direction=args.direction,
+                                         max_bytes=args.max_bytes, rate=args.rate,
+                                         byte_rate=args.byte_rate, duration=args.duration,
+                                         **_routing(args))
+        tap_id = started["tap"]
+        # On stderr: stdout carries only the records (a pipe, jq).
+        print(f"wsconsole: tapping {describe_selector(args.selector)} "
+              f"({describe_limits(started)}); Ctrl+C stops", file=sys.stderr, flush=True)
+        reader = asyncio.ensure_future(_print_tap(client, tap_id, args.json))
+        stop = asyncio.ensure_future(interrupted.wait())
+        await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if reader.done():
+            ended = reader.result()
+        else:
+            reader.cancel()
+            ended = await client.tap_stop(tap_id)
+            ended.setdefault("reason", "stopped")
+        print(f"wsconsole: {tap_summary(ended)}", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _print_tap(client: ControlClient, tap_id: str, as_json: bool) -> dict[str, Any]:
+    async for event in client.events():
+        data = event.data if isinstance(event.data, dict) else {}
+        if data.get("tap") != tap_id:
+            continue
+        if event.kind == EventKind.TAP:
+            for record in data.get("records") or ():
+                # Flushed per line: the consumer is often a pipe (jq, grep, a test).
+                print(output.to_json(record, compact=True) if as_json else tap_line(record),
+                      flush=True)
+        elif event.kind == EventKind.TAP_ENDED:
+            return data
+    raise ControlUnavailable("the control connection closed during the tap")
+
+
 # Registration
 
 
@@ -512,4 +589,30 @@ def register(subparsers: Any) -> None:
     events.add_argument("--stats-interval", type=float, default=5.0, metavar="SECONDS",
                         help="seconds between stats events (default: 5)")
     _add_connection_arguments(events, node_help="only events of this node")
+
+    tap = _add(subparsers, "tap", _cmd_tap, "watch the messages of selected connections",
+               "Print the data messages the selected connections receive (in) and send "
+               "(out) as they happen, one line each: time, id, user, direction, opcode, "
+               "size, the first bytes (text escaped, binary as hex). The server must "
+               "allow it (wsconsole serve --allow-tap), with the operator token. Ctrl+C "
+               "stops and says how many were shown and dropped.")
+    tap.add_argument("selector_words", nargs="+", metavar="SELECTOR",
+                     help="a connection id, id=ID, user=NAME (@NAME), path=/P (/P), "
+                     "topic=T (#T), or all; several combine with AND")
+    direction = tap.add_mutually_exclusive_group()
+    direction.add_argument("--in", action="store_const", const=TapDirection.IN,
+                           dest="direction", help="only what the clients send")
+    direction.add_argument("--out", action="store_const", const=TapDirection.OUT,
+                           dest="direction", help="only what they receive")
+    tap.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+                     help=f"payload bytes shown per message, 0 for none "
+                     f"(default: {DEFAULT_MAX_BYTES})")
+    tap.add_argument("--rate", type=int, default=DEFAULT_RATE, metavar="N",
+                     help=f"messages shown per second; the rest are dropped and counted "
+                     f"(default: {DEFAULT_RATE})")
+    tap.add_argument("--byte-rate", type=int, default=DEFAULT_BYTE_RATE, metavar="N",
+                     help=f"payload bytes shown per second (default: {DEFAULT_BYTE_RATE})")
+    tap.add_argument("--duration", type=float, default=DEFAULT_DURATION, metavar="SECONDS",
+                     help=f"end after SECONDS (default: {DEFAULT_DURATION:g})")
+    _add_connection_arguments(tap, node_help="only the connections of this node")
 

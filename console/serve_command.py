@@ -183,8 +183,27 @@ def register(subparsers: Any) -> None:
                        type=_redaction_name,
                        help="a query parameter to redact, as the application decodes it "
                        "(repeatable)")
+    from wsconsole.server import tap
+
+    group = parser.add_argument_group(
+        "live message tap", "let operators watch what selected connections send and "
+        "receive (`wsconsole tap`); off unless --allow-tap")
+    group.add_argument("--allow-tap", action="store_true",
+                       help="allow taps (operator token only; every tap is audited)")
+    group.add_argument("--max-taps", type=_positive, metavar="N", default=tap.DEFAULT_MAX_TAPS,
+                       help=f"taps running at once (default: {tap.DEFAULT_MAX_TAPS})")
     add_control_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def _redaction_name(value: str) -> str:
@@ -218,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
         kwargs["redact_headers"] = args.redact_header
     if args.redact_query:
         kwargs["redact_query"] = args.redact_query
+    if args.allow_tap:
+        kwargs["allow_tap"] = True
+        kwargs["max_taps"] = args.max_taps
     return asyncio.run(
         run_server(args.app, args.host, args.port, control_config_from_args(args), **kwargs)
     )

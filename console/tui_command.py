@@ -129,6 +129,8 @@ async def _demo(
     server = serve(
         demo_handler, args.host, args.port, node=DEMO_NODE,
         slow_consumer_limit=DEMO_SLOW_CONSUMER_LIMIT,
+        # Simulated clients only, and a token nobody else has: try the tap (T).
+        allow_tap=True,
         control=ControlConfig(host="127.0.0.1", port=args.control_port, token=token),
     )
     await server

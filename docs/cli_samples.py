@@ -244,7 +244,8 @@ INTRO = """
 
 `wsconsole ls`, `show`, `send`, `kick`, `shutdown`, `stats`, `nodes` and `events`
 talk to a running server's control plane: one node, or through any node, every
-node of a cluster (`wsconsole serve --redis`). Each prints a readable table by
+node of a cluster (`wsconsole serve --redis`); so does `wsconsole tap` ([The live
+message tap](#the-live-message-tap)). Each prints a readable table by
 default and JSON with `--json`; each failure is one line on stderr and exit
 status 1 (a usage error, such as `send` without a selector, is exit status 2; a
 partial answer of a cluster, exit status 3: [Partial

@@ -172,6 +172,13 @@ class StatusBar(Widget):
         if state == HubState.DRAINING and stats.get("shutdown_mode"):
             label = f"draining ({str(stats['shutdown_mode']).replace('_', '-')})"
         line.append(label, style=_STATE_STYLES.get(state, "bold"))
+        taps = stats.get("taps") or []
+        if taps:
+            # Payloads are being watched: every console says so, whoever taps,
+            # near the left so that a narrow terminal does not cut it off.
+            line.append("  ")
+            line.append(f" TAP ×{len(taps)} " if len(taps) > 1 else " TAP ",
+                        style="bold reverse magenta")
         listen = stats.get("listen") or []
         if listen:
             line.append("  ws://" + ", ws://".join(listen), style="dim")

@@ -400,3 +400,33 @@ def test_tap_records_and_ends_are_event_kinds_of_the_wire():
     """tap and tap_ended are event kinds; tap_start is refused to the read-only role."""
     assert {EventKind.TAP, EventKind.TAP_ENDED} <= set(EventKind)
     assert "tap_start" in wire.MUTATING_OPERATIONS and "tap_stop" not in wire.MUTATING_OPERATIONS
+
+
+async def test_the_readmes_field_masking_filter_masks_nested_secrets():
+    """docs/examples/tap_filter.py, as the README shows it, masks secret fields
+    at any depth, leaves other JSON readable and hides binary payloads."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "examples" / "tap_filter.py"
+    if not path.exists():
+        pytest.skip("not running from a source checkout")
+    spec = importlib.util.spec_from_file_location("tap_filter_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    async with tapping(tap_filter=module.mask_secrets) as server, control(server) as ctl, \
+            public(server, "/?user=ann") as ann:
+        await wait_for(lambda: len(server.hub.registry) == 1)
+        started = await ctl.ok("tap_start", selector={"user": "ann"}, direction="in",
+                               max_bytes=1000)
+        await ann.send(json.dumps({"user": "ann", "card": {"card_number": "4111"},
+                                   "items": [{"token": "t0k"}]}))
+        await ann.send("plain text")
+        await ann.send(b"\x00")
+        for _ in range(3):
+            await ann.recv()
+        records = await tap_records(ctl, started["tap"], 3)
+    assert json.loads(records[0]["data"]) == {"user": "ann", "card": {"card_number": "***"},
+                                              "items": [{"token": "***"}]}
+    assert records[1]["data"] == "plain text"
+    assert records[2]["data"] is None and records[2]["filtered"]
