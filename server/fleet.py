@@ -177,10 +177,11 @@ class Fleet(ABC):
     # limits on its connections) through the broker; the records name their node.
 
     def start_tap(self, selector: Selector, limits: TapLimits, *,
-                  owner: dict[str, Any]) -> Tap:
-        """Start a live tap of the selected connections; its records queue in the
-        returned :class:`~wsconsole.server.tap.Tap`. Raises :class:`TapDisabled`
-        when tapping is off, :class:`~wsconsole.server.errors.TooManyTaps` at the cap."""
+                  owner: dict[str, Any], node: str | None = None) -> Tap:
+        """Start a live tap of the selected connections (of ``node`` alone, if
+        given); its records queue in the returned :class:`~wsconsole.server.tap.Tap`.
+        Raises :class:`TapDisabled` when tapping is off,
+        :class:`~wsconsole.server.errors.TooManyTaps` at the cap."""
         raise TapDisabled("this control plane cannot tap connections")
 
     def stop_tap(self, tap: Tap, reason: TapEnd) -> bool:
@@ -310,8 +311,10 @@ class LocalFleet(Fleet):
         }
 
     def start_tap(self, selector: Selector, limits: TapLimits, *,
-                  owner: dict[str, Any]) -> Tap:
+                  owner: dict[str, Any], node: str | None = None) -> Tap:
         from .tapping import ensure_enabled  # the edge: only a process that taps loads it
+
+        self.check_node(node)
 
         return ensure_enabled(self.hub.taps).start(selector, limits, owner=owner)
 

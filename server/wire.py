@@ -102,7 +102,7 @@ ACTION_TIMEOUT = 5.0
 """Default ``timeout`` of a mutating operation (send, disconnect, shutdown)."""
 MAX_TIMEOUT = 60.0
 """The longest ``timeout`` a request may ask for."""
-UNTARGETED_OPERATIONS = frozenset({"hello", "subscribe"})
+UNTARGETED_OPERATIONS = frozenset({"hello", "subscribe", "tap_stop"})
 """Operations without the ``node`` and ``timeout`` arguments: they are about
 this control connection, not about the nodes."""
 

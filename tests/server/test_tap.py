@@ -430,3 +430,13 @@ async def test_the_readmes_field_masking_filter_masks_nested_secrets():
                                               "items": [{"token": "***"}]}
     assert records[1]["data"] == "plain text"
     assert records[2]["data"] is None and records[2]["filtered"]
+
+
+async def test_a_tap_may_name_its_node():
+    """tap_start with this node's name taps; another name is unknown_node (the
+    cluster's node argument, on one process)."""
+    async with tapping() as server, control(server) as ctl:
+        assert await ctl.error("tap_start", selector={"everyone": True},
+                               node="elsewhere") == "unknown_node"
+        started = await ctl.ok("tap_start", selector={"everyone": True}, node=server.hub.node)
+        assert started["node"] == server.hub.node
