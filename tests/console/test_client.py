@@ -385,7 +385,8 @@ async def test_slow_event_consumer_drops_the_oldest(monkeypatch):
 @pytest.mark.parametrize("module", ["client", "commands", "output"])
 def test_console_modules_import_only_the_shared_protocol(module):
     """The client, the commands and their output reach the server only through
-    the shared protocol: wire, errors, the enums and rules, redaction."""
+    the shared protocol: wire, errors, the enums and rules, redaction, and the
+    tap's limits and their rule."""
     import ast
     import importlib
     import inspect
@@ -402,6 +403,6 @@ def test_console_modules_import_only_the_shared_protocol(module):
         if isinstance(node, ast.Import):
             assert not any(alias.name.startswith("wsconsole.server") for alias in node.names)
     allowed = tuple(f"wsconsole.server.{name}." for name in
-                    ("wire", "errors", "protocol", "redaction"))
+                    ("wire", "errors", "protocol", "redaction", "tap"))
     allowed += ("wsconsole.server.wire",)  # `from wsconsole.server import wire`
     assert all(name.startswith(allowed) for name in from_server), from_server
