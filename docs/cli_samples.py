@@ -184,6 +184,9 @@ async def generate(s: Session) -> None:
 
     s.say(NODES)
     await s.run("wsconsole nodes")
+    s.say(NODE_OPTION)
+    await s.run(f"wsconsole ls --node {NODE} --user dave")
+    await s.run("wsconsole ls --node elsewhere")
 
     s.say(EVENTS)
     events = asyncio.create_task(s.run(
@@ -357,6 +360,11 @@ last heartbeat, its wsconsole version and its control URL. Without `--redis`,
 the one node. `--json` prints a list of node objects (`node`, `state`,
 `health`, `connections`, `rates`, `started_at`, `uptime`, `version`, `listen`,
 `control_url`, `last_seen`).
+"""
+
+NODE_OPTION = """
+`--node NAME` on any command reads from or acts on that node only; a name the
+cluster does not know fails and lists the names it knows:
 """
 
 EVENTS = """
