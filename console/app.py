@@ -26,6 +26,7 @@ from textual.events import Resize
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.signal import Signal
+from textual.worker import Worker
 
 from wsconsole.server.errors import ControlError, Unauthorized, WsconsoleError
 from wsconsole.server.protocol import EventKind
@@ -113,6 +114,7 @@ class ConsoleApp(App[None]):
         """Seconds between the stats samples the server streams."""
         self.nodes_interval = nodes_interval
         """Seconds between two requests for the nodes (a node event asks at once)."""
+        self._nodes_worker: Worker[None] | None = None
         self.server_events: Signal[Event] = Signal(self, "server_events")
         """Every event of the server's stream but ``stats``, as it arrives."""
         self.main_screen = MainScreen(clock=clock, poll_interval=poll_interval,
@@ -185,9 +187,11 @@ class ConsoleApp(App[None]):
         self.refresh_nodes()
 
     def refresh_nodes(self) -> None:
-        """Ask for the nodes, unless the link is down."""
-        if self.link_state.up:
-            self._list_nodes()
+        """Ask for the nodes, unless the link is down or a request is on its way
+        (held to its deadline by a node that does not answer)."""
+        if self.link_state.up and not (self._nodes_worker is not None
+                                       and self._nodes_worker.is_running):
+            self._nodes_worker = self._list_nodes()
 
     @work(exclusive=True, group="nodes", exit_on_error=False)
     async def _list_nodes(self) -> None:

@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.worker import Worker
 from textual.widgets import Input, Static
 
 from wsconsole.server.errors import WsconsoleError
@@ -138,6 +139,8 @@ class MainScreen(Screen[None]):
         self.page_missing: dict[str, str] = {}
         """Nodes that did not answer the last page's request, and why."""
         self._refresh_timer: Timer | None = None
+        self._list_worker: Worker[None] | None = None
+        self._listing: PageRequest | None = None
 
     # Layout
 
@@ -251,9 +254,21 @@ class MainScreen(Screen[None]):
     # The page of connections
 
     def refresh_connections(self) -> None:
-        """Ask for the current page, unless the link is down."""
-        if self.link_state.up:
-            self._list_page(self.view.request, self.view.list_args())
+        """Ask for the current page, unless the link is down or it is on its way.
+
+        A node of a cluster that does not answer holds a request to its
+        deadline (2 s), longer than the poll: asking again for the same page
+        would cancel the request in flight (the worker is exclusive), and no
+        page would ever arrive. Another page asked for does cancel it.
+        """
+        if not self.link_state.up:
+            return
+        request = self.view.request
+        worker = self._list_worker
+        if worker is not None and worker.is_running and self._listing == request:
+            return
+        self._listing = request
+        self._list_worker = self._list_page(request, self.view.list_args())
 
     @work(exclusive=True, group="list", exit_on_error=False)
     async def _list_page(self, request: PageRequest, args: dict[str, Any]) -> None:
