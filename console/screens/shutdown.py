@@ -238,9 +238,9 @@ class ShutdownScreen(ModalScreen[None]):
         node stopped alone, when one was chosen)."""
         node = self.target_node
         per_node = stats.get("per_node")
-        if node is not None and node != self.console.link_state.hello.get("node") \
-                and isinstance(per_node, dict):
-            # Another node: its own figures; gone from them, it has stopped.
+        if node is not None and isinstance(per_node, dict):
+            # One node: its own figures, not the cluster's; gone from them, it
+            # has stopped.
             stats = per_node.get(node) or {"state": HubState.STOPPED, "connections": 0}
         self.stats = dict(self.stats, **stats)
         self._show_stats()
