@@ -229,7 +229,12 @@ class ConsoleApp(App[None]):
     def _event_received(self, message: EventReceived) -> None:
         event = message.event
         if event.kind == EventKind.STATE_CHANGED and isinstance(event.data, dict):
-            self.stats = with_state_change(self.stats, event.data)
+            if event.data.get("node") in (None, self.link_state.hello.get("node")):
+                self.stats = with_state_change(self.stats, event.data)
+            else:
+                # Another node of the cluster: its state is in the nodes group,
+                # not in this node's status.
+                self.refresh_nodes()
         if event.kind == NODE_EVENT:
             # A node joined, went or changed: the whole picture, at once.
             self.refresh_nodes()

@@ -47,6 +47,7 @@ __all__ = [
     "KnownNodes",
     "NODE_EVENT",
     "shutdown_targets",
+    "node_stats",
     "server_summary",
     "Drain",
     "drain",
@@ -479,6 +480,17 @@ def shutdown_targets(hello: Mapping[str, Any], nodes: Any) -> list[tuple[str, st
     for name in names:
         targets.append((f"{name} only{' (this node)' if name == this else ''}", name))
     return targets
+
+
+def node_stats(stats: Mapping[str, Any], node: str | None) -> Mapping[str, Any]:
+    """What a stats sample says of ``node`` alone (its entry of ``per_node``),
+    or of the whole server for None. A node the sample no longer lists has
+    stopped: its drain is over. A sample without ``per_node`` (a state change,
+    an older server) is taken as it is."""
+    per_node = stats.get("per_node")
+    if node is None or not isinstance(per_node, Mapping):
+        return stats
+    return per_node.get(node) or {"state": HubState.STOPPED, "connections": 0}
 
 
 # The shutdown dialog

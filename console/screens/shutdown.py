@@ -39,7 +39,7 @@ from wsconsole.server.protocol import (
 from ..formatting import literal
 from ..link import LinkState, LinkStatus
 from ..messages import ActionCompleted, CommandFailed
-from ..view_state import drain, server_summary, shutdown_targets
+from ..view_state import drain, node_stats, server_summary, shutdown_targets
 from ..widgets import KeysFooter
 
 if TYPE_CHECKING:  # pragma: no cover - the app module imports the screens
@@ -236,13 +236,7 @@ class ShutdownScreen(ModalScreen[None]):
     def show_stats(self, stats: dict[str, Any]) -> None:
         """Follow the drain: a sample or a state change of the server (of the
         node stopped alone, when one was chosen)."""
-        node = self.target_node
-        per_node = stats.get("per_node")
-        if node is not None and isinstance(per_node, dict):
-            # One node: its own figures, not the cluster's; gone from them, it
-            # has stopped.
-            stats = per_node.get(node) or {"state": HubState.STOPPED, "connections": 0}
-        self.stats = dict(self.stats, **stats)
+        self.stats = dict(self.stats, **node_stats(stats, self.target_node))
         self._show_stats()
 
     def _link_changed(self, state: LinkState) -> None:

@@ -18,6 +18,7 @@ from wsconsole.console.view_state import (
     main_banner,
     missing_banner,
     next_sort,
+    node_stats,
     node_marker,
     nodes_summary,
     shutdown_targets,
@@ -166,3 +167,16 @@ async def test_event_log_shows_node_events_and_names_other_nodes() -> None:
         assert lines[0] == "◆ node node-c suspect, serving, 1 connection"
         assert lines[1].startswith("[node-b] + ann /chat")
         assert lines[2].startswith("+ bob /chat")
+
+
+def test_one_node_drains_in_its_own_figures() -> None:
+    """The shutdown dialog follows one node of a cluster in its entry of per_node;
+    once the samples no longer list it, it has stopped."""
+    sample = {"state": "serving", "connections": 9,
+              "per_node": {"node-a": {"state": "serving", "connections": 6},
+                           "node-b": {"state": "draining", "connections": 3}}}
+    assert node_stats(sample, None) is sample
+    assert node_stats(sample, "node-b") == {"state": "draining", "connections": 3}
+    assert node_stats(sample, "node-c") == {"state": "stopped", "connections": 0}
+    assert node_stats({"state": "draining", "connections": 2}, "node-b") == {
+        "state": "draining", "connections": 2}
