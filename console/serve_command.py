@@ -11,7 +11,78 @@ import asyncio
 import os
 from typing import Any
 
-__all__ = ["register", "add_control_arguments", "control_config_from_args"]
+__all__ = [
+    "register",
+    "add_control_arguments",
+    "control_config_from_args",
+    "add_cluster_arguments",
+    "cluster_settings_from_args",
+]
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of cluster mode (``serve``; later ``demo --nodes`` and ``--workers``)."""
+    group = parser.add_argument_group(
+        "cluster mode", "join other wsconsole processes through Redis: one control "
+        "plane and one console for the whole fleet")
+    group.add_argument("--redis", metavar="URL",
+                       help="Redis to meet the other nodes on: redis://HOST[:PORT][/DB], "
+                       "rediss:// (TLS) or unix:///PATH (default: $WSCONSOLE_REDIS_URL; "
+                       "none: no cluster)")
+    group.add_argument("--cluster", metavar="NAME", default=None,
+                       help="the cluster's name: namespaces every channel and key, so that "
+                       "two fleets can share one Redis (default: wsconsole)")
+    group.add_argument("--cluster-secret-file", metavar="F",
+                       help="the cluster secret (at least 16 bytes) that signs every message "
+                       "between nodes; required with --redis")
+    group.add_argument("--heartbeat-interval", type=_seconds, metavar="S", default=2.0,
+                       help="seconds between two heartbeats of this node (default: 2); a node "
+                       "is suspect after 2.5 missed heartbeats' time, gone after 5")
+    group.add_argument("--suspect-after", type=_seconds, metavar="S",
+                       help=argparse.SUPPRESS)
+    group.add_argument("--gone-after", type=_seconds, metavar="S", help=argparse.SUPPRESS)
+    group.add_argument("--reconnect-max", type=_seconds, metavar="S", default=5.0,
+                       help=argparse.SUPPRESS)
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return number
+
+
+def cluster_settings_from_args(args: argparse.Namespace) -> Any:
+    """``ClusterSettings`` from parsed arguments, or None without ``--redis``.
+
+    Raises ConfigError (one line) for a bad URL, a bad name or no secret.
+    """
+    from wsconsole.server.cluster.settings import REDIS_URL_ENV
+
+    url = args.redis or os.environ.get(REDIS_URL_ENV) or None
+    if url is None:
+        if args.cluster is not None or args.cluster_secret_file is not None:
+            from wsconsole.server.errors import ConfigError
+
+            raise ConfigError("--cluster and --cluster-secret-file need --redis URL "
+                              f"(or ${REDIS_URL_ENV})")
+        return None
+    from wsconsole.server.cluster.settings import DEFAULT_CLUSTER, ClusterSettings
+
+    settings = ClusterSettings(
+        redis_url=url,
+        name=args.cluster or DEFAULT_CLUSTER,
+        secret_file=args.cluster_secret_file,
+        heartbeat_interval=args.heartbeat_interval,
+        suspect_after=args.suspect_after,
+        gone_after=args.gone_after,
+        reconnect_max=args.reconnect_max,
+    )
+    settings.load_secret()  # refused now, in one line, rather than once serving
+    return settings
 
 
 def add_control_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,6 +264,7 @@ def register(subparsers: Any) -> None:
     group.add_argument("--max-taps", type=_positive, metavar="N", default=tap.DEFAULT_MAX_TAPS,
                        help=f"taps running at once (default: {tap.DEFAULT_MAX_TAPS})")
     add_control_arguments(parser)
+    add_cluster_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -216,8 +288,17 @@ def _redaction_name(value: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import sys
 
+    from wsconsole.server.errors import ConfigError
     from wsconsole.server.runner import run_server
+
+    try:
+        cluster = cluster_settings_from_args(args)
+    except ConfigError as exc:
+        # Usage, not a failure of the server: argparse's status.
+        print(f"wsconsole: error: {exc.message}", file=sys.stderr)
+        return 2
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -240,6 +321,8 @@ def run(args: argparse.Namespace) -> int:
     if args.allow_tap:
         kwargs["allow_tap"] = True
         kwargs["max_taps"] = args.max_taps
+    if cluster is not None:
+        kwargs["cluster"] = cluster
     return asyncio.run(
         run_server(args.app, args.host, args.port, control_config_from_args(args), **kwargs)
     )

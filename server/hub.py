@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Hub",
     "SendResult",
+    "FleetSendResult",
     "ShutdownDecision",
     "SLOW_CONSUMER_CODE",
     "SLOW_CONSUMER_REASON",
@@ -81,6 +82,19 @@ class SendResult:
             "sample": self.sample,
             "dry_run": self.dry_run,
         }
+
+
+@dataclass(slots=True)
+class FleetSendResult:
+    """What :meth:`Hub.send_everywhere` did, summed over the nodes."""
+
+    recipients: int
+    delivered: int
+    skipped: int
+    per_node: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Each node's ``recipients``, ``delivered`` and ``skipped``."""
+    missing: dict[str, str] = field(default_factory=dict)
+    """Nodes that did not answer in time, and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +170,13 @@ class Hub:
         self.taps: Taps | None = None
         """The live message taps, when the server allows them (``serve(allow_tap=True)``)."""
 
+        self.id_prefix = ""
+        """Put before every connection id: ``NODE/`` in a cluster, where ids
+        are unique across the nodes and name the node that owns them."""
+        self.cluster: Any = None
+        """The :class:`~wsconsole.server.cluster.fleet.ClusterFleet` of this
+        node in cluster mode; None for a process on its own."""
+
         self._listeners: list[Listener] = []
         self._observers: list[Any] = []
         self._server: Server | None = None
@@ -226,7 +247,7 @@ class Hub:
         path, _, query = request.path.partition("?")
         now = time.time()
         record = ConnectionRecord(
-            self.registry.new_id(),
+            self._new_id(),
             node=self.node,
             user=user,
             path=path,
@@ -253,6 +274,15 @@ class Hub:
         if self._listeners:
             self.emit(EventKind.CONNECTION_OPENED, record.summary())
         return record
+
+    def _new_id(self) -> str:
+        prefix = self.id_prefix
+        if not prefix:
+            return self.registry.new_id()
+        while True:
+            candidate = prefix + self.registry.new_id()
+            if candidate not in self.registry:
+                return candidate
 
     def unregister(self, connection: ServerConnection) -> None:
         """Forget a connection; called from ``connection_lost``, so on every exit."""
@@ -429,6 +459,30 @@ class Hub:
         self.operator_sends += 1
         self.observe("on_send", result)
         return result
+
+    async def send_everywhere(
+        self, selector: Selector, message: str | bytes, *, timeout: float | None = None
+    ) -> FleetSendResult:
+        """Send one message to the selected connections of every node of the
+        cluster, this one included, and return the summed counts.
+
+        The websockets FAQ's "call ``message_user`` in each process", done:
+        ``await hub.send_everywhere(Selector(user="ann"), "hi")`` reaches ann
+        on whichever node she is connected to. Waits at most ``timeout``
+        seconds (default 5) for the other nodes' counts; the nodes that did
+        not answer in time are named in ``missing`` (what was sent, was sent).
+        Without cluster mode, this node's :meth:`send`.
+        """
+        if self.cluster is None:
+            result = self.send(selector, message)
+            return FleetSendResult(result.recipients, result.delivered, result.skipped,
+                                   {self.node: {"recipients": result.recipients,
+                                                "delivered": result.delivered,
+                                                "skipped": result.skipped}})
+        answer = await self.cluster.send_everywhere(selector, message, timeout=timeout)
+        result = answer.result
+        return FleetSendResult(result["recipients"], result["delivered"], result["skipped"],
+                               result["per_node"], dict(answer.missing))
 
     def disconnect(
         self, selector: Selector, code: int = CloseCode.NORMAL_CLOSURE, reason: str = ""

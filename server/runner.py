@@ -100,6 +100,9 @@ async def run_server(
     if server.hub.taps is not None:
         print(f"wsconsole: live message tap allowed (operators may watch payloads; at most "
               f"{server.hub.taps.max_taps} taps at once)", file=out, flush=True)
+    if server.cluster is not None:
+        for line in server.cluster.describe():
+            print(f"wsconsole: {line}", file=out, flush=True)
     if started is not None:
         started(server)
     try:

@@ -389,12 +389,16 @@ class WsconsoleServer(Server):
     _wsc_port: int | None
     _wsc_closing: bool
     _wsc_accept_failures: AcceptFailureLog | None
+    cluster: Any
+    """The :class:`~wsconsole.server.cluster.fleet.ClusterFleet` in cluster mode, else None."""
 
     def _wsc_adopt(self, hub: Hub, control: Any,
-                   accept_failure_log_interval: float | None = None) -> None:
+                   accept_failure_log_interval: float | None = None,
+                   cluster: Any = None) -> None:
         # Instead of __init__: websockets built this object as a Server.
         self.hub = hub
         self.control = control
+        self.cluster = cluster
         self._wsc_watcher = None
         self._wsc_port = None
         self._wsc_closing = False
@@ -416,10 +420,21 @@ class WsconsoleServer(Server):
         # A Unix socket's name is its path.
         self.hub.attach(self, [host_port(name[0], name[1]) if isinstance(name, tuple)
                                else str(name) for name in names])
+        if self.cluster is not None:
+            try:
+                # Redis unreachable is not a failure (the node serves locally
+                # and keeps trying); a live namesake in the cluster is.
+                await self.cluster.start()
+            except BaseException:
+                super().close()
+                await super().wait_closed()
+                raise
         if self.control is not None:
             try:
                 await self.control.start()
             except BaseException:
+                if self.cluster is not None:
+                    await self.cluster.stop()
                 super().close()
                 await super().wait_closed()
                 raise
@@ -443,6 +458,9 @@ class WsconsoleServer(Server):
         self.hub.mark_stopped()
         if self.control is not None:
             await self.control.stop()
+        if self.cluster is not None:
+            # After the control plane: the drain stays visible to the cluster.
+            await self.cluster.stop()
         if self._wsc_accept_failures is not None:
             self._wsc_accept_failures.uninstall()
 
@@ -500,6 +518,7 @@ def serve(
     accept_failure_log_interval: float | None = ACCEPT_FAILURE_LOG_INTERVAL,
     redact_logs: bool = True,
     control: Any = None,
+    cluster: Any = None,
     redact_headers: Iterable[str] = (),
     redact_query: Iterable[str] = (),
     allow_tap: bool = False,
@@ -537,6 +556,12 @@ def serve(
       sees secret header or query values, even at DEBUG; False logs them as
       websockets does.
     * ``control``: a ``ControlConfig`` to start the control listener beside it.
+    * ``cluster``: a :class:`~wsconsole.server.cluster.ClusterSettings` (the
+      settings of ``wsconsole serve --redis URL --cluster NAME
+      --cluster-secret-file F``): this process joins the cluster as node
+      ``node``, its control plane drives every node, and
+      ``hub.send_everywhere`` reaches every node's connections. Redis is
+      imported only then. Raises ConfigError without a cluster secret.
     * ``redact_headers``, ``redact_query``: more header and query parameter
       names whose values are never shown (records, ``get``, events, logs);
       they extend the built-in rule of :mod:`wsconsole.server.redaction`.
@@ -554,6 +579,14 @@ def serve(
     hub.handshakes = HandshakeLimiter(max_handshakes, max_handshakes_per_address)
     if allow_tap:
         hub.taps = Taps(hub, max_taps=max_taps, tap_filter=tap_filter)
+    cluster_fleet = None
+    if cluster is not None:
+        from .cluster.fleet import ID_SEPARATOR, ClusterFleet
+
+        cluster_fleet = ClusterFleet(hub, cluster)
+        hub.cluster = cluster_fleet
+        # Before the first connection: ids are unique across the cluster.
+        hub.id_prefix = hub.node + ID_SEPARATOR
     user_process_request = process_request
 
     async def tracked_process_request(
@@ -617,9 +650,9 @@ def serve(
     if control is not None:
         from .control import ControlListener
 
-        control_listener = ControlListener(hub, control)
+        control_listener = ControlListener(hub, control, fleet=cluster_fleet)
     server._wsc_adopt(hub, control_listener,  # type: ignore[attr-defined]
-                      accept_failure_log_interval)
+                      accept_failure_log_interval, cluster_fleet)
     return server  # type: ignore[return-value]
 
 

@@ -1,0 +1,227 @@
+"""The broker: one node's connection to Redis, kept up for as long as it runs.
+
+:class:`Broker` subscribes to the node's channels and hands every payload to
+a callback; it publishes, and keeps the node's membership key. When Redis goes
+away it says so (``on_down``), retries with capped exponential backoff and
+jitter, and once it is back it subscribes again and says so (``on_up``),
+where the fleet announces itself again. The reconnection is ours, not
+redis-py's: its PubSub does not always reconnect by itself after the server
+restarted (redis-py issues 2089 and 1572), so the whole client is rebuilt.
+
+Nothing is queued while Redis is down: :meth:`publish` returns False at once,
+so a destructive command can never be replayed later.
+
+The only module of wsconsole that imports ``redis``, and it is imported only
+when a cluster starts.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .settings import redacted_url
+
+__all__ = ["Broker"]
+
+logger = logging.getLogger("wsconsole.cluster")
+
+_OPERATION_TIMEOUT = 2.0
+"""Seconds one Redis command may take before the broker is taken for down."""
+_FIRST_RETRY = 0.1
+
+
+class Broker:
+    """Pub/sub on one Redis, reconnected with backoff."""
+
+    def __init__(
+        self,
+        url: str,
+        channels: list[str],
+        on_message: Callable[[str, bytes], None],
+        *,
+        on_up: Callable[[], Awaitable[None]] | None = None,
+        on_down: Callable[[str], None] | None = None,
+        reconnect_max: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.channels = list(channels)
+        self.on_message = on_message
+        self.on_up = on_up
+        self.on_down = on_down
+        self.reconnect_max = reconnect_max
+        self.up = False
+        """True while subscribed: requests to other nodes can go out."""
+        self.reconnects = 0
+        """Times the connection came back after it was lost."""
+        self._client: aioredis.Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._stopping = False
+
+    async def start(self, wait: float) -> bool:
+        """Start connecting; wait up to ``wait`` seconds for the first success."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        try:
+            async with asyncio.timeout(wait):
+                await self._ready.wait()
+        except TimeoutError:
+            pass
+        return self.up
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self._close()
+
+    def _client_for(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=_OPERATION_TIMEOUT,
+            socket_timeout=None,
+            health_check_interval=0,
+            retry_on_timeout=False,
+        )
+
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.aclose()
+            except Exception:  # pragma: no cover - closing a broken connection
+                pass
+
+    async def _run(self) -> None:
+        delay = _FIRST_RETRY
+        failed_before = False
+        while not self._stopping:
+            client = self._client = self._client_for()
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(_OPERATION_TIMEOUT):
+                    await pubsub.subscribe(*self.channels)
+                    await client.ping()
+                self.up = True
+                if failed_before:
+                    self.reconnects += 1
+                    logger.warning("Redis at %s is back; rejoining the cluster",
+                                   redacted_url(self.url))
+                delay = _FIRST_RETRY
+                failed_before = False
+                if self.on_up is not None:
+                    try:
+                        await self.on_up()
+                    except (RedisError, OSError, TimeoutError):
+                        raise
+                    except Exception:  # a bug there must not end the node's feed
+                        logger.exception("joining the cluster failed")
+                self._ready.set()
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None and message.get("type") == "message":
+                        try:
+                            self.on_message(_text(message["channel"]), message["data"])
+                        except Exception:  # never let one message stop the node's feed
+                            logger.exception("a cluster message could not be handled")
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, TimeoutError) as exc:
+                was_up, self.up = self.up, False
+                reason = f"{type(exc).__name__}: {exc}"
+                if was_up or not failed_before:
+                    logger.warning("Redis at %s unavailable (%s); serving locally, "
+                                   "retrying", redacted_url(self.url), reason)
+                if self.on_down is not None:
+                    self.on_down(reason)
+                failed_before = True
+            finally:
+                self.up = False
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+                await self._close()
+            # Jitter, so that a fleet whose Redis came back does not reconnect in step.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.reconnect_max)
+
+    async def publish(self, channel: str, payload: bytes, timeout: float = _OPERATION_TIMEOUT
+                      ) -> bool:
+        """Publish at most once, now; False if Redis is not reachable (nothing is queued)."""
+        client = self._client
+        if not self.up or client is None:
+            return False
+        try:
+            async with asyncio.timeout(min(timeout, _OPERATION_TIMEOUT)):
+                await client.publish(channel, payload)
+        except (RedisError, OSError, TimeoutError):
+            return False
+        return True
+
+    async def set_key(self, key: str, value: bytes, ttl: float, *, only_new: bool = False
+                      ) -> bool | None:
+        """SET with an expiry; None if Redis is not reachable, False if ``only_new``
+        and the key exists."""
+        client = self._client
+        if client is None:
+            return None
+        try:
+            async with asyncio.timeout(_OPERATION_TIMEOUT):
+                done = await client.set(key, value, px=max(1, int(ttl * 1000)), nx=only_new)
+        except (RedisError, OSError, TimeoutError):
+            return None
+        return bool(done)
+
+    async def get_key(self, key: str) -> tuple[bytes | None, float] | None:
+        """(value, seconds left to live) of a key; None if Redis is not reachable."""
+        client = self._client
+        if client is None:
+            return None
+        try:
+            async with asyncio.timeout(_OPERATION_TIMEOUT):
+                async with client.pipeline(transaction=False) as pipe:
+                    value, pttl = await pipe.get(key).pttl(key).execute()
+        except (RedisError, OSError, TimeoutError):
+            return None
+        return value, max(0, pttl or 0) / 1000
+
+    async def delete_key(self, key: str) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            async with asyncio.timeout(_OPERATION_TIMEOUT):
+                await client.delete(key)
+        except (RedisError, OSError, TimeoutError):
+            pass
+
+    async def values(self, pattern: str) -> list[bytes] | None:
+        """The values of the keys matching ``pattern``; None if Redis is not reachable."""
+        client = self._client
+        if client is None:
+            return None
+        try:
+            async with asyncio.timeout(_OPERATION_TIMEOUT):
+                keys = [key async for key in client.scan_iter(match=pattern, count=500)]
+                if not keys:
+                    return []
+                values = await client.mget(keys)
+        except (RedisError, OSError, TimeoutError):
+            return None
+        return [value for value in values if value is not None]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -1,0 +1,924 @@
+"""ClusterFleet: the Fleet of many nodes, by scatter-gather over Redis pub/sub.
+
+Every operation asks the nodes it concerns and merges their answers; this
+node's part is answered directly by its hub (:class:`LocalFleet`), never
+through Redis. A request's expected answerers are the nodes that are live or
+suspect when it starts; it ends as soon as all of them answered, or at its
+deadline, measured on this process's monotonic clock, and returns what it
+gathered plus the nodes that did not answer and why (``missing``). Never
+all-or-nothing: a node that does not answer costs its own part, not the
+answer (the Socket.IO Redis adapter's ``fetchSockets`` throws everything
+away on one timeout; we must not).
+
+Channels and keys, namespaced by the cluster's name (``wsconsole:NAME:``):
+
+- ``all``: requests to every node;
+- ``node:NODE``: requests to one node, and the replies to its requests;
+- ``events``: heartbeats, goodbyes and the nodes' events (batched);
+- key ``member:NODE``: the node's last heartbeat, expiring after ``gone``
+  seconds, so that a node that starts late knows every node at once.
+
+Every message is an :mod:`.envelope` (signed, timestamped, never pickle); the
+operator's role travels with each request and every node checks it again.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from .. import wire
+from ..errors import (
+    ConfigError,
+    InternalError,
+    ServerStateError,
+    UnknownConnection,
+    UnknownNode,
+    WsconsoleError,
+)
+from ..fleet import Answer, Fleet, LocalFleet, ShutdownAnswer, per_node_send
+from ..protocol import EventKind, HubState, NodeHealth, Role, ShutdownMode
+from ..registry import Page, Selector, decode_cursor, merge_groups, merge_pages
+from .envelope import DropReason, Message, MessageKind, Refused, ReplayGuard, seal, unseal
+from .membership import Change, NodeTable
+from .settings import ClusterSettings, redacted_url
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..hub import Hub, Listener
+    from .broker import Broker
+
+__all__ = ["ClusterFleet", "owner_of", "NO_REPLY", "BROKER_UNAVAILABLE", "ID_SEPARATOR"]
+
+logger = logging.getLogger("wsconsole.cluster")
+
+NO_REPLY = "no reply before the deadline"
+"""``missing`` reason: the node was expected and did not answer in time."""
+BROKER_UNAVAILABLE = "broker unavailable"
+"""``missing`` reason: Redis could not be reached, so the node could not be asked."""
+ID_SEPARATOR = "/"
+"""Connection ids in a cluster are ``NODE/HEX``: they name the node that owns them."""
+
+_START_WAIT = 1.0
+"""Seconds ``start`` waits for Redis before it says it serves locally."""
+_EVENT_FLUSH = 0.1
+"""Seconds between two batches of a node's events to the cluster."""
+_MAX_OUTBOX = 1000
+"""Events one batch holds; past it, connection events are counted (a ``burst``)."""
+_DROP_LOG_INTERVAL = 10.0
+"""Seconds between two log lines about dropped messages (per reason)."""
+
+
+def owner_of(connection_id: str) -> str | None:
+    """The node a cluster connection id names (``web-1/0a1b2c3d4e`` -> ``web-1``)."""
+    node, separator, _ = connection_id.rpartition(ID_SEPARATOR)
+    return node if separator and node else None
+
+
+class _Gather:
+    """The replies to one request, until every expected node answered."""
+
+    __slots__ = ("expected", "replies", "done")
+
+    def __init__(self, expected: Iterable[str]) -> None:
+        self.expected = set(expected)
+        self.replies: dict[str, dict[str, Any]] = {}
+        self.done = asyncio.get_running_loop().create_future()
+        if not self.expected:
+            self.done.set_result(None)
+
+    def add(self, node: str, body: dict[str, Any]) -> None:
+        if node not in self.expected or node in self.replies:
+            return  # not asked, or answered twice: ignored
+        self.replies[node] = body
+        if len(self.replies) == len(self.expected) and not self.done.done():
+            self.done.set_result(None)
+
+
+class _Gathered:
+    """What a scatter-gather brought back."""
+
+    __slots__ = ("results", "errors", "missing")
+
+    def __init__(self) -> None:
+        self.results: dict[str, Any] = {}
+        """Each answering node's result (this node's included)."""
+        self.errors: dict[str, WsconsoleError] = {}
+        """Nodes that answered with an error."""
+        self.missing: dict[str, str] = {}
+        """Nodes that did not answer, and why."""
+
+    def raise_single_error(self) -> None:
+        """Asked one node, which refused: its error is the answer."""
+        if self.errors and not self.results:
+            raise next(iter(self.errors.values()))
+
+    def all_missing(self) -> dict[str, str]:
+        """``missing``, with nodes that answered an error named too (their words)."""
+        missing = dict(self.missing)
+        for node, error in self.errors.items():
+            missing[node] = f"{error.code}: {error.message}"
+        return missing
+
+
+class ClusterFleet(Fleet):
+    """Every node of a cluster, from this one: ``ControlListener(hub, config, fleet=...)``."""
+
+    def __init__(self, hub: Hub, settings: ClusterSettings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.cluster = settings.name
+        self.secret = settings.load_secret()  # ConfigError: no secret, no cluster
+        self.local = LocalFleet(hub)
+        self.instance = secrets.token_hex(8)
+        """This process, behind its node name (a restart is another instance)."""
+        self.table = NodeTable(suspect=settings.suspect, gone=settings.gone,
+                               forget=settings.forget_after)
+        self.guard = ReplayGuard(settings.max_skew * 2)
+        self.dropped: Counter[str] = Counter()
+        """Messages refused, by :class:`DropReason`."""
+        self.cross_node_sends = 0
+        """Sends that reached other nodes (application and operators)."""
+        prefix = f"wsconsole:{settings.name}:"
+        self._prefix = prefix
+        self._all_channel = prefix + "all"
+        self._events_channel = prefix + "events"
+        self.broker: Broker | None = None
+        self._pending: dict[str, _Gather] = {}
+        self._listeners: list[Listener] = []
+        self._hub_listening = False
+        self._outbox: list[list[Any]] = []
+        self._outbox_burst = Counter[str]()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._refused: str | None = None
+        self._beat_now = asyncio.Event()
+        self._control_url: str | None = None
+        self._last_drop_log: dict[str, float] = {}
+        self._stopped = False
+
+    # Names
+
+    def node_channel(self, node: str) -> str:
+        return f"{self._prefix}node:{node}"
+
+    def member_key(self, node: str) -> str:
+        return f"{self._prefix}member:{node}"
+
+    @property
+    def control_url(self) -> str | None:  # type: ignore[override]
+        return self._control_url
+
+    @control_url.setter
+    def control_url(self, url: str | None) -> None:
+        # Set by the control listener once it listens: the others hear of it at once.
+        self._control_url = url
+        self._beat_now.set()
+
+    @property
+    def node(self) -> str:
+        return self.hub.node
+
+    @property
+    def state(self) -> HubState:
+        return self.hub.state
+
+    @property
+    def broker_up(self) -> bool:
+        return self.broker is not None and self.broker.up
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Join the cluster; if Redis cannot be reached, serve locally and keep trying.
+
+        Raises :class:`ConfigError` if a live node of the cluster has this name.
+        """
+        from .broker import Broker  # the one import of redis, in cluster mode only
+
+        self.broker = Broker(self.settings.redis_url,
+                             [self._all_channel, self.node_channel(self.node),
+                              self._events_channel],
+                             self._on_payload, on_up=self._joined, on_down=self._lost,
+                             reconnect_max=self.settings.reconnect_max)
+        up = await self.broker.start(_START_WAIT)
+        if self._refused is not None:
+            await self.broker.stop()
+            raise ConfigError(self._refused)
+        if not up:
+            logger.warning("Redis at %s is unreachable; node %s serves locally and keeps "
+                           "trying to join cluster %s", redacted_url(self.settings.redis_url),
+                           self.node, self.cluster)
+        loop = asyncio.get_running_loop()
+        self._loops = [loop.create_task(self._heartbeats()), loop.create_task(self._ticks()),
+                       loop.create_task(self._flush_events())]
+
+    def describe(self) -> list[str]:
+        """Human lines for ``wsconsole serve``'s start banner."""
+        where = redacted_url(self.settings.redis_url)
+        if self.broker_up:
+            return [f"node {self.node} joined cluster {self.cluster} on {where}"]
+        return [f"node {self.node}: Redis at {where} unreachable; serving locally, "
+                f"joining cluster {self.cluster} once it is back"]
+
+    async def stop(self) -> None:
+        """Say goodbye, and leave."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.broker is not None:
+            if self.broker.up:
+                await self._flush_once()
+                await self.broker.publish(self._events_channel,
+                                          self._seal(MessageKind.GOODBYE, body={}))
+                await self.broker.delete_key(self.member_key(self.node))
+            await self.broker.stop()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _joined(self) -> None:
+        """Redis is (back) up: claim the name, learn the members, announce ourselves."""
+        assert self.broker is not None
+        heartbeat = self._heartbeat()
+        claimed = await self.broker.set_key(self.member_key(self.node), heartbeat,
+                                            self.settings.gone, only_new=True)
+        if claimed is False:
+            holder = await self.broker.get_key(self.member_key(self.node))
+            if holder is not None and self._held_by_another(*holder):
+                self._refused = (f"a live node named {self.node!r} is already in cluster "
+                                 f"{self.cluster!r}; give this one another name (--node)")
+                logger.error("%s", self._refused)
+                return
+        now = time.monotonic()
+        for member in self.table.members():
+            # We heard nothing while Redis was down; not their fault.
+            if member.health != NodeHealth.GONE:
+                member.heard = now
+        values = await self.broker.values(self._prefix + "member:*")
+        for value in values or ():
+            self._on_payload(self._events_channel, value, stored=True)
+        await self.broker.publish(self._events_channel, heartbeat)
+        await self.broker.set_key(self.member_key(self.node), heartbeat, self.settings.gone)
+
+    def _held_by_another(self, value: bytes | None, left: float) -> bool:
+        if value is None:
+            return False
+        try:
+            message = self._unseal(value, guard=False)
+        except Refused:
+            return False
+        if message.body.get("instance") == self.instance:
+            return False
+        # Its key is refreshed with every heartbeat: one that has not been for
+        # longer than ``suspect`` belongs to a node that is not live any more.
+        return self.settings.gone - left < self.settings.suspect
+
+    def _lost(self, reason: str) -> None:
+        for gather in self._pending.values():
+            if not gather.done.done():
+                gather.done.set_result(None)
+
+    # Messages
+
+    def _seal(self, kind: MessageKind, *, body: dict[str, Any], dst: str | None = None,
+              id: str = "", op: str = "", role: str | None = None,
+              timeout: float | None = None) -> bytes:
+        return seal(Message(kind=kind, cluster=self.cluster, src=self.node, dst=dst, id=id,
+                            op=op, role=role, timeout=timeout, body=body, ts=time.time()),
+                    self.secret)
+
+    def _unseal(self, payload: bytes, *, guard: bool = True) -> Message:
+        settings = self.settings
+        return unseal(payload, self.secret, cluster=self.cluster, now=time.time(),
+                      max_skew=settings.max_skew, max_bytes=settings.max_message_bytes,
+                      guard=self.guard if guard else None)
+
+    def _on_payload(self, channel: str, payload: bytes, *, stored: bool = False) -> None:
+        """One payload from Redis: acted on only if it is a valid message of ours."""
+        try:
+            # A stored heartbeat is read again at every join: not a replay.
+            message = self._unseal(payload, guard=not stored)
+        except Refused as refused:
+            self._drop(refused.reason, refused.detail, channel)
+            return
+        if message.src == self.node:
+            if message.kind == MessageKind.HEARTBEAT and message.body.get(
+                    "instance") != self.instance:
+                self._duplicate(message.src)
+            return  # our own, back from a channel we also listen to
+        kind = message.kind
+        if kind == MessageKind.HEARTBEAT:
+            self._heard(message, stale_ok=stored)
+        elif kind == MessageKind.GOODBYE:
+            self._apply(self._goodbye(message))
+        elif kind == MessageKind.REQUEST:
+            if message.dst not in (None, self.node):
+                return
+            self._spawn(self._act(message))
+        elif kind == MessageKind.REPLY:
+            gather = self._pending.get(message.id)
+            if message.dst == self.node and gather is not None:
+                gather.add(message.src, message.body)
+        elif kind == MessageKind.EVENTS:
+            self._remote_events(message)
+
+    def _drop(self, reason: str, detail: str, channel: str) -> None:
+        self.dropped[reason] += 1
+        now = time.monotonic()
+        if now - self._last_drop_log.get(reason, -_DROP_LOG_INTERVAL) >= _DROP_LOG_INTERVAL:
+            self._last_drop_log[reason] = now
+            logger.warning("dropped a message on %s (%s: %s); %d dropped as %s so far",
+                           channel, reason, detail, self.dropped[reason], reason)
+
+    def _duplicate(self, name: str) -> None:
+        now = time.monotonic()
+        if now - self._last_drop_log.get("duplicate", -_DROP_LOG_INTERVAL) >= _DROP_LOG_INTERVAL:
+            self._last_drop_log["duplicate"] = now
+            logger.error("another live process calls itself node %r in cluster %r: one of "
+                         "them must be renamed (--node); its messages are ignored", name,
+                         self.cluster)
+
+    # Membership
+
+    def node_entry(self) -> dict[str, Any]:
+        """This node's entry of ``nodes``."""
+        return {**self.local.node_entry(), "control_url": self.control_url,
+                "dropped": dict(self.dropped)}
+
+    def _heartbeat(self) -> bytes:
+        entry = self.node_entry()
+        body = {"entry": entry, "instance": self.instance,
+                "stats": self.hub.stats(sampled=True), "watching": bool(self._listeners)}
+        return self._seal(MessageKind.HEARTBEAT, body=body)
+
+    def _heard(self, message: Message, *, stale_ok: bool = False) -> None:
+        body = message.body
+        entry, instance = body.get("entry"), body.get("instance")
+        if not isinstance(entry, dict) or not isinstance(instance, str):
+            self._drop(DropReason.MALFORMED, "a heartbeat without entry or instance",
+                       self._events_channel)
+            return
+        stats = body.get("stats") if isinstance(body.get("stats"), dict) else None
+        changes = self.table.heard(message.src, instance, entry, now=time.monotonic(),
+                                   wall=time.time(), stats=stats)
+        member = self.table.get(message.src)
+        if member is not None and member.instance == instance:
+            watching = bool(body.get("watching"))
+            if member.watching != watching:
+                member.watching = watching
+                self._update_hub_listener()
+        self._apply(changes)
+
+    def _goodbye(self, message: Message) -> list[Change]:
+        changes = self.table.left(message.src, str(message.body.get("instance", "")),
+                                  now=time.monotonic())
+        self._update_hub_listener()
+        return changes
+
+    def _apply(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.what == "duplicate":
+                self._duplicate(change.member.name)
+                continue
+            if change.what != "forgotten":
+                logger.info("node %s of cluster %s: %s", change.member.name, self.cluster,
+                            change.what)
+            self._deliver(EventKind.NODE, change.member.public())
+        for gather in self._pending.values():
+            # A node that went is not waited for any longer.
+            gone = {name for name in gather.expected
+                    if (m := self.table.get(name)) is None or m.health == NodeHealth.GONE}
+            if gone and gone.isdisjoint(gather.replies):
+                gather.expected -= gone - set(gather.replies)
+                if set(gather.replies) >= gather.expected and not gather.done.done():
+                    gather.done.set_result(None)
+
+    async def _heartbeats(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            try:
+                async with asyncio.timeout(interval):
+                    await self._beat_now.wait()
+            except TimeoutError:
+                pass
+            self._beat_now.clear()
+            if self.broker is not None and self.broker.up:
+                heartbeat = self._heartbeat()
+                await self.broker.publish(self._events_channel, heartbeat)
+                await self.broker.set_key(self.member_key(self.node), heartbeat,
+                                          self.settings.gone)
+
+    async def _ticks(self) -> None:
+        state = self.hub.state
+        step = min(0.25, self.settings.heartbeat_interval / 4)
+        while True:
+            await asyncio.sleep(step)
+            if self.hub.state != state:
+                state = self.hub.state
+                self._beat_now.set()  # the others hear of a drain at once
+            if self.broker_up:
+                self._apply(self.table.tick(time.monotonic()))
+
+    # Events
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+        self._update_hub_listener()
+        self._beat_now.set()  # tell the others to forward their events
+
+    def remove_listener(self, listener: Listener) -> None:
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            pass
+        self._update_hub_listener()
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        self._deliver(kind, data)
+        if self._others_watching():
+            self._queue_event(kind, data)
+
+    def _others_watching(self) -> bool:
+        return any(member.watching and member.health != NodeHealth.GONE
+                   for member in self.table.members())
+
+    def _update_hub_listener(self) -> None:
+        # The hub builds an event per connect and close only while someone
+        # listens: here or on another node.
+        wanted = bool(self._listeners) or self._others_watching()
+        if wanted and not self._hub_listening:
+            self.hub.add_listener(self._on_hub_event)
+        elif not wanted and self._hub_listening:
+            self.hub.remove_listener(self._on_hub_event)
+        self._hub_listening = wanted
+
+    def _on_hub_event(self, kind: str, data: dict[str, Any]) -> None:
+        self._deliver(kind, data)
+        if self._others_watching():
+            self._queue_event(kind, data)
+
+    def _deliver(self, kind: str, data: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(kind, data)
+            except Exception:
+                logger.exception("event listener failed")
+
+    def _queue_event(self, kind: str, data: dict[str, Any]) -> None:
+        if len(self._outbox) >= _MAX_OUTBOX:
+            if kind == EventKind.CONNECTION_OPENED:
+                self._outbox_burst["opened"] += 1
+            elif kind == EventKind.CONNECTION_CLOSED:
+                self._outbox_burst["closed"] += 1
+            else:
+                self._outbox_burst["dropped"] += 1
+            return
+        self._outbox.append([kind, data, time.time()])
+
+    async def _flush_events(self) -> None:
+        while True:
+            await asyncio.sleep(_EVENT_FLUSH)
+            await self._flush_once()
+
+    async def _flush_once(self) -> None:
+        if not self._outbox and not self._outbox_burst:
+            return
+        events, self._outbox = self._outbox, []
+        if self._outbox_burst:
+            burst = {"node": self.node, "opened": self._outbox_burst["opened"],
+                     "closed": self._outbox_burst["closed"],
+                     "dropped": self._outbox_burst["dropped"]}
+            self._outbox_burst.clear()
+            events.append([EventKind.BURST, burst, time.time()])
+        if self.broker is None:
+            return
+        try:
+            payload = self._seal(MessageKind.EVENTS, body={"events": events})
+        except (TypeError, ValueError):
+            logger.error("a batch of %d events could not be encoded; not forwarded", len(events))
+            return
+        await self.broker.publish(self._events_channel, payload)
+
+    def _remote_events(self, message: Message) -> None:
+        if not self._listeners:
+            return
+        events = message.body.get("events")
+        if not isinstance(events, list):
+            self._drop(DropReason.MALFORMED, "an events batch that is not a list",
+                       self._events_channel)
+            return
+        for item in events:
+            if (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                    and isinstance(item[1], dict)):
+                data = item[1]
+                data.setdefault("node", message.src)
+                self._deliver(item[0], data)
+
+    # Scatter-gather
+
+    def _targets(self, node: str | None) -> list[str]:
+        """The nodes a request goes to: ``node`` alone, or this one and every expected one."""
+        if node is None:
+            return [self.node, *self.table.expected()]
+        if node == self.node or node in self.table:
+            return [node]
+        names = sorted({self.node, *(m.name for m in self.table.members())})
+        raise UnknownNode(f"no node named {node!r}; the nodes are: {', '.join(names)}")
+
+    async def _scatter(self, op: str, args: dict[str, Any], *, targets: list[str],
+                       timeout: float | None, role: Role,
+                       local: Callable[[], Any] | None) -> _Gathered:
+        """Ask ``targets`` (this node answering through ``local``) and gather."""
+        loop = asyncio.get_running_loop()
+        if timeout is None:
+            timeout = wire.ACTION_TIMEOUT if op in wire.MUTATING_OPERATIONS else wire.READ_TIMEOUT
+        deadline = loop.time() + timeout
+        gathered = _Gathered()
+        remote = [name for name in targets if name != self.node]
+        gather: _Gather | None = None
+        request_id = ""
+        if remote:
+            for name in list(remote):
+                member = self.table.get(name)
+                if member is not None and member.health == NodeHealth.GONE:
+                    gathered.missing[name] = "gone (no heartbeat)"
+                    remote.remove(name)
+        if remote:
+            if not self.broker_up:
+                for name in remote:
+                    gathered.missing[name] = BROKER_UNAVAILABLE
+                remote = []
+            else:
+                request_id = secrets.token_hex(8)
+                gather = _Gather(remote)
+                self._pending[request_id] = gather
+                # Everyone on one channel; a few nodes each on its own.
+                sends: list[tuple[str, str | None, list[str]]] = (
+                    [(self._all_channel, None, remote)]
+                    if set(remote) == set(self.table.expected())
+                    else [(self.node_channel(name), name, [name]) for name in remote])
+                for channel, dst, names in sends:
+                    payload = self._seal(MessageKind.REQUEST, body={"args": args}, dst=dst,
+                                         id=request_id, op=op, role=role, timeout=timeout)
+                    if not await self.broker.publish(channel, payload,  # type: ignore[union-attr]
+                                                     max(0.001, deadline - loop.time())):
+                        for name in names:
+                            gathered.missing[name] = BROKER_UNAVAILABLE
+                            gather.expected.discard(name)
+                if set(gather.replies) >= gather.expected and not gather.done.done():
+                    gather.done.set_result(None)
+        try:
+            if local is not None and self.node in targets:
+                # This node's part is answered while the others work on theirs.
+                try:
+                    gathered.results[self.node] = await local()
+                except WsconsoleError as exc:
+                    gathered.errors[self.node] = exc
+            if gather is not None:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await asyncio.shield(gather.done)
+                except TimeoutError:
+                    pass
+                for name in sorted(gather.expected | set(remote)):
+                    body = gather.replies.get(name)
+                    if body is None:
+                        if name not in gathered.missing:
+                            gathered.missing[name] = (NO_REPLY if self.broker_up
+                                                      else BROKER_UNAVAILABLE)
+                    elif body.get("ok") is True:
+                        gathered.results[name] = body.get("result")
+                    else:
+                        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+                        gathered.errors[name] = WsconsoleError.from_wire(
+                            str(error.get("code", InternalError.code)),
+                            str(error.get("message", "unknown error")))
+        finally:
+            if request_id:
+                self._pending.pop(request_id, None)
+        return gathered
+
+    # Acting for another node
+
+    async def _act(self, message: Message) -> None:
+        then: Callable[[], None] | None = None
+        try:
+            try:
+                role = Role(message.role)
+            except ValueError:
+                raise InternalError(f"unknown role {message.role!r}") from None
+            from ..control.auth import authorize
+
+            authorize(role, message.op)  # the role travelled; every node checks it
+            args = message.body.get("args")
+            # The requester validated these; they are validated again here,
+            # by the same code, before anything acts on them.
+            request = wire.parse_request(json.dumps({"id": 1, "op": message.op,
+                                                     "args": args}))
+            result, then = await self._local_op(request, role)
+            body: dict[str, Any] = {"ok": True, "result": result}
+        except WsconsoleError as exc:
+            body = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+        except Exception:
+            logger.exception("cluster request %s from %s failed", message.op, message.src)
+            body = {"ok": False, "error": {"code": InternalError.code,
+                                           "message": "internal error; the node logged it"}}
+        assert self.broker is not None
+        try:
+            reply = self._seal(MessageKind.REPLY, body=body, dst=message.src, id=message.id,
+                               op=message.op)
+        except (TypeError, ValueError):
+            reply = self._seal(MessageKind.REPLY, dst=message.src, id=message.id,
+                               op=message.op, body={"ok": False, "error": {
+                                   "code": InternalError.code,
+                                   "message": "the reply could not be encoded"}})
+        await self.broker.publish(self.node_channel(message.src), reply)
+        if then is not None:
+            then()  # an accepted shutdown starts once its reply is out
+
+    async def _local_op(self, request: wire.Request, role: Role
+                        ) -> tuple[Any, Callable[[], None] | None]:
+        """This node's part of a request, in the shape the requester merges."""
+        args, op, hub = request.args, request.op, self.hub
+        if op == "list":
+            return self._local_page(args), None
+        if op == "get":
+            return (await self.local.get(args["id"])).result, None
+        if op == "send":
+            result = hub.send(request.selector, wire.decode_payload(args),
+                              dry_run=args["dry_run"]).as_dict()
+            return result, None
+        if op == "disconnect":
+            return {"count": hub.disconnect(request.selector, args["code"], args["reason"])}, None
+        if op == "stats":
+            return hub.stats(), None
+        if op == "shutdown":
+            answer = await self.local.shutdown(ShutdownMode(args["mode"]), code=args["code"],
+                                               reason=args["reason"],
+                                               deadline=args["deadline"], role=role)
+            result = dict(answer.result)
+            result.pop("per_node", None)
+            return result, answer.start
+        raise InternalError(f"{op} is not asked of other nodes")
+
+    def _local_page(self, args: dict[str, Any]) -> dict[str, Any]:
+        registry = self.hub.registry
+        page = registry.query(user=args["user"], path=args["path"], topic=args["topic"],
+                              id_prefix=args["id_prefix"], sort=args["sort"],
+                              limit=args["limit"], cursor=args["cursor"])
+        result: dict[str, Any] = {
+            "connections": [record.summary() for record in page.records],
+            "keys": [list(key) for key in page.keys],
+            "total": page.total,
+            "next_cursor": page.next_cursor,
+            "count": len(registry),
+        }
+        if args["groups"]:
+            result["groups"], result["groups_truncated"] = registry.groups(args["group_limit"])
+        return result
+
+    # The operations
+
+    async def list(
+        self,
+        *,
+        user: str | None,
+        path: str | None,
+        topic: str | None,
+        id_prefix: str | None,
+        sort: str,
+        limit: int,
+        cursor: str | None,
+        groups: bool,
+        group_limit: int,
+        node: str | None,
+        timeout: float | None,
+    ) -> Answer:
+        args = {"user": user, "path": path, "topic": topic, "id_prefix": id_prefix,
+                "sort": sort, "limit": limit, "cursor": cursor, "groups": groups,
+                "group_limit": group_limit}
+        # A cursor that is not one is refused here, before anyone is asked.
+        decode_cursor(cursor, sort)
+
+        async def local() -> dict[str, Any]:
+            return self._local_page(args)
+
+        gathered = await self._scatter("list", {k: v for k, v in args.items() if v is not None},
+                                       targets=self._targets(node), timeout=timeout,
+                                       role=Role.READ_ONLY, local=local)
+        gathered.raise_single_error()
+        pages = {name: result for name, result in gathered.results.items()
+                 if _is_page(result)}
+        merged = merge_pages((Page(records=r["connections"], total=r["total"],
+                                   next_cursor=r["next_cursor"], keys=r["keys"])
+                              for r in pages.values()), sort=sort, limit=limit)
+        result: dict[str, Any] = {"connections": list(merged.records), "total": merged.total,
+                                  "next_cursor": merged.next_cursor}
+        if groups:
+            result["groups"], result["groups_truncated"] = merge_groups(
+                ((r.get("groups") or {}, bool(r.get("groups_truncated")))
+                 for r in pages.values()), group_limit)
+            for kind in ("users", "paths", "topics"):
+                result["groups"].setdefault(kind, {})
+            result["groups"]["nodes"] = {name: pages[name]["count"] for name in sorted(pages)}
+        return Answer(result=result, missing=gathered.all_missing())
+
+    async def get(self, connection_id: str, *, node: str | None = None,
+                  timeout: float | None = None) -> Answer:
+        owner = owner_of(connection_id)
+        unknown = UnknownConnection(f"no open connection with id {connection_id}")
+        if owner is None or (node is not None and owner != node):
+            if node is not None:
+                self._targets(node)  # an unknown node is unknown_node, not unknown_connection
+            raise unknown
+        if owner == self.node:
+            return await self.local.get(connection_id)
+        if owner not in self.table:
+            raise unknown
+        gathered = await self._scatter("get", {"id": connection_id}, targets=[owner],
+                                       timeout=timeout, role=Role.READ_ONLY, local=None)
+        gathered.raise_single_error()
+        if owner in gathered.results:
+            return Answer(result=gathered.results[owner])
+        return Answer(result={"id": connection_id, "node": owner},
+                      missing=gathered.all_missing())
+
+    def _selector_targets(self, selector: Selector, node: str | None) -> list[str]:
+        """The nodes that own what a selector picks (ids name their node)."""
+        targets = self._targets(node)
+        if selector.ids is None:
+            return targets
+        owners = {owner_of(connection_id) for connection_id in selector.ids}
+        return [name for name in targets if name in owners]
+
+    async def send(self, selector: Selector, message: str | bytes, *,
+                   dry_run: bool = False, role: Role, node: str | None = None,
+                   timeout: float | None = None) -> Answer:
+        args: dict[str, Any] = {"selector": selector.to_dict(), "dry_run": dry_run}
+        if isinstance(message, str):
+            args["text"] = message
+        else:
+            args["binary"] = base64.b64encode(bytes(message)).decode("ascii")
+
+        async def local() -> dict[str, Any]:
+            return self.hub.send(selector, message, dry_run=dry_run).as_dict()
+
+        targets = self._selector_targets(selector, node)
+        gathered = await self._scatter("send", args, targets=targets, timeout=timeout,
+                                       role=role, local=local)
+        if node is not None:
+            gathered.raise_single_error()
+        if not dry_run and any(name != self.node for name in gathered.results):
+            self.cross_node_sends += 1
+        results = {name: r for name, r in gathered.results.items() if isinstance(r, dict)}
+        sample: list[str] = []
+        for name in sorted(results, key=lambda n: n != self.node):
+            sample.extend(results[name].get("sample", ()))
+        result = {
+            "recipients": sum(int(r.get("recipients", 0)) for r in results.values()),
+            "delivered": sum(int(r.get("delivered", 0)) for r in results.values()),
+            "skipped": sum(int(r.get("skipped", 0)) for r in results.values()),
+            "sample": sample[:10],
+            "dry_run": dry_run,
+            "per_node": {name: per_node_send(results[name]) for name in sorted(results)},
+        }
+        return Answer(result=result, missing=gathered.all_missing())
+
+    async def disconnect(self, selector: Selector, *, code: int, reason: str,
+                         role: Role, node: str | None = None,
+                         timeout: float | None = None) -> Answer:
+        async def local() -> dict[str, Any]:
+            return {"count": self.hub.disconnect(selector, code, reason)}
+
+        gathered = await self._scatter(
+            "disconnect", {"selector": selector.to_dict(), "code": code, "reason": reason},
+            targets=self._selector_targets(selector, node), timeout=timeout, role=role,
+            local=local)
+        if node is not None:
+            gathered.raise_single_error()
+        per_node = {name: {"count": int(r.get("count", 0))}
+                    for name, r in sorted(gathered.results.items()) if isinstance(r, dict)}
+        return Answer(result={"count": sum(r["count"] for r in per_node.values()),
+                              "per_node": per_node}, missing=gathered.all_missing())
+
+    async def stats(self, *, sampled: bool = False, node: str | None = None,
+                    timeout: float | None = None) -> Answer:
+        if sampled:
+            # Stats events, every interval for every subscriber: from the
+            # heartbeats already here, never a round of requests.
+            per_node = {self.node: self.hub.stats(sampled=True)}
+            for member in self.table.members():
+                if member.health != NodeHealth.GONE and member.stats is not None:
+                    per_node[member.name] = member.stats
+            if node is not None:
+                self._targets(node)
+                per_node = {name: s for name, s in per_node.items() if name == node}
+            return Answer(result=_summed_stats(per_node, self.node))
+
+        async def local() -> dict[str, Any]:
+            return self.hub.stats()
+
+        gathered = await self._scatter("stats", {}, targets=self._targets(node),
+                                       timeout=timeout, role=Role.READ_ONLY, local=local)
+        gathered.raise_single_error()
+        per_node = {name: r for name, r in gathered.results.items() if isinstance(r, dict)}
+        return Answer(result=_summed_stats(per_node, self.node), missing=gathered.all_missing())
+
+    async def shutdown(self, mode: ShutdownMode, *, code: int, reason: str,
+                       deadline: float | None, role: Role, node: str | None = None,
+                       timeout: float | None = None) -> ShutdownAnswer:
+        if node == self.node:
+            return await self.local.shutdown(mode, code=code, reason=reason,
+                                             deadline=deadline, role=role)
+        targets = self._targets(node)
+        local_answer: ShutdownAnswer | None = None
+        if node is None:
+            # Refused here first: nothing is asked of the others if this node refuses.
+            local_answer = await self.local.shutdown(mode, code=code, reason=reason,
+                                                     deadline=deadline, role=role)
+        gathered = await self._scatter(
+            "shutdown", {"mode": mode, "code": code, "reason": reason, "deadline": deadline},
+            targets=[name for name in targets if name != self.node], timeout=timeout,
+            role=role, local=None)
+        if node is not None:
+            gathered.raise_single_error()
+        per_node: dict[str, Any] = {}
+        if local_answer is not None:
+            this = dict(local_answer.result)
+            this.pop("per_node", None)
+            per_node[self.node] = this
+        per_node.update((name, r) for name, r in gathered.results.items() if isinstance(r, dict))
+        result = {"mode": mode, "state": HubState.DRAINING,
+                  "connections": sum(int(r.get("connections", 0)) for r in per_node.values()),
+                  "deadline": deadline, "per_node": dict(sorted(per_node.items()))}
+        # This node stops last: once its reply is out, after the others accepted.
+        start = local_answer.start if local_answer is not None else _nothing
+        return ShutdownAnswer(result=result, missing=gathered.all_missing(), start=start)
+
+    async def nodes(self, *, node: str | None = None, timeout: float | None = None) -> Answer:
+        entries = [self.node_entry(), *(m.public() for m in self.table.members())]
+        entries.sort(key=lambda entry: entry["node"])
+        if node is not None:
+            self._targets(node)
+            entries = [entry for entry in entries if entry["node"] == node]
+        missing: dict[str, str] = {}
+        if not self.broker_up:
+            missing = {entry["node"]: BROKER_UNAVAILABLE for entry in entries
+                       if entry["node"] != self.node and entry["health"] != NodeHealth.GONE}
+        return Answer(result={"nodes": entries}, missing=missing)
+
+    # For applications
+
+    async def send_everywhere(self, selector: Selector, message: str | bytes, *,
+                              timeout: float | None = None) -> Answer:
+        """Send to the selected connections of every node (the hub's
+        :meth:`~wsconsole.server.hub.Hub.send_everywhere`)."""
+        return await self.send(selector, message, role=Role.OPERATOR, timeout=timeout)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _is_page(result: Any) -> bool:
+    return (isinstance(result, dict) and isinstance(result.get("connections"), list)
+            and isinstance(result.get("keys"), list)
+            and len(result["keys"]) == len(result["connections"])
+            and isinstance(result.get("total"), int))
+
+
+def _summed_stats(per_node: dict[str, dict[str, Any]], this: str) -> dict[str, Any]:
+    """Cluster stats: this node's identity and state, the sums of every node's counts."""
+    if not per_node:
+        return {"per_node": {}}
+    base = dict(per_node.get(this) or per_node[min(per_node)])
+    for key in ("connections", "opened_total", "closed_total"):
+        base[key] = sum(int(s.get(key) or 0) for s in per_node.values())
+    for key in ("totals", "rates"):
+        sums: dict[str, float] = {}
+        for stats in per_node.values():
+            for name, value in (stats.get(key) or {}).items():
+                if isinstance(value, (int, float)):
+                    sums[name] = sums.get(name, 0) + value
+        base[key] = sums
+    base["per_node"] = dict(sorted(per_node.items()))
+    return base

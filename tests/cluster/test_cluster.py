@@ -1,0 +1,248 @@
+"""Cluster mode with a real redis-server and three real `wsconsole serve` nodes:
+an operator attached to any node sees and acts on the whole fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import AsyncExitStack
+
+import pytest
+
+from wsconsole.server.cluster.redis_server import PrivateRedis
+from wsconsole.server.protocol import EventKind
+
+from tests.helpers import TIMEOUT, wait_for
+from tests.cluster.cluster_helpers import READ_ONLY_TOKEN, operator, start_nodes, user
+
+EVERYONE = {"everyone": True}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """Redis and nodes a, b and c, for the whole file."""
+    folder = tmp_path_factory.mktemp("cluster")
+    with PrivateRedis(folder / "redis") as redis:
+        nodes = start_nodes(["a", "b", "c"], redis.url, folder)
+        try:
+            yield {node.name: node for node in nodes}
+        finally:
+            for node in nodes:
+                node.stop()
+
+
+async def all_live(ctl, names=("a", "b", "c")) -> list[dict]:
+    """Wait until `nodes` lists every one of ``names`` as live; return the entries."""
+    entries: list[dict] = []
+
+    async def check() -> bool:
+        nonlocal entries
+        entries = (await ctl.ok("nodes"))["nodes"]
+        live = {e["node"] for e in entries if e["health"] == "live" and e["control_url"]}
+        return live >= set(names)
+
+    await wait_for(check, TIMEOUT * 2, interval=0.05)
+    return entries
+
+
+async def test_every_node_lists_every_node(fleet):
+    """From any node, `nodes` lists the three, live, sorted by name, with their
+    control URL, version and connections; hello names the cluster."""
+    for name, node in fleet.items():
+        async with operator(node) as ctl:
+            hello = await ctl.ok("hello")
+            assert (hello["cluster"], hello["node"]) == ("wsconsole", name)
+            entries = await all_live(ctl)
+            assert [e["node"] for e in entries] == ["a", "b", "c"]
+            for entry in entries:
+                assert entry["control_url"] == fleet[entry["node"]].control_url
+                assert entry["state"] == "serving" and entry["version"]
+                assert entry["last_seen"] > 0 and isinstance(entry["connections"], int)
+
+
+async def test_list_merges_and_pages_across_nodes(fleet):
+    """A page from node b holds connections of every node in one order; paging
+    with the cursor visits each connection once, also while others come and go;
+    groups are summed and counted by node; `node` narrows to one node."""
+    a, b, c = fleet["a"], fleet["b"], fleet["c"]
+    async with operator(b) as ctl:
+        await all_live(ctl)
+        async with user(a, "ann"), user(a, "ann"), user(b, "bob"), user(c, "cy"), \
+                user(c, "ann", room="lobby"):
+            await wait_for(lambda: _total(ctl, 5), TIMEOUT)
+            seen: list[dict] = []
+            cursor = None
+            async with AsyncExitStack() as later:
+                while True:
+                    page = await ctl.ok("list", limit=2, cursor=cursor)
+                    assert "missing" not in page
+                    seen += page["connections"]
+                    if cursor is None:
+                        # A connection that comes mid-listing, on another node:
+                        # the ones that stay are neither skipped nor repeated.
+                        await later.enter_async_context(user(c, "dee"))
+                    cursor = page["next_cursor"]
+                    if cursor is None:
+                        break
+                ids = [row["id"] for row in seen]
+                assert len(ids) == len(set(ids))
+                assert {row["user"] for row in seen} >= {"ann", "bob", "cy"}
+                keys = [(row["connected_at"], row["id"]) for row in seen]
+                assert keys == sorted(keys)
+                assert {row["node"] for row in seen} == {"a", "b", "c"}
+                for row in seen:
+                    assert row["id"].startswith(row["node"] + "/")
+                await wait_for(lambda: _total(ctl, 6), TIMEOUT)
+                full = await ctl.ok("list")
+                assert full["groups"]["users"] == {"ann": 3, "bob": 1, "cy": 1, "dee": 1}
+                assert full["groups"]["nodes"] == {"a": 2, "b": 1, "c": 3}
+                assert full["groups"]["topics"] == {"lobby": 1}
+                by_user = await ctl.ok("list", sort="-user", groups=False)
+                assert [row["user"] for row in by_user["connections"]] == [
+                    "dee", "cy", "bob", "ann", "ann", "ann"]
+                only_c = await ctl.ok("list", node="c", user="ann")
+                assert [row["node"] for row in only_c["connections"]] == ["c"]
+
+
+async def _total(ctl, n: int) -> bool:
+    return (await ctl.ok("list", groups=False))["total"] == n
+
+
+async def test_get_goes_to_the_node_that_owns_the_connection(fleet):
+    """An id names its node: `get` from a returns c's connection in full; an id
+    that is not open is unknown_connection, wherever it points."""
+    async with operator(fleet["a"]) as ctl, user(fleet["c"], "gus"):
+        await all_live(ctl)
+        await wait_for(lambda: _has_user(ctl, "gus"), TIMEOUT)
+        (row,) = (await ctl.ok("list", user="gus"))["connections"]
+        detail = await ctl.ok("get", id=row["id"])
+        assert detail["node"] == "c" and detail["user"] == "gus"
+        assert any(name.lower() == "host" for name, _ in detail["request_headers"])
+        assert (await ctl.ok("get", id=row["id"], node="c"))["id"] == row["id"]
+        for missing in ("c/0000000000", "nowhere/0000000000", "0000000000"):
+            assert await ctl.error("get", id=missing) == "unknown_connection"
+        assert await ctl.error("get", id=row["id"], node="zz") == "unknown_node"
+
+
+async def _has_user(ctl, name: str) -> bool:
+    return (await ctl.ok("list", user=name, groups=False))["total"] == 1
+
+
+async def test_send_dry_run_and_disconnect_act_on_every_node(fleet):
+    """send reaches the selected connections of every node, with per-node
+    counts; a dry run sends nothing; an id goes to its node only; disconnect
+    closes on the node that holds the connection, with the operator's code."""
+    a, b, c = fleet["a"], fleet["b"], fleet["c"]
+    async with operator(a) as ctl:
+        await all_live(ctl)
+        async with user(a, "hal", room="ops") as on_a, user(b, "ivy", room="ops") as on_b, \
+                user(c, "jo") as on_c:
+            await wait_for(lambda: _topic_size(ctl, "ops", 2), TIMEOUT)
+            dry = await ctl.ok("send", selector={"topic": "ops"}, text="x", dry_run=True)
+            assert dry["recipients"] == 2 and dry["delivered"] == 0 and len(dry["sample"]) == 2
+            assert dry["per_node"] == {"a": {"recipients": 1, "delivered": 0, "skipped": 0},
+                                       "b": {"recipients": 1, "delivered": 0, "skipped": 0},
+                                       "c": {"recipients": 0, "delivered": 0, "skipped": 0}}
+            sent = await ctl.ok("send", selector={"topic": "ops"}, text="deploy at noon")
+            assert (sent["recipients"], sent["delivered"]) == (2, 2) and "missing" not in sent
+            assert await on_a.recv() == "deploy at noon"
+            assert await on_b.recv() == "deploy at noon"
+            (jo,) = (await ctl.ok("list", user="jo"))["connections"]
+            one = await ctl.ok("send", selector={"ids": [jo["id"]]}, binary="aGk=")
+            assert one["per_node"] == {"c": {"recipients": 1, "delivered": 1, "skipped": 0}}
+            assert await on_c.recv() == b"hi"
+            kicked = await ctl.ok("disconnect", selector={"user": "ivy"}, code=4001,
+                                  reason="bye")
+            assert kicked["count"] == 1 and kicked["per_node"]["b"] == {"count": 1}
+            await asyncio.wait_for(on_b.wait_closed(), TIMEOUT)
+            assert (on_b.close_code, on_b.close_reason) == (4001, "bye")
+
+
+async def _topic_size(ctl, topic: str, n: int) -> bool:
+    return (await ctl.ok("list", topic=topic, groups=False))["total"] == n
+
+
+async def test_stats_are_cluster_totals_with_each_node_beside(fleet):
+    """stats sums the nodes' counts and keeps each node's own stats in per_node."""
+    async with operator(fleet["c"]) as ctl, user(fleet["a"], "kim"), user(fleet["b"], "lou"):
+        await all_live(ctl)
+        await wait_for(lambda: _stats_connections(ctl, 2), TIMEOUT)
+        stats = await ctl.ok("stats")
+        assert stats["node"] == "c" and set(stats["per_node"]) == {"a", "b", "c"}
+        assert stats["connections"] == sum(s["connections"] for s in stats["per_node"].values())
+        assert stats["opened_total"] == sum(s["opened_total"] for s in stats["per_node"].values())
+        assert (await ctl.ok("stats", node="a"))["per_node"].keys() == {"a"}
+
+
+async def _stats_connections(ctl, n: int) -> bool:
+    return (await ctl.ok("stats"))["connections"] == n
+
+
+async def test_events_of_every_node_reach_a_subscriber(fleet):
+    """A subscriber on a sees connections open and close on c, tagged with c,
+    and operator actions taken on b."""
+    async with operator(fleet["a"]) as watcher, operator(fleet["b"]) as actor:
+        await all_live(watcher)
+        await watcher.ok("subscribe", stats_interval=60)
+
+        async def seen_on_c() -> bool:
+            # Forwarding starts once c has heard that a has a subscriber.
+            async with user(fleet["c"], "max"):
+                try:
+                    event = await watcher.event(
+                        lambda e: e.kind == EventKind.CONNECTION_OPENED
+                        and e.data["user"] == "max", timeout=0.5)
+                except TimeoutError:
+                    return False
+            assert event.data["node"] == "c"
+            return True
+
+        await wait_for(seen_on_c, TIMEOUT * 2, interval=0.05)
+        closed = await watcher.event(lambda e: e.kind == EventKind.CONNECTION_CLOSED
+                                     and e.data["user"] == "max")
+        assert closed.data["node"] == "c"
+        await actor.ok("send", selector={"user": "nobody"}, text="x")
+        action = await watcher.event(lambda e: e.kind == EventKind.OPERATOR_ACTION)
+        assert action.data["node"] == "b" and action.data["op"] == "send"
+        assert set(action.data["result"]["per_node"]) == {"a", "b", "c"}
+
+
+async def test_a_read_only_token_cannot_act_on_any_node(fleet):
+    """The read-only role reads the whole fleet, and is refused send, disconnect
+    and shutdown on every node, whichever it targets."""
+    for node in fleet.values():
+        async with operator(node, READ_ONLY_TOKEN) as ctl:
+            assert (await ctl.ok("hello"))["role"] == "read_only"
+            await all_live(ctl)
+            for target in (None, "a", "b", "c"):
+                extra = {} if target is None else {"node": target}
+                assert await ctl.error("send", selector=EVERYONE, text="x", **extra) == "forbidden"
+                assert await ctl.error("disconnect", selector=EVERYONE, **extra) == "forbidden"
+                assert await ctl.error("shutdown", mode="graceful", **extra) == "forbidden"
+    async with operator(fleet["a"]) as ctl:
+        assert {e["state"] for e in await all_live(ctl)} == {"serving"}
+
+
+async def test_an_application_reaches_a_user_on_another_node(fleet):
+    """hub.send_everywhere on node a delivers to the user's connection on c and
+    returns the summed counts, per node."""
+    async with operator(fleet["a"]) as ctl, user(fleet["c"], "nia") as nia, \
+            user(fleet["a"], "app") as app:
+        await all_live(ctl)
+        await wait_for(lambda: _has_user(ctl, "nia"), TIMEOUT)
+        await app.send("tell:nia:hello from a")
+        assert await asyncio.wait_for(nia.recv(), TIMEOUT) == "hello from a"
+        counts = json.loads(await asyncio.wait_for(app.recv(), TIMEOUT))
+        assert (counts["recipients"], counts["delivered"], counts["missing"]) == (1, 1, {})
+        assert counts["per_node"]["c"]["delivered"] == 1 and counts["per_node"]["a"] == {
+            "recipients": 0, "delivered": 0, "skipped": 0}
+
+
+async def test_an_unknown_node_is_refused_with_the_names_of_the_nodes(fleet):
+    """`node` naming no node of the cluster is unknown_node, and the message
+    lists the nodes."""
+    async with operator(fleet["b"]) as ctl:
+        await all_live(ctl)
+        reply = await ctl.reply("list", node="zz")
+        assert reply.error_code == "unknown_node"
+        assert "a, b, c" in reply.error_message
