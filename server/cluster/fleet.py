@@ -881,6 +881,22 @@ class ClusterFleet(Fleet):
                        if entry["node"] != self.node and entry["health"] != NodeHealth.GONE}
         return Answer(result={"nodes": entries}, missing=missing)
 
+    # Taps: this node's connections only, for now (a cluster-wide tap would be
+    # one Tap fed by every node's own).
+
+    def start_tap(self, selector: Selector, limits: Any, *, owner: dict[str, Any],
+                  node: str | None = None) -> Any:
+        if node is not None and node != self.node:
+            self._targets(node)  # unknown_node for a name the cluster does not know
+            from ..errors import TapDisabled
+
+            raise TapDisabled(f"a tap covers the connections of the node it is started on; "
+                              f"attach to {node}'s control plane to tap there")
+        return self.local.start_tap(selector, limits, owner=owner)
+
+    def stop_tap(self, tap: Any, reason: Any) -> bool:
+        return self.local.stop_tap(tap, reason)
+
     # For applications
 
     async def send_everywhere(self, selector: Selector, message: str | bytes, *,
