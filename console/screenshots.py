@@ -22,7 +22,7 @@ from textual.widgets import Button, DataTable, Input, RadioButton, Static, TextA
 from wsconsole.server.wire import Event, EventKind
 
 from .app import ConsoleApp
-from .screens import ComposeScreen, DetailScreen, ShutdownScreen
+from .screens import ComposeScreen, DetailScreen, ShutdownScreen, TapScreen
 from .widgets import GroupsPanel
 
 __all__ = ["SampleControlClient", "SampleClusterClient", "write_screenshots", "NOW", "SIZE",
@@ -32,7 +32,7 @@ NOW = 1_767_229_200.0
 """The frozen clock: 2026-01-01 01:00:00 UTC."""
 SIZE = (160, 46)
 """Terminal columns and rows of every screenshot."""
-SHOTS = ("main", "detail", "compose", "shutdown", "cluster")
+SHOTS = ("main", "detail", "tap", "compose", "shutdown", "cluster")
 """The screenshots, by file name (``screenshots/NAME.svg``)."""
 
 _PEOPLE = [
@@ -158,7 +158,50 @@ class SampleControlClient:
     async def subscribe(self, stats_interval: float = 1.0) -> None:
         return None
 
+    async def tap_start(self, selector: dict[str, Any], **options: Any) -> dict[str, Any]:
+        self.tap = {"tap": "5ca1ab1e", "node": self.node, "selector": selector,
+                    "direction": None, "max_bytes": 256, "rate": 50, "byte_rate": 32768,
+                    "duration": 300.0, "role": "operator", "client": "127.0.0.1:50212",
+                    "started_at": NOW - 60, "ends_at": NOW + 240, "shown": 0, "dropped": 0}
+        return self.tap
+
+    async def tap_stop(self, tap: str) -> dict[str, Any]:
+        return {"tap": tap, "stopped": True, "reason": "stopped", "shown": 9, "dropped": 12}
+
+    def _tap_records(self) -> list[dict[str, Any]]:
+        tapped = (self.tap["selector"].get("ids") or [self.connections[2]["id"]])[0]
+        user = next((c["user"] for c in self.connections if c["id"] == tapped), "chen")
+        lines = [
+            ("in", "text", '{"type": "typing", "room": "dev"}'),
+            ("out", "text", '{"type": "typing", "user": "' + user + '", "room": "dev"}'),
+            ("in", "text", '{"type": "message", "room": "dev", "text": "deploy looks good"}'),
+            ("out", "text", '{"type": "message", "user": "' + user + '", "text": "deploy '
+             'looks good", "at": 1767229140.5}'),
+            ("in", "binary", "0a0b08d2091203646576"),
+            ("out", "text", '{"type": "notice", "text": "Deploy at 17:00 UTC, expect a '
+             'reconnect"}'),
+            ("in", "text", "\x1b[31m not a colour: shown escaped"),
+            ("out", "text", '{"type": "history", "room": "dev", "messages": [{"user": "dara", '
+             '"text": "morning"}, {"user": "chen", "text": "hi"}, {"user": "dara", "te'),
+        ]
+        records: list[dict[str, Any]] = []
+        for index, (kind, opcode, data) in enumerate(lines):
+            size = len(data) // 2 if opcode == "binary" else len(data.encode())
+            records.append({"time": NOW - 50 + index * 3.25, "id": tapped, "node": self.node,
+                            "user": user, "kind": kind, "opcode": opcode,
+                            "size": 4812 if index == 7 else size, "data": data,
+                            "truncated": index == 7})
+        records.append({"time": NOW - 20, "id": tapped, "node": self.node, "user": user,
+                        "kind": "closed", "code": 1001, "reason": "page reload"})
+        return records
+
     async def events(self) -> AsyncIterator[Event]:
+        if getattr(self, "tap", None):
+            # The client of a tap screen: one batch of records, then quiet.
+            yield Event(EventKind.TAP, NOW, {"tap": self.tap["tap"],
+                                             "records": self._tap_records(), "shown": 9,
+                                             "dropped": 12})
+            await asyncio.Event().wait()
         for index in range(60):
             yield Event(EventKind.STATS, NOW - 60 + index, _sample_stats(index))
         for event in _sample_events(self.connections):
@@ -335,6 +378,16 @@ async def _shoot(out: Path) -> list[Path]:
                     and screen.query_one("#response-headers", DataTable).row_count > 0)
 
         await save("detail", detail_shown)
+        await pilot.press("T")
+
+        def tap_shown() -> bool:
+            screen = app.screen
+            return (isinstance(screen, TapScreen) and screen.shown == 9
+                    and len(screen.log_widget.lines) == 9)
+
+        await save("tap", tap_shown)
+        await pilot.press("escape")
+        await until(lambda: isinstance(app.screen, DetailScreen))
         await pilot.press("escape")
         await until(lambda: app.screen is main)
 

@@ -78,8 +78,10 @@ UNSORTABLE = frozenset({"node"})
 PAGE_SIZE = 100
 """Connections fetched per page: the table never holds more than this."""
 
-MUTATING_ACTIONS = frozenset({"broadcast", "send", "disconnect", "disconnect_group", "shutdown"})
-"""Actions a read-only token may not run: disabled in the footer and palette."""
+MUTATING_ACTIONS = frozenset({"broadcast", "send", "disconnect", "disconnect_group", "shutdown",
+                              "tap"})
+"""Actions a read-only token may not run: disabled in the footer and palette (a
+tap changes nothing, but shows the users' data)."""
 
 _NEEDS_ROW = frozenset({"send", "disconnect", "detail"})
 _HEADERS = {key: header for key, header, _ in COLUMNS}
@@ -346,7 +348,7 @@ def link_banner(link: LinkState) -> tuple[str, str]:
     if link.status == LinkStatus.LOST:
         return f"Cannot reach the control plane: {link.reason}. Retrying.", "error"
     if link.up and link.read_only:
-        return ("Read-only token: broadcast, message, disconnect and shutdown are "
+        return ("Read-only token: broadcast, message, disconnect, shutdown and tap are "
                 "disabled.", "warning")
     return "", ""
 

@@ -214,6 +214,19 @@ REFERENCE = f"""\
   exactly the code it is without the feature. `tests/benchmarks/bench_tap.py`
   measures it; figures in [docs/benchmarks.md](docs/benchmarks.md#the-live-message-tap).
 
+### In the console
+
+`T` on the main screen taps the current group or filter (everyone when there
+is none), and `T` in the detail view taps that connection. The tap screen has
+a control connection of its own, so closing it ends the tap: the records
+scroll live (in green, out in cyan, closes in yellow, every payload escaped),
+`space` pauses and resumes (what arrives meanwhile is held, up to the
+screen's 2,000 lines, and shown on resume), `c` clears, and the header counts
+what the server showed and dropped and when the tap ends; `esc` stops the tap
+and goes back. The read-only token cannot open one.
+
+![The tap screen](screenshots/tap.svg)
+
 ### On the control plane
 
 `tap_start` (operator): `selector` (required), `direction` (`in`, `out`, or

@@ -6,6 +6,7 @@ from .detail import DetailScreen
 from .help import HelpScreen
 from .main import MainScreen
 from .shutdown import ShutdownScreen
+from .tap import TapScreen
 
 __all__ = [
     "ComposeScreen",
@@ -14,4 +15,5 @@ __all__ = [
     "HelpScreen",
     "MainScreen",
     "ShutdownScreen",
+    "TapScreen",
 ]

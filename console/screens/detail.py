@@ -38,6 +38,7 @@ from ..output import printable
 from ..widgets import KeysFooter, TooSmallNotice
 from .compose import ComposeScreen
 from .confirm import DisconnectScreen, run_disconnect
+from .tap import TapScreen
 
 if TYPE_CHECKING:  # pragma: no cover - the app module imports the screens
     from ..app import ConsoleApp
@@ -57,6 +58,8 @@ class DetailScreen(Screen[None]):
                 tooltip="Compose a message to this connection"),
         Binding("d", "disconnect", "Disconnect", id="detail_disconnect",
                 tooltip="Close this connection (asks first)"),
+        Binding("T", "tap", "Tap", id="detail_tap",
+                tooltip="Watch this connection's messages live (the server must allow taps)"),
     ]
 
     @dataclass
@@ -114,7 +117,7 @@ class DetailScreen(Screen[None]):
             self.fetch()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("send", "disconnect"):
+        if action in ("send", "disconnect", "tap"):
             link = self.console.link_state
             if self.closed or link.read_only or not link.up:
                 return None
@@ -207,6 +210,13 @@ class DetailScreen(Screen[None]):
         c = self.connection
         self.app.push_screen(ComposeScreen(self.console.link, [(
             describe_connection(c), {"ids": [c["id"]]})]))
+
+    def action_tap(self) -> None:
+        c = self.connection
+        selector: dict[str, Any] = {"ids": [c["id"]]}
+        if c.get("node"):
+            selector["node"] = c["node"]
+        self.app.push_screen(TapScreen(selector, describe_connection(c)))
 
     def action_disconnect(self) -> None:
         c = self.connection

@@ -54,6 +54,7 @@ from .confirm import DisconnectScreen, run_disconnect
 from .detail import DetailScreen
 from .help import HelpScreen
 from .shutdown import ShutdownScreen
+from .tap import TapScreen
 
 if TYPE_CHECKING:  # pragma: no cover - the app module imports this one
     from ..app import ConsoleApp
@@ -88,6 +89,9 @@ class MainScreen(Screen[None]):
                 tooltip="Close the selected connection (asks first)"),
         Binding("D", "disconnect_group", "Disconnect all shown", id="disconnect_group",
                 tooltip="Close every connection of the current group or filter (asks first)"),
+        Binding("T", "tap", "Tap", id="tap",
+                tooltip="Watch the messages of the current group or filter live "
+                        "(everyone without one; the server must allow taps)"),
         Binding("X", "shutdown", "Shutdown", id="shutdown",
                 tooltip="Stop the server: graceful, or keep-alive (drain)"),
         Binding("s", "cycle_sort", "Sort", id="sort",
@@ -460,6 +464,15 @@ class MainScreen(Screen[None]):
             self.post_message(CommandFailed("Disconnect", exc.message))
             return
         self.post_message(ActionCompleted("Disconnect", notice))
+
+    def action_tap(self) -> None:
+        """Open a tap of the current group or filter (everyone without one)."""
+        selector = self.view.filter.selector()
+        if selector is None:
+            self.notify("An id filter cannot be tapped as a group; open a connection's "
+                        "detail view and press T there.", severity="warning", markup=False)
+            return
+        self.app.push_screen(TapScreen(selector, self.view.filter.describe()))
 
     def action_shutdown(self) -> None:
         """Open the shutdown dialog."""
