@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from websockets.frames import CloseCode
+from websockets.frames import BINARY, TEXT, CloseCode, Frame
 from websockets.protocol import OPEN
 
 from .errors import ServerStateError
@@ -409,50 +409,93 @@ class Hub:
         """Send one message to every selected connection without awaiting any.
 
         Like websockets' ``broadcast``: the message is written to each buffer
-        at once, a slow client never delays the others, and a client whose
-        pending bytes then pass the slow-consumer limit is closed. The kernel's
-        queue is measured (a system call) only once a connection has sent an
-        eighth of the limit since it was last measured, so a broadcast costs
-        no system call per recipient and the limit is overshot by at most an
-        eighth plus one message.
+        at once, a slow client never delays the others, closing connections
+        are skipped, and a client whose pending bytes then pass the
+        slow-consumer limit is closed.
+
+        The frame is serialized once per message (by websockets' ``Frame``)
+        and the same bytes are written to every connection that negotiated
+        no extension: a broadcast then costs about what ``transport.write``
+        costs (tests/benchmarks/bench_broadcast.py). A connection with an
+        extension (permessage-deflate keeps its own compressor) goes through
+        its own protocol, as websockets' ``broadcast`` does.
+
+        What a client holds (write buffer plus the kernel's queue, a system
+        call) is measured only once a connection has been sent an eighth of
+        the limit since it was last measured, so a broadcast costs no call
+        per recipient and the limit is overshot by at most an eighth plus one
+        message.
         """
         if isinstance(message, str):
             payload = message.encode()
-            method = "send_text"
+            opcode, method = TEXT, "send_text"
         elif isinstance(message, (bytes, bytearray, memoryview)):
             payload = bytes(message)
-            method = "send_binary"
+            opcode, method = BINARY, "send_binary"
         else:
             raise TypeError("message must be str or bytes")
         records = self.registry.select(selector)
         sample = [record.id for record in records[:10]]
         if dry_run:
             return SendResult(len(records), 0, 0, sample, dry_run=True)
-        delivered = skipped = 0
+        frame = Frame(opcode, payload).serialize(mask=False, extensions=[])
+        frame_size = len(frame)
+        skipped = 0
+        # Three passes. First, who gets what: the shared frame, where websockets
+        # would have written exactly these bytes in this order (no extension,
+        # nothing queued or half sent, no debug line to log); else the
+        # connection's own protocol, as websockets' broadcast does.
+        sharing: list[ConnectionRecord] = []
+        transports: list[Any] = []
+        own: list[ConnectionRecord] = []
+        for record in records:
+            connection = record.handle
+            protocol = connection.protocol
+            # _state, not the state property: a Python call less per
+            # recipient (pinned by tests/server/test_dropin.py).
+            if protocol._state is not OPEN or connection.send_in_progress is not None:
+                skipped += 1
+            elif (protocol.extensions or protocol.writes
+                    or protocol.expect_continuation_frame or protocol.debug):
+                try:
+                    getattr(protocol, method)(payload)
+                    connection.send_data()  # counts, as for any frame
+                except Exception:
+                    skipped += 1
+                else:
+                    own.append(record)
+            else:
+                sharing.append(record)
+                transports.append(connection.transport)
+        # Then the writes, in a loop as tight as the floor's: Python work
+        # between two writes makes the kernel's loopback path dearer too (the
+        # reader's wake-ups), beyond its own cost (bench_broadcast.py).
+        failed: list[Any] = []
+        for transport in transports:
+            try:
+                transport.write(frame)
+            except Exception:
+                failed.append(transport)
+        # Last, the counts and the slow-consumer rule.
         limit = self.slow_consumer_limit
         measure_every = (limit or 0) >> 3
         slow: list[ConnectionRecord] = []
-        for record in records:
-            connection = record.handle
-            if connection.protocol.state is not OPEN or connection.send_in_progress is not None:
-                skipped += 1
-                continue
-            try:
-                getattr(connection.protocol, method)(payload)
-                connection.send_data()
-            except Exception:
-                skipped += 1
-                continue
-            delivered += 1
-            if limit is None:
-                continue
-            transport = connection.transport
-            if transport.get_write_buffer_size() > limit:
-                slow.append(record)
-            elif record.bytes_out - record.bytes_out_measured > measure_every:
+        if failed:
+            skipped += len(failed)
+            sharing = [r for r in sharing if r.handle.transport not in failed]
+        for record in sharing:
+            record.bytes_out += frame_size
+            record.msgs_out += 1
+            if limit is not None and record.bytes_out - record.bytes_out_measured > measure_every:
                 record.bytes_out_measured = record.bytes_out
-                if pending_bytes(transport) > limit:
+                if pending_bytes(record.handle.transport) > limit:
                     slow.append(record)
+        for record in own:
+            if limit is not None and record.bytes_out - record.bytes_out_measured > measure_every:
+                record.bytes_out_measured = record.bytes_out
+                if pending_bytes(record.handle.transport) > limit:
+                    slow.append(record)
+        delivered = len(sharing) + len(own)
         for record in slow:
             self.close_slow_consumer(record)
         result = SendResult(len(records), delivered, skipped, sample)

@@ -651,6 +651,8 @@ class ConnectionRegistry:
             candidates.append(self._topics.bucket(selector.topic))
         if not candidates:
             return list(self._by_id.values())
+        if len(candidates) == 1:  # one group (a send to a topic): copied as a whole
+            return list(candidates[0].values())
         # Walk the smallest bucket and probe the others: cost ~ smallest group.
         candidates.sort(key=len)
         smallest, others = candidates[0], candidates[1:]

@@ -1,4 +1,4 @@
-"""The benchmark script keeps working: a --quick run exits 0 and prints its ratios.
+"""The benchmark scripts keep working: a --quick run exits 0 and prints its ratios.
 
 It asserts nothing about timing or budgets: figures on a shared CI machine are
 noise; only that every section still runs is checked here.
@@ -35,3 +35,27 @@ def test_quick_benchmark_exits_zero_and_prints_ratios() -> None:
     assert "ratio send call to everyone ours/bare:" in out
     # prometheus_client is a dependency: the metrics section always runs.
     assert "ratio metrics render at" in out
+
+
+BROADCAST_SCRIPT = SCRIPT.parent / "bench_broadcast.py"
+
+
+@pytest.mark.timeout(QUICK_TIMEOUT + 30)
+def test_quick_broadcast_benchmark_with_mixed_deflate_exits_zero_and_prints_ratios() -> None:
+    """A --quick --deflate mixed run (half the clients negotiate
+    permessage-deflate, which the script checks) exits 0 and prints every
+    figure and its ratios to the floor."""
+    completed = subprocess.run(
+        [sys.executable, str(BROADCAST_SCRIPT), "--quick", "--deflate", "mixed"],
+        capture_output=True,
+        text=True,
+        timeout=QUICK_TIMEOUT,
+    )
+    assert completed.returncode == 0, completed.stderr
+    out = completed.stdout
+    for figure in ("bare: transport.write floor", "bare: websockets broadcast",
+                   "ours: hub.send everyone", "ours: hub.send topic=room"):
+        assert figure in out
+    assert "ratio hub.send / floor at 100:" in out
+    assert "ratio broadcast / hub.send at 100:" in out
+    assert "frames never arrived" not in out

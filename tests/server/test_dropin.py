@@ -689,6 +689,7 @@ def parameters(function: Any) -> list[str]:
     (ServerProtocol, "data_to_send", ["self"], "drains protocol.writes"),
     (ServerProtocol, "send_text", ["self", "data", "fin"], "Hub.send"),
     (ServerProtocol, "send_binary", ["self", "data", "fin"], "Hub.send"),
+    (Frame, "serialize", ["self", "mask", "extensions"], "Hub.send serializes a frame once"),
     (Server, "close", ["self", "close_connections", "code", "reason"], "shutdown modes"),
     (Server, "wait_closed", ["self"], "stops the hub and control listener"),
     (Server, "__await__", ["self"], "attaches the hub"),
@@ -722,6 +723,35 @@ def test_protocol_writes_holds_one_serialized_frame_per_item_until_drained():
         Frame(Opcode.CONT, b"o").serialize(mask=False, extensions=[]),
     ]
     assert protocol.writes == []
+
+
+@pytest.mark.parametrize(("method", "opcode"), [("send_text", Opcode.TEXT),
+                                                 ("send_binary", Opcode.BINARY)])
+def test_a_plain_protocol_only_queues_the_frame_that_hub_send_writes_itself(method, opcode):
+    """To a connection without extensions Hub.send writes one frame it
+    serialized once, ``Frame(opcode, payload).serialize(mask=False,
+    extensions=[])``, instead of calling send_text / send_binary: those must
+    queue exactly these bytes and change nothing else in such a protocol, and
+    the attributes Hub.send checks to choose (extensions, writes,
+    expect_continuation_frame, debug) must be there."""
+    protocol = ServerProtocol()
+    protocol.state = OPEN
+    assert protocol.extensions == [], "websockets renamed protocol.extensions"
+    assert protocol.writes == [], "websockets renamed protocol.writes"
+    assert protocol.expect_continuation_frame is False, (
+        "websockets renamed protocol.expect_continuation_frame")
+    assert protocol.debug is False, "websockets renamed protocol.debug"
+    assert protocol._state is protocol.state is OPEN, (
+        "websockets renamed protocol._state (Hub.send reads it, not the property)")
+    before = dict(vars(protocol))
+    getattr(protocol, method)(b"payload")
+    assert protocol.writes == [Frame(opcode, b"payload").serialize(mask=False, extensions=[])]
+    changed = {name for name, value in vars(protocol).items()
+               if name != "writes" and (name not in before
+                                        or (before[name] is not value and before[name] != value))}
+    assert changed == set(), (
+        f"websockets' {method} now also changes {sorted(changed)}: Hub.send's shared "
+        "frame must do the same (server/hub.py)")
 
 
 async def test_live_connections_have_the_attributes_the_hub_reads():

@@ -1,0 +1,174 @@
+"""Hub.send writes one frame, serialized once, to every connection that negotiated
+no extension, and lets each permessage-deflate connection compress its own: every
+recipient gets exactly the message, counted, in a broadcast or a group send."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from websockets.asyncio.client import connect
+from websockets.frames import Frame, Opcode
+
+from tests.helpers import TIMEOUT, wait_for
+from wsconsole.server import Selector, serve
+
+# One event loop for the module: the shared server of ``mixed`` lives in it.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def listen(connection: Any) -> None:
+    """The handler: subscribes to the topic its query names, then waits."""
+    topic = connection.request.path.partition("topic=")[2]
+    if topic:
+        connection.wsc_hub.subscribe(connection, topic)
+    await connection.wait_closed()
+
+
+def url(server: Any, user: str, topic: str = "") -> str:
+    return f"ws://127.0.0.1:{server.port}/feed?user={user}" + (f"&topic={topic}" if topic else "")
+
+
+async def recv(client: Any) -> Any:
+    async with asyncio.timeout(TIMEOUT):
+        return await client.recv()
+
+
+def wire_size(message: str | bytes) -> int:
+    """Bytes of the server's (unmasked, uncompressed) frame for a message."""
+    payload = message.encode() if isinstance(message, str) else message
+    opcode = Opcode.TEXT if isinstance(message, str) else Opcode.BINARY
+    return len(Frame(opcode, payload).serialize(mask=False, extensions=[]))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def mixed() -> Any:
+    """One server (deflate offered), three plain clients and three with
+    permessage-deflate; the first of each kind in the topic ``odd``."""
+    async with serve(listen, "127.0.0.1", 0) as server:
+        clients = {}
+        for name in ("plain0", "plain1", "plain2", "deflate0", "deflate1", "deflate2"):
+            compression = "deflate" if name.startswith("deflate") else None
+            topic = "odd" if name.endswith("0") else ""
+            clients[name] = await connect(url(server, name, topic), compression=compression,
+                                          max_size=None)
+        hub = server.hub
+        await wait_for(lambda: hub.registry.topic_counts().get("odd") == 2
+                       and len(hub.registry) == len(clients))
+        try:
+            yield server, clients
+        finally:
+            for client in clients.values():
+                await client.close()
+
+
+def records_by_user(server: Any) -> dict[str, Any]:
+    return {record.user: record for record in server.hub.registry}
+
+
+@pytest.mark.parametrize("message", [
+    "héllo, everyone",
+    b"\x00\xffbinary",
+    "x" * 70_000,  # a 64-bit length in the header, and a frame larger than a socket write
+], ids=["text", "binary", "large"])
+async def test_a_broadcast_to_plain_and_deflate_connections_arrives_exactly_and_is_counted(
+    mixed, message
+):
+    """Every connection, with or without permessage-deflate, receives exactly the
+    message; each record counts one message out, and a plain connection's
+    bytes out grow by the frame's size on the wire."""
+    server, clients = mixed
+    assert {name: bool(c.protocol.extensions) for name, c in clients.items()} == {
+        name: name.startswith("deflate") for name in clients}
+    before = {user: (r.msgs_out, r.bytes_out) for user, r in records_by_user(server).items()}
+    result = server.hub.send(Selector(everyone=True), message)
+    assert (result.recipients, result.delivered, result.skipped) == (6, 6, 0)
+    for name, client in clients.items():
+        assert await recv(client) == message, name
+    for user, record in records_by_user(server).items():
+        msgs_out, bytes_out = before[user]
+        assert record.msgs_out == msgs_out + 1, user
+        if user.startswith("plain"):
+            assert record.bytes_out == bytes_out + wire_size(message), user
+        else:
+            assert record.bytes_out > bytes_out, user
+
+
+async def test_a_group_send_reaches_only_its_members_of_both_kinds(mixed):
+    """A topic send takes the same path: its members, plain and deflate,
+    receive it; the others receive nothing (their next message is the next
+    broadcast)."""
+    server, clients = mixed
+    result = server.hub.send(Selector(topic="odd"), "odd ones")
+    assert (result.recipients, result.delivered) == (2, 2)
+    server.hub.send(Selector(everyone=True), "all")
+    for name, client in clients.items():
+        if name.endswith("0"):
+            assert await recv(client) == "odd ones", name
+        assert await recv(client) == "all", name
+
+
+async def test_many_broadcasts_keep_their_order_on_every_connection(mixed):
+    """Back-to-back broadcasts arrive in the order sent, on both kinds of connection."""
+    server, clients = mixed
+    for index in range(50):
+        server.hub.send(Selector(everyone=True), f"m{index}")
+    for name, client in clients.items():
+        assert [await recv(client) for _ in range(50)] == [f"m{i}" for i in range(50)], name
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_a_connection_that_is_closing_is_skipped_and_the_others_still_receive(compression):
+    """A connection whose closing handshake started is skipped (not delivered,
+    not counted) while the rest of the broadcast goes out."""
+    async with serve(listen, "127.0.0.1", 0, compression=compression) as server:
+        async with connect(url(server, "ann"), compression=compression) as ann, \
+                connect(url(server, "bob"), compression=compression) as bob:
+            await wait_for(lambda: len(server.hub.registry) == 2)
+            records = records_by_user(server)
+            ann.transport.pause_reading()  # ann answers the close frame only later
+            closing = asyncio.create_task(records["ann"].handle.close(4000, "bye"))
+            await wait_for(lambda: records["ann"].handle.protocol.close_sent is not None)
+            sent_before = records["ann"].msgs_out
+            result = server.hub.send(Selector(everyone=True), "late")
+            assert (result.recipients, result.delivered, result.skipped) == (2, 1, 1)
+            assert records["ann"].msgs_out == sent_before
+            assert await recv(bob) == "late"
+            ann.transport.resume_reading()
+            await closing
+            assert ann.close_code == 4000
+
+
+async def test_a_connection_sending_a_fragmented_message_is_skipped_until_it_ends():
+    """A handler halfway through a fragmented message cannot take a frame in
+    between: that connection is skipped, the others receive, and its own
+    message still arrives whole."""
+    release = asyncio.Event()
+    fragmenting = asyncio.Event()
+
+    async def fragments():
+        yield "first half, "
+        fragmenting.set()
+        await release.wait()
+        yield "second half"
+
+    async def handler(connection: Any) -> None:
+        if "user=ann" in connection.request.path:
+            await connection.send(fragments())
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        async with connect(url(server, "ann"), compression=None) as ann, \
+                connect(url(server, "bob"), compression=None) as bob:
+            await wait_for(lambda: len(server.hub.registry) == 2)
+            async with asyncio.timeout(TIMEOUT):
+                await fragmenting.wait()
+            result = server.hub.send(Selector(everyone=True), "between")
+            assert (result.delivered, result.skipped) == (1, 1)
+            assert await recv(bob) == "between"
+            release.set()
+            assert await recv(ann) == "first half, second half"
+            server.hub.send(Selector(everyone=True), "after")
+            assert await recv(ann) == "after"
