@@ -25,10 +25,13 @@ weighs on both alike). Within a phase the figures alternate round by round
 measured on the same connections in the same rounds:
 
 * bare phase: the floor, and ``broadcast(connections, message)``;
-* ours phase: the floor, ``hub.send(Selector(everyone=True), message)``, and
+* ours phase: the floor, ``hub.send(Selector(everyone=True), message)``,
   the group sends ``hub.send(Selector(topic=...))`` and
   ``hub.send(Selector(path=...))`` to groups that hold every connection (a
-  group send should cost per recipient what a broadcast costs).
+  group send should cost per recipient what a broadcast costs), and
+  websockets' ``broadcast`` on our connections: what ``hub.send`` did
+  before it shared one frame (each protocol serializes, our ``send_data``
+  counts), the "before" of the same run.
 
 Each figure is the CPU time of this process's main thread during the call
 (``time.thread_time``: the kernel's loopback TCP path, run in the sending
@@ -190,6 +193,9 @@ async def _phase(
             ("ours: hub.send everyone", lambda: hub.send(everyone, MESSAGE)),
             (f"ours: hub.send topic={TOPIC}", lambda: hub.send(topic, MESSAGE)),
             (f"ours: hub.send path={PATH}", lambda: hub.send(path, MESSAGE)),
+            # What hub.send did before it shared the frame: each connection's
+            # protocol serializes it, our send_data counts it.
+            ("ours: websockets broadcast", lambda: broadcast(connections, MESSAGE)),
         ]
     else:
         sends.append(("bare: websockets broadcast", lambda: broadcast(connections, MESSAGE)))
