@@ -443,11 +443,14 @@ class Hub:
         skipped = 0
         # Three passes. First, who gets what: the shared frame, where websockets
         # would have written exactly these bytes in this order (no extension,
-        # nothing queued or half sent, no debug line to log); else the
+        # nothing queued or half sent, no debug line to log, no tap); else the
         # connection's own protocol, as websockets' broadcast does.
         sharing: list[ConnectionRecord] = []
         transports: list[Any] = []
         own: list[ConnectionRecord] = []
+        # A tapped connection's protocol has its send_frame hooked (the tap
+        # shows what it is sent): its own path, so the tap sees the message.
+        tapped = self.taps.tapped if self.taps is not None else None
         for record in records:
             connection = record.handle
             protocol = connection.protocol
@@ -456,7 +459,8 @@ class Hub:
             if protocol._state is not OPEN or connection.send_in_progress is not None:
                 skipped += 1
             elif (protocol.extensions or protocol.writes
-                    or protocol.expect_continuation_frame or protocol.debug):
+                    or protocol.expect_continuation_frame or protocol.debug
+                    or (tapped and record.id in tapped)):
                 try:
                     getattr(protocol, method)(payload)
                     connection.send_data()  # counts, as for any frame

@@ -14,6 +14,10 @@ from websockets.frames import Frame, Opcode
 
 from tests.helpers import TIMEOUT, wait_for
 from wsconsole.server import Selector, serve
+from wsconsole.server.config import ControlConfig
+from wsconsole.server.wire import EventKind
+
+from .control_helpers import TOKEN, control
 
 # One event loop for the module: the shared server of ``mixed`` lives in it.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -172,3 +176,23 @@ async def test_a_connection_sending_a_fragmented_message_is_skipped_until_it_end
             assert await recv(ann) == "first half, second half"
             server.hub.send(Selector(everyone=True), "after")
             assert await recv(ann) == "after"
+
+
+async def test_a_tap_on_a_plain_connection_sees_what_a_broadcast_sent_it():
+    """A tapped connection without extensions still gets the message through
+    its own protocol, so the operator's tap shows it; the untapped one next
+    to it takes the shared frame; both receive it."""
+    config = ControlConfig(port=0, token=TOKEN)
+    async with serve(listen, "127.0.0.1", 0, control=config, allow_tap=True,
+                     compression=None) as server, control(server) as ctl:
+        async with connect(url(server, "ann"), compression=None) as ann, \
+                connect(url(server, "bob"), compression=None) as bob:
+            await wait_for(lambda: len(server.hub.registry) == 2)
+            started = await ctl.ok("tap_start", selector={"user": "ann"})
+            result = server.hub.send(Selector(everyone=True), "tapped")
+            assert result.delivered == 2
+            assert await recv(ann) == "tapped"
+            assert await recv(bob) == "tapped"
+            event = await ctl.event(lambda e: e.kind == EventKind.TAP
+                                    and e.data["tap"] == started["tap"])
+            assert [(r["kind"], r["data"]) for r in event.data["records"]] == [("out", "tapped")]
