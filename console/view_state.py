@@ -501,8 +501,13 @@ def node_stats(stats: Mapping[str, Any], node: str | None) -> Mapping[str, Any]:
 def server_summary(stats: Mapping[str, Any]) -> str:
     """What the shutdown dialog says before the operator chooses."""
     open_now = int(stats.get("connections", 0) or 0)
-    return (f"The server is {stats.get('state', '?')} with {open_now} open connection"
-            f"{'s' if open_now != 1 else ''}.")
+    plural = "s" if open_now != 1 else ""
+    per_node = stats.get("per_node")
+    if isinstance(per_node, Mapping) and len(per_node) > 1:
+        # A cluster's stats: its totals.
+        return (f"The cluster has {open_now} open connection{plural} on {len(per_node)} "
+                f"nodes; this node ({stats.get('node', '?')}) is {stats.get('state', '?')}.")
+    return f"The server is {stats.get('state', '?')} with {open_now} open connection{plural}."
 
 
 class Drain(NamedTuple):

@@ -133,6 +133,8 @@ class ShutdownScreen(ModalScreen[None]):
         self.stats = dict(console.stats)
         # One server: nothing to choose.
         self.query_one("#shutdown-target-row").display = len(self.targets) > 1
+        if len(self.targets) > 1:
+            self.query_one("#shutdown-title", Label).update("Shut down the cluster, or one node")
         self.query_one("#shutdown-dialog").border_title = "Shutdown"
         self.query_one("#shutdown-deadline-row").display = False
         if self.stats.get("state") == HubState.DRAINING:

@@ -149,7 +149,9 @@ class GroupsPanel(Tree[GroupKey]):
         text.append("▶ " if active else "  ", style="bold yellow" if active else "")
         text.append(name, style="bold" if active else "")
         node = str(value) if kind == "node" else None
-        if node in self._missing and not (self._groups.get("nodes") or {}).get(node):
+        entry = self._node_entries.get(node) if node is not None else None
+        gone = node in self._missing or (entry is not None and entry.get("health") == "gone")
+        if gone and not (self._groups.get("nodes") or {}).get(node):
             count = None  # it did not answer: its count is not known, not 0
         if count is not None:
             text.append(f" {count}", style="dim")

@@ -19,6 +19,7 @@ from wsconsole.console.view_state import (
     missing_banner,
     next_sort,
     node_stats,
+    server_summary,
     node_marker,
     nodes_summary,
     shutdown_targets,
@@ -114,7 +115,8 @@ def test_an_action_on_a_partial_cluster_says_who_did_not_answer() -> None:
 
 async def test_groups_panel_lists_every_node_with_its_mark() -> None:
     """The Nodes section lists each node (one with no connections too), its count
-    and its mark; a node that did not answer is marked missing, without a count."""
+    and its mark; a node that did not answer, or is gone, is marked so, without
+    a count (it is not known)."""
     app = App[None]()
     async with app.run_test(size=(40, 20)):
         panel = GroupsPanel()
@@ -124,7 +126,7 @@ async def test_groups_panel_lists_every_node_with_its_mark() -> None:
         nodes = panel._sections["node"]
         labels = [str(node.label).strip() for node in nodes.children]
         assert labels == ["node-a 4", "node-b 2 draining", "node-c ✗ missing",
-                          "node-d 0 ✗ gone"]
+                          "node-d ✗ gone"]
         assert str(nodes.label) == "Nodes 4"
         # It answers again: the mark goes, in place.
         node_c = panel._group_nodes[("node", "node-c")]
@@ -167,6 +169,14 @@ async def test_event_log_shows_node_events_and_names_other_nodes() -> None:
         assert lines[0] == "◆ node node-c suspect, serving, 1 connection"
         assert lines[1].startswith("[node-b] + ann /chat")
         assert lines[2].startswith("+ bob /chat")
+
+
+def test_the_shutdown_dialog_says_a_cluster_s_totals() -> None:
+    assert server_summary({"state": "serving", "connections": 1}) == (
+        "The server is serving with 1 open connection.")
+    assert server_summary({"node": "a", "state": "serving", "connections": 9,
+                           "per_node": {"a": {}, "b": {}}}) == (
+        "The cluster has 9 open connections on 2 nodes; this node (a) is serving.")
 
 
 def test_one_node_drains_in_its_own_figures() -> None:
