@@ -79,6 +79,9 @@ class Fleet(ABC):
     """Where operators reach this node's control plane (set by the control listener)."""
     cluster: str | None = None
     """The cluster's name (``hello``'s ``cluster``); None for a single process."""
+    audit_log: Any = None
+    """This node's audit log (set by the control listener): in a cluster, a node
+    records there what it does for an operator attached to another node."""
 
     @property
     @abstractmethod

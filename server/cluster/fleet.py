@@ -629,6 +629,13 @@ class ClusterFleet(Fleet):
             # by the same code, before anything acts on them.
             request = wire.parse_request(json.dumps({"id": 1, "op": message.op,
                                                      "args": args}))
+            audit = self.audit_log
+            if audit is not None and request.op in wire.MUTATING_OPERATIONS:
+                # This node's audit log records what is done to its connections,
+                # whoever asked; a line it cannot write refuses the request here.
+                entry = audit.entry(role, f"node {message.src}", request.op, args)
+                entry["requested_on"] = message.src
+                audit.accept(entry)
             result, then = await self._local_op(request, role)
             body: dict[str, Any] = {"ok": True, "result": result}
         except WsconsoleError as exc:

@@ -131,6 +131,8 @@ class ControlListener:
         """The subscribers and their event streams."""
         self.audit = AuditLog(config.audit_log, hub.node, self.fleet.publish)
         """The audit log of mutating requests (opened at start)."""
+        # A cluster's nodes write what they do for another node's operator here too.
+        self.fleet.audit_log = self.audit
         self.taps = TapStreams(self.fleet, self.audit)
         """The live taps, each on the control connection that started it."""
         self.operations = Operations(self.fleet, config, self.events, self.audit, self.taps)

@@ -10,6 +10,7 @@ tests talk to the nodes with real websockets clients.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -62,6 +63,7 @@ class Node:
         (folder / "secret").write_text(SECRET + "\n")
         (folder / "read-only-token").write_text(READ_ONLY_TOKEN + "\n")
         self.stderr_path = folder / f"{name}.stderr"
+        self.audit_path = folder / f"{name}.audit"
         self.lines: list[str] = []
         self.public_url: str | None = None
         self.control_url: str | None = None
@@ -69,7 +71,7 @@ class Node:
         self.process = subprocess.Popen(
             [*WSCONSOLE, "serve", APP, "--port", "0", "--control-port", "0", "--token", TOKEN,
              "--read-only-token-file", str(folder / "read-only-token"),
-             "--node", name, "--redis", redis_url,
+             "--node", name, "--redis", redis_url, "--audit-log", str(self.audit_path),
              "--cluster-secret-file", str(folder / "secret"),
              "--heartbeat-interval", str(HEARTBEAT), "--suspect-after", str(SUSPECT),
              "--gone-after", str(GONE), "--reconnect-max", "0.3", "--log-level", "info",
@@ -111,6 +113,12 @@ class Node:
         """Wait until it printed where it serves and that it joined (or not) the cluster."""
         self.wait_line(r"cluster|Redis at")
         return self
+
+    def audit(self) -> list[dict]:
+        """The lines of its audit log."""
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

@@ -156,6 +156,13 @@ async def test_send_dry_run_and_disconnect_act_on_every_node(fleet):
             assert kicked["count"] == 1 and kicked["per_node"]["b"] == {"count": 1}
             await asyncio.wait_for(on_b.wait_closed(), TIMEOUT)
             assert (on_b.close_code, on_b.close_reason) == (4001, "bye")
+    # Each node's audit log records what it did for an operator attached to a.
+    (line,) = [entry for entry in b.audit() if entry["op"] == "disconnect"
+               and entry["args"]["selector"] == {"user": "ivy"}]
+    assert (line["node"], line["requested_on"], line["client"]) == ("b", "a", "node a")
+    assert (line["role"], line["decision"]) == ("operator", "accepted")
+    assert any(e["op"] == "disconnect" and e["args"]["selector"] == {"user": "ivy"}
+               and "requested_on" not in e for e in a.audit())
 
 
 async def _topic_size(ctl, topic: str, n: int) -> bool:
