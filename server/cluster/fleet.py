@@ -244,7 +244,8 @@ class ClusterFleet(Fleet):
             if self.broker.up:
                 await self._flush_once()
                 await self.broker.publish(self._events_channel,
-                                          self._seal(MessageKind.GOODBYE, body={}))
+                                          self._seal(MessageKind.GOODBYE,
+                                                     body={"instance": self.instance}))
                 await self.broker.delete_key(self.member_key(self.node))
             await self.broker.stop()
         for task in list(self._tasks):

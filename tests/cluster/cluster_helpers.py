@@ -111,7 +111,9 @@ class Node:
 
     def ready(self) -> Node:
         """Wait until it printed where it serves and that it joined (or not) the cluster."""
-        self.wait_line(r"cluster|Redis at")
+        # The cluster's line comes last: "node NAME joined cluster ..." or
+        # "node NAME: Redis at ... unreachable".
+        self.wait_line(r"^wsconsole: node \S+( joined cluster|: Redis at)")
         return self
 
     def audit(self) -> list[dict]:
