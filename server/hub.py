@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import BINARY, TEXT, CloseCode, Frame
 from websockets.protocol import OPEN
 
@@ -438,15 +439,16 @@ class Hub:
         sample = [record.id for record in records[:10]]
         if dry_run:
             return SendResult(len(records), 0, 0, sample, dry_run=True)
-        frame = Frame(opcode, payload).serialize(mask=False, extensions=[])
-        frame_size = len(frame)
+        plain = _SharedFrame(Frame(opcode, payload).serialize(mask=False, extensions=[]))
+        shared = [plain]
+        compressed: dict[tuple[int, int], _SharedFrame | None] = {}
         skipped = 0
         # Three passes. First, who gets what: the shared frame, where websockets
-        # would have written exactly these bytes in this order (no extension,
-        # nothing queued or half sent, no debug line to log, no tap); else the
+        # would have written exactly these bytes in this order (nothing queued
+        # or half sent, no debug line to log, no tap; no extension, or only
+        # permessage-deflate without context takeover, whose bytes are the
+        # same for every connection with the same settings); else the
         # connection's own protocol, as websockets' broadcast does.
-        sharing: list[ConnectionRecord] = []
-        transports: list[Any] = []
         own: list[ConnectionRecord] = []
         # A tapped connection's protocol has its send_frame hooked (the tap
         # shows what it is sent): its own path, so the tap sees the message.
@@ -458,48 +460,61 @@ class Hub:
             # recipient (pinned by tests/server/test_dropin.py).
             if protocol._state is not OPEN or connection.send_in_progress is not None:
                 skipped += 1
-            elif (protocol.extensions or protocol.writes
-                    or protocol.expect_continuation_frame or protocol.debug
+                continue
+            group: _SharedFrame | None = None
+            if not (protocol.writes or protocol.expect_continuation_frame or protocol.debug
                     or (tapped and record.id in tapped)):
-                try:
-                    getattr(protocol, method)(payload)
-                    connection.send_data()  # counts, as for any frame
-                except Exception:
-                    skipped += 1
-                else:
-                    own.append(record)
+                extensions = protocol.extensions
+                if not extensions:
+                    group = plain
+                elif len(extensions) == 1:
+                    group = _compressed_once(extensions[0], opcode, payload, compressed, shared)
+            if group is not None:
+                group.records.append(record)
+                group.transports.append(connection.transport)
+                continue
+            try:
+                getattr(protocol, method)(payload)
+                connection.send_data()  # counts, as for any frame
+            except Exception:
+                skipped += 1
             else:
-                sharing.append(record)
-                transports.append(connection.transport)
+                own.append(record)
         # Then the writes, in a loop as tight as the floor's: Python work
         # between two writes makes the kernel's loopback path dearer too (the
         # reader's wake-ups), beyond its own cost (bench_broadcast.py).
-        failed: list[Any] = []
-        for transport in transports:
-            try:
-                transport.write(frame)
-            except Exception:
-                failed.append(transport)
+        for group in shared:
+            frame, failed = group.frame, group.failed
+            for transport in group.transports:
+                try:
+                    transport.write(frame)
+                except Exception:
+                    failed.append(transport)
         # Last, the counts and the slow-consumer rule.
         limit = self.slow_consumer_limit
         measure_every = (limit or 0) >> 3
         slow: list[ConnectionRecord] = []
-        if failed:
-            skipped += len(failed)
-            sharing = [r for r in sharing if r.handle.transport not in failed]
-        for record in sharing:
-            record.bytes_out += frame_size
-            record.msgs_out += 1
-            if limit is not None and record.bytes_out - record.bytes_out_measured > measure_every:
-                record.bytes_out_measured = record.bytes_out
-                if pending_bytes(record.handle.transport) > limit:
-                    slow.append(record)
+        delivered = len(own)
+        for group in shared:
+            sharing = group.records
+            if group.failed:
+                skipped += len(group.failed)
+                sharing = [r for r in sharing if r.handle.transport not in group.failed]
+            delivered += len(sharing)
+            frame_size = len(group.frame)
+            for record in sharing:
+                record.bytes_out += frame_size
+                record.msgs_out += 1
+                if limit is not None and (record.bytes_out - record.bytes_out_measured
+                                          > measure_every):
+                    record.bytes_out_measured = record.bytes_out
+                    if pending_bytes(record.handle.transport) > limit:
+                        slow.append(record)
         for record in own:
             if limit is not None and record.bytes_out - record.bytes_out_measured > measure_every:
                 record.bytes_out_measured = record.bytes_out
                 if pending_bytes(record.handle.transport) > limit:
                     slow.append(record)
-        delivered = len(sharing) + len(own)
         for record in slow:
             self.close_slow_consumer(record)
         result = SendResult(len(records), delivered, skipped, sample)
@@ -651,6 +666,50 @@ class Hub:
         for record in self.registry:
             if record.handle.protocol.state is OPEN:
                 self._spawn(record.handle.close(code, reason))
+
+
+class _SharedFrame:
+    """One serialized frame of a :meth:`Hub.send`, and who gets these very bytes."""
+
+    __slots__ = ("frame", "records", "transports", "failed")
+
+    def __init__(self, frame: bytes) -> None:
+        self.frame = frame
+        self.records: list[ConnectionRecord] = []
+        self.transports: list[Any] = []
+        self.failed: list[Any] = []
+
+
+def _compressed_once(
+    extension: Any, opcode: Any, payload: bytes,
+    compressed: dict[tuple[int, int], _SharedFrame | None], shared: list[_SharedFrame],
+) -> _SharedFrame | None:
+    """The shared frame of a connection whose one extension is permessage-deflate
+    without context takeover on our side, compressed once per settings; None
+    for any other extension (its own protocol then encodes).
+
+    Without context takeover websockets compresses each message with a fresh
+    compressor and keeps none (``PerMessageDeflate.encode``): the bytes depend
+    on the window size and the compression settings only, and sending them
+    leaves the extension as it was (pinned by tests/server/test_dropin.py).
+    """
+    if type(extension) is not PerMessageDeflate or not extension.local_no_context_takeover:
+        return None
+    # The settings dict comes from the server's extension factory: one object
+    # for every connection it negotiated.
+    key = (extension.local_max_window_bits, id(extension.compress_settings))
+    try:
+        return compressed[key]
+    except KeyError:
+        pass
+    # A compressor of its own, not the connection's: nothing of it is touched.
+    encoder = PerMessageDeflate(True, True, extension.remote_max_window_bits,
+                                extension.local_max_window_bits,
+                                extension.compress_settings)
+    group = _SharedFrame(Frame(opcode, payload).serialize(mask=False, extensions=[encoder]))
+    compressed[key] = group
+    shared.append(group)
+    return group
 
 
 def _close_code(connection: ServerConnection) -> tuple[int, str]:

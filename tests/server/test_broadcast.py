@@ -1,6 +1,8 @@
 """Hub.send writes one frame, serialized once, to every connection that negotiated
-no extension, and lets each permessage-deflate connection compress its own: every
-recipient gets exactly the message, counted, in a broadcast or a group send."""
+no extension, one compressed frame to every connection with permessage-deflate
+without context takeover, and lets each other deflate connection compress its
+own: every recipient gets exactly the message, counted, in a broadcast or a
+group send."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from websockets.asyncio.client import connect
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    PerMessageDeflate,
+)
 from websockets.frames import Frame, Opcode
 
 from tests.helpers import TIMEOUT, wait_for
@@ -40,26 +46,35 @@ async def recv(client: Any) -> Any:
         return await client.recv()
 
 
-def wire_size(message: str | bytes) -> int:
-    """Bytes of the server's (unmasked, uncompressed) frame for a message."""
+def wire_size(message: str | bytes, extensions: list[Any] | None = None) -> int:
+    """Bytes of the server's (unmasked) frame for a message."""
     payload = message.encode() if isinstance(message, str) else message
     opcode = Opcode.TEXT if isinstance(message, str) else Opcode.BINARY
-    return len(Frame(opcode, payload).serialize(mask=False, extensions=[]))
+    return len(Frame(opcode, payload).serialize(mask=False, extensions=extensions or []))
+
+
+NAMES = ("plain0", "plain1", "plain2", "deflate0", "deflate1", "deflate2",
+         "nocontext0", "nocontext1")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mixed() -> Any:
-    """One server (deflate offered), three plain clients and three with
-    permessage-deflate; the first of each kind in the topic ``odd``."""
+    """One server (websockets' default deflate), three plain clients, three with
+    permessage-deflate and two that ask for server_no_context_takeover; the
+    first of each kind in the topic ``odd``."""
     async with serve(listen, "127.0.0.1", 0) as server:
         clients = {}
-        for name in ("plain0", "plain1", "plain2", "deflate0", "deflate1", "deflate2"):
-            compression = "deflate" if name.startswith("deflate") else None
+        for name in NAMES:
+            options: dict[str, Any] = {"compression": None}
+            if name.startswith("deflate"):
+                options = {"compression": "deflate"}
+            elif name.startswith("nocontext"):
+                options["extensions"] = [ClientPerMessageDeflateFactory(
+                    server_no_context_takeover=True, compress_settings={"memLevel": 5})]
             topic = "odd" if name.endswith("0") else ""
-            clients[name] = await connect(url(server, name, topic), compression=compression,
-                                          max_size=None)
+            clients[name] = await connect(url(server, name, topic), max_size=None, **options)
         hub = server.hub
-        await wait_for(lambda: hub.registry.topic_counts().get("odd") == 2
+        await wait_for(lambda: hub.registry.topic_counts().get("odd") == 3
                        and len(hub.registry) == len(clients))
         try:
             yield server, clients
@@ -80,15 +95,19 @@ def records_by_user(server: Any) -> dict[str, Any]:
 async def test_a_broadcast_to_plain_and_deflate_connections_arrives_exactly_and_is_counted(
     mixed, message
 ):
-    """Every connection, with or without permessage-deflate, receives exactly the
-    message; each record counts one message out, and a plain connection's
-    bytes out grow by the frame's size on the wire."""
+    """Every connection, with or without permessage-deflate, with or without
+    context takeover, receives exactly the message; each record counts one
+    message out; a plain connection's bytes out grow by the frame's size on
+    the wire, a no-context-takeover one's by the compressed frame's."""
     server, clients = mixed
-    assert {name: bool(c.protocol.extensions) for name, c in clients.items()} == {
-        name: name.startswith("deflate") for name in clients}
+    negotiated = {name: [(e.name, e.remote_no_context_takeover) if isinstance(
+        e, PerMessageDeflate) else e.name for e in c.protocol.extensions]
+        for name, c in clients.items()}
+    assert negotiated == {name: [] if name.startswith("plain") else [
+        ("permessage-deflate", name.startswith("nocontext"))] for name in clients}
     before = {user: (r.msgs_out, r.bytes_out) for user, r in records_by_user(server).items()}
     result = server.hub.send(Selector(everyone=True), message)
-    assert (result.recipients, result.delivered, result.skipped) == (6, 6, 0)
+    assert (result.recipients, result.delivered, result.skipped) == (8, 8, 0)
     for name, client in clients.items():
         assert await recv(client) == message, name
     for user, record in records_by_user(server).items():
@@ -96,17 +115,23 @@ async def test_a_broadcast_to_plain_and_deflate_connections_arrives_exactly_and_
         assert record.msgs_out == msgs_out + 1, user
         if user.startswith("plain"):
             assert record.bytes_out == bytes_out + wire_size(message), user
+        elif user.startswith("nocontext"):
+            extension = record.handle.protocol.extensions[0]
+            fresh = PerMessageDeflate(True, True, extension.remote_max_window_bits,
+                                      extension.local_max_window_bits,
+                                      extension.compress_settings)
+            assert record.bytes_out == bytes_out + wire_size(message, [fresh]), user
         else:
             assert record.bytes_out > bytes_out, user
 
 
 async def test_a_group_send_reaches_only_its_members_of_both_kinds(mixed):
-    """A topic send takes the same path: its members, plain and deflate,
-    receive it; the others receive nothing (their next message is the next
+    """A topic send takes the same path: its members of every kind receive
+    it; the others receive nothing (their next message is the next
     broadcast)."""
     server, clients = mixed
     result = server.hub.send(Selector(topic="odd"), "odd ones")
-    assert (result.recipients, result.delivered) == (2, 2)
+    assert (result.recipients, result.delivered) == (3, 3)
     server.hub.send(Selector(everyone=True), "all")
     for name, client in clients.items():
         if name.endswith("0"):

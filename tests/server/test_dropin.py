@@ -754,6 +754,31 @@ def test_a_plain_protocol_only_queues_the_frame_that_hub_send_writes_itself(meth
         "frame must do the same (server/hub.py)")
 
 
+def test_deflate_without_context_takeover_compresses_each_message_alone():
+    """To every connection whose one extension is permessage-deflate without
+    context takeover on the server's side, Hub.send writes one frame it
+    compressed once: websockets' extension must compress each message with a
+    fresh compressor (the same bytes every time, whatever came before) and
+    keep nothing of it, so that the connection is left as websockets leaves it."""
+    from websockets.extensions.permessage_deflate import PerMessageDeflate
+
+    settings = {"memLevel": 5}
+    connection_side = PerMessageDeflate(False, True, 15, 12, settings)
+    ours = PerMessageDeflate(True, True, 15, 12, settings)
+    message = Frame(Opcode.TEXT, b"the same message, compressed alone " * 4)
+    before = dict(vars(connection_side))
+    first = message.serialize(mask=False, extensions=[connection_side])
+    assert message.serialize(mask=False, extensions=[connection_side]) == first
+    assert message.serialize(mask=False, extensions=[ours]) == first
+    assert first[0] & 0x40, "the frame is marked compressed (RSV1)"
+    assert vars(connection_side) == before, (
+        "websockets' PerMessageDeflate now keeps state between messages without "
+        "context takeover: Hub.send must stop sharing its compressed frame (server/hub.py)")
+    for name in ("local_no_context_takeover", "local_max_window_bits",
+                 "remote_max_window_bits", "compress_settings"):
+        assert hasattr(connection_side, name), f"websockets renamed PerMessageDeflate.{name}"
+
+
 async def test_live_connections_have_the_attributes_the_hub_reads():
     """The connection attributes that the hooks and Hub.send read on every
     connection exist on a live websockets connection."""
