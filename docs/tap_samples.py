@@ -206,8 +206,11 @@ REFERENCE = f"""\
 {_EXAMPLE}
   ```
 - **Never in a log.** wsconsole writes no payload to any log or audit line (a
-  failing filter is logged by its exception's type only). websockets' own
-  DEBUG logging prints frames, as it always does: keep DEBUG for debugging.
+  failing filter is logged by its exception's type only), and at DEBUG the
+  control listener logs its frames, tap records included, by opcode and size
+  (`> TEXT [2410 bytes]`), never their contents. The public server's DEBUG
+  lines are websockets' own and show the first bytes of the clients' frames,
+  tap or no tap: keep DEBUG for debugging.
 - **No cost when nobody taps.** A connection is hooked only while a tap
   covers it (its `process_event` and its protocol's `send_frame` are replaced
   on that one object, and given back after): with no tap, the hot path is

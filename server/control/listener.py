@@ -65,6 +65,7 @@ __all__ = [
     "HEALTH_PATH",
     "is_loopback",
     "websockets_logger",
+    "FrameSizesOnlyLogger",
 ]
 
 logger = logging.getLogger("wsconsole.control")
@@ -79,6 +80,24 @@ METRICS_PATH = "/metrics"
 """Prometheus exposition on the control listener."""
 HEALTH_PATH = "/healthz"
 """JSON health check on the control listener (never needs a token)."""
+
+
+class FrameSizesOnlyLogger(RedactingLogger):
+    """The control listener's websockets logger: redacted, and frames by size only.
+
+    At DEBUG, websockets logs the first bytes of every frame it sends and
+    receives. On the control plane those are tap records (the users' data)
+    and operators' messages: they are logged as their opcode and size.
+    """
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if msg in ("< %s", "> %s") and args and hasattr(args[0], "opcode") and \
+                hasattr(args[0], "data"):
+            frame = args[0]
+            args = (f"{getattr(frame.opcode, 'name', frame.opcode)} [{len(frame.data)} bytes]",)
+        # One more frame between websockets' call and the record.
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        super().log(level, msg, *args, **kwargs)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -183,7 +202,7 @@ class ControlListener:
             compression=None,
             server_header="wsconsole",
             # The names the operator added to the hub's rules apply here too.
-            logger=RedactingLogger(websockets_logger, self.hub.redaction),
+            logger=FrameSizesOnlyLogger(websockets_logger, self.hub.redaction),
             ssl=ssl_context,
         )
         try:

@@ -440,3 +440,17 @@ async def test_a_tap_may_name_its_node():
                                node="elsewhere") == "unknown_node"
         started = await ctl.ok("tap_start", selector={"everyone": True}, node=server.hub.node)
         assert started["node"] == server.hub.node
+
+
+async def test_the_control_planes_debug_log_shows_frame_sizes_not_tap_records(caplog):
+    """At DEBUG, websockets logs the first bytes of every frame; the control
+    listener's frames (tap records among them) are logged by opcode and size."""
+    caplog.set_level(logging.DEBUG, logger="wsconsole.control.websockets")
+    async with tapping() as server, control(server) as ctl, public(server, "/?user=ann") as ann:
+        await wait_for(lambda: len(server.hub.registry) == 1)
+        started = await ctl.ok("tap_start", selector={"user": "ann"}, direction="in")
+        await ann.send("card 4111-1111-1111-1111")
+        await ann.recv()
+        await tap_records(ctl, started["tap"], 1)
+    assert "> TEXT [" in caplog.text and "< TEXT [" in caplog.text
+    assert "> TEXT '" not in caplog.text and "4111" not in caplog.text
