@@ -207,7 +207,11 @@ def _describe_action(data: dict[str, Any]) -> str:
     if op in ("disconnect", "shutdown") and args.get("code") is not None:
         parts.append(describe_close(args["code"], args.get("reason") or ""))
     result = data.get("result")
-    if isinstance(result, dict):
+    if op == "tap_end" and isinstance(result, dict):
+        # A tap's end, however it came: why, and what it showed and dropped.
+        parts.append(f"→ {str(result.get('reason', '?')).replace('_', ' ')}, "
+                     f"{result.get('shown', 0)} shown, {result.get('dropped', 0)} dropped")
+    elif isinstance(result, dict):
         shown = {k: v for k, v in result.items()
                  if k in ("recipients", "delivered", "skipped", "count", "connections")}
         if shown:

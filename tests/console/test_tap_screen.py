@@ -82,6 +82,11 @@ async def test_the_detail_views_tap_scrolls_live_pauses_and_stops():
             await wait_for(lambda: isinstance(app.screen, DetailScreen))
             await wait_for(lambda: not server.hub.taps.taps)
             assert tap_id not in server.hub.taps.taps
+            # Every console's event log says who tapped whom, and what it showed.
+            log = app.main_screen.event_log
+            await wait_for(lambda: any("tap_end" in line and "stopped, 4 shown, 0 dropped"
+                                       in line for line in log.entries))
+            assert any("operator: tap_start ids=" in line for line in log.entries)
 
 
 async def test_a_tap_on_the_current_group_shows_drops_and_every_console_sees_it():
