@@ -284,9 +284,14 @@ class ClusterFleet(Fleet):
             return False
         if message.body.get("instance") == self.instance:
             return False
-        # Its key is refreshed with every heartbeat: one that has not been for
-        # longer than ``suspect`` belongs to a node that is not live any more.
-        return self.settings.gone - left < self.settings.suspect
+        # Its key is refreshed with every heartbeat, to live ``ttl`` seconds (the
+        # holder's setting): one not refreshed for longer than 2.5 of the
+        # holder's heartbeats (or our suspect interval) belongs to a node
+        # that is not live any more.
+        ttl, interval = message.body.get("ttl"), message.body.get("interval")
+        if not isinstance(ttl, (int, float)) or not isinstance(interval, (int, float)):
+            ttl, interval = self.settings.gone, self.settings.heartbeat_interval
+        return ttl - left < max(self.settings.suspect, 2.5 * interval)
 
     def _lost(self, reason: str) -> None:
         for gather in self._pending.values():
@@ -363,6 +368,7 @@ class ClusterFleet(Fleet):
     def _heartbeat(self) -> bytes:
         entry = self.node_entry()
         body = {"entry": entry, "instance": self.instance,
+                "interval": self.settings.heartbeat_interval, "ttl": self.settings.gone,
                 "stats": self.hub.stats(sampled=True), "watching": bool(self._listeners)}
         return self._seal(MessageKind.HEARTBEAT, body=body)
 
@@ -374,8 +380,12 @@ class ClusterFleet(Fleet):
                        self._events_channel)
             return
         stats = body.get("stats") if isinstance(body.get("stats"), dict) else None
+        interval = body.get("interval")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
+                0 < interval <= 3600):
+            interval = None
         changes = self.table.heard(message.src, instance, entry, now=time.monotonic(),
-                                   wall=time.time(), stats=stats)
+                                   wall=time.time(), stats=stats, interval=interval)
         member = self.table.get(message.src)
         if member is not None and member.instance == instance:
             watching = bool(body.get("watching"))
@@ -878,7 +888,7 @@ class ClusterFleet(Fleet):
         return ShutdownAnswer(result=result, missing=gathered.all_missing(), start=start)
 
     async def nodes(self, *, node: str | None = None, timeout: float | None = None) -> Answer:
-        entries = [self.node_entry(), *(m.public() for m in self.table.members())]
+        entries = [self.node_entry(), *map(_fresh_entry, self.table.members())]
         entries.sort(key=lambda entry: entry["node"])
         if node is not None:
             self._targets(node)
@@ -917,6 +927,15 @@ class ClusterFleet(Fleet):
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _fresh_entry(member: Any) -> dict[str, Any]:
+    """A member's entry with its uptime brought up to now, on this host's clock
+    (the time since its heartbeat arrived: no clock of another host involved)."""
+    entry = member.public()
+    if isinstance(entry.get("uptime"), (int, float)) and member.health != NodeHealth.GONE:
+        entry["uptime"] = entry["uptime"] + (time.monotonic() - member.heard)
+    return entry
 
 
 def _nothing() -> None:

@@ -7,6 +7,10 @@ seconds after it went. A node heard again rejoins. Times are this process's
 monotonic clock (when a heartbeat *arrived*), never the sender's: clocks of
 different hosts differ.
 
+A node announces its heartbeat interval: one that beats less often than
+this node expects is judged by its own pace (suspect after 2.5 of its
+intervals, gone after 5), never flagged for beating as it said it would.
+
 Names are unique among live nodes: a heartbeat under the name of a live or
 suspect node from another process (another ``instance``) is a duplicate,
 reported and ignored; once the first one is gone the name is free again.
@@ -43,6 +47,8 @@ class Member:
     """Its sampled stats, as its last heartbeat carried them."""
     watching: bool = False
     """Someone subscribed to events on it: this node forwards its events."""
+    interval: float | None = None
+    """The heartbeat interval it announced."""
 
     def public(self) -> dict[str, Any]:
         """Its entry of the ``nodes`` result (and data of a ``node`` event)."""
@@ -69,11 +75,12 @@ class NodeTable:
         self._members: dict[str, Member] = {}
 
     def heard(self, name: str, instance: str, entry: dict[str, Any], *, now: float,
-              wall: float, stats: dict[str, Any] | None = None) -> list[Change]:
+              wall: float, stats: dict[str, Any] | None = None,
+              interval: float | None = None) -> list[Change]:
         """A heartbeat arrived; what changed."""
         member = self._members.get(name)
         if member is None:
-            member = Member(name, instance, entry, now, wall, stats=stats)
+            member = Member(name, instance, entry, now, wall, stats=stats, interval=interval)
             self._members[name] = member
             return [Change(member, "joined")]
         if member.instance != instance:
@@ -83,6 +90,7 @@ class NodeTable:
             member.instance = instance  # the name's previous process has gone: a restart
         before_health, before_state = member.health, member.entry.get("state")
         member.entry, member.heard, member.last_seen, member.stats = entry, now, wall, stats
+        member.interval = interval
         member.health, member.gone_since = NodeHealth.LIVE, None
         if before_health == NodeHealth.GONE:
             return [Change(member, "rejoined")]
@@ -106,15 +114,17 @@ class NodeTable:
         changes: list[Change] = []
         for name, member in list(self._members.items()):
             silent = now - member.heard
+            pace = member.interval or 0.0
+            suspect, gone = max(self.suspect, 2.5 * pace), max(self.gone, 5 * pace)
             if member.health == NodeHealth.GONE:
                 assert member.gone_since is not None
                 if now - member.gone_since >= self.forget:
                     del self._members[name]
                     changes.append(Change(member, "forgotten"))
-            elif silent >= self.gone:
+            elif silent >= gone:
                 member.health, member.gone_since = NodeHealth.GONE, now
                 changes.append(Change(member, "gone"))
-            elif silent >= self.suspect and member.health == NodeHealth.LIVE:
+            elif silent >= suspect and member.health == NodeHealth.LIVE:
                 member.health = NodeHealth.SUSPECT
                 changes.append(Change(member, "suspect"))
         return changes

@@ -79,10 +79,13 @@ class Subscription:
 
     __slots__ = ("stats_interval", "threshold", "head", "max_other", "pending",
                  "connection_events", "burst_opened", "burst_closed", "dropped",
-                 "stats", "wakeup")
+                 "stats", "wakeup", "node")
 
-    def __init__(self, stats_interval: float, threshold: int, head: int, max_other: int) -> None:
+    def __init__(self, stats_interval: float, threshold: int, head: int, max_other: int,
+                 node: str = "") -> None:
         self.stats_interval = stats_interval
+        self.node = node
+        """The node that summarizes (a ``burst``'s ``node``)."""
         self.threshold = threshold
         self.head = head
         self.max_other = max_other
@@ -142,7 +145,8 @@ class Subscription:
                 frames.append(frame)
         if opened or closed or dropped:
             frames.append(wire.encode_event(
-                EventKind.BURST, {"opened": opened, "closed": closed, "dropped": dropped}, now))
+                EventKind.BURST, {"node": self.node, "opened": opened, "closed": closed,
+                                  "dropped": dropped}, now))
         if self.stats is not None:
             data, when = self.stats
             self.stats = None
@@ -185,7 +189,7 @@ class EventStream:
             subscription.stats_interval = stats_interval
             return
         subscription = Subscription(stats_interval, self.burst_threshold, self.burst_head,
-                                    self.max_pending_events)
+                                    self.max_pending_events, node=self.fleet.node)
         self._subscriptions[session] = subscription
         if not self._listening and not self._stopped:
             self.fleet.add_listener(self._on_event)

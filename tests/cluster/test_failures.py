@@ -92,12 +92,18 @@ async def test_a_killed_node_is_gone_after_the_heartbeat_timeout(cluster):
     """SIGKILL: no goodbye; the node turns suspect, then gone once its heartbeats
     stop for the gone interval, and requests stop waiting for it."""
     node = cluster["k"]
-    async with operator(cluster["q"]) as ctl:
+    async with operator(cluster["q"]) as ctl, operator(cluster["q"]) as watcher:
         await wait_health(ctl, "k", "live")
+        await watcher.ok("subscribe", stats_interval=60)
         node.kill()
         killed = time.monotonic()
         await wait_health(ctl, "k", "gone", timeout=GONE + TIMEOUT)
         assert time.monotonic() - killed >= GONE * 0.8
+        # Subscribers heard it turn suspect, then go: node events, with the nodes entry.
+        suspect = await watcher.event(lambda e: e.kind == "node" and e.data["node"] == "k")
+        gone = await watcher.event(lambda e: e.kind == "node" and e.data["node"] == "k")
+        assert (suspect.data["health"], gone.data["health"]) == ("suspect", "gone")
+        assert gone.data["control_url"] == node.control_url
         started = time.monotonic()
         page = await ctl.ok("list", timeout=5)
         assert time.monotonic() - started < 2
@@ -259,3 +265,26 @@ async def test_without_redis_each_node_serves_and_answers_for_its_own(cluster):
         sent = await ctl.ok("send", selector={"user": "quinn"}, text="after")
         assert sent["delivered"] == 1
         assert await asyncio.wait_for(quinn.recv(), TIMEOUT) == "after"
+
+
+async def test_a_node_started_without_redis_serves_locally_and_joins_later(tmp_path):
+    """Redis unreachable at start: the node starts anyway, says so, serves its
+    clients and its own control plane, and joins once Redis is there."""
+    late = PrivateRedis(tmp_path / "redis")
+    node = Node("early", late.url, tmp_path).ready()
+    try:
+        assert "unreachable; serving locally" in node.wait_line("^wsconsole: node early")
+        async with operator(node) as ctl, user(node, "eve") as eve:
+            await eve.send("hi")
+            assert await asyncio.wait_for(eve.recv(), TIMEOUT) == "hi"
+            page = await ctl.ok("list")
+            assert page["total"] == 1 and "missing" not in page
+            late.start()
+            other = Node("later", late.url, tmp_path).ready()
+            try:
+                await wait_health(ctl, "later", "live")
+            finally:
+                other.stop()
+    finally:
+        node.stop()
+        late.stop()

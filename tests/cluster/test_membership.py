@@ -50,3 +50,13 @@ def test_a_second_process_under_a_live_name_is_a_duplicate_until_the_first_has_g
     assert whats(nodes.heard("b", "second", {"state": "serving"}, now=5.1, wall=105.1)) == [
         ("b", "rejoined")]
     assert nodes.get("b").instance == "second"
+
+
+def test_a_node_that_beats_slowly_is_judged_by_its_own_pace():
+    """A node that announces a 10 s heartbeat is not suspect after this node's
+    1 s: it is after 2.5 of its own intervals, gone after 5."""
+    nodes = table()
+    nodes.heard("slow", "i1", {"state": "serving"}, now=0, wall=100, interval=10.0)
+    assert nodes.tick(20) == []
+    assert whats(nodes.tick(25)) == [("slow", "suspect")]
+    assert whats(nodes.tick(50)) == [("slow", "gone")]
