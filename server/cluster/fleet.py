@@ -332,7 +332,9 @@ class ClusterFleet(Fleet):
         elif kind == MessageKind.GOODBYE:
             self._apply(self._goodbye(message))
         elif kind == MessageKind.REQUEST:
-            if message.dst not in (None, self.node):
+            to = message.body.get("to")
+            if message.dst not in (None, self.node) or (
+                    isinstance(to, list) and self.node not in to):
                 return
             self._spawn(self._act(message))
         elif kind == MessageKind.REPLY:
@@ -583,7 +585,10 @@ class ClusterFleet(Fleet):
                     if set(remote) == set(self.table.expected())
                     else [(self.node_channel(name), name, [name]) for name in remote])
                 for channel, dst, names in sends:
-                    payload = self._seal(MessageKind.REQUEST, body={"args": args}, dst=dst,
+                    # "to": a node that joined since (not expected, so not
+                    # counted) must not act on it either.
+                    body = {"args": args, "to": names}
+                    payload = self._seal(MessageKind.REQUEST, body=body, dst=dst,
                                          id=request_id, op=op, role=role, timeout=timeout)
                     if not await self.broker.publish(channel, payload,  # type: ignore[union-attr]
                                                      max(0.001, deadline - loop.time())):
