@@ -422,15 +422,20 @@ class ControlClient:
         groups: bool = True,
         node: str | None = None,
         timeout: float | None = None,
+        groups_since: int | None = None,
     ) -> dict[str, Any]:
         """One page of connections: ``connections``, ``total``, ``next_cursor``, ``groups``.
 
         ``node``: that node's connections only. ``timeout``: seconds the nodes
         of a cluster may take (the server's default when None); likewise below.
+        ``groups_since``: the ``groups_version`` of an earlier reply; the reply
+        leaves ``groups`` out while they are unchanged (sent only when given,
+        so that a server without it still answers).
         """
         return await self.request(
             "list", user=user, path=path, topic=topic, id_prefix=id_prefix,
             sort=sort, limit=limit, cursor=cursor, groups=groups,
+            **({} if groups_since is None else {"groups_since": groups_since}),
             **_routing(node, timeout),
         )
 

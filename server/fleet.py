@@ -240,6 +240,9 @@ class LocalFleet(Fleet):
         if groups:
             result["groups"], result["groups_truncated"] = registry.groups(group_limit)
             result["groups"]["nodes"] = {self.hub.node: len(registry)}
+            # Changes with every register, unregister, subscribe and
+            # unsubscribe: a client that saw this version may skip the groups.
+            result["groups_version"] = registry.version
         return Answer(result=result)
 
     async def get(self, connection_id: str, *, node: str | None = None,

@@ -174,6 +174,8 @@ OPERATIONS: dict[str, Operation] = {
                 "groups": Arg(bool, default=True, doc="include group counts"),
                 "group_limit": Arg(int, default=200,
                                    doc="largest groups of each kind to include"),
+                "groups_since": Arg(int, doc="groups_version of an earlier reply with the "
+                                    "same group_limit: groups are left out while unchanged"),
             },
             "A page of connections with group counts by user, path and topic.",
         ),
