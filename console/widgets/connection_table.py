@@ -4,6 +4,14 @@ Rows are keyed by connection id. A new page updates the cells that changed,
 adds the rows that are new, removes the rows that are gone and reorders the
 rest to the server's order; it never clears and refills, so the cursor, the
 scroll position and the operator's eye stay where they were.
+
+A page arrives several times a second and most of its cells change (ages,
+idle times, counters), so the table keeps the width of every cell it shows
+and asks Textual to measure a column only when a cell outgrows it (one
+measure) or when the column's widest cell is gone or got narrower (the whole
+column, once). ``update_cell(..., update_width=True)`` for every changed cell
+measured the whole column for each cell that got narrower than its column:
+hundreds of thousands of measures a minute at 10,000 connections.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
+from textual.widgets.data_table import Column, ColumnKey
 
 from ..formatting import human_bytes, human_count, human_duration, human_latency, literal
 from ..output import printable
@@ -65,6 +74,8 @@ class ConnectionTable(DataTable[Any]):
         self.sort_key = "connected_at"
         """The server's sort key of the rows shown, ``-`` prefix for descending."""
         self._cells: dict[str, tuple[Any, ...]] = {}
+        # Each row's cell widths in terminal cells, in COLUMNS order.
+        self._widths: dict[str, tuple[int, ...]] = {}
         self._summaries: dict[str, dict[str, Any]] = {}
         self.empty_text = ""
         """What the table says under its header while it has no rows."""
@@ -139,7 +150,11 @@ class ConnectionTable(DataTable[Any]):
         return self._summaries.get(connection_id)
 
     def apply_page(self, connections: list[dict[str, Any]]) -> None:
-        """Show this page: update, add, remove and reorder rows by key."""
+        """Show this page: update, add, remove and reorder rows by key.
+
+        Only the cells that changed are updated, and a column is measured
+        only when its width may have changed (see the module's docstring).
+        """
         now = self.clock()
         selected = self.selected_id
         new_order = [c["id"] for c in connections]
@@ -147,20 +162,31 @@ class ConnectionTable(DataTable[Any]):
         for gone in [key for key in self._cells if key not in wanted]:
             self.remove_row(gone)
             del self._cells[gone]
+            del self._widths[gone]
             self._summaries.pop(gone, None)
+        columns = [self.columns[ColumnKey(key)] for key, _, _ in COLUMNS]
         for connection in connections:
             key = connection["id"]
             cells = self._format(connection, now)
+            widths = tuple(cell.cell_len for cell in cells)
             self._summaries[key] = connection
             previous = self._cells.get(key)
             if previous is None:
-                self.add_row(*cells, key=key)
+                self.add_row(*cells, key=key)  # Textual measures a new row's cells
             elif previous != cells:
-                for (column, _, _), old, new in zip(COLUMNS, previous, cells):
-                    if old != new:
-                        # A value can outgrow its column (idle 59s -> 1m03s).
-                        self.update_cell(key, column, new, update_width=True)
+                old_widths = self._widths[key]
+                for index, (column_key, _, _) in enumerate(COLUMNS):
+                    new = cells[index]
+                    if previous[index] == new:
+                        continue
+                    # Measured only when it outgrows its column (one measure);
+                    # a column that may shrink is measured once, below.
+                    grows = (widths[index] != old_widths[index]
+                             and widths[index] > columns[index].content_width)
+                    self.update_cell(key, column_key, new, update_width=grows)
             self._cells[key] = cells
+            self._widths[key] = widths
+        self._shrink_columns(columns)
         current_order = sorted(self._cells, key=lambda k: self.get_row_index(k))
         if current_order != new_order:
             rank = {key: index for index, key in enumerate(new_order)}
@@ -169,6 +195,24 @@ class ConnectionTable(DataTable[Any]):
             index = self.get_row_index(selected)
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False, scroll=False)
+
+    def _shrink_columns(self, columns: list[Column]) -> None:
+        """Narrow each column whose widest cell is gone or got narrower.
+
+        Textual widens a column as cells grow but never narrows it when rows
+        go; a column narrower than its content would cut values, one wider
+        wastes the screen. Re-measuring one of its cells with
+        ``update_width=True`` makes Textual measure that column again, once.
+        """
+        if not self._widths:
+            return
+        for index, column in enumerate(columns):
+            widest_row, widest = max(((key, widths[index]) for key, widths in
+                                      self._widths.items()), key=lambda item: item[1])
+            wanted = max(widest, column.label.cell_len)
+            if wanted < column.content_width:
+                self.update_cell(widest_row, column.key, self._cells[widest_row][index],
+                                 update_width=True)
 
     @staticmethod
     def _format(c: dict[str, Any], now: float) -> tuple[Any, ...]:
