@@ -102,6 +102,7 @@ class ConsoleApp(App[None]):
         stats_interval: float = 1.0,
         nodes_interval: float = 2.0,
         refresh_delay: float = 0.2,
+        min_refresh_interval: float = 0.5,
         page_size: int = PAGE_SIZE,
     ) -> None:
         super().__init__()
@@ -118,7 +119,8 @@ class ConsoleApp(App[None]):
         self.server_events: Signal[Event] = Signal(self, "server_events")
         """Every event of the server's stream but ``stats``, as it arrives."""
         self.main_screen = MainScreen(clock=clock, poll_interval=poll_interval,
-                                      refresh_delay=refresh_delay, page_size=page_size)
+                                      refresh_delay=refresh_delay, page_size=page_size,
+                                      min_refresh_interval=min_refresh_interval)
         """The screen under every dialog."""
         self.sub_title = url
 

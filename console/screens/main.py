@@ -9,6 +9,7 @@ functions of the view (``view_state``); this screen applies them to widgets.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, cast
@@ -131,6 +132,7 @@ class MainScreen(Screen[None]):
         poll_interval: float = 1.0,
         page_size: int = PAGE_SIZE,
         refresh_delay: float = 0.2,
+        min_refresh_interval: float = 0.5,
     ) -> None:
         super().__init__()
         self.clock = clock
@@ -138,6 +140,10 @@ class MainScreen(Screen[None]):
         """Seconds between two requests for the page shown (counters and ages move)."""
         self.refresh_delay = refresh_delay
         """Seconds from an event that changes the table to the request for it."""
+        self.min_refresh_interval = min_refresh_interval
+        """Seconds at least between two requests that events or the poll ask for
+        (a key asks at once): under churn the page is fetched, parsed and drawn
+        this often, not after every burst of events."""
         self.view = ViewState(page_size=page_size)
         """What the table shows, in which order, which page."""
         self.page_missing: dict[str, str] = {}
@@ -145,6 +151,11 @@ class MainScreen(Screen[None]):
         self._refresh_timer: Timer | None = None
         self._list_worker: Worker[None] | None = None
         self._listing: PageRequest | None = None
+        self._listed_at = -math.inf
+        """``time.monotonic()`` when the last page was asked for."""
+        self._groups_version: int | None = None
+        """The server's ``groups_version`` of the groups shown: sent back, so that
+        a reply leaves the groups out while they are unchanged."""
 
     # Layout
 
@@ -173,7 +184,7 @@ class MainScreen(Screen[None]):
         self.watch(console, "stats", self._stats_changed, init=False)
         self.watch(console, "nodes", self._nodes_changed, init=False)
         console.server_events.subscribe(self, self._server_event)
-        self.set_interval(self.poll_interval, self.refresh_connections)
+        self.set_interval(self.poll_interval, self._poll)
 
     @property
     def console(self) -> ConsoleApp:
@@ -205,6 +216,8 @@ class MainScreen(Screen[None]):
         self._show_banner()
         self._show_nodes()
         if after.up and not before.up:
+            # Another server process may count its versions from where this one was.
+            self._groups_version = None
             # A cursor from before the break may mean nothing now: the first page.
             self.view = self.view.restarted()
             self.refresh_connections()
@@ -246,10 +259,18 @@ class MainScreen(Screen[None]):
         """Retry the control link now (cancels the backoff wait)."""
         self.console.action_reconnect()
 
-    def _refresh_soon(self) -> None:
-        # Many events in a row make one request, not one each.
+    def _poll(self) -> None:
+        # Counters and ages move without events; an event's refresh counts as a poll.
+        self._refresh_soon(0.0)
+
+    def _refresh_soon(self, delay: float | None = None) -> None:
+        # Many events in a row make one request, not one each, and requests
+        # come at most every min_refresh_interval.
         if self._refresh_timer is None:
-            self._refresh_timer = self.set_timer(self.refresh_delay, self._refresh_now)
+            wait = self.refresh_delay if delay is None else delay
+            wait = max(wait, self._listed_at + self.min_refresh_interval - time.monotonic())
+            # Textual's timers need a positive delay.
+            self._refresh_timer = self.set_timer(max(wait, 0.001), self._refresh_now)
 
     def _refresh_now(self) -> None:
         self._refresh_timer = None
@@ -261,9 +282,10 @@ class MainScreen(Screen[None]):
         """Ask for the current page, unless the link is down or it is on its way.
 
         A node of a cluster that does not answer holds a request to its
-        deadline (2 s), longer than the poll: asking again for the same page
-        would cancel the request in flight (the worker is exclusive), and no
-        page would ever arrive. Another page asked for does cancel it.
+        deadline (2 s), longer than the poll, and a server under load may be
+        slower than the refreshes: asking again for the same page would cancel
+        the request in flight (the worker is exclusive), and no page would
+        ever arrive. Another page asked for does cancel it.
         """
         if not self.link_state.up:
             return
@@ -272,7 +294,11 @@ class MainScreen(Screen[None]):
         if worker is not None and worker.is_running and self._listing == request:
             return
         self._listing = request
-        self._list_worker = self._list_page(request, self.view.list_args())
+        self._listed_at = time.monotonic()
+        args = self.view.list_args()
+        if self._groups_version is not None:
+            args["groups_since"] = self._groups_version
+        self._list_worker = self._list_page(request, args)
 
     @work(exclusive=True, group="list", exit_on_error=False)
     async def _list_page(self, request: PageRequest, args: dict[str, Any]) -> None:
@@ -303,6 +329,9 @@ class MainScreen(Screen[None]):
         if groups is not None:
             self.query_one(GroupsPanel).update_groups(
                 groups, self.view.everyone(self.console.stats), bool(page.get("groups_truncated")))
+            version = page.get("groups_version")
+            self._groups_version = version if isinstance(version, int) else None
+        # Without groups, the reply says the ones shown are still right.
         self._show_view()
 
     def _show_view(self) -> None:
