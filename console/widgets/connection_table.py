@@ -27,7 +27,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import Column, ColumnKey
+from textual.widgets.data_table import Column, ColumnKey, RowKey
 
 from ..formatting import human_bytes, human_count, human_duration, human_latency, literal
 from ..output import printable
@@ -69,6 +69,9 @@ class ConnectionTable(DataTable[Any]):
         sort: str
 
     def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        # (row key, column key) -> (cell value, where and how drawn, its lines);
+        # before DataTable's __init__, whose watchers clear it.
+        self._drawn_cells: dict[tuple[Any, Any], tuple[Any, tuple[Any, ...], Any]] = {}
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=1)
         self.clock = clock
         self.sort_key = "connected_at"
@@ -122,6 +125,40 @@ class ConnectionTable(DataTable[Any]):
             self.empty_text = text
             self.refresh()
 
+    # Drawing: a cell that did not change is not rendered again
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> Any:
+        # DataTable keys its cell renders on a counter that every update_cell
+        # moves, so each page drew every visible cell anew: about 90% of the
+        # console's time per page. Here a body cell's lines are kept while
+        # its value (the same object: apply_page replaces only cells that
+        # changed), place, width and styles are the same. Overrides a private
+        # method of Textual's DataTable: pinned by
+        # tests/console/test_connection_table.py.
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width,
+                                        cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        value = self.get_cell(row_key, column_key)
+        signature = (row_index, width, base_style, cursor, hover, self._show_hover_cursor,
+                     self._pseudo_class_state)
+        cached = self._drawn_cells.get((row_key, column_key))
+        if cached is not None and cached[0] is value and cached[1] == signature:
+            return cached[2]
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._drawn_cells[(row_key, column_key)] = (value, signature, lines)
+        return lines
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._drawn_cells.clear()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._drawn_cells.clear()
+
     def render_line(self, y: int) -> Strip:
         # An empty table says so, one line under its header, inside its borders.
         if y == self.header_height + 1 and not self.row_count and self.empty_text:
@@ -159,10 +196,15 @@ class ConnectionTable(DataTable[Any]):
         selected = self.selected_id
         new_order = [c["id"] for c in connections]
         wanted = set(new_order)
-        for gone in [key for key in self._cells if key not in wanted]:
+        gone_rows = [key for key in self._cells if key not in wanted]
+        if len(gone_rows) > len(self._cells) // 2 and len(gone_rows) > 1:
+            self._replace_page(connections, now, selected)
+            return
+        for gone in gone_rows:
             self.remove_row(gone)
             del self._cells[gone]
             del self._widths[gone]
+            self._forget_drawn(gone)
             self._summaries.pop(gone, None)
         columns = [self.columns[ColumnKey(key)] for key, _, _ in COLUMNS]
         for connection in connections:
@@ -186,7 +228,7 @@ class ConnectionTable(DataTable[Any]):
                     self.update_cell(key, column_key, new, update_width=grows)
             self._cells[key] = cells
             self._widths[key] = widths
-        self._shrink_columns(columns)
+        self._fit_columns(columns)
         current_order = sorted(self._cells, key=lambda k: self.get_row_index(k))
         if current_order != new_order:
             rank = {key: index for index, key in enumerate(new_order)}
@@ -196,13 +238,55 @@ class ConnectionTable(DataTable[Any]):
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False, scroll=False)
 
-    def _shrink_columns(self, columns: list[Column]) -> None:
-        """Narrow each column whose widest cell is gone or got narrower.
+    def _replace_page(self, connections: list[dict[str, Any]], now: float,
+                      selected: str | None) -> None:
+        """Show a page that shares fewer than half its rows with the one shown (the
+        next page, another filter or sort): every row anew, in one go.
 
-        Textual widens a column as cells grow but never narrows it when rows
-        go; a column narrower than its content would cut values, one wider
-        wastes the screen. Re-measuring one of its cells with
-        ``update_width=True`` makes Textual measure that column again, once.
+        Removing rows one by one costs each removal a pass over the rows left
+        and a layout; a page of 100 took about three times as long. The
+        cursor stays on the selected connection if it is still here, else on
+        the same line, and the table keeps its scroll position.
+        """
+        cursor_row, scroll_y = self.cursor_row, self.scroll_y
+        self.clear()
+        self._cells.clear()
+        self._widths.clear()
+        self._summaries.clear()
+        self._drawn_cells.clear()
+        for connection in connections:
+            key = connection["id"]
+            cells = self._format(connection, now)
+            self.add_row(*cells, key=key)
+            self._cells[key] = cells
+            self._widths[key] = tuple(cell.cell_len for cell in cells)
+            self._summaries[key] = connection
+        # clear() keeps the widths of the rows that went: each column as wide
+        # as its header and the new rows.
+        for column in self.columns.values():
+            column.content_width = column.label.cell_len
+        self._fit_columns([self.columns[ColumnKey(key)] for key, _, _ in COLUMNS])
+        if not connections:
+            return
+        if selected is not None and selected in self._cells:
+            cursor_row = self.get_row_index(selected)
+        self.move_cursor(row=min(cursor_row, len(connections) - 1), animate=False,
+                         scroll=False)
+        self.scroll_to(y=scroll_y, animate=False, immediate=True)
+
+    def _forget_drawn(self, row: str) -> None:
+        for column_key, _, _ in COLUMNS:
+            self._drawn_cells.pop((RowKey(row), ColumnKey(column_key)), None)
+
+    def _fit_columns(self, columns: list[Column]) -> None:
+        """Make each column as wide as its widest cell (or its header).
+
+        A column grows here at once, from the widths the table keeps: Textual
+        measures new and outgrown cells only once the table is idle, and a
+        frame drawn before that would cut them short until the next update.
+        A column whose widest cell is gone or got narrower is narrowed by
+        re-measuring one of its cells with ``update_width=True``: Textual
+        widens columns as cells grow but never narrows them when rows go.
         """
         if not self._widths:
             return
@@ -210,7 +294,9 @@ class ConnectionTable(DataTable[Any]):
             widest_row, widest = max(((key, widths[index]) for key, widths in
                                       self._widths.items()), key=lambda item: item[1])
             wanted = max(widest, column.label.cell_len)
-            if wanted < column.content_width:
+            if wanted > column.content_width:
+                column.content_width = wanted
+            elif wanted < column.content_width:
                 self.update_cell(widest_row, column.key, self._cells[widest_row][index],
                                  update_width=True)
 

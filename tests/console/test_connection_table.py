@@ -105,3 +105,54 @@ async def test_pages_whose_cells_keep_their_widths_measure_nothing(
             await pilot.pause()
         assert calls[0] == 0
         assert "15" in drawn(table)
+
+
+async def test_a_new_page_replaces_the_rows_and_keeps_the_cursor_line():
+    """The next page (no row in common) shows its rows in the server's order, the
+    cursor stays on the same line, and columns fit the new rows, not the old."""
+    app = Harness()
+    async with app.run_test(size=(160, 30)) as pilot:
+        table = app.query_one(ConnectionTable)
+        long_path = "/a/rather/long/path/for/a/websocket"
+        table.apply_page([summary(f"a{n}", path=long_path) for n in range(10)])
+        await pilot.pause()
+        table.move_cursor(row=3)
+        await wait_for(lambda: table.cursor_row == 3)
+        second = [summary(f"b{n}") for n in range(10)]
+        table.apply_page(second)
+        await wait_for(lambda: "user-b0" in drawn(table), interval=0.02)
+        assert [str(key.value) for key in table.rows] == [s["id"] for s in second]
+        assert table.cursor_row == 3 and table.selected_id == "b3"
+        await wait_for(lambda: width_of(table, "path") == len("/chat"), interval=0.02)
+        assert long_path not in drawn(table)
+
+
+async def test_only_the_cells_that_changed_are_drawn_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page where one counter moved draws that column's cells again and reuses
+    the others (DataTable drew every visible cell after any update). Pins
+    Textual's ``DataTable._render_cell``, which ConnectionTable overrides."""
+    from textual.widgets import DataTable
+
+    drawn_cells: list[tuple[int, int]] = []
+    render_cell = DataTable._render_cell
+
+    def counting(self: Any, row_index: int, column_index: int, *args: Any, **kwargs: Any) -> Any:
+        drawn_cells.append((row_index, column_index))
+        return render_cell(self, row_index, column_index, *args, **kwargs)
+
+    monkeypatch.setattr(DataTable, "_render_cell", counting)
+    app = Harness()
+    async with app.run_test(size=(160, 12)) as pilot:
+        table = app.query_one(ConnectionTable)
+        page = [summary(f"c{n}", msgs_in=10) for n in range(5)]
+        table.apply_page(page)
+        await wait_for(lambda: "user-c4" in drawn(table), interval=0.02)
+        await pilot.pause()
+        drawn_cells.clear()
+        table.apply_page([dict(row, msgs_in=11) for row in page])
+        await wait_for(lambda: "11" in drawn(table), interval=0.02)
+        msgs_in = [index for index, column in enumerate(table.ordered_columns)
+                   if column.key.value == "msgs_in"]
+        body = {cell for cell in drawn_cells if cell[0] >= 0}
+        assert body and {column for _, column in body} == set(msgs_in)
