@@ -7,7 +7,6 @@ never loads it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from typing import Any
 
@@ -17,6 +16,9 @@ __all__ = [
     "control_config_from_args",
     "add_cluster_arguments",
     "cluster_settings_from_args",
+    "add_runtime_arguments",
+    "loop_kind_from_args",
+    "gc_policy_from_args",
 ]
 
 
@@ -83,6 +85,39 @@ def cluster_settings_from_args(args: argparse.Namespace) -> Any:
     )
     settings.load_secret()  # refused now, in one line, rather than once serving
     return settings
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """The event loop and the garbage collector, shared by ``serve`` and ``demo``."""
+    group = parser.add_argument_group("runtime")
+    group.add_argument("--loop", choices=["auto", "asyncio", "uvloop"],
+                       default=os.environ.get("WSCONSOLE_LOOP") or "auto",
+                       help="event loop: uvloop (pip install 'wsconsole[fast]'), asyncio's "
+                       "own, or auto: uvloop when installed (default: $WSCONSOLE_LOOP, "
+                       "then auto)")
+    group.add_argument("--gc-freeze", action="store_true",
+                       help="freeze the garbage collector's objects once the server is up "
+                       "and after each full collection: shorter pauses at many "
+                       "connections, for a little memory (see docs/benchmarks.md)")
+    group.add_argument("--gc-threshold", type=_positive, metavar="N",
+                       help="allocations between two young collections (Python: 700)")
+
+
+def loop_kind_from_args(args: argparse.Namespace) -> Any:
+    """The ``EventLoopKind`` for ``--loop``; ConfigError when uvloop is asked for
+    and not installed."""
+    from wsconsole.server.loop_policy import resolve_loop
+
+    # getattr: a Namespace made by hand (a test's) may leave the runtime out.
+    return resolve_loop(getattr(args, "loop", None) or os.environ.get("WSCONSOLE_LOOP") or "auto")
+
+
+def gc_policy_from_args(args: argparse.Namespace) -> Any:
+    """The ``GcPolicy`` for ``--gc-freeze`` and ``--gc-threshold``."""
+    from wsconsole.server.loop_policy import GcPolicy
+
+    return GcPolicy(freeze=getattr(args, "gc_freeze", False),
+                    threshold0=getattr(args, "gc_threshold", None))
 
 
 def add_control_arguments(parser: argparse.ArgumentParser) -> None:
@@ -263,6 +298,7 @@ def register(subparsers: Any) -> None:
                        help="allow taps (operator token only; every tap is audited)")
     group.add_argument("--max-taps", type=_positive, metavar="N", default=tap.DEFAULT_MAX_TAPS,
                        help=f"taps running at once (default: {tap.DEFAULT_MAX_TAPS})")
+    add_runtime_arguments(parser)
     add_control_arguments(parser)
     add_cluster_arguments(parser)
     parser.set_defaults(func=run)
@@ -291,6 +327,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from wsconsole.server.errors import ConfigError
+    from wsconsole.server.loop_policy import run_on_loop
     from wsconsole.server.runner import run_server
 
     try:
@@ -323,6 +360,9 @@ def run(args: argparse.Namespace) -> int:
         kwargs["max_taps"] = args.max_taps
     if cluster is not None:
         kwargs["cluster"] = cluster
-    return asyncio.run(
-        run_server(args.app, args.host, args.port, control_config_from_args(args), **kwargs)
+    loop_kind = loop_kind_from_args(args)
+    return run_on_loop(
+        run_server(args.app, args.host, args.port, control_config_from_args(args),
+                   gc_policy=gc_policy_from_args(args), **kwargs),
+        loop_kind,
     )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
 from .client import ControlClient, resolve_token, resolve_url
 from .commands import add_url_and_token_arguments
+from .serve_command import add_runtime_arguments, gc_policy_from_args, loop_kind_from_args
 from .link import ClientFactory
 from .simulator import Simulator
 
@@ -63,6 +64,7 @@ def register(subparsers: Any) -> None:
                       help="simulated guests who come and go (default: 4)")
     demo.add_argument("--no-slow-reader", action="store_true",
                       help="leave out the client that stops reading")
+    add_runtime_arguments(demo)
     demo.set_defaults(func=run_demo)
 
     shots = subparsers.add_parser(
@@ -109,8 +111,11 @@ def run_demo(
 
     ``run`` runs the app: ``App.run_async`` unless a test drives it.
     """
+    from wsconsole.server.loop_policy import run_on_loop
+
+    loop_kind = loop_kind_from_args(args)
     with logging_silenced():
-        return asyncio.run(_demo(args, run))
+        return run_on_loop(_demo(args, run), loop_kind)
 
 
 async def _demo(
@@ -120,6 +125,7 @@ async def _demo(
     from wsconsole.server import serve
     from wsconsole.server.config import ControlConfig
     from wsconsole.server.demo_app import demo_handler
+    from wsconsole.server.loop_policy import apply_gc_policy
     from wsconsole.server.protocol import HubState
 
     from .app import ConsoleApp
@@ -134,6 +140,7 @@ async def _demo(
         control=ControlConfig(host="127.0.0.1", port=args.control_port, token=token),
     )
     await server
+    apply_gc_policy(gc_policy_from_args(args))
     url = server.control.url
     simulator = Simulator(f"ws://{server.hub.listen[0]}", seed=args.seed,
                           guests=args.guests, slow_reader=not args.no_slow_reader)

@@ -17,6 +17,7 @@ from typing import Any, Callable, TextIO
 
 from .config import ControlConfig
 from .errors import WsconsoleError
+from .loop_policy import GcPolicy, apply_gc_policy, describe_gc, describe_loop
 from .protocol import ShutdownMode
 from .serving import WsconsoleServer, serve
 
@@ -64,12 +65,18 @@ async def run_server(
     *,
     out: TextIO = sys.stdout,
     started: Callable[[WsconsoleServer], Any] | None = None,
+    gc_policy: GcPolicy = GcPolicy(),
     **serve_kwargs: Any,
 ) -> int:
-    """Serve until SIGTERM/SIGINT or an operator's shutdown; return the exit status."""
+    """Serve until SIGTERM/SIGINT or an operator's shutdown; return the exit status.
+
+    Runs on the running loop (``run_on_loop`` picks it); ``gc_policy`` is
+    applied once the listeners are up, so the start's objects are frozen too.
+    """
     handler = load_app(app)
     server = await serve(handler, host, port, control=control, **serve_kwargs)
     loop = asyncio.get_running_loop()
+    apply_gc_policy(gc_policy)
 
     def stop() -> None:
         # Also during a keep-alive drain (the hub calls it an escalation): a
@@ -103,6 +110,8 @@ async def run_server(
     if server.cluster is not None:
         for line in server.cluster.describe():
             print(f"wsconsole: {line}", file=out, flush=True)
+    print(f"wsconsole: event loop: {describe_loop(loop)}; {describe_gc(gc_policy)}",
+          file=out, flush=True)
     if started is not None:
         started(server)
     try:

@@ -91,10 +91,13 @@ def raw_http(port: int, request: bytes) -> bytes:
 
 async def test_serve_returns_a_websockets_server_whose_server_is_the_asyncio_server():
     """What our serve returns is a websockets Server: `server.server` is the
-    asyncio.Server, its sockets are the server's, and hub and control are added."""
+    loop's server (asyncio.Server; uvloop's own on uvloop), its sockets are the
+    server's, and hub and control are added."""
+    loops_server = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+    loops_server.close()
     async with serve(echo, "127.0.0.1", 0) as server:
         assert isinstance(server, Server)
-        assert isinstance(server.server, asyncio.Server)
+        assert type(server.server) is type(loops_server)
         assert [s.getsockname() for s in server.sockets] == [
             s.getsockname() for s in server.server.sockets]
         assert server.get_loop() is asyncio.get_running_loop()

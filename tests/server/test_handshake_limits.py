@@ -202,12 +202,14 @@ def _low_open_file_limit() -> None:
 async def test_wsconsole_serve_out_of_descriptors_logs_once_and_recovers(tmp_path):
     """`wsconsole serve` with a 48-descriptor limit warns at start; flooded with
     idle connections past its descriptors, it logs one line (no traceback) for
-    hundreds of failed accepts, counts them, and serves again once they leave."""
+    hundreds of failed accepts, counts them, and serves again once they leave.
+    On asyncio's loop: uvloop never reports a failed accept (test_loop_policy)."""
     token = tmp_path / "token"
     token.write_text("handshake-limits-token-0123456789\n")
     token.chmod(0o600)
     process = await asyncio.create_subprocess_exec(
-        *WSCONSOLE, "serve", "--port", "0", "--control-port", "0", "--token-file", str(token),
+        *WSCONSOLE, "serve", "--loop", "asyncio", "--port", "0", "--control-port", "0",
+        "--token-file", str(token),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         preexec_fn=_low_open_file_limit)
     assert process.stdout is not None and process.stderr is not None

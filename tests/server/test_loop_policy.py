@@ -1,0 +1,168 @@
+"""The event loop `wsconsole serve` runs on (--loop) and the collector policy (--gc-freeze)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from tests.helpers import TIMEOUT, wait_for
+from tests.server.test_serve_command import WSCONSOLE, start, stop
+from wsconsole.server.errors import ConfigError
+from wsconsole.server.loop_policy import (
+    GcPolicy,
+    LoopChoice,
+    apply_gc_policy,
+    loop_name,
+    resolve_loop,
+    restore_gc_defaults,
+)
+
+try:
+    import uvloop
+except ImportError:
+    uvloop = None
+
+needs_uvloop = pytest.mark.skipif(uvloop is None, reason="uvloop is not installed")
+
+
+async def test_the_tests_run_on_the_loop_wsconsole_test_loop_names():
+    """WSCONSOLE_TEST_LOOP=uvloop runs the suite on uvloop; asyncio's own loop otherwise."""
+    # tests/conftest.py passes the choice on to `serve` processes in WSCONSOLE_LOOP.
+    assert loop_name() == os.environ["WSCONSOLE_LOOP"]
+
+
+async def serve_and_echo(*options: str) -> str:
+    """Start `wsconsole serve OPTIONS`, echo one message, stop it; return its output."""
+    process, url = await start(["--no-control", *options])
+    try:
+        async with connect(url + "/chat") as client:
+            await client.send("on which loop?")
+            assert await client.recv() == "on which loop?"
+        code, out = await stop(process, 15)  # SIGTERM
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert code == 0, out
+    return out
+
+
+async def test_serve_loop_asyncio_gc_freeze_runs_on_asyncio_and_says_what_it_froze():
+    """`serve --loop asyncio --gc-freeze` serves on asyncio's loop even when uvloop is there,
+    and prints that the collector froze the start's objects (and how many)."""
+    out = await serve_and_echo("--loop", "asyncio", "--gc-freeze")
+    line = next(line for line in out.splitlines() if "event loop:" in line)
+    assert line.startswith("wsconsole: event loop: asyncio (Python")
+    assert "garbage collector: frozen after start and after each full collection (" in line
+    frozen = int(line.rsplit("(", 1)[1].split()[0].replace(",", ""))
+    assert frozen > 10_000  # the imports and the listeners at least
+
+
+@needs_uvloop
+async def test_serve_loop_uvloop_runs_on_uvloop_and_says_so():
+    """`serve --loop uvloop` serves on uvloop and prints its version."""
+    out = await serve_and_echo("--loop", "uvloop")
+    assert (f"wsconsole: event loop: uvloop {uvloop.__version__}; garbage collector: "
+            "Python's defaults") in out
+
+
+def test_loop_uvloop_without_uvloop_fails_in_one_line():
+    """`serve --loop uvloop` where uvloop is not installed exits 1 with one line naming the extra."""
+    # A real process in which `import uvloop` fails, as where it is not installed.
+    code = ("import sys; sys.modules['uvloop'] = None; from wsconsole.console.cli import main; "
+            "sys.exit(main(['serve', '--loop', 'uvloop', '--port', '0', '--no-control']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=TIMEOUT * 2)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "wsconsole: error: --loop uvloop: uvloop is not installed (pip install 'wsconsole[fast]')"
+    ]
+    assert "serving" not in done.stdout
+
+
+def test_auto_prefers_uvloop_when_installed(monkeypatch):
+    """--loop auto (the default) is uvloop when it is installed, asyncio's loop when not."""
+    assert resolve_loop(LoopChoice.AUTO).name == ("asyncio" if uvloop is None else "uvloop")
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    assert resolve_loop(LoopChoice.AUTO).name == "asyncio"
+    assert resolve_loop(LoopChoice.ASYNCIO).name == "asyncio"
+    with pytest.raises(ConfigError):
+        resolve_loop(LoopChoice.UVLOOP)
+
+
+def test_gc_freeze_keeps_what_survived_a_full_collection_out_of_the_next():
+    """With freeze, an object alive at a full collection is frozen after it, so the next
+    full collection does not walk it; restore_gc_defaults gives Python's collector back."""
+    threshold = gc.get_threshold()
+    apply_gc_policy(GcPolicy(freeze=True, threshold0=5000))
+    try:
+        assert gc.get_threshold()[0] == 5000
+        survivor = [object()]  # a tracked container made after the freeze
+        assert any(o is survivor for o in gc.get_objects(generation=0))
+        frozen = gc.get_freeze_count()
+        gc.collect()  # a full collection: it walks survivor once, then freezes it
+        assert gc.get_freeze_count() > frozen
+        assert not any(o is survivor for o in gc.get_objects())
+    finally:
+        restore_gc_defaults(threshold)
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == threshold
+    gc.collect()
+    assert any(o is survivor for o in gc.get_objects(generation=2))
+
+
+@needs_uvloop
+async def test_on_uvloop_connections_past_the_descriptors_are_dropped_unlogged():
+    """On uvloop, with every descriptor in use, libuv accepts the waiting connections and
+    closes them at once (asyncio's loop leaves them in the backlog and logs one line): no
+    line, no count, and the server serves again once descriptors are free."""
+    from tests.server.test_handshake_limits import LOW_LIMIT, _low_open_file_limit
+
+    process = await asyncio.create_subprocess_exec(
+        *WSCONSOLE, "serve", "--loop", "uvloop", "--port", "0", "--no-control",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_low_open_file_limit)
+    try:
+        async with asyncio.timeout(TIMEOUT * 2):
+            line = (await process.stdout.readline()).decode()
+        url = re.search(r"on (ws://\S+)", line).group(1)
+        host, port = url.removeprefix("ws://").rsplit(":", 1)
+        streams = [await asyncio.open_connection(host, int(port)) for _ in range(2 * LOW_LIMIT)]
+
+        async def closed_by_the_server(reader: asyncio.StreamReader) -> bool:
+            try:
+                async with asyncio.timeout(TIMEOUT * 2):
+                    return await reader.read(1) == b""
+            except (TimeoutError, OSError):
+                return False
+
+        # Past the limit, the server closed some at once (the others wait for a handshake
+        # that never comes, until the server's open timeout).
+        assert any(await asyncio.gather(*(closed_by_the_server(r) for r, _ in streams[-8:])))
+        for _, writer in streams:
+            writer.close()
+
+        async def serves() -> bool:
+            try:
+                async with connect(url, open_timeout=1) as client:
+                    await client.send("back")
+                    return await client.recv() == "back"
+            except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed):
+                # Not every close seen yet: libuv may still drop this one.
+                return False
+
+        await wait_for(serves, timeout=TIMEOUT * 2, interval=0.2)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        async with asyncio.timeout(TIMEOUT * 2):
+            _, err = await process.communicate()
+    assert "cannot accept connections" not in err.decode()
+    assert "Traceback" not in err.decode()
