@@ -762,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="permessage-deflate on both servers (websockets' default), "
                         "offered by every client and checked")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="the servers' event loop (the clients stay on asyncio's)")
     args = parser.parse_args(argv)
 
     config = BenchConfig()
@@ -783,7 +785,11 @@ def main(argv: list[str] | None = None) -> int:
               "(ulimit -Hn) or lower --connections", file=sys.stderr)
         return 2
 
-    for line in asyncio.run(run_benchmark(config)):
+    from wsconsole.server.loop_policy import resolve_loop, run_on_loop
+
+    loop_kind = resolve_loop(args.loop)
+    print(f"event loop of the servers: {loop_kind.describe()}")
+    for line in run_on_loop(run_benchmark(config), loop_kind):
         print(line)
     return 0
 
