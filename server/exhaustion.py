@@ -15,6 +15,13 @@ metric) and logs one line at once, then one line per interval with the count,
 without a traceback; every other context goes to the handler that was there
 before (the user's, or asyncio's default).
 
+On uvloop none of this happens: libuv, out of descriptors, accepts the
+waiting connections with a descriptor it keeps in reserve and closes them at
+once, and calls nothing in Python, so the clients are dropped before their
+handshake, nothing is logged and ``accept_errors`` stays 0 (a test in
+tests/server/test_loop_policy.py pins it). The check of the open-file limit
+at start is the warning that still applies.
+
 Must never import textual or ``wsconsole.console``.
 """
 
