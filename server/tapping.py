@@ -1,12 +1,16 @@
 """The hub's taps: which connections each tap covers, and the hooks that feed it.
 
-No tap, no cost: a connection is hooked only while a tap covers it. Its
-``process_event`` (every frame received, already decompressed) and its
-protocol's ``send_frame`` (every frame sent: by its handler, by websockets'
-``broadcast``, by :meth:`Hub.send`; before compression) are then overridden
-on that instance alone, and given back when the last tap leaves it. The
-classes, and so every other connection, are never touched: with no tap the
-hot path runs exactly the code it runs without this module.
+No tap, no cost: a connection is hooked only while a tap covers it. The
+connection and its protocol are then switched to subclasses of their own
+classes (``__class__``, back when the last tap leaves) that override the
+connection's ``process_event`` (every frame received, already decompressed)
+and the protocol's ``send_frame`` (every frame sent: by its handler, by
+websockets' ``broadcast``, by :meth:`Hub.send`; before compression). Nothing
+is added to the objects and the classes are never changed: an instance
+attribute that shadows a method would sit in the class's shared table of
+attribute names for good, and CPython's fast path for that method call (on
+every message of every connection) with it. With no tap, the hot path runs
+exactly the code it runs without this module.
 
 Membership follows the connections: a connection that opens, or joins or
 leaves a topic, while a tap runs is checked against its selector (the hub
@@ -60,37 +64,95 @@ TapFilter = Callable[["ServerConnection", "str | bytes"], "str | bytes | None"]
 """``serve(tap_filter=...)``: what of a message a tap may show (None: no payload)."""
 
 
+_HOOKED: dict[int, ConnectionTap] = {}
+"""The tapped connections and their protocols, by ``id()``: how the hooks of a
+tapped class find their tap without adding anything to the objects."""
+
+_TAPPED_CLASSES: dict[type, type] = {}
+"""The tapped subclass of each connection and protocol class, made once."""
+
+
+def _tapped_class(base: type, hook: str) -> type:
+    """A subclass of ``base`` whose frame hooks feed the connection's tap.
+
+    Same layout (no slots, no fields of its own), so ``__class__`` can be
+    switched to it and back. It overrides ``process_event`` (connections: every
+    frame received, decompressed) and ``send_frame`` (protocols: every frame
+    sent, before compression), then calls ``base``'s.
+    """
+    tapped = _TAPPED_CLASSES.get(base)
+    if tapped is not None:
+        return tapped
+    namespace: dict[str, Any] = {"__slots__": (), "__module__": __name__}
+    if hook == "process_event":
+        base_process_event = base.process_event
+
+        def process_event(self: Any, event: Any) -> None:
+            connection_tap = _HOOKED.get(id(self))
+            if connection_tap is not None:
+                connection_tap.frame(event, incoming=True)
+            base_process_event(self, event)
+
+        namespace["process_event"] = process_event
+    else:
+        base_send_frame = base.send_frame
+
+        def send_frame(self: Any, frame: Any) -> None:
+            connection_tap = _HOOKED.get(id(self))
+            if connection_tap is not None:
+                connection_tap.frame(frame, incoming=False)
+            base_send_frame(self, frame)
+
+        namespace["send_frame"] = send_frame
+    tapped = type(f"Tapped{base.__name__}", (base,), namespace)
+    _TAPPED_CLASSES[base] = tapped
+    return tapped
+
+
 class ConnectionTap:
     """The hooks of one tapped connection, and the taps it feeds."""
 
-    __slots__ = ("record", "connection", "taps", "received", "sent", "owner",
-                 "_original_send_frame")
+    __slots__ = ("record", "connection", "protocol", "taps", "received", "sent", "owner",
+                 "_classes")
 
     def __init__(self, owner: Taps, record: ConnectionRecord) -> None:
         self.owner = owner
         self.record = record
         self.connection: ServerConnection = record.handle
+        self.protocol: Any = self.connection.protocol
         self.taps: list[Tap] = []
         self.received = FrameJoiner(0)
         self.sent = FrameJoiner(0)
-        self._original_send_frame: Any = None
+        self._classes: tuple[type, type] | None = None
 
-    def install(self) -> None:
-        connection = self.connection
-        protocol = connection.protocol
-        # Instance attributes shadow the class's methods for this object only
-        # (websockets calls self.process_event and self.send_frame).
-        self._original_send_frame = protocol.send_frame
-        connection.process_event = self.process_event  # type: ignore[method-assign]
-        protocol.send_frame = self.send_frame  # type: ignore[method-assign]
+    def install(self) -> bool:
+        """Hook the connection; False if its classes cannot be switched."""
+        connection, protocol = self.connection, self.protocol
+        classes = (type(connection), type(protocol))
+        # Switched to a subclass while tapped, and back after: no attribute is
+        # added to the objects, so their classes' shared attribute tables (and
+        # CPython's fast paths for every other connection) stay as they were.
+        try:
+            connection.__class__ = _tapped_class(classes[0], "process_event")
+            try:
+                protocol.__class__ = _tapped_class(classes[1], "send_frame")
+            except TypeError:
+                connection.__class__ = classes[0]
+                raise
+        except TypeError as exc:
+            logger.warning("cannot tap connection %s: %s", self.record.id, exc)
+            return False
+        self._classes = classes
+        _HOOKED[id(connection)] = _HOOKED[id(protocol)] = self
+        return True
 
     def uninstall(self) -> None:
-        connection = self.connection
-        for target, name in ((connection, "process_event"), (connection.protocol, "send_frame")):
-            try:
-                delattr(target, name)
-            except AttributeError:  # pragma: no cover - never installed
-                pass
+        if self._classes is None:
+            return
+        _HOOKED.pop(id(self.connection), None)
+        _HOOKED.pop(id(self.protocol), None)
+        self.connection.__class__, self.protocol.__class__ = self._classes
+        self._classes = None
 
     def resize(self, keep_for_filter: bool) -> None:
         keep = max((tap.limits.max_bytes for tap in self.taps), default=0)
@@ -98,27 +160,17 @@ class ConnectionTap:
             keep = FILTER_MESSAGE_LIMIT + 1
         self.received.keep = self.sent.keep = keep
 
-    # The hooks: on the path of every frame of this connection only.
-
-    def process_event(self, event: Any) -> None:
+    def frame(self, frame: Any, *, incoming: bool) -> None:
+        """One frame of this connection (on its path: tapped connections only)."""
         try:
-            message = self.received.feed(event.opcode, event.data, event.fin)
+            joiner = self.received if incoming else self.sent
+            message = joiner.feed(frame.opcode, frame.data, frame.fin)
             if message is not None:
-                self.owner.offer(self, message, incoming=True)
+                self.owner.offer(self, message, incoming=incoming)
         except Exception as exc:  # never the connection's problem; never the payload
-            logger.error("tap failed on received frame of %s: %s", self.record.id,
+            logger.error("tap failed on a %s frame of %s: %s",
+                         "received" if incoming else "sent", self.record.id,
                          type(exc).__name__)
-        type(self.connection).process_event(self.connection, event)
-
-    def send_frame(self, frame: Any) -> None:
-        try:
-            message = self.sent.feed(frame.opcode, frame.data, frame.fin)
-            if message is not None:
-                self.owner.offer(self, message, incoming=False)
-        except Exception as exc:
-            logger.error("tap failed on sent frame of %s: %s", self.record.id,
-                         type(exc).__name__)
-        self._original_send_frame(frame)
 
 
 class Taps:
@@ -223,11 +275,12 @@ class Taps:
                     tap in other.taps for other in self.tapped.values()):
                 self.stop(tap, TapEnd.NO_CONNECTIONS)
 
-    def _attach(self, tap: Tap, record: ConnectionRecord) -> ConnectionTap:
+    def _attach(self, tap: Tap, record: ConnectionRecord) -> ConnectionTap | None:
         connection_tap = self.tapped.get(record.id)
         if connection_tap is None:
             connection_tap = ConnectionTap(self, record)
-            connection_tap.install()
+            if not connection_tap.install():
+                return None
             self.tapped[record.id] = connection_tap
         connection_tap.taps.append(tap)
         connection_tap.resize(self.tap_filter is not None)

@@ -64,7 +64,7 @@ async def main_async(config: bench_server.BenchConfig) -> list[str]:
     settings = dict(bench_server.SERVER_SETTINGS)
     bare = await websockets_serve(bench_server.echo, bench_server.HOST, 0, **settings)
     ours = await serve(bench_server.echo, bench_server.HOST, 0, allow_tap=True, **settings)
-    variants = ["bare", "taps off", "one tap", "tap on everyone"]
+    variants = os.environ.get("TAP_BENCH_VARIANTS", "bare,taps off,one tap,tap on everyone").split(",")
     cpu: dict[str, list[float]] = {name: [] for name in variants}
     rate: dict[str, list[float]] = {name: [] for name in variants}
     shown_dropped: dict[str, list[tuple[int, int]]] = {name: [] for name in variants}
@@ -135,7 +135,7 @@ async def main_async(config: bench_server.BenchConfig) -> list[str]:
                      f"{c / bare_cpu:>9.3f}{(c - off_cpu) * 1e6:>14.2f}"
                      f"{verdict}")
     for name in ("one tap", "tap on everyone"):
-        if shown_dropped[name]:
+        if shown_dropped.get(name):
             shown = median([float(s) for s, _ in shown_dropped[name]])
             dropped = median([float(d) for _, d in shown_dropped[name]])
             lines.append(f"{name}: shown {shown:,.0f}, dropped {dropped:,.0f} per round (median)")

@@ -317,10 +317,14 @@ async def test_a_tap_ends_when_its_control_connection_goes_away_and_unhooks():
     async with tapping() as server, public(server, "/?user=ann") as ann:
         await wait_for(lambda: len(server.hub.registry) == 1)
         connection = next(iter(server.hub.registry)).handle
+        classes = type(connection), type(connection.protocol)
         async with control(server) as ctl:
             await ctl.ok("tap_start", selector={"everyone": True})
-            assert "process_event" in vars(connection)
+            assert type(connection) is not classes[0] and isinstance(connection, classes[0])
+            assert type(connection.protocol) is not classes[1]
         await wait_for(lambda: not server.hub.taps.taps)
+        assert (type(connection), type(connection.protocol)) == classes
+        # Nothing was added to the objects: their classes' attribute tables are as they were.
         assert "process_event" not in vars(connection)
         assert "send_frame" not in vars(connection.protocol)
         await ann.send("still served")
