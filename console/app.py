@@ -48,6 +48,7 @@ from .messages import (
     StatsSampled,
 )
 from .screens.main import MainScreen
+from .formatting import ViewFilter
 from .view_state import NODE_EVENT, PAGE_SIZE, KnownNodes
 from .widgets import too_small
 
@@ -104,6 +105,7 @@ class ConsoleApp(App[None]):
         refresh_delay: float = 0.2,
         min_refresh_interval: float = 0.5,
         page_size: int = PAGE_SIZE,
+        node: str | None = None,
     ) -> None:
         super().__init__()
         self.link = ControlLink(client_factory, url)
@@ -120,7 +122,8 @@ class ConsoleApp(App[None]):
         """Every event of the server's stream but ``stats``, as it arrives."""
         self.main_screen = MainScreen(clock=clock, poll_interval=poll_interval,
                                       refresh_delay=refresh_delay, page_size=page_size,
-                                      min_refresh_interval=min_refresh_interval)
+                                      min_refresh_interval=min_refresh_interval,
+                                      view_filter=ViewFilter(node=node))
         """The screen under every dialog."""
         self.sub_title = url
 

@@ -44,6 +44,9 @@ def register(subparsers: Any) -> None:
         "and topic, headers, events; send, broadcast, disconnect, shut down.",
     )
     add_url_and_token_arguments(console)
+    console.add_argument("--node", metavar="NAME",
+                         help="show this node of a cluster only, to begin with (the nodes "
+                         "group, or the filter node=NAME, changes it)")
     console.set_defaults(func=run_console)
 
     demo = subparsers.add_parser(
@@ -97,7 +100,8 @@ def run_console(args: argparse.Namespace) -> int:
 
     url = resolve_url(args.url)
     # No token anywhere is not fatal: the console starts and says so.
-    app = ConsoleApp(client_factory(url, args.token, args.token_file), url=url)
+    app = ConsoleApp(client_factory(url, args.token, args.token_file), url=url,
+                     node=args.node)
     with logging_silenced():
         app.run()
     return 0

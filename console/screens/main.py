@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, cast
 
 from textual import on, work
@@ -24,7 +24,7 @@ from textual.timer import Timer
 from textual.worker import Worker
 from textual.widgets import Input, Static
 
-from wsconsole.server.errors import WsconsoleError
+from wsconsole.server.errors import UnknownNode, WsconsoleError
 from wsconsole.server.protocol import EventKind
 from wsconsole.server.wire import Event
 
@@ -133,6 +133,7 @@ class MainScreen(Screen[None]):
         page_size: int = PAGE_SIZE,
         refresh_delay: float = 0.2,
         min_refresh_interval: float = 0.5,
+        view_filter: ViewFilter | None = None,
     ) -> None:
         super().__init__()
         self.clock = clock
@@ -144,7 +145,7 @@ class MainScreen(Screen[None]):
         """Seconds at least between two requests that events or the poll ask for
         (a key asks at once): under churn the page is fetched, parsed and drawn
         this often, not after every burst of events."""
-        self.view = ViewState(page_size=page_size)
+        self.view = ViewState(filter=view_filter or ViewFilter(), page_size=page_size)
         """What the table shows, in which order, which page."""
         self.page_missing: dict[str, str] = {}
         """Nodes that did not answer the last page's request, and why."""
@@ -304,11 +305,30 @@ class MainScreen(Screen[None]):
     async def _list_page(self, request: PageRequest, args: dict[str, Any]) -> None:
         try:
             page = await self.console.link.require().list_connections(**args)
+        except UnknownNode as exc:
+            # Said once, and the view leaves the node: asked again, it would fail again.
+            self.post_message(self.NodeUnknown(request, exc.message))
+            return
         except WsconsoleError as exc:
             if self.link_state.up:
                 self.post_message(CommandFailed("Listing connections", exc.message))
             return
         self.post_message(self.ConnectionsListed(page, request))
+
+    @dataclass
+    class NodeUnknown(Message):
+        """The view's node is no node of the cluster (any more)."""
+
+        request: PageRequest
+        message: str
+
+    @on(NodeUnknown)
+    def _node_unknown(self, message: NodeUnknown) -> None:
+        if message.request != self.view.request:
+            return
+        self.post_message(CommandFailed("Listing connections", message.message
+                                        + "; showing every node"))
+        self._set_view(self.view.filtered(replace(self.view.filter, node=None)))
 
     @on(ConnectionsListed)
     def _connections_listed(self, message: ConnectionsListed) -> None:

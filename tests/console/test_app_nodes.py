@@ -60,3 +60,22 @@ async def test_one_node_is_a_column_a_group_and_a_filter() -> None:
             dialog = app.screen
             assert dialog.targets == [("this server (test-node)", None)]
             assert not dialog.query_one("#shutdown-target-row").display
+
+
+async def test_console_node_option_starts_on_that_node_or_says_it_is_unknown() -> None:
+    """`wsconsole console --node NAME` starts narrowed to that node; a name the
+    server does not know is said once, and the view shows every node instead."""
+    async with live_server() as live:
+        await live.client("ann")
+        app = live.app(node="test-node")
+        async with app.run_test(size=SIZE):
+            screen = main(app)
+            await wait_for(lambda: len(rows(app)) == 1)
+            assert screen.view.filter.node == "test-node"
+        app = live.app(node="elsewhere")
+        async with app.run_test(size=SIZE):
+            screen = main(app)
+            await wait_for(lambda: len(rows(app)) == 1 and screen.view.filter.node is None)
+            failures = [line for line in screen.event_log.entries if "elsewhere" in line]
+            assert len(failures) == 1 and "no node named 'elsewhere'" in failures[0]
+            assert "showing every node" in failures[0]
