@@ -108,6 +108,17 @@ async def test_ls_nodes_and_send_across_the_cluster(fleet, capsys):
             async with asyncio.timeout(TIMEOUT):
                 assert await ws.recv() == "hello all"
 
+        # events --node c, attached to b: a's connection is not shown, c's is.
+        events = asyncio.create_task(wsconsole(
+            capsys, b, "events", "--count", "1", "--kind", "connection_opened", "--node", "c"))
+        async with asyncio.timeout(TIMEOUT * 2):
+            while not events.done():
+                async with user(a, "not-shown"), user(c, "shown"):
+                    await asyncio.wait([events], timeout=0.1)
+        status, out, _ = events.result()
+        assert status == 0 and out.split()[1:3] == ["connection_opened", "node=c"]
+        assert "user=shown" in out and "not-shown" not in out
+
 
 async def test_a_stopped_node_is_a_partial_answer_exit_3(fleet, capsys):
     """With c under SIGSTOP, `ls` from a prints a's and b's connections within

@@ -611,3 +611,19 @@ async def test_node_selects_this_node_and_refuses_an_unknown_one(live: Live, cap
         assert captured.out == ""
         assert_one_error_line(captured.err, "elsewhere", node)
     assert live.server.hub.state == "serving" and len(live.server.hub.registry) == 3
+
+
+async def test_events_lines_name_their_node_and_node_keeps_one(live: Live, capsys):
+    """Each event line names the node it happened on; --node with this node's
+    name keeps its events."""
+    await live.client(user="ann")
+    node = live.server.hub.node
+    events = asyncio.create_task(run(*live.cli(
+        "events", "--count", "1", "--kind", "operator_action", "--node", node)))
+    async with asyncio.timeout(TIMEOUT * 2):
+        while not events.done():
+            await run(*live.cli("send", "ping", "--user", "ann"))
+            await asyncio.wait([events], timeout=0.05)
+    assert events.result() == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "operator_action" in line]
+    assert lines and lines[0].split()[1:3] == ["operator_action", f"node={node}"]
