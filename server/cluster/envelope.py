@@ -77,6 +77,8 @@ class DropReason(StrEnum):
     OTHER_CLUSTER = "other_cluster"
     STALE = "stale"
     REPLAYED = "replayed"
+    OVERLOADED = "overloaded"
+    """Valid, but this node was already acting on as many requests as it takes at once."""
 
 
 class Refused(Exception):

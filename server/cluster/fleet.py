@@ -72,6 +72,8 @@ _EVENT_FLUSH = 0.1
 """Seconds between two batches of a node's events to the cluster."""
 _MAX_OUTBOX = 1000
 """Events one batch holds; past it, connection events are counted (a ``burst``)."""
+_MAX_ACTING = 256
+"""Requests of other nodes this node acts on at once; more are dropped (counted)."""
 _DROP_LOG_INTERVAL = 10.0
 """Seconds between two log lines about dropped messages (per reason)."""
 
@@ -154,6 +156,9 @@ class ClusterFleet(Fleet):
         self._pending: dict[str, _Gather] = {}
         self._listeners: list[Listener] = []
         self._hub_listening = False
+        self._acting = 0
+        self._forwarding = False
+        """True while another node has a subscriber: this node forwards its events."""
         self._outbox: list[list[Any]] = []
         self._outbox_burst = Counter[str]()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -336,6 +341,12 @@ class ClusterFleet(Fleet):
             if message.dst not in (None, self.node) or (
                     isinstance(to, list) and self.node not in to):
                 return
+            if self._acting >= _MAX_ACTING:
+                # The requester names this node missing; nothing piles up here.
+                self._drop(DropReason.OVERLOADED, f"{self._acting} requests in progress",
+                           channel)
+                return
+            self._acting += 1
             self._spawn(self._act(message))
         elif kind == MessageKind.REPLY:
             gather = self._pending.get(message.id)
@@ -403,6 +414,8 @@ class ClusterFleet(Fleet):
         return changes
 
     def _apply(self, changes: list[Change]) -> None:
+        if changes:
+            self._update_hub_listener()  # a watching node may have gone, or come back
         for change in changes:
             if change.what == "duplicate":
                 self._duplicate(change.member.name)
@@ -462,7 +475,7 @@ class ClusterFleet(Fleet):
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         self._deliver(kind, data)
-        if self._others_watching():
+        if self._forwarding:
             self._queue_event(kind, data)
 
     def _others_watching(self) -> bool:
@@ -472,7 +485,9 @@ class ClusterFleet(Fleet):
     def _update_hub_listener(self) -> None:
         # The hub builds an event per connect and close only while someone
         # listens: here or on another node.
-        wanted = bool(self._listeners) or self._others_watching()
+        # Kept in a flag: the hub calls _on_hub_event on every connect and close.
+        self._forwarding = self._others_watching()
+        wanted = bool(self._listeners) or self._forwarding
         if wanted and not self._hub_listening:
             self.hub.add_listener(self._on_hub_event)
         elif not wanted and self._hub_listening:
@@ -481,7 +496,7 @@ class ClusterFleet(Fleet):
 
     def _on_hub_event(self, kind: str, data: dict[str, Any]) -> None:
         self._deliver(kind, data)
-        if self._others_watching():
+        if self._forwarding:
             self._queue_event(kind, data)
 
     def _deliver(self, kind: str, data: dict[str, Any]) -> None:
@@ -631,6 +646,12 @@ class ClusterFleet(Fleet):
     # Acting for another node
 
     async def _act(self, message: Message) -> None:
+        try:
+            await self._act_now(message)
+        finally:
+            self._acting -= 1
+
+    async def _act_now(self, message: Message) -> None:
         then: Callable[[], None] | None = None
         try:
             try:
