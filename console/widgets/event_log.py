@@ -57,7 +57,7 @@ class EventLog(RichLog):
         super().__init__(id=id, max_lines=MAX_LINES, wrap=False, markup=False, min_width=40)
         self.clock = clock
         self._pending: list[Event] = []
-        self._last_state: tuple[Any, Any] = (HubState.SERVING, None)
+        self._last_state: dict[Any, tuple[Any, Any]] = {}
         self.entries: deque[str] = deque(maxlen=MAX_LINES)
         """Plain text of the lines written, newest last (for tests and copy)."""
         self.local_node: str | None = None
@@ -89,10 +89,13 @@ class EventLog(RichLog):
             if event.kind == EventKind.STATE_CHANGED and isinstance(event.data, dict):
                 # While draining, each close repeats the state with a new count:
                 # the status bar and the shutdown dialog show that, the log does not.
+                # Each node of a cluster has its own state: compared with its own last.
+                node = event.data.get("node")
+                last = self._last_state.get(node, (HubState.SERVING, None))
                 state = (event.data.get("state"), event.data.get("mode"))
-                if state[0] == self._last_state[0] and state[1] in (None, self._last_state[1]):
+                if state[0] == last[0] and state[1] in (None, last[1]):
                     continue
-                self._last_state = (state[0], state[1] or self._last_state[1])
+                self._last_state[node] = (state[0], state[1] or last[1])
             if event.kind == EventKind.CONNECTION_OPENED and coalesce_opened:
                 continue
             if event.kind == EventKind.CONNECTION_CLOSED and coalesce_closed:

@@ -190,3 +190,21 @@ def test_one_node_drains_in_its_own_figures() -> None:
     assert node_stats(sample, "node-c") == {"state": "stopped", "connections": 0}
     assert node_stats({"state": "draining", "connections": 2}, "node-b") == {
         "state": "draining", "connections": 2}
+
+
+async def test_each_node_s_state_changes_are_logged_once_each() -> None:
+    """Two nodes that start draining each get their line; a node's repeated
+    state (a drain's count going down) gets none."""
+    app = App[None]()
+    async with app.run_test(size=(100, 12)):
+        log = EventLog()
+        await app.mount(log)
+        log.local_node = "node-a"
+        for node, connections in (("node-b", 3), ("node-c", 2), ("node-b", 2)):
+            log.add_event(Event("state_changed", 0.0, {"node": node, "state": "draining",
+                                                        "mode": "keep_alive",
+                                                        "connections": connections}))
+        log.flush()
+        lines = [line.split(" ", 1)[1] for line in log.entries]
+        assert lines == ["[node-b] ● server draining (keep-alive), 3 connections open",
+                         "[node-c] ● server draining (keep-alive), 2 connections open"]
