@@ -220,6 +220,12 @@ REFERENCE = f"""\
   right after taps ran; a tapped connection pays a few microseconds per
   message. Figures in [docs/benchmarks.md](docs/benchmarks.md#the-live-message-tap).
 
+- **In cluster mode**, a tap covers the connections of the node it is started
+  on (the console's control connection's node); `--node` naming another node
+  says so, and an unknown one is `unknown_node`. Its records name their node,
+  and `stats` on every node lists every node's running taps, so every
+  console shows them.
+
 ### In the console
 
 `T` on the main screen taps the current group or filter (everyone when there

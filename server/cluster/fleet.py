@@ -989,5 +989,9 @@ def _summed_stats(per_node: dict[str, dict[str, Any]], this: str) -> dict[str, A
                 if isinstance(value, (int, float)):
                     sums[name] = sums.get(name, 0) + value
         base[key] = sums
+    # Every node's running taps (each names its node): every console says a tap
+    # runs, whichever node it runs on.
+    base["taps"] = [tap for _, stats in sorted(per_node.items())
+                    for tap in stats.get("taps") or ()]
     base["per_node"] = dict(sorted(per_node.items()))
     return base

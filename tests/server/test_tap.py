@@ -458,3 +458,14 @@ async def test_the_control_planes_debug_log_shows_frame_sizes_not_tap_records(ca
         await tap_records(ctl, started["tap"], 1)
     assert "> TEXT [" in caplog.text and "< TEXT [" in caplog.text
     assert "> TEXT '" not in caplog.text and "4111" not in caplog.text
+
+
+def test_a_clusters_stats_list_every_nodes_taps():
+    """In cluster mode, stats (what every console's status bar reads) lists the
+    taps of every node, not only of the node a console is attached to."""
+    from wsconsole.server.cluster.fleet import _summed_stats
+
+    per_node = {"a": {"node": "a", "connections": 1, "taps": []},
+                "b": {"node": "b", "connections": 2, "taps": [{"tap": "t1", "node": "b"}]}}
+    summed = _summed_stats(per_node, "a")
+    assert summed["taps"] == [{"tap": "t1", "node": "b"}] and summed["connections"] == 3
