@@ -43,6 +43,7 @@ __all__ = [
     "Tap",
     "excerpt",
     "selector_matches",
+    "limits_problem",
     "DEFAULT_MAX_BYTES",
     "MAX_MAX_BYTES",
     "DEFAULT_RATE",

@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hub import Hub
     from .registry import ConnectionRecord
 
-__all__ = ["Taps", "TapFilter", "ConnectionTap"]
+__all__ = ["Taps", "TapFilter", "ConnectionTap", "ensure_enabled"]
 
 logger = logging.getLogger("wsconsole.server")
 

@@ -19,7 +19,8 @@ settings (compression off, the stricter case), and the median is reported:
   limit (50 messages a second): almost every message is counted and dropped.
 
 A consumer drains each tap every 100 ms and encodes its records as the control
-plane does, in this process. The script exits 0 (unless it breaks); a ratio
+plane does, in this process. ``TAP_BENCH_VARIANTS="bare,taps off"`` runs only
+some of the four (comma-separated names). The script exits 0 (unless it breaks); a ratio
 off the budget is printed with OVER BUDGET.
 
 Must never reach beyond loopback.
