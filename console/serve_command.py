@@ -255,7 +255,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("app", nargs="?", metavar="APP", help="module:attribute of a handler")
     parser.add_argument("--host", default="127.0.0.1", help="public address (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="public port (default: 8765)")
-    parser.add_argument("--node", help="this process's name (default: hostname:pid)")
+    parser.add_argument("--node", help="this process's name (default: hostname:pid; with "
+                        "--workers, the base of the workers' names NODE-1 .. NODE-N)")
+    parser.add_argument("--workers", type=_positive, metavar="N",
+                        help="start N processes sharing the public port (SO_REUSEPORT), each "
+                        "a node of the cluster (needs --redis) with its own control port: "
+                        "--control-port C gives C .. C+N-1, 0 lets each pick one")
     parser.add_argument("--slow-consumer-limit", type=int, metavar="BYTES",
                         help="close clients with more than BYTES pending: write buffer plus "
                              "kernel send queue (default: 2 MiB)")
@@ -301,7 +306,8 @@ def register(subparsers: Any) -> None:
     add_runtime_arguments(parser)
     add_control_arguments(parser)
     add_cluster_arguments(parser)
-    parser.set_defaults(func=run)
+    # reuse_port: set by --workers for its workers only (console/workers.py).
+    parser.set_defaults(func=run, reuse_port=False)
 
 
 def _positive(value: str) -> int:
@@ -336,6 +342,15 @@ def run(args: argparse.Namespace) -> int:
         # Usage, not a failure of the server: argparse's status.
         print(f"wsconsole: error: {exc.message}", file=sys.stderr)
         return 2
+    if args.workers is not None:
+        if cluster is None:
+            print("wsconsole: error: --workers needs --redis URL: each worker is a node of "
+                  "a cluster, and without Redis the operator would see one worker's "
+                  "connections only", file=sys.stderr)
+            return 2
+        from .workers import run_workers
+
+        return run_workers(args)
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -360,6 +375,8 @@ def run(args: argparse.Namespace) -> int:
         kwargs["max_taps"] = args.max_taps
     if cluster is not None:
         kwargs["cluster"] = cluster
+    if args.reuse_port:
+        kwargs["reuse_port"] = True
     loop_kind = loop_kind_from_args(args)
     return run_on_loop(
         run_server(args.app, args.host, args.port, control_config_from_args(args),

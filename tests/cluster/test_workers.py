@@ -1,0 +1,126 @@
+"""`wsconsole serve --workers N`: N real node processes behind one public port,
+one cluster through a real redis-server, stopped together by one signal."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from websockets.asyncio.client import connect
+
+from wsconsole.console.cli import main
+from wsconsole.server.cluster.redis_server import PrivateRedis
+
+from tests.helpers import TIMEOUT, wait_for
+from tests.cluster.cluster_helpers import (
+    GONE, HEARTBEAT, REPO, SECRET, SUSPECT, TOKEN, WSCONSOLE, APP)
+from tests.server.control_helpers import Control
+
+
+class Supervisor:
+    """The `wsconsole serve --workers 2` process, its lines read as they come."""
+
+    def __init__(self, redis_url: str, folder) -> None:
+        (folder / "secret").write_text(SECRET + "\n")
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            [*WSCONSOLE, "serve", APP, "--workers", "2", "--node", "w", "--port", "0",
+             "--control-port", "0", "--token", TOKEN, "--redis", redis_url,
+             "--cluster-secret-file", str(folder / "secret"),
+             "--heartbeat-interval", str(HEARTBEAT), "--suspect-after", str(SUSPECT),
+             "--gone-after", str(GONE)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=REPO, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+
+    def find(self, pattern: str) -> list[re.Match]:
+        with self._changed:
+            return [m for line in self.lines if (m := re.search(pattern, line))]
+
+    def wait(self, pattern: str, count: int = 1) -> list[re.Match]:
+        deadline = time.monotonic() + TIMEOUT * 3
+        with self._changed:
+            while len(found := self.find(pattern)) < count:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise AssertionError(f"no {pattern!r} x{count}: {''.join(self.lines)}")
+                self._changed.wait(0.1)
+            return found
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("workers")
+    with PrivateRedis(folder / "redis") as redis:
+        supervisor = Supervisor(redis.url, folder)
+        try:
+            supervisor.wait(r"^\[w-\d\] wsconsole: node w-\d joined cluster", 2)
+            yield supervisor
+        finally:
+            if supervisor.process.poll() is None:
+                supervisor.process.kill()  # the workers follow (PR_SET_PDEATHSIG)
+                supervisor.process.wait()
+
+
+def test_workers_without_redis_are_refused(capsys, monkeypatch):
+    """--workers without --redis: exit 2 and a line that says why, before anything starts."""
+    monkeypatch.delenv("WSCONSOLE_REDIS_URL", raising=False)
+    assert main(["serve", "--workers", "2", "--port", "0", "--no-control"]) == 2
+    error = capsys.readouterr().err
+    assert "--workers needs --redis" in error and "node of a cluster" in error
+
+
+async def test_two_workers_share_a_port_and_make_one_cluster(workers):
+    """Clients of the one public port land on both workers; from one worker's
+    control plane, `nodes` lists w-1 and w-2 and `list` shows connections of both;
+    SIGTERM to the supervisor stops every worker and it exits 0."""
+    public = {m.group(1) for m in workers.find(r"^\[w-\d\] wsconsole: serving .* on (ws://\S+)")}
+    assert len(public) == 1, public  # one port for both
+    controls = {m.group(1): m.group(2) for m in workers.find(
+        r"^\[(w-\d)\] wsconsole: control plane on (ws://\S+)")}
+    assert set(controls) == {"w-1", "w-2"} and len(set(controls.values())) == 2
+    url = public.pop()
+
+    async with connect(controls["w-1"],
+                       additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+        ctl = Control(ws)
+
+        async def both_live() -> bool:
+            entries = (await ctl.ok("nodes"))["nodes"]
+            return {e["node"] for e in entries if e["health"] == "live"} == {"w-1", "w-2"}
+
+        await wait_for(both_live, TIMEOUT * 2, interval=0.05)
+        clients = []
+        try:
+            # The kernel hashes each connection to a worker: 16 clients all on
+            # one of two workers would be a 1 in 32,768 chance.
+            for index in range(16):
+                clients.append(await connect(f"{url}/?user=u{index}"))
+
+            async def listed_on_both() -> bool:
+                page = await ctl.ok("list", limit=100)
+                return (len(page["connections"]) == 16
+                        and {c["node"] for c in page["connections"]} == {"w-1", "w-2"})
+
+            await wait_for(listed_on_both, TIMEOUT * 2, interval=0.05)
+        finally:
+            for client in clients:
+                await client.close()
+
+    workers.process.send_signal(signal.SIGTERM)
+    assert workers.process.wait(TIMEOUT * 3) == 0
+    workers.wait(r"^wsconsole: all workers stopped")
+    assert len(workers.find(r"^\[w-\d\] wsconsole: stopped")) == 2
+    assert not workers.find(r"not restarted")
