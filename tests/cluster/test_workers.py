@@ -13,7 +13,6 @@ import pytest
 
 from websockets.asyncio.client import connect
 
-from wsconsole.console.cli import main
 from wsconsole.server.cluster.redis_server import PrivateRedis
 
 from tests.helpers import TIMEOUT, wait_for
@@ -74,12 +73,15 @@ def workers(tmp_path_factory):
                 supervisor.process.wait()
 
 
-def test_workers_without_redis_are_refused(capsys, monkeypatch):
+def test_workers_without_redis_are_refused(monkeypatch):
     """--workers without --redis: exit 2 and a line that says why, before anything starts."""
     monkeypatch.delenv("WSCONSOLE_REDIS_URL", raising=False)
-    assert main(["serve", "--workers", "2", "--port", "0", "--no-control"]) == 2
-    error = capsys.readouterr().err
-    assert "--workers needs --redis" in error and "node of a cluster" in error
+    done = subprocess.run([*WSCONSOLE, "serve", "--workers", "2", "--port", "0", "--no-control"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=REPO,
+                          timeout=TIMEOUT * 3)
+    assert done.returncode == 2 and not done.stdout
+    assert done.stderr.startswith("wsconsole: error: --workers needs --redis")
+    assert "node of a cluster" in done.stderr and len(done.stderr.splitlines()) == 1
 
 
 async def test_two_workers_share_a_port_and_make_one_cluster(workers):
