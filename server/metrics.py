@@ -51,7 +51,8 @@ from websockets.frames import CloseCode
 
 from .errors import ERROR_CLASSES
 from .limits import ShedLimit
-from .protocol import AuditState, HubState
+from .cluster.envelope import DropReason  # pure: no redis, no asyncio
+from .protocol import AuditState, HubState, NodeHealth
 from .wire import OPERATIONS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,6 +106,18 @@ __all__ = [
     "SERVER_STATE",
     "AUDIT_ENTRIES",
     "AUDIT_LOG_STATE",
+    "CLUSTER_NODES",
+    "CLUSTER_BROKER_UP",
+    "CLUSTER_REQUESTS",
+    "CLUSTER_REQUEST_DURATION",
+    "CLUSTER_MESSAGES_DROPPED",
+    "CLUSTER_CROSS_NODE_SENDS",
+    "CLUSTER_METRICS",
+    "CLUSTER_OUTCOME_LABELS",
+    "DROP_REASON_LABELS",
+    "HEALTH_LABELS",
+    "CLUSTER_DURATION_BUCKETS",
+    "ClusterCollector",
 ]
 
 NAMESPACE = "wsconsole"
@@ -247,6 +260,55 @@ AUDIT_LOG_STATE = MetricSpec(
     ("state",),
 )
 
+# Cluster mode only (wsconsole serve --redis): each node exposes its own view.
+
+CLUSTER_NODES = MetricSpec(
+    "wsconsole_cluster_nodes", "gauge",
+    "Cluster mode: nodes this node knows (itself included), by health (live, suspect, "
+    "gone) and state (serving, draining, stopped).",
+    ("health", "state"),
+)
+CLUSTER_BROKER_UP = MetricSpec(
+    "wsconsole_cluster_broker_up", "gauge",
+    "Cluster mode: 1 while this node is connected to Redis, 0 while it serves "
+    "locally and tries again.",
+)
+CLUSTER_REQUESTS = MetricSpec(
+    "wsconsole_cluster_requests_total", "counter",
+    "Cluster mode: requests this node sent to other nodes for its operators, by "
+    "operation and outcome: full (every node asked answered) or partial (some were "
+    "named missing).",
+    ("operation", "outcome"),
+)
+CLUSTER_REQUEST_DURATION = MetricSpec(
+    "wsconsole_cluster_request_duration_seconds", "histogram",
+    "Cluster mode: time from sending a cluster request to its last answer or its "
+    "deadline, by operation.",
+    ("operation",),
+    unit="seconds",
+)
+CLUSTER_MESSAGES_DROPPED = MetricSpec(
+    "wsconsole_cluster_messages_dropped_total", "counter",
+    "Cluster mode: messages from the broker that were not acted on, by reason "
+    "(bad_signature and replayed: forged; malformed, oversized, foreign, "
+    "other_cluster, stale; overloaded: too many requests at once).",
+    ("reason",),
+)
+CLUSTER_CROSS_NODE_SENDS = MetricSpec(
+    "wsconsole_cluster_cross_node_sends_total", "counter",
+    "Cluster mode: sends (by the application or operators) that went to other nodes too.",
+)
+
+CLUSTER_METRICS: tuple[MetricSpec, ...] = (
+    CLUSTER_NODES,
+    CLUSTER_BROKER_UP,
+    CLUSTER_REQUESTS,
+    CLUSTER_REQUEST_DURATION,
+    CLUSTER_MESSAGES_DROPPED,
+    CLUSTER_CROSS_NODE_SENDS,
+)
+"""The metrics a node exposes in cluster mode only (also in :data:`METRICS`)."""
+
 METRICS: tuple[MetricSpec, ...] = (
     CONNECTIONS_OPEN,
     CONNECTIONS_OPENED,
@@ -269,6 +331,7 @@ METRICS: tuple[MetricSpec, ...] = (
     SERVER_STATE,
     AUDIT_ENTRIES,
     AUDIT_LOG_STATE,
+    *CLUSTER_METRICS,
 )
 """Every wsconsole metric, in exposition order."""
 
@@ -346,6 +409,17 @@ AUDIT_OUTCOME_LABELS: tuple[str, ...] = ("written", "failed")
 
 AUDIT_STATE_LABELS: tuple[str, ...] = tuple(AuditState)
 """Values of the ``state`` label of the audit log's state."""
+
+CLUSTER_OUTCOME_LABELS: tuple[str, ...] = ("full", "partial")
+"""Values of ``outcome`` for cluster requests."""
+DROP_REASON_LABELS: tuple[str, ...] = tuple(DropReason)
+"""Values of ``reason`` for dropped cluster messages."""
+HEALTH_LABELS: tuple[str, ...] = tuple(NodeHealth)
+"""Values of ``health`` for cluster nodes."""
+CLUSTER_DURATION_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+"""Cluster request durations, in seconds: a local round trip is about 1 ms; the
+deadlines are 2 s (reads) and 5 s (actions), at most 60 s."""
 
 RECIPIENTS_BUCKETS: tuple[float, ...] = (
     0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
@@ -430,7 +504,8 @@ class _Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
-    def family(self, spec: MetricSpec) -> HistogramMetricFamily:
+    def cumulative(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative buckets (``le`` bound, count), +Inf last, and the sum."""
         counts, total_sum = list(self.counts), self.sum
         buckets: list[tuple[str, float]] = []
         cumulative = 0
@@ -438,6 +513,10 @@ class _Histogram:
             cumulative += count
             buckets.append((floatToGoString(bound), cumulative))
         buckets.append(("+Inf", cumulative + counts[-1]))
+        return buckets, total_sum
+
+    def family(self, spec: MetricSpec) -> HistogramMetricFamily:
+        buckets, total_sum = self.cumulative()
         return HistogramMetricFamily(spec.name, spec.help, buckets=buckets,
                                      sum_value=total_sum, unit=spec.unit)
 
@@ -551,6 +630,52 @@ class HubCollector(Collector):
         yield audit_state
 
 
+class ClusterCollector(Collector):
+    """Cluster mode: reads the node's ClusterFleet at scrape time (its node table,
+    broker state and counters) and the request counts Metrics kept."""
+
+    def __init__(self, metrics: Metrics, fleet: Any) -> None:
+        self._metrics = metrics
+        self._fleet = fleet
+
+    def collect(self) -> Iterator[Metric]:
+        fleet, metrics = self._fleet, self._metrics
+        nodes = _gauge(CLUSTER_NODES)
+        counts: Counter[tuple[str, str]] = Counter(
+            {(health, state): 0 for health in HEALTH_LABELS for state in STATE_LABELS})
+        counts[(NodeHealth.LIVE, str(fleet.state))] += 1  # this node
+        for member in list(fleet.table.members()):
+            state = member.entry.get("state")
+            counts[(str(member.health),
+                    state if state in STATE_LABELS else HubState.SERVING)] += 1
+        for (health, state), count in counts.items():
+            nodes.add_metric([health, state], count)
+        yield nodes
+        yield _gauge_value(CLUSTER_BROKER_UP, 1 if fleet.broker_up else 0)
+
+        requests = _counter(CLUSTER_REQUESTS)
+        for (op, outcome), count in list(metrics.cluster_requests.items()):
+            requests.add_metric([op, outcome], count)
+        yield requests
+        durations = HistogramMetricFamily(
+            CLUSTER_REQUEST_DURATION.name, CLUSTER_REQUEST_DURATION.help,
+            labels=CLUSTER_REQUEST_DURATION.labels, unit=CLUSTER_REQUEST_DURATION.unit)
+        for op, histogram in list(metrics.cluster_durations.items()):
+            buckets, total = histogram.cumulative()
+            durations.add_metric([op], buckets, total)
+        yield durations
+
+        dropped = _counter(CLUSTER_MESSAGES_DROPPED)
+        by_reason = dict.fromkeys(DROP_REASON_LABELS, 0)
+        for reason, count in list(fleet.dropped.items()):
+            key = reason if reason in by_reason else OTHER
+            by_reason[key] = by_reason.get(key, 0) + count
+        for reason, count in by_reason.items():
+            dropped.add_metric([reason], count)
+        yield dropped
+        yield _counter(CLUSTER_CROSS_NODE_SENDS, fleet.cross_node_sends)
+
+
 PROCESS_SAMPLE_SECONDS = 5.0
 """How often the process metrics (CPU, memory, open fds) are re-read."""
 
@@ -586,7 +711,8 @@ class Metrics:
     """
 
     def __init__(self, hub: Hub, *, route_templates: Sequence[str] | None = None,
-                 max_paths: int = DEFAULT_MAX_PATHS, audit: AuditLog | None = None) -> None:
+                 max_paths: int = DEFAULT_MAX_PATHS, audit: AuditLog | None = None,
+                 cluster: Any = None) -> None:
         self.hub = hub
         """The hub whose counters are exposed."""
         self.audit = audit
@@ -613,6 +739,18 @@ class Metrics:
         self.collector = HubCollector(self)
         """The wsconsole metrics alone (without the process and platform ones)."""
         self.registry.register(self.collector)
+        self.cluster_requests: Counter[tuple[str, str]] = Counter()
+        """Cluster requests by (operation label, outcome), kept by :meth:`on_cluster_request`."""
+        self.cluster_durations: dict[str, _Histogram] = {}
+        """Cluster request durations by operation label."""
+        if cluster is not None:
+            # Label values known in advance exist from the start, at zero.
+            for op in OPERATIONS:
+                self.cluster_durations[op] = _Histogram(CLUSTER_DURATION_BUCKETS)
+                for outcome in CLUSTER_OUTCOME_LABELS:
+                    self.cluster_requests[(op, outcome)] = 0
+            self.registry.register(ClusterCollector(self, cluster))
+            cluster.request_observers.append(self.on_cluster_request)
         # Connections opened before we were created: count them once, here, so
         # their closes do not drive a gauge below zero.
         for path, count in hub.registry.path_counts().items():
@@ -648,6 +786,15 @@ class Metrics:
     def on_latency(self, seconds: float) -> None:
         """A keepalive pong arrived."""
         self.latency.observe(seconds)
+
+    def on_cluster_request(self, op: str, partial: bool, seconds: float) -> None:
+        """A cluster request ended (its last answer or its deadline)."""
+        label = op if op in OPERATIONS else OTHER
+        self.cluster_requests[(label, "partial" if partial else "full")] += 1
+        histogram = self.cluster_durations.get(label)
+        if histogram is None:
+            histogram = self.cluster_durations[label] = _Histogram(CLUSTER_DURATION_BUCKETS)
+        histogram.observe(seconds)
 
     def _add_open(self, path: str, delta: int) -> None:
         label = self.paths.label(path)

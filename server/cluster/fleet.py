@@ -148,6 +148,9 @@ class ClusterFleet(Fleet):
         """Messages refused, by :class:`DropReason`."""
         self.cross_node_sends = 0
         """Sends that reached other nodes (application and operators)."""
+        self.request_observers: list[Callable[[str, bool, float], None]] = []
+        """Called with (operation, partial, seconds) when a request to other nodes
+        ends (the metrics' cluster requests and their durations)."""
         prefix = f"wsconsole:{settings.name}:"
         self._prefix = prefix
         self._all_channel = prefix + "all"
@@ -641,6 +644,11 @@ class ClusterFleet(Fleet):
         finally:
             if request_id:
                 self._pending.pop(request_id, None)
+        if remote or gathered.missing:
+            # Only requests that left this node: a local-only answer is not one.
+            seconds = loop.time() - (deadline - timeout)
+            for observer in self.request_observers:
+                observer(op, bool(gathered.missing), seconds)
         return gathered
 
     # Acting for another node

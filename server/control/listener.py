@@ -193,6 +193,8 @@ class ControlListener:
             route_templates=config.metrics_route_templates or None,
             max_paths=config.metrics_max_paths,
             audit=self.audit,
+            # Cluster mode: the node's cluster metrics too.
+            cluster=None if isinstance(self.fleet, LocalFleet) else self.fleet,
         )
         common: dict[str, Any] = dict(
             process_request=self._process_request,

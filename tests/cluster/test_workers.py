@@ -3,28 +3,36 @@ one cluster through a real redis-server, stopped together by one signal."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import shutil
 import signal
 import subprocess
 import threading
 import time
 
 import pytest
+import redis.asyncio
+from prometheus_client.parser import text_string_to_metric_families
 
 from websockets.asyncio.client import connect
 
+from wsconsole.server.cluster.envelope import PREFIX, DropReason, Message, MessageKind, seal
 from wsconsole.server.cluster.redis_server import PrivateRedis
+from wsconsole.server.metrics import CLUSTER_METRICS
 
 from tests.helpers import TIMEOUT, wait_for
 from tests.cluster.cluster_helpers import (
     GONE, HEARTBEAT, REPO, SECRET, SUSPECT, TOKEN, WSCONSOLE, APP)
-from tests.server.control_helpers import Control
+from tests.server.control_helpers import Control, http_request
 
 
 class Supervisor:
     """The `wsconsole serve --workers 2` process, its lines read as they come."""
 
     def __init__(self, redis_url: str, folder) -> None:
+        self.redis_url = redis_url
         (folder / "secret").write_text(SECRET + "\n")
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -59,6 +67,12 @@ class Supervisor:
             return found
 
 
+def _controls(workers: Supervisor) -> dict[str, str]:
+    """Each worker's control URL, from its `control plane on` line."""
+    return {m.group(1): m.group(2) for m in workers.find(
+        r"^\[(w-\d)\] wsconsole: control plane on (ws://\S+)")}
+
+
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("workers")
@@ -86,12 +100,10 @@ def test_workers_without_redis_are_refused(monkeypatch):
 
 async def test_two_workers_share_a_port_and_make_one_cluster(workers):
     """Clients of the one public port land on both workers; from one worker's
-    control plane, `nodes` lists w-1 and w-2 and `list` shows connections of both;
-    SIGTERM to the supervisor stops every worker and it exits 0."""
+    control plane, `nodes` lists w-1 and w-2 and `list` shows connections of both."""
     public = {m.group(1) for m in workers.find(r"^\[w-\d\] wsconsole: serving .* on (ws://\S+)")}
     assert len(public) == 1, public  # one port for both
-    controls = {m.group(1): m.group(2) for m in workers.find(
-        r"^\[(w-\d)\] wsconsole: control plane on (ws://\S+)")}
+    controls = _controls(workers)
     assert set(controls) == {"w-1", "w-2"} and len(set(controls.values())) == 2
     url = public.pop()
 
@@ -121,6 +133,83 @@ async def test_two_workers_share_a_port_and_make_one_cluster(workers):
             for client in clients:
                 await client.close()
 
+
+async def test_each_worker_exposes_its_cluster_metrics(workers):
+    """Each node's own /metrics says: two live serving nodes, the broker up, its
+    cluster requests by operation and outcome with their durations, its
+    cross-node sends, and forged or malformed messages dropped by reason."""
+    controls = _controls(workers)
+    async with connect(controls["w-1"],
+                       additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+        ctl = Control(ws)
+        await ctl.ok("stats")
+        await ctl.ok("send", selector={"everyone": True}, text="hello")
+    client = redis.asyncio.from_url(workers.redis_url)
+    try:
+        # Whoever can publish to Redis cannot drive the fleet: a message
+        # signed with another secret (forged), and one signed with the right
+        # one that is not JSON (malformed).
+        forged = seal(Message(kind=MessageKind.REQUEST, cluster="wsconsole", src="w-9",
+                              op="shutdown", role="operator", ts=time.time()),
+                      b"not-the-cluster-secret-0123456789")
+        garbage = b"not json"
+        malformed = (PREFIX + hmac.new(SECRET.encode(), garbage, hashlib.sha256)
+                     .hexdigest().encode() + b"." + garbage)
+        for payload in (forged, malformed):
+            await client.publish("wsconsole:wsconsole:all", payload)
+    finally:
+        await client.aclose()
+
+    async def scrape(name: str) -> dict:
+        port = int(controls[name].rsplit(":", 1)[1])
+        status, _, body = await http_request(port, "/metrics")
+        assert status == 200
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(body.decode())
+                for s in family.samples}
+
+    async def dropped_twice(name: str) -> bool:
+        samples = await scrape(name)
+        return sum(v for (n, _), v in samples.items()
+                   if n == "wsconsole_cluster_messages_dropped_total") >= 2
+
+    for name in ("w-1", "w-2"):
+        await wait_for(lambda: dropped_twice(name), TIMEOUT * 2, interval=0.05)
+        samples = await scrape(name)
+        assert samples[("wsconsole_cluster_nodes",
+                        (("health", "live"), ("state", "serving")))] == 2
+        assert samples[("wsconsole_cluster_nodes",
+                        (("health", "gone"), ("state", "serving")))] == 0
+        assert samples[("wsconsole_cluster_broker_up", ())] == 1
+        dropped = {labels[0][1]: value for (n, labels), value in samples.items()
+                   if n == "wsconsole_cluster_messages_dropped_total"}
+        assert set(dropped) == set(DropReason)
+        assert dropped["bad_signature"] >= 1 and dropped["malformed"] >= 1, dropped
+    one, two = await scrape("w-1"), await scrape("w-2")
+    full = ("wsconsole_cluster_requests_total", (("operation", "stats"), ("outcome", "full")))
+    assert one[full] >= 1 and two[full] == 0  # counted where the operator asked
+    assert one[("wsconsole_cluster_request_duration_seconds_count",
+                (("operation", "stats"),))] >= 1
+    assert one[("wsconsole_cluster_request_duration_seconds_bucket",
+                (("le", "+Inf"), ("operation", "stats")))] >= 1
+    assert one[("wsconsole_cluster_requests_total",
+                (("operation", "stats"), ("outcome", "partial")))] == 0
+    assert one[("wsconsole_cluster_cross_node_sends_total", ())] >= 1
+    # Every family is as a type and unit say (a parse of the text format).
+    port = int(controls["w-1"].rsplit(":", 1)[1])
+    _, _, body = await http_request(port, "/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    for spec in CLUSTER_METRICS:
+        family = families[spec.name.removesuffix("_total")]
+        assert (family.type, family.documentation) == (spec.type, spec.help)
+    if shutil.which("promtool"):
+        checked = subprocess.run(["promtool", "check", "metrics"], input=body,
+                                 capture_output=True, timeout=TIMEOUT * 6)
+        assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+
+
+def test_sigterm_stops_every_worker(workers):
+    """SIGTERM to the supervisor stops both workers gracefully; it exits 0."""
     workers.process.send_signal(signal.SIGTERM)
     assert workers.process.wait(TIMEOUT * 3) == 0
     workers.wait(r"^wsconsole: all workers stopped")
