@@ -175,12 +175,12 @@ class Fleet(ABC):
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Publish an event of this node (an operator's action) to every listener."""
 
-    # Not abstract: a fleet that cannot tap (yet) refuses, and stays a Fleet.
+    # Not abstract: a fleet that cannot tap refuses, and stays a Fleet.
     # A cluster's tap is one Tap fed by every node's own (each enforcing the
     # limits on its connections) through the broker; the records name their node.
 
-    def start_tap(self, selector: Selector, limits: TapLimits, *,
-                  owner: dict[str, Any], node: str | None = None) -> Tap:
+    async def start_tap(self, selector: Selector, limits: TapLimits, *,
+                        owner: dict[str, Any], node: str | None = None) -> Tap:
         """Start a live tap of the selected connections (of ``node`` alone, if
         given); its records queue in the returned :class:`~wsconsole.server.tap.Tap`.
         Raises :class:`TapDisabled` when tapping is off,
@@ -316,8 +316,8 @@ class LocalFleet(Fleet):
             "last_seen": now,
         }
 
-    def start_tap(self, selector: Selector, limits: TapLimits, *,
-                  owner: dict[str, Any], node: str | None = None) -> Tap:
+    async def start_tap(self, selector: Selector, limits: TapLimits, *,
+                        owner: dict[str, Any], node: str | None = None) -> Tap:
         from .tapping import ensure_enabled  # the edge: only a process that taps loads it
 
         self.check_node(node)

@@ -17,9 +17,10 @@ The hub's edge (:mod:`wsconsole.server.tapping`) feeds taps from the
 connections; the control plane (``server/control/tap_stream.py``) drains them
 to the operator's control connection. Nothing here ever logs a payload.
 
-Cluster mode will add a node to what a tap selects: the records already name
-their node, and a tap is driven only through :class:`Tap` (admit, push,
-take, end), so a tap fed by other nodes through the broker is the same object.
+In cluster mode a tap covers every node's connections (or one node's): each
+node runs its own part (a :class:`Tap` of its hub, enforcing the limits on its
+connections), and the requesting node's :class:`Tap` is fed by all the parts
+through the broker, enforcing the limits overall. Records name their node.
 
 Pure: must never import asyncio, websockets or textual.
 """
@@ -307,6 +308,8 @@ class Tap:
         """Messages not shown: over a rate limit, or the queue was full."""
         self.ended: TapEnd | None = None
         """Why it ended, once it has."""
+        self.missing: dict[str, str] = {}
+        """Cluster mode: the nodes whose part of the tap did not start, and why."""
         self.notify: Notify | None = None
         """Called when there is something to take (set by the consumer)."""
         self.want_in = limits.direction in (None, TapDirection.IN)
@@ -359,7 +362,12 @@ class Tap:
 
     def summary(self) -> dict[str, Any]:
         """What ``stats`` (every console) and the audit log say of a tap: never a payload."""
-        return {"tap": self.id, "node": self.node, "selector": self.selector.to_dict(),
-                **self.limits.as_dict(), "role": self.owner.get("role"),
-                "client": self.owner.get("client"), "started_at": self.started_at,
-                "ends_at": self.ends_at, "shown": self.shown, "dropped": self.dropped}
+        summary = {"tap": self.id, "node": self.node, "selector": self.selector.to_dict(),
+                   **self.limits.as_dict(), "role": self.owner.get("role"),
+                   "client": self.owner.get("client"), "started_at": self.started_at,
+                   "ends_at": self.ends_at, "shown": self.shown, "dropped": self.dropped}
+        if self.owner.get("requested_on") is not None:
+            summary["requested_on"] = self.owner["requested_on"]
+        if self.missing:
+            summary["missing"] = dict(self.missing)
+        return summary

@@ -65,6 +65,9 @@ class MessageKind(StrEnum):
     """A node is alive: ``body`` is its ``nodes`` entry (plus its sampled stats)."""
     GOODBYE = "goodbye"
     """A node is leaving the cluster."""
+    TAP = "tap"
+    """A node's part of a tap, to the tap's node: ``body`` is ``{"tap", "records",
+    "shown", "dropped", "ended"}`` (``ended``: the part's end reason, or null)."""
 
 
 class DropReason(StrEnum):

@@ -50,6 +50,7 @@ from ..registry import Page, Selector, decode_cursor, merge_groups, merge_pages
 from .envelope import DropReason, Message, MessageKind, Refused, ReplayGuard, seal, unseal
 from .membership import Change, NodeTable
 from .settings import ClusterSettings, redacted_url
+from .taps import ClusterTaps
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..hub import Hub, Listener
@@ -171,6 +172,8 @@ class ClusterFleet(Fleet):
         self._control_url: str | None = None
         self._last_drop_log: dict[str, float] = {}
         self._stopped = False
+        self.taps = ClusterTaps(self)
+        """Taps over several nodes: those this node owns, and its parts of others'."""
 
     # Names
 
@@ -357,6 +360,9 @@ class ClusterFleet(Fleet):
                 gather.add(message.src, message.body)
         elif kind == MessageKind.EVENTS:
             self._remote_events(message)
+        elif kind == MessageKind.TAP:
+            if message.dst == self.node:
+                self.taps.records_arrived(message)
 
     def _drop(self, reason: str, detail: str, channel: str) -> None:
         self.dropped[reason] += 1
@@ -423,6 +429,9 @@ class ClusterFleet(Fleet):
             if change.what == "duplicate":
                 self._duplicate(change.member.name)
                 continue
+            if change.what == "gone":
+                # Its taps are over (a restart is gone first): our parts of them end.
+                self.taps.owner_gone(change.member.name)
             if change.what != "forgotten":
                 logger.info("node %s of cluster %s: %s", change.member.name, self.cluster,
                             change.what)
@@ -572,8 +581,10 @@ class ClusterFleet(Fleet):
 
     async def _scatter(self, op: str, args: dict[str, Any], *, targets: list[str],
                        timeout: float | None, role: Role,
-                       local: Callable[[], Any] | None) -> _Gathered:
-        """Ask ``targets`` (this node answering through ``local``) and gather."""
+                       local: Callable[[], Any] | None,
+                       extra: dict[str, Any] | None = None) -> _Gathered:
+        """Ask ``targets`` (this node answering through ``local``) and gather;
+        ``extra`` travels in the request's body beside the arguments."""
         loop = asyncio.get_running_loop()
         if timeout is None:
             timeout = wire.ACTION_TIMEOUT if op in wire.MUTATING_OPERATIONS else wire.READ_TIMEOUT
@@ -605,7 +616,7 @@ class ClusterFleet(Fleet):
                 for channel, dst, names in sends:
                     # "to": a node that joined since (not expected, so not
                     # counted) must not act on it either.
-                    body = {"args": args, "to": names}
+                    body = {**(extra or {}), "args": args, "to": names}
                     payload = self._seal(MessageKind.REQUEST, body=body, dst=dst,
                                          id=request_id, op=op, role=role, timeout=timeout)
                     if not await self.broker.publish(channel, payload,  # type: ignore[union-attr]
@@ -678,10 +689,14 @@ class ClusterFleet(Fleet):
             if audit is not None and request.op in wire.MUTATING_OPERATIONS:
                 # This node's audit log records what is done to its connections,
                 # whoever asked; a line it cannot write refuses the request here.
-                entry = audit.entry(role, f"node {message.src}", request.op, args)
+                # Who: the operator, when the requester named one (a tap does).
+                client = message.body.get("client")
+                who = (f"{client} via node {message.src}" if isinstance(client, str) and client
+                       else f"node {message.src}")
+                entry = audit.entry(role, who, request.op, args)
                 entry["requested_on"] = message.src
                 audit.accept(entry)
-            result, then = await self._local_op(request, role)
+            result, then = await self._local_op(request, role, message)
             body: dict[str, Any] = {"ok": True, "result": result}
         except WsconsoleError as exc:
             body = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
@@ -702,10 +717,14 @@ class ClusterFleet(Fleet):
         if then is not None:
             then()  # an accepted shutdown starts once its reply is out
 
-    async def _local_op(self, request: wire.Request, role: Role
+    async def _local_op(self, request: wire.Request, role: Role, message: Message
                         ) -> tuple[Any, Callable[[], None] | None]:
         """This node's part of a request, in the shape the requester merges."""
         args, op, hub = request.args, request.op, self.hub
+        if op == "tap_start":
+            return await self.taps.start_part(message, request, role), None
+        if op == "tap_stop":
+            return self.taps.stop_part(message.src, args["tap"]), None
         if op == "list":
             return self._local_page(args), None
         if op == "get":
@@ -933,21 +952,14 @@ class ClusterFleet(Fleet):
                        if entry["node"] != self.node and entry["health"] != NodeHealth.GONE}
         return Answer(result={"nodes": entries}, missing=missing)
 
-    # Taps: this node's connections only, for now (a cluster-wide tap would be
-    # one Tap fed by every node's own).
+    # Taps: one Tap on this node fed by every node's part (server/cluster/taps.py).
 
-    def start_tap(self, selector: Selector, limits: Any, *, owner: dict[str, Any],
-                  node: str | None = None) -> Any:
-        if node is not None and node != self.node:
-            self._targets(node)  # unknown_node for a name the cluster does not know
-            from ..errors import TapDisabled
-
-            raise TapDisabled(f"a tap covers the connections of the node it is started on; "
-                              f"attach to {node}'s control plane to tap there")
-        return self.local.start_tap(selector, limits, owner=owner)
+    async def start_tap(self, selector: Selector, limits: Any, *, owner: dict[str, Any],
+                        node: str | None = None) -> Any:
+        return await self.taps.start(selector, limits, owner=owner, node=node)
 
     def stop_tap(self, tap: Any, reason: Any) -> bool:
-        return self.local.stop_tap(tap, reason)
+        return self.taps.stop(tap, reason)
 
     # For applications
 

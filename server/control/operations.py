@@ -144,7 +144,7 @@ class Operations:
 
     async def tap_start(self, session: Session, request: wire.Request) -> dict[str, Any]:
         # The limits were checked when the request was parsed.
-        return self.taps.start(session, request.selector, TapLimits.from_args(request.args),
+        return await self.taps.start(session, request.selector, TapLimits.from_args(request.args),
                                node=request.args.get("node"))
 
     async def tap_stop(self, session: Session, request: wire.Request) -> dict[str, Any]:

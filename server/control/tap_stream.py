@@ -52,10 +52,10 @@ class TapStreams:
         self._taps: dict[Session, dict[str, Tap]] = {}
         self._pumps: dict[Tap, asyncio.Task[None]] = {}
 
-    def start(self, session: Session, selector: Selector, limits: TapLimits, *,
-              node: str | None = None) -> dict[str, Any]:
+    async def start(self, session: Session, selector: Selector, limits: TapLimits, *,
+                    node: str | None = None) -> dict[str, Any]:
         """Start a tap for ``session``; the result of ``tap_start``."""
-        tap = self.fleet.start_tap(selector, limits, node=node,
+        tap = await self.fleet.start_tap(selector, limits, node=node,
                                    owner={"role": session.role, "client": session.client})
         wakeup = asyncio.Event()
         tap.notify = wakeup.set

@@ -13,18 +13,22 @@ from wsconsole.server.cluster.redis_server import PrivateRedis
 from wsconsole.server.protocol import EventKind
 
 from tests.helpers import TIMEOUT, wait_for
-from tests.cluster.cluster_helpers import READ_ONLY_TOKEN, operator, start_nodes, user
+from tests.cluster.cluster_helpers import READ_ONLY_TOKEN, Node, operator, user
 
 EVERYONE = {"everyone": True}
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    """Redis and nodes a, b and c, for the whole file."""
+    """Redis and nodes a, b and c, for the whole file; a and b allow the tap, c does not."""
     folder = tmp_path_factory.mktemp("cluster")
     with PrivateRedis(folder / "redis") as redis:
-        nodes = start_nodes(["a", "b", "c"], redis.url, folder)
+        # Started at once, as start_nodes does, but c without the tap.
+        nodes = [Node("a", redis.url, folder, "--allow-tap"),
+                 Node("b", redis.url, folder, "--allow-tap"), Node("c", redis.url, folder)]
         try:
+            for node in nodes:
+                node.ready()
             yield {node.name: node for node in nodes}
         finally:
             for node in nodes:
@@ -253,3 +257,57 @@ async def test_an_unknown_node_is_refused_with_the_names_of_the_nodes(fleet):
         reply = await ctl.reply("list", node="zz")
         assert reply.error_code == "unknown_node"
         assert "a, b, c" in reply.error_message
+
+
+async def test_a_tap_started_on_one_node_covers_the_others(fleet):
+    """An operator on a taps user kim: what kim sends to node b and what b
+    answers arrive on a, naming b; c (no --allow-tap) is named tap_disabled and
+    the others tap all the same; b audits its part with the node that asked;
+    stopping the tap on a ends b's part; a read-only token may not tap."""
+    a, b = fleet["a"], fleet["b"]
+    async with operator(a, READ_ONLY_TOKEN) as viewer:
+        assert await viewer.error("tap_start", selector={"user": "kim"}) == "forbidden"
+    async with operator(a) as ctl, operator(b) as on_b:
+        await all_live(ctl)
+        started = await ctl.ok("tap_start", selector={"user": "kim"}, max_bytes=4)
+        assert set(started["missing"]) == {"c"}
+        assert started["missing"]["c"].startswith("tap_disabled")
+        assert len(await _taps_on(on_b, "b")) == 1
+        async with user(b, "kim") as kim:
+            await kim.send("hello from b")
+            assert await kim.recv() == "hello from b"
+            records: list[dict] = []
+
+            async def both_directions() -> bool:
+                event = await ctl.event(lambda e: e.kind == EventKind.TAP)
+                records.extend(event.data["records"])
+                return {r["kind"] for r in records} >= {"in", "out"}
+
+            await wait_for(both_directions, TIMEOUT)
+        shown = [r for r in records if r["kind"] in ("in", "out")]
+        assert [(r["kind"], r["node"], r["size"], r["data"], r["truncated"]) for r in shown] == [
+            ("in", "b", 12, "hell", True), ("out", "b", 12, "hell", True)]
+        assert all(r["id"].startswith("b/") and r["user"] == "kim" for r in shown)
+        stopped = await ctl.ok("tap_stop", tap=started["tap"])
+        assert stopped["stopped"] is True
+
+        async def b_part_ended() -> bool:
+            return not await _taps_on(on_b, "b")
+
+        await wait_for(b_part_ended, TIMEOUT, interval=0.05)
+    lines: list[dict] = []
+
+    def part_audited() -> bool:
+        lines[:] = [line for line in b.audit() if line["op"] in ("tap_start", "tap_end")]
+        return bool(lines) and lines[-1]["op"] == "tap_end"
+
+    await wait_for(part_audited, TIMEOUT, interval=0.02)
+    start, end = lines[-2], lines[-1]
+    assert (start["op"], start["decision"], start["requested_on"]) == ("tap_start", "accepted", "a")
+    assert start["role"] == "operator" and start["client"].endswith("via node a")
+    assert start["args"]["selector"] == {"user": "kim"} and start["args"]["max_bytes"] == 4
+    assert (end["op"], end["result"]["reason"], end["requested_on"]) == ("tap_end", "stopped", "a")
+
+
+async def _taps_on(ctl, node: str) -> list[dict]:
+    return (await ctl.ok("stats", node=node))["taps"]

@@ -28,8 +28,9 @@ def cluster(tmp_path_factory):
     # w1 and w2 form another cluster on the same Redis.
     # p takes a node for gone after 5 s of silence (each node judges by its own
     # settings), so that a stopped q stays expected by p; q sees k go quickly.
-    nodes = [Node(name, redis.url, folder, *(("--suspect-after", "1", "--gone-after", "5")
-                                              if name == "p" else ()))
+    # q allows the tap: k taps it, then is killed.
+    options = {"p": ("--suspect-after", "1", "--gone-after", "5"), "q": ("--allow-tap",)}
+    nodes = [Node(name, redis.url, folder, *options.get(name, ()))
              for name in ("p", "q", "k", "z")]
     nodes += [Node(name, redis.url, folder / "other", "--cluster", "other")
               for name in ("w1", "w2")]
@@ -90,11 +91,16 @@ async def test_a_stopped_node_is_named_missing_within_the_deadline(cluster):
 
 async def test_a_killed_node_is_gone_after_the_heartbeat_timeout(cluster):
     """SIGKILL: no goodbye; the node turns suspect, then gone once its heartbeats
-    stop for the gone interval, and requests stop waiting for it."""
+    stop for the gone interval, and requests stop waiting for it; q's part of a
+    tap that k started ends with k's heartbeat."""
     node = cluster["k"]
-    async with operator(cluster["q"]) as ctl, operator(cluster["q"]) as watcher:
+    async with operator(cluster["q"]) as ctl, operator(cluster["q"]) as watcher, \
+            operator(node) as on_k:
         await wait_health(ctl, "k", "live")
         await watcher.ok("subscribe", stats_interval=60)
+        await on_k.ok("tap_start", selector=EVERYONE, node="q")
+        taps = (await ctl.ok("stats", node="q"))["taps"]
+        assert [(tap["node"], tap["requested_on"]) for tap in taps] == [("q", "k")]
         node.kill()
         killed = time.monotonic()
         await wait_health(ctl, "k", "gone", timeout=GONE + TIMEOUT)
@@ -104,6 +110,7 @@ async def test_a_killed_node_is_gone_after_the_heartbeat_timeout(cluster):
         gone = await watcher.event(lambda e: e.kind == "node" and e.data["node"] == "k")
         assert (suspect.data["health"], gone.data["health"]) == ("suspect", "gone")
         assert gone.data["control_url"] == node.control_url
+        assert (await ctl.ok("stats", node="q"))["taps"] == []
         started = time.monotonic()
         page = await ctl.ok("list", timeout=5)
         assert time.monotonic() - started < 2
