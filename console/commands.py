@@ -461,6 +461,9 @@ async def _tap(client: ControlClient, args: argparse.Namespace) -> int:
         # On stderr: stdout carries only the records (a pipe, jq).
         print(f"wsconsole: tapping {describe_selector(args.selector)} "
               f"({describe_limits(started)}); Ctrl+C stops", file=sys.stderr, flush=True)
+        if line := output.missing_line(started.get("missing")):
+            # Cluster mode: the nodes that do not tap (tap_disabled...), by name.
+            print(f"wsconsole: {line}", file=sys.stderr, flush=True)
         reader = asyncio.ensure_future(_print_tap(client, tap_id, args.json))
         stop = asyncio.ensure_future(interrupted.wait())
         await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
