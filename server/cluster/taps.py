@@ -54,7 +54,8 @@ _TOLD_TO_STOP_LIMIT = 1024
 class _OwnedTap:
     """A tap of this node's control plane over several nodes."""
 
-    __slots__ = ("tap", "nodes", "running", "local", "dropped_seen", "timer")
+    __slots__ = ("tap", "nodes", "running", "ended", "last_end", "starting", "local",
+                 "dropped_seen", "timer")
 
     def __init__(self, tap: Tap, nodes: list[str]) -> None:
         self.tap = tap
@@ -62,6 +63,12 @@ class _OwnedTap:
         """Every node asked to run a part (told to stop when the tap ends)."""
         self.running: set[str] = set()
         """The nodes whose part started and has not said it ended."""
+        self.ended: set[str] = set()
+        """The nodes whose part said it ended (maybe before its reply was read)."""
+        self.last_end: TapEnd | None = None
+        self.starting = True
+        """Until every node asked has answered: a part that ends meanwhile
+        does not end the tap (another may still be starting)."""
         self.local: Tap | None = None
         """This node's part, fed by its hub."""
         self.dropped_seen: dict[str, int] = {}
@@ -126,17 +133,21 @@ class ClusterTaps:
             extra={"tap": tap.id, "client": str(owner.get("client") or "")})
         errors.update(gathered.errors)
         for name in gathered.results:
-            if name in owned.nodes and tap.ended is None:
+            if name in owned.nodes and name not in owned.ended and tap.ended is None:
                 owned.running.add(name)
         for name, error in sorted(errors.items()):
             tap.missing[name] = f"{error.code}: {error.message}"
         tap.missing.update(gathered.missing)
-        if not owned.running and not gathered.missing and errors and tap.ended is None:
+        if (not owned.running and not owned.ended and not gathered.missing and errors
+                and tap.ended is None):
             # No node taps: the refusal is the answer (tap_disabled, too_many_taps...).
             self.stop(tap, TapEnd.STOPPED)
             raise errors.get(node or "", next(iter(errors.values())))
+        owned.starting = False
         if owned.local is not None:
             self._local_records(owned)  # it may have ended already (ids all closed)
+        if not owned.running and owned.last_end is not None and tap.ended is None:
+            self.stop(tap, owned.last_end)  # every part that started has ended
         if tap.ended is None:
             owned.timer = asyncio.get_running_loop().call_later(
                 limits.duration, self.stop, tap, TapEnd.DURATION)
@@ -195,7 +206,9 @@ class ClusterTaps:
 
     def _part_ended(self, owned: _OwnedTap, node: str, reason: TapEnd) -> None:
         owned.running.discard(node)
-        if not owned.running and owned.tap.ended is None:
+        owned.ended.add(node)
+        owned.last_end = reason
+        if not owned.starting and not owned.running and owned.tap.ended is None:
             # Every part is over (its connections closed, its node stopped...).
             self.stop(owned.tap, reason)
 

@@ -272,6 +272,8 @@ async def test_a_tap_started_on_one_node_covers_the_others(fleet):
         started = await ctl.ok("tap_start", selector={"user": "kim"}, max_bytes=4)
         assert set(started["missing"]) == {"c"}
         assert started["missing"]["c"].startswith("tap_disabled")
+        # c alone: its refusal is the answer.
+        assert await ctl.error("tap_start", selector={"user": "kim"}, node="c") == "tap_disabled"
         assert len(await _taps_on(on_b, "b")) == 1
         async with user(b, "kim") as kim:
             await kim.send("hello from b")
