@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
 from wsconsole.server.errors import WsconsoleError
 
-__all__ = ["main", "build_parser", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_PARTIAL"]
+__all__ = ["main", "build_parser", "installed_version", "EXIT_FAILURE", "EXIT_USAGE",
+           "EXIT_PARTIAL"]
 
 EXIT_FAILURE = 1
 """A command failed (unreachable, refused, unknown id, ...)."""
@@ -23,12 +25,26 @@ EXIT_PARTIAL = 3
 are named on stderr (``wsconsole.console.commands`` returns it)."""
 
 
+def installed_version() -> str:
+    """The installed distribution's version (what ``nodes`` reports too)."""
+    try:
+        return version("wsconsole")
+    except PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="wsconsole",
         description="A live WebSocket server with a control plane and a terminal console.",
+        # The maintainers' commands have no help line, so that the operator's
+        # listing stays the operator's; this names them.
+        epilog="For maintainers: `wsconsole screenshots` regenerates the console's "
+        "pictures (see its --help).",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"wsconsole {installed_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from . import serve_command
 
@@ -47,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsconsole`` script."""
+    from .commands import joined_sort_values
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(joined_sort_values(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.func(args) or 0)
     except WsconsoleError as exc:

@@ -59,6 +59,7 @@ __all__ = [
     "default_token_file",
     "resolve_url",
     "resolve_token",
+    "find_token",
 ]
 
 logger = logging.getLogger("wsconsole.console")
@@ -111,16 +112,23 @@ def resolve_token(token: str | None, token_file: str | None) -> str:
     else :func:`default_token_file` if it exists. Raises :class:`Unauthorized`
     when none of them gives a token, or a named token file cannot be read.
     """
+    return find_token(token, token_file)[0]
+
+
+def find_token(token: str | None, token_file: str | None) -> tuple[str, str]:
+    """:func:`resolve_token`'s token and where it came from (``--token``,
+    ``token file PATH``, ``$WSCONSOLE_TOKEN``), so that a refusal can say which
+    one to fix without quoting the token."""
     if token:
-        return _checked(token.strip(), "--token")
+        return _checked(token.strip(), "--token"), "--token"
     if token_file:
-        return _read_token_file(token_file)
+        return _read_token_file(token_file), f"token file {token_file}"
     env = os.environ.get("WSCONSOLE_TOKEN")
     if env:
-        return _checked(env.strip(), "WSCONSOLE_TOKEN")
+        return _checked(env.strip(), "$WSCONSOLE_TOKEN"), "$WSCONSOLE_TOKEN"
     default = default_token_file()
     if os.path.exists(default):
-        return _read_token_file(default)
+        return _read_token_file(default), f"token file {default}"
     raise Unauthorized(
         "no token: pass --token or --token-file, set WSCONSOLE_TOKEN, "
         f"or run `wsconsole serve` on this machine (it writes {default})"
@@ -165,6 +173,7 @@ class ControlClient:
         *,
         open_timeout: float = 5.0,
         request_timeout: float = 10.0,
+        token_source: str | None = None,
     ) -> None:
         self.url = url
         """The control listener's URL, ``ws://host:port`` or ``wss://...``."""
@@ -182,6 +191,8 @@ class ControlClient:
         """The whole ``hello`` result."""
         self.dropped_events = 0
         """Events dropped because the consumer of :meth:`events` was too slow."""
+        self.token_source = token_source
+        """Where the token came from (see :func:`find_token`), named when it is refused."""
         # Kept private and out of repr so that it never reaches a log or a traceback.
         self._token = token
         self._ws: ClientConnection | None = None
@@ -219,7 +230,7 @@ class ControlClient:
             status = exc.response.status_code
             if status == 401:
                 raise Unauthorized(
-                    f"token refused by {self.url} (HTTP 401)"
+                    f"token{self._from_source()} refused by {self.url} (HTTP 401)"
                     if self._token is not None
                     else f"{self.url} needs a token (HTTP 401); pass --token or --token-file"
                 ) from None
@@ -257,6 +268,9 @@ class ControlClient:
             await self.close()
             raise
         return info
+
+    def _from_source(self) -> str:
+        return f" from {self.token_source}" if self.token_source else ""
 
     def _open(self, headers: dict[str, str]) -> Any:
         options: dict[str, Any] = dict(

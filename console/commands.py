@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from wsconsole.server.errors import ControlUnavailable
 from wsconsole.server.tap import (
@@ -46,12 +47,12 @@ from wsconsole.server.protocol import (
 )
 
 from . import output
-from .client import MAX_TIMEOUT, ControlClient, resolve_token, resolve_url
+from .client import MAX_TIMEOUT, ControlClient, find_token, resolve_url
 from .tap_output import describe_limits, describe_selector, parse_tap_selector, tap_line, tap_summary
 
 __all__ = [
     "add_url_and_token_arguments", "register", "selector_from_args", "read_message",
-    "EXIT_USAGE", "EXIT_PARTIAL"]
+    "joined_sort_values", "SORT_KEY_OPTIONS", "EXIT_USAGE", "EXIT_PARTIAL"]
 
 EXIT_USAGE = 2
 """Exit status of a usage error (as argparse uses)."""
@@ -59,6 +60,38 @@ EXIT_PARTIAL = 3
 """Exit status of a partial answer: printed what was gathered; some nodes did not answer."""
 
 Action = Callable[[ControlClient, argparse.Namespace], Awaitable[int | None]]
+
+SORT_KEY_OPTIONS = frozenset({"--sort"})
+"""Options whose value is a sort key, which may start with ``-`` (descending)."""
+
+
+def joined_sort_values(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--sort -KEY`` written ``--sort=-KEY``.
+
+    argparse takes a value that starts with ``-`` for an option and refuses
+    ``--sort -msgs_in`` ("expected one argument"); joined, both spellings mean
+    the same. A value that starts with ``--`` stays an option, so that
+    ``--sort --json`` still says the key is missing; an unknown ``-KEY`` is
+    the server's to refuse, with the list of keys.
+    """
+    joined: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in SORT_KEY_OPTIONS:
+            value = next(words, None)
+            if value is not None and value.startswith("-") and value[1:2] not in ("", "-"):
+                joined.append(f"{word}={value}")
+                continue
+            joined.append(word)
+            if value is not None:
+                joined.append(value)
+            continue
+        if word == "--":
+            joined.append(word)
+            joined.extend(words)
+            break
+        joined.append(word)
+    return joined
 
 
 # Arguments shared by every command
@@ -161,8 +194,8 @@ def _run(args: argparse.Namespace, action: Action) -> int:
 
     async def main() -> int:
         url = resolve_url(args.url)
-        token = resolve_token(args.token, args.token_file)
-        client = ControlClient(url, token)
+        token, source = find_token(args.token, args.token_file)
+        client = ControlClient(url, token, token_source=source)
         async with client:
             return int(await action(client, args) or 0)
 
@@ -214,7 +247,7 @@ async def _ls(client: ControlClient, args: argparse.Namespace) -> int:
         _emit(output.to_json(connections))
         return _partial(*pages)
     if connections:
-        _emit(output.connections_table(connections, time.time()))
+        _emit(output.connections_table(connections, time.time(), wide=args.wide))
     if cursor:
         _emit(f"{len(connections)} of {total} connections (--all-pages for the rest)")
     else:
@@ -263,7 +296,22 @@ def _cmd_send(args: argparse.Namespace) -> int:
     args.selector = selector
     # Read stdin before connecting, so a slow producer never holds a control connection.
     args.payload = read_message(args.message, args.binary)
+    if args.check_json:
+        problem = json_problem(args.payload)
+        if problem is not None:
+            return _usage_error(args, f"--check-json: the message is not JSON: {problem}")
     return _run(args, _send)
+
+
+def json_problem(payload: str | bytes) -> str | None:
+    """Why ``payload`` does not parse as JSON (where, as ``json`` says), or None."""
+    try:
+        json.loads(payload)
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 async def _send(client: ControlClient, args: argparse.Namespace) -> int:
@@ -322,6 +370,8 @@ def _close_problem(args: argparse.Namespace) -> str | None:
 
 
 async def _kick(client: ControlClient, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return await _kick_dry_run(client, args)
     result = await client.disconnect(args.selector, code=args.code, reason=args.reason,
                                      **_routing(args))
     if args.json:
@@ -330,6 +380,26 @@ async def _kick(client: ControlClient, args: argparse.Namespace) -> int:
         count = result.get("count", 0)
         _emit(f"disconnecting {count} connection{'' if count == 1 else 's'} (code {args.code})")
         _emit(output.per_node_table("disconnect", result.get("per_node")))
+    return _partial(result)
+
+
+async def _kick_dry_run(client: ControlClient, args: argparse.Namespace) -> int:
+    # The server's own count of the selector, as the console's dialogs take it:
+    # a send's dry run resolves the same selector and sends nothing.
+    result = await client.send(args.selector, text="", dry_run=True, **_routing(args))
+    count = result.get("recipients", 0)
+    # In kick's own terms (its JSON has count and per_node {NODE: {count}}).
+    per_node = {node: {"count": (counts or {}).get("recipients", 0)}
+                for node, counts in (result.get("per_node") or {}).items()}
+    if args.json:
+        _emit(output.to_json(_with_missing({
+            "count": count, "sample": result.get("sample") or [], "dry_run": True,
+            "per_node": per_node, "missing": result.get("missing")})))
+        return _partial(result)
+    sample = " ".join(result.get("sample") or [])
+    _emit(f"would disconnect {count} connection{'' if count == 1 else 's'}"
+          f" (code {args.code}; dry run; nothing closed){': ' + sample if sample else ''}")
+    _emit(output.per_node_table("disconnect", per_node))
     return _partial(result)
 
 
@@ -516,8 +586,10 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--id-prefix", metavar="PREFIX", help="only ids starting with PREFIX")
     ls.add_argument("--sort", default="connected_at", metavar="KEY",
                     help="id, user, path, remote, connected_at, last_activity, msgs_in, "
-                    "bytes_in, msgs_out, bytes_out, buffered or latency; --sort=-KEY for "
-                    "descending (default: connected_at)")
+                    "bytes_in, msgs_out, bytes_out, buffered or latency; -KEY for "
+                    "descending (--sort -msgs_in or --sort=-msgs_in; default: connected_at)")
+    ls.add_argument("--wide", action="store_true",
+                    help="more columns: idle time, bytes in and out, buffered bytes, latency")
     ls.add_argument("--limit", type=int, default=100, metavar="N",
                     help="page size, 1 to 1000 (default: 100)")
     ls.add_argument("--all-pages", action="store_true",
@@ -540,6 +612,9 @@ def register(subparsers: Any) -> None:
                       help="send a binary message (MESSAGE as UTF-8, or stdin's bytes)")
     send.add_argument("--dry-run", action="store_true",
                       help="count the recipients and show a sample; send nothing")
+    send.add_argument("--check-json", action="store_true",
+                      help="refuse to send a MESSAGE that does not parse as JSON (the "
+                      "message is sent as it is; --json is the output format)")
     _add_selector_arguments(send)
     _add_connection_arguments(send)
 
@@ -549,6 +624,8 @@ def register(subparsers: Any) -> None:
                       help=f"close code: {SENDABLE_CLOSE_CODES_TEXT} (default: 1000)")
     kick.add_argument("--reason", default="",
                       help=f"close reason, at most {MAX_CLOSE_REASON_BYTES} bytes")
+    kick.add_argument("--dry-run", action="store_true",
+                      help="count the connections and show a sample; close nothing")
     _add_selector_arguments(kick)
     _add_connection_arguments(kick)
 

@@ -20,6 +20,7 @@ __all__ = [
     "key_values",
     "age",
     "size",
+    "latency",
     "timestamp",
     "connections_table",
     "groups_table",
@@ -119,6 +120,19 @@ def size(n: float | int | None) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def latency(seconds: float | None) -> str:
+    """A ping round trip: ``-`` before the first ping (the server reports 0),
+    ``0.4 ms``, ``35 ms``, ``1.2 s``, as the console shows it."""
+    if not seconds:
+        return "-"
+    ms = float(seconds) * 1000
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{float(seconds):.1f} s"
+
+
 def timestamp(epoch: float | None) -> str:
     """Local time, to the second: ``2026-01-01 12:00:00``."""
     if not epoch:
@@ -126,25 +140,31 @@ def timestamp(epoch: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
-def connections_table(connections: Sequence[dict[str, Any]], now: float) -> str:
-    """The ``ls`` table: ID NODE USER PATH REMOTE AGE IN OUT TOPICS (IN/OUT are messages)."""
-    return table(
-        ["ID", "NODE", "USER", "PATH", "REMOTE", "AGE", "IN", "OUT", "TOPICS"],
-        [
-            [
-                c.get("id"),
-                c.get("node") or "-",
-                c.get("user"),
-                c.get("path"),
-                c.get("remote"),
-                age(now - float(c.get("connected_at") or now)),
-                c.get("msgs_in", 0),
-                c.get("msgs_out", 0),
-                ",".join(c.get("topics") or []) or "-",
-            ]
-            for c in connections
-        ],
-    )
+def connections_table(connections: Sequence[dict[str, Any]], now: float, *,
+                      wide: bool = False) -> str:
+    """The ``ls`` table: ID NODE USER PATH REMOTE AGE IN OUT TOPICS (IN/OUT are
+    messages); ``wide`` adds IDLE (since the last message in), the bytes in and
+    out, BUFFERED (bytes waiting to be written) and LATENCY."""
+    headers = ["ID", "NODE", "USER", "PATH", "REMOTE", "AGE"]
+    if wide:
+        headers += ["IDLE", "IN", "OUT", "BYTES IN", "BYTES OUT", "BUFFERED", "LATENCY"]
+    else:
+        headers += ["IN", "OUT"]
+    rows = []
+    for c in connections:
+        connected_at = float(c.get("connected_at") or now)
+        row = [c.get("id"), c.get("node") or "-", c.get("user"), c.get("path"),
+               c.get("remote"), age(now - connected_at)]
+        if wide:
+            idle = now - float(c.get("last_activity") or connected_at)
+            row += [age(idle), c.get("msgs_in", 0), c.get("msgs_out", 0),
+                    size(c.get("bytes_in", 0)), size(c.get("bytes_out", 0)),
+                    size(c.get("buffered", 0)), latency(c.get("latency"))]
+        else:
+            row += [c.get("msgs_in", 0), c.get("msgs_out", 0)]
+        row.append(",".join(c.get("topics") or []) or "-")
+        rows.append(row)
+    return table(headers + ["TOPICS"], rows)
 
 
 def groups_table(groups: dict[str, Any]) -> str:
@@ -179,7 +199,7 @@ def connection_detail(c: dict[str, Any], now: float) -> str:
                 ("messages out", f"{c.get('msgs_out', 0)} ({size(c.get('bytes_out', 0))})"),
                 ("buffered", size(c.get("buffered", 0))),
                 ("kernel queued", size(c.get("kernel_queued"))),
-                ("latency", f"{float(c.get('latency') or 0) * 1000:.1f} ms"),
+                ("latency", latency(c.get("latency"))),
                 ("topics", ", ".join(c.get("topics") or [])),
                 ("subprotocol", c.get("subprotocol")),
                 ("extensions", ", ".join(c.get("extensions") or [])),

@@ -17,7 +17,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
-from .client import ControlClient, resolve_token, resolve_url
+from .client import ControlClient, find_token, resolve_url
 from .commands import add_url_and_token_arguments
 from .serve_command import add_runtime_arguments, gc_policy_from_args, loop_kind_from_args
 from .link import ClientFactory
@@ -70,11 +70,13 @@ def register(subparsers: Any) -> None:
     add_runtime_arguments(demo)
     demo.set_defaults(func=run_demo)
 
+    # A maintainer's command: no help= keeps it out of the operator's listing
+    # (the top-level epilog names it).
     shots = subparsers.add_parser(
         "screenshots",
-        help="regenerate the console's SVG screenshots from fixed sample data",
-        description="Write SVGs of the main screen, the detail view, the compose dialog "
-        "and the shutdown dialog, from fixed sample data at a fixed terminal size.",
+        description="For maintainers. Write SVGs of the main screen, the detail view, the "
+        "compose dialog and the shutdown dialog, from fixed sample data at a fixed "
+        "terminal size.",
     )
     shots.add_argument("--out", default="screenshots", metavar="DIR",
                        help="output directory (default: ./screenshots)")
@@ -89,7 +91,8 @@ def client_factory(url: str, token: str | None, token_file: str | None) -> Clien
     missing or unreadable token raises Unauthorized, which the console shows.
     """
     def factory() -> ControlClient:
-        return ControlClient(url, resolve_token(token, token_file))
+        found, source = find_token(token, token_file)
+        return ControlClient(url, found, token_source=source)
 
     return factory
 

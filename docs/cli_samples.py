@@ -153,7 +153,8 @@ async def generate(s: Session) -> None:
 
     s.say(LS)
     await s.run("wsconsole ls")
-    await s.run("wsconsole ls --user ann --sort=-msgs_in")
+    await s.run("wsconsole ls --user ann --sort -msgs_in")
+    await s.run("wsconsole ls --wide --path /chat")
     await s.run("wsconsole ls --json --limit 1")
     await s.run("wsconsole ls --groups")
     s.say(LS_AFTER)
@@ -165,7 +166,9 @@ async def generate(s: Session) -> None:
 
     s.say(SEND)
     await s.run('wsconsole send --topic lobby "server restarts at 18:00"')
-    await s.run('wsconsole send --path /feed --json \'{"type": "refresh"}\'')
+    await s.run('wsconsole send --path /feed --check-json \'{"type": "refresh"}\'')
+    await s.run('wsconsole send --path /feed --check-json \'{"type": refresh}\'')
+    await s.run('wsconsole send --path /feed --json "refresh"')
     await s.run("wsconsole send --user ann", stdin=b"from a pipe\n",
                 shown="echo 'from a pipe' | wsconsole send --user ann")
     await s.run("wsconsole send --all --binary", stdin=b"\x00\x01\x02",
@@ -176,6 +179,7 @@ async def generate(s: Session) -> None:
     s.say(SEND_AFTER)
 
     s.say(KICK)
+    await s.run("wsconsole kick --path /chat --dry-run")
     await s.run('wsconsole kick --user carol --code 4000 --reason "account suspended"')
     await s.run(f"wsconsole kick --id {ann_id} --json")
 
@@ -214,6 +218,9 @@ async def generate(s: Session) -> None:
     await s.run("wsconsole ls --token-file /nonexistent",
                 shown="wsconsole ls --token-file /nonexistent")
     await s.run("wsconsole ls --token wrong")
+    (s.tmp / "state" / "wsconsole" / "stale-token").write_text("wrong\n")
+    await s.run("wsconsole ls", token="stale-token", shown="WSCONSOLE_TOKEN=wrong wsconsole ls")
+
     await s.run('wsconsole send --all "hi"', token="read-only-token",
                 shown='WSCONSOLE_TOKEN=$(cat ~/.local/state/wsconsole/read-only-token) wsconsole send --all "hi"')
     await s.run("wsconsole show 0000000000")
@@ -259,6 +266,10 @@ Every sample in this section is real output: `python docs/cli_samples.py` starts
 `/chat` in room `lobby`, carol and dave on `/feed`, dave in room `ops`), runs
 each command, and rewrites this section of the README.
 
+`wsconsole --version` prints the installed version (`wsconsole 0.1.0`).
+`wsconsole --help` lists the operator's commands; `wsconsole screenshots`, a
+maintainer's command, is named only at its end.
+
 ## Connecting
 
 Every command takes:
@@ -287,10 +298,13 @@ LS = """
 ## `wsconsole ls`: list connections
 
 Columns: id, node, user, request path, client address, age, messages in and
-out, topics. Filters: `--user`, `--path`, `--topic`, `--id-prefix` (they combine
-with AND). `--sort KEY` sorts by id, user, path, remote, connected_at (the
-default), last_activity, msgs_in, bytes_in, msgs_out, bytes_out, buffered or
-latency; write `--sort=-KEY` for descending. `--limit N` (1 to 1000, default
+out, topics; `--wide` adds idle (time since the last message in), bytes in and
+out, buffered (bytes waiting to be written) and latency (`-` until the first
+keepalive ping came back). Filters: `--user`, `--path`, `--topic`, `--id-prefix`
+(they combine with AND). `--sort KEY` sorts by id, user, path, remote,
+connected_at (the default), last_activity, msgs_in, bytes_in, msgs_out,
+bytes_out, buffered or latency; `-KEY` is descending (`--sort -msgs_in` or
+`--sort=-msgs_in`). `--limit N` (1 to 1000, default
 100) is the page size; `--all-pages` follows the server's cursor to the end.
 `--groups` prints connection counts by node, user, path and topic instead.
 """
@@ -319,7 +333,10 @@ A selector is required: `--all`, `--user U`, `--path P`, `--topic T`, `--id ID`
 is ann's connections on `/chat`. MESSAGE is read from stdin when it is missing
 or `-` (one trailing newline is dropped from text read from stdin); `--binary`
 sends a binary message (stdin's bytes, or MESSAGE's UTF-8). `--dry-run` counts
-the recipients and shows a sample of ids without sending. The output is
+the recipients and shows a sample of ids without sending. `--check-json`
+refuses, before connecting, a MESSAGE that does not parse as JSON (exit status
+2, saying where it stops being JSON); the message is still sent as it was
+written. Not to be confused with `--json`, the output format. The output is
 `sent to DELIVERED of RECIPIENTS (skipped N)`: skipped connections were closing.
 When more than one node acted, a table of the same counts by node follows. The
 JSON has `per_node` (`{NODE: {"recipients", "delivered", "skipped"}}`) and
@@ -337,7 +354,9 @@ KICK = """
 The same selectors as `send`. `--code` (default 1000; 1000, 1001, 1008, 1011,
 1012, 1013 or 3000-4999) and `--reason` (at most 123 bytes) go in the close
 frame the clients receive. Its JSON has `count`, `per_node` (`{NODE:
-{"count"}}`) and `missing`, as `send`'s.
+{"count"}}`) and `missing`, as `send`'s. `--dry-run` counts the connections
+the selector matches and shows a sample of ids, closing nothing (its JSON adds
+`sample` and `"dry_run": true`).
 """
 
 STATS = """
