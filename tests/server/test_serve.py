@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import basic_auth
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+import wsconsole.server.hub as hub_module
 from tests.helpers import TIMEOUT, wait_for
 from wsconsole.server import (
     SLOW_CONSUMER_CODE,
@@ -106,14 +107,18 @@ async def test_each_selector_reaches_exactly_its_group():
 
             async def receivers(selector) -> set[str]:
                 result = hub.send(selector, "x")
+                # Then a frame to everyone: frames keep their order on a
+                # connection, so a client whose next frame is "end" got
+                # nothing from the send under test (no timeout to wait out).
+                hub.send(Selector(everyone=True), "end")
                 got = set()
                 for name, client in clients.items():
-                    try:
-                        async with asyncio.timeout(0.2):
-                            assert await client.recv() == "x"
+                    async with asyncio.timeout(TIMEOUT):
+                        first = await client.recv()
+                        if first == "x":
                             got.add(name)
-                    except TimeoutError:
-                        pass
+                            first = await client.recv()
+                        assert first == "end"
                 assert result.recipients == result.delivered == len(got)
                 return got
 
@@ -195,9 +200,11 @@ async def test_topics_follow_subscribe_and_unsubscribe_from_handler_code():
         assert server.hub.registry.topic_counts() == {}
 
 
-async def test_slow_consumer_is_closed_without_delaying_others():
+async def test_slow_consumer_is_closed_without_delaying_others(monkeypatch):
     """A client that stops reading is closed with 1008 once its buffer passes the
     limit, while a reading client gets every message."""
+    # It never reads up to its close frame: aborted after this, not 2 s.
+    monkeypatch.setattr(hub_module, "SLOW_CONSUMER_CLOSE_TIMEOUT", 0.2)
     limit = 256 * 1024
     async with serve(echo, "127.0.0.1", 0, slow_consumer_limit=limit, compression=None) as server:
         hub = server.hub

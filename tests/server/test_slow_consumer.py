@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+import wsconsole.server.hub as hub_module
 from wsconsole.server import SLOW_CONSUMER_CODE, serve
 from wsconsole.server.protocol import EventKind
 from wsconsole.server.registry import Selector
@@ -26,6 +27,14 @@ pytestmark = pytest.mark.skipif(not KERNEL_QUEUE_MEASURED,
 
 LIMIT = 512 * 1024
 CHUNK = b"s" * 16 * 1024
+CLOSE_TIMEOUT = 0.2
+"""Seconds a stalled reader gets to read up to its close frame here (2 s in
+production): it never does, so the tests wait for the abort, not for time."""
+
+
+@pytest.fixture(autouse=True)
+def _short_close_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "SLOW_CONSUMER_CLOSE_TIMEOUT", CLOSE_TIMEOUT)
 
 
 def url(server: Any) -> str:
@@ -80,8 +89,9 @@ async def test_broadcast_to_a_stalled_reader_stops_at_the_limit_not_megabytes_la
             assert bytes_out <= LIMIT + LIMIT // 8 + 2 * len(CHUNK) + unread(client)
             await wait_for(lambda: record.handle.protocol.close_sent is not None)
             assert record.handle.protocol.close_sent.code == SLOW_CONSUMER_CODE
-            # It cannot read the close frame behind its backlog: aborted after 2 s.
-            await wait_for(lambda: len(hub.registry) == 0, TIMEOUT + 2)
+            # It cannot read the close frame behind its backlog: aborted after
+            # SLOW_CONSUMER_CLOSE_TIMEOUT.
+            await wait_for(lambda: len(hub.registry) == 0, TIMEOUT + CLOSE_TIMEOUT)
             assert hub.closed_by_code[SLOW_CONSUMER_CODE] == 1
             assert hub.slow_consumer_disconnects == 1
         finally:
@@ -119,7 +129,7 @@ async def test_a_handler_feeding_a_stalled_reader_is_closed_by_the_sampler():
             assert data["kernel_queued"] > LIMIT - data["buffered"]
             await wait_for(lambda: record.handle.protocol.close_sent is not None)
             assert record.handle.protocol.close_sent.code == SLOW_CONSUMER_CODE
-            await wait_for(lambda: len(hub.registry) == 0, TIMEOUT + 2)
+            await wait_for(lambda: len(hub.registry) == 0, TIMEOUT + CLOSE_TIMEOUT)
             assert hub.closed_by_code[SLOW_CONSUMER_CODE] == 1
         finally:
             client.transport.abort()
