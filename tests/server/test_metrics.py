@@ -135,7 +135,8 @@ async def test_known_label_values_exist_from_the_start_at_zero():
 async def test_values_follow_connect_send_and_close():
     """Connections, messages and bytes in both directions, and closes by code
     follow what real clients do."""
-    async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+    # A sample every 50 ms (1 s by default): the test waits for one below.
+    async with serve(echo, "127.0.0.1", 0, compression=None, sample_interval=0.05) as server:
         metrics = Metrics(server.hub)
         a1 = await connect(url(server, "/a"), compression=None)
         a2 = await connect(url(server, "/a"), compression=None)
@@ -148,8 +149,8 @@ async def test_values_follow_connect_send_and_close():
         for client, message in ((a1, "hello"), (a2, "hi"), (b, b"\x00" * 1000)):
             await client.send(message)
             assert await recv(client) == message
-        # Traffic totals are sampled by the hub once a second (so that a scrape
-        # never walks the connections): they show up within a sample interval.
+        # Traffic totals are sampled by the hub once per sample_interval (so
+        # that a scrape never walks the connections): they show up within one.
         await eventually(metrics, "wsconsole_messages_received_total", 3)
         assert value(metrics, "wsconsole_messages_sent_total") == 3
         # Bytes on the wire: 2-byte headers (4 for 1000 bytes), clients mask (+4).
@@ -542,7 +543,7 @@ async def test_metrics_and_health_over_the_control_listener():
     from wsconsole.server.config import ControlConfig
     from wsconsole.server.wire import encode_request, parse_message
 
-    async with serve(echo, "127.0.0.1", 0,
+    async with serve(echo, "127.0.0.1", 0, sample_interval=0.05,
                      control=ControlConfig(port=0, token=TOKEN)) as server:
         port = server.control.port
         client = await connect(url(server, "/room"))
@@ -555,7 +556,7 @@ async def test_metrics_and_health_over_the_control_listener():
         assert status == 200
         assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert await scrape(port, "wsconsole_connections_open", path="/room") == 1
-        # Sampled once a second by the hub: wait for the sample that has it.
+        # Sampled by the hub (every 50 ms here): wait for the sample that has it.
         async def sampled() -> bool:
             return await scrape(port, "wsconsole_messages_received_total") == 1
 
