@@ -103,7 +103,7 @@ class ConsoleApp(App[None]):
         stats_interval: float = 1.0,
         nodes_interval: float = 2.0,
         refresh_delay: float = 0.2,
-        min_refresh_interval: float = 0.5,
+        min_refresh_interval: float = 1.0,
         page_size: int = PAGE_SIZE,
         node: str | None = None,
     ) -> None:

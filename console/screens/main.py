@@ -132,7 +132,7 @@ class MainScreen(Screen[None]):
         poll_interval: float = 1.0,
         page_size: int = PAGE_SIZE,
         refresh_delay: float = 0.2,
-        min_refresh_interval: float = 0.5,
+        min_refresh_interval: float = 1.0,
         view_filter: ViewFilter | None = None,
     ) -> None:
         super().__init__()
@@ -150,6 +150,7 @@ class MainScreen(Screen[None]):
         self.page_missing: dict[str, str] = {}
         """Nodes that did not answer the last page's request, and why."""
         self._refresh_timer: Timer | None = None
+        self._banner_shown: tuple[str, str] | None = None
         self._list_worker: Worker[None] | None = None
         self._listing: PageRequest | None = None
         self._listed_at = -math.inf
@@ -244,6 +245,10 @@ class MainScreen(Screen[None]):
 
     def _show_banner(self) -> None:
         text, kind = main_banner(self.link_state, self.missing)
+        # Asked for with every change of the nodes; an update lays the screen out.
+        if (text, kind) == self._banner_shown:
+            return
+        self._banner_shown = (text, kind)
         banner = self.query_one("#banner", Static)
         # The reason is the server's or the network's words: not markup.
         banner.update(literal(text))

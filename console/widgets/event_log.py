@@ -23,12 +23,16 @@ from ..formatting import describe_close, human_bytes, human_duration
 from ..output import printable
 from ..view_state import NODE_EVENT
 
-__all__ = ["EventLog", "COALESCE_ABOVE", "FLUSH_INTERVAL", "MAX_LINES"]
+__all__ = ["EventLog", "BURST_FLUSH_INTERVAL", "COALESCE_ABOVE", "FLUSH_INTERVAL", "MAX_LINES"]
 
 COALESCE_ABOVE = 4
 """More opened (or closed) events than this in one flush become one summary line."""
 FLUSH_INTERVAL = 0.25
 """Seconds between writes of buffered events."""
+BURST_FLUSH_INTERVAL = 1.0
+"""Seconds between writes while connections open or close in bursts (a flush
+wrote a summary line): each write grows the log, which lays the whole screen
+out again, and nobody reads eight summary lines a second."""
 MAX_LINES = 2000
 """Lines the event log keeps; older ones are dropped. A rendered line costs
 about 4 KiB, so a full log holds about 10 MB whatever the uptime."""
@@ -62,10 +66,15 @@ class EventLog(RichLog):
         """Plain text of the lines written, newest last (for tests and copy)."""
         self.local_node: str | None = None
         """The node the console is attached to: its events need no name."""
+        self._hold_until = 0.0
 
     def on_mount(self) -> None:
         self.border_title = "Events"
-        self.set_interval(FLUSH_INTERVAL, self.flush)
+        self.set_interval(FLUSH_INTERVAL, self._flush_due)
+
+    def _flush_due(self) -> None:
+        if time.monotonic() >= self._hold_until:
+            self.flush()
 
     def add_event(self, event: Event) -> None:
         """Queue one event of the server's stream."""
@@ -107,6 +116,8 @@ class EventLog(RichLog):
                         and event.kind != NODE_EVENT):
                     line = Text.assemble((f"[{printable(node)}] ", "cyan"), line)
                 self._write(event.time, line)
+        if coalesce_opened or coalesce_closed:
+            self._hold_until = time.monotonic() + BURST_FLUSH_INTERVAL
         if coalesce_opened:
             users = Counter(str((e.data or {}).get("user", "?")) for e in opened)
             self._write(opened[-1].time, Text.assemble(
