@@ -158,7 +158,7 @@ async def test_the_console_shows_the_nodes_and_names_a_missing_one(fleet, capsys
         await every_node_answers(capsys, a)
         url = a.control_url
         app = ConsoleApp(lambda: ControlClient(url, TOKEN), url=url, refresh_delay=0.01,
-                         nodes_interval=0.5)
+                         nodes_interval=0.5, min_refresh_interval=0.05)
         async with app.run_test(size=(120, 36)):
             screen = app.main_screen
             table = screen.table

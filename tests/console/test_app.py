@@ -66,6 +66,9 @@ class Live:
         # The production intervals (a second): no test waits for a poll. An
         # event that changes the table asks for it at once.
         kwargs.setdefault("refresh_delay", 0.01)
+        # Pages after events at most every 50 ms, not every second: the
+        # throttle itself is tested in test_refresh.py.
+        kwargs.setdefault("min_refresh_interval", 0.05)
         return ConsoleApp(lambda: ControlClient(url, token), url=url, **kwargs)
 
 

@@ -32,7 +32,8 @@ async def live(allow_tap: bool = True) -> AsyncIterator[Any]:
 
 def console(server: Any) -> ConsoleApp:
     url = f"ws://127.0.0.1:{server.control.port}"
-    return ConsoleApp(lambda: ControlClient(url, TOKEN), url=url, refresh_delay=0.01)
+    return ConsoleApp(lambda: ControlClient(url, TOKEN), url=url, refresh_delay=0.01,
+                      min_refresh_interval=0.05)
 
 
 async def client(server: Any, user: str) -> ClientConnection:
