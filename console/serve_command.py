@@ -99,6 +99,14 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                        help="freeze the garbage collector's objects once the server is up "
                        "and after each full collection: shorter pauses at many "
                        "connections, for a little memory (see docs/benchmarks.md)")
+    from wsconsole.server.loop_policy import DEFAULT_THAW_AFTER_CLOSES
+
+    group.add_argument("--gc-thaw-after", type=_count, metavar="N",
+                       default=DEFAULT_THAW_AFTER_CLOSES,
+                       help="with --gc-freeze: after N closed connections, thaw and collect "
+                       "everything once (one long pause), since a frozen connection that "
+                       f"closes is never freed until then (default: {DEFAULT_THAW_AFTER_CLOSES:,}"
+                       "; 0: never)")
     group.add_argument("--gc-threshold", type=_positive, metavar="N",
                        help="allocations between two young collections (Python: 700)")
 
@@ -113,11 +121,15 @@ def loop_kind_from_args(args: argparse.Namespace) -> Any:
 
 
 def gc_policy_from_args(args: argparse.Namespace) -> Any:
-    """The ``GcPolicy`` for ``--gc-freeze`` and ``--gc-threshold``."""
+    """The ``GcPolicy`` for ``--gc-freeze``, ``--gc-thaw-after`` and ``--gc-threshold``."""
     from wsconsole.server.loop_policy import GcPolicy
 
+    from wsconsole.server.loop_policy import DEFAULT_THAW_AFTER_CLOSES
+
     return GcPolicy(freeze=getattr(args, "gc_freeze", False),
-                    threshold0=getattr(args, "gc_threshold", None))
+                    threshold0=getattr(args, "gc_threshold", None),
+                    thaw_after_closes=getattr(args, "gc_thaw_after",
+                                              DEFAULT_THAW_AFTER_CLOSES) or None)
 
 
 def add_control_arguments(parser: argparse.ArgumentParser) -> None:

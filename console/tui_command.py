@@ -147,7 +147,7 @@ async def _demo(
         control=ControlConfig(host="127.0.0.1", port=args.control_port, token=token),
     )
     await server
-    apply_gc_policy(gc_policy_from_args(args))
+    freezer = apply_gc_policy(gc_policy_from_args(args), server.hub)
     url = server.control.url
     simulator = Simulator(f"ws://{server.hub.listen[0]}", seed=args.seed,
                           guests=args.guests, slow_reader=not args.no_slow_reader)
@@ -156,6 +156,8 @@ async def _demo(
     try:
         await (app.run_async() if run is None else run(app))
     finally:
+        if freezer is not None:
+            freezer.stop()
         await simulator.stop()
         if server.hub.state == HubState.SERVING:
             server.close()

@@ -12,14 +12,23 @@ the accept-failure count stays 0).
 Garbage collector: at 10,000 connections the heap holds about 800,000 objects
 the collector tracks (websockets' connection, its protocol, transport, tasks
 and futures: about 78 per connection), and a full collection walks them all
-on the event loop, a stall of several hundred milliseconds (issue 10).
-:func:`apply_gc_policy` with ``freeze=True`` calls :func:`gc.freeze` once the
-server is up, and again after each full collection, so that objects alive at
-those moments (the imports, the listeners, the connections open then) are not
-walked again; what a full collection walks is what was made since, not the
-whole fleet. docs/benchmarks.md has the measurements and the cost: cyclic
-garbage among frozen objects is never freed (the frozen objects of a closed
-connection are freed by reference counting, but its cycles stay).
+on the event loop: 0.8-1.1 s of CPU on this machine (issue 10,
+docs/benchmarks.md). :func:`apply_gc_policy` with ``freeze=True`` calls
+:func:`gc.freeze` once the server is up, and again after each full
+collection, so that the objects alive then (the imports, the listeners, the
+connections open then) are not walked again: a full collection walks what was
+made since, not the whole fleet.
+
+The price: a closed websockets connection is freed only by the cycle
+collector (connection, protocol, assembler and transport refer to one
+another), and the collector never looks at frozen objects, so each
+connection that was frozen and then closed stays in memory (4-8 KB
+measured). So the freezer counts the connections closed since its last thaw
+and, past ``thaw_after_closes``, thaws: unfreezes, collects everything once
+(one pause as long as Python's own full collection) and freezes again. The
+memory held by dead connections stays bounded (10,000 closes: 40-80 MB)
+and the long pauses come once per that many closes instead of once every few
+seconds of churn.
 
 Must never import textual or ``wsconsole.console``.
 """
@@ -36,6 +45,8 @@ from typing import Any, Callable, Coroutine, TypeVar
 from .errors import ConfigError
 
 __all__ = [
+    "DEFAULT_THAW_AFTER_CLOSES",
+    "GcFreezer",
     "LoopChoice",
     "EventLoopKind",
     "resolve_loop",
@@ -49,6 +60,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+DEFAULT_THAW_AFTER_CLOSES = 10_000
+"""Connections closed since the last thaw that make the freezer thaw and
+collect everything once (40-80 MB of dead connections at most)."""
+
+THAW_CHECK_INTERVAL = 1.0
+"""Seconds between two looks at the count of closed connections."""
 
 
 class LoopChoice(StrEnum):
@@ -133,6 +151,9 @@ class GcPolicy:
     threshold0: int | None = None
     """Allocations minus deallocations that start a young collection (Python:
     700); None leaves it."""
+    thaw_after_closes: int | None = DEFAULT_THAW_AFTER_CLOSES
+    """With ``freeze``: closed connections that make the freezer thaw and
+    collect everything once; None never thaws (dead connections then stay)."""
 
     @property
     def is_default(self) -> bool:
@@ -156,20 +177,73 @@ class _FreezeAfterFullCollections:
 _installed: _FreezeAfterFullCollections | None = None
 
 
-def apply_gc_policy(policy: GcPolicy) -> None:
-    """Set the collector for a server that has just started (process-wide)."""
+class GcFreezer:
+    """Thaws the frozen heap once enough connections have closed (see the module)."""
+
+    def __init__(self, hub: Any, thaw_after_closes: int,
+                 check_interval: float = THAW_CHECK_INTERVAL) -> None:
+        self.hub = hub
+        self.thaw_after_closes = thaw_after_closes
+        self.check_interval = check_interval
+        self.thaws = 0
+        self.last_thaw_seconds = 0.0
+        """CPU seconds of the last thaw's full collection (a pause of the loop)."""
+        self._closed_at_thaw = self._closed()
+        self._task: asyncio.Task[None] | None = None
+
+    def _closed(self) -> int:
+        return int(self.hub.opened_total - len(self.hub.registry))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval)
+            if self._closed() - self._closed_at_thaw >= self.thaw_after_closes:
+                self.thaw()
+
+    def thaw(self) -> None:
+        """Unfreeze, collect everything once (the callback freezes again)."""
+        import time
+
+        self._closed_at_thaw = self._closed()
+        started = time.process_time()
+        gc.unfreeze()
+        gc.collect()
+        if _installed is None:  # pragma: no cover - the policy was undone meanwhile
+            return
+        self.last_thaw_seconds = time.process_time() - started
+        self.thaws += 1
+
+
+def apply_gc_policy(policy: GcPolicy, hub: Any = None) -> GcFreezer | None:
+    """Set the collector for a server that has just started (process-wide);
+    with ``freeze`` and a hub, return the started :class:`GcFreezer` (stop it
+    when the server stops)."""
     global _installed
     if policy.threshold0 is not None:
         _, threshold1, threshold2 = gc.get_threshold()
         gc.set_threshold(policy.threshold0, threshold1, threshold2)
-    if policy.freeze:
-        # What the imports and the start made is never garbage: collect once
-        # so that no garbage of the start is frozen with it, then freeze.
-        gc.collect()
-        gc.freeze()
-        if _installed is None:
-            _installed = _FreezeAfterFullCollections()
-            gc.callbacks.append(_installed)
+    if not policy.freeze:
+        return None
+    # What the imports and the start made is never garbage: collect once
+    # so that no garbage of the start is frozen with it, then freeze.
+    gc.collect()
+    gc.freeze()
+    if _installed is None:
+        _installed = _FreezeAfterFullCollections()
+        gc.callbacks.append(_installed)
+    if hub is None or not policy.thaw_after_closes:
+        return None
+    freezer = GcFreezer(hub, policy.thaw_after_closes)
+    freezer.start()
+    return freezer
 
 
 def restore_gc_defaults(threshold: tuple[int, int, int] = (700, 10, 10)) -> None:
@@ -189,8 +263,10 @@ def describe_gc(policy: GcPolicy) -> str:
         return "garbage collector: Python's defaults"
     parts = []
     if policy.freeze:
+        thaw = (f"thawed every {policy.thaw_after_closes:,} closed connections"
+                if policy.thaw_after_closes else "never thawed")
         parts.append("frozen after start and after each full collection "
-                     f"({gc.get_freeze_count():,} objects frozen)")
+                     f"({gc.get_freeze_count():,} objects frozen), {thaw}")
     if policy.threshold0 is not None:
         parts.append(f"young collections every {policy.threshold0:,} allocations")
     return "garbage collector: " + "; ".join(parts)

@@ -76,7 +76,7 @@ async def run_server(
     handler = load_app(app)
     server = await serve(handler, host, port, control=control, **serve_kwargs)
     loop = asyncio.get_running_loop()
-    apply_gc_policy(gc_policy)
+    freezer = apply_gc_policy(gc_policy, server.hub)
 
     def stop() -> None:
         # Also during a keep-alive drain (the hub calls it an escalation): a
@@ -117,6 +117,8 @@ async def run_server(
     try:
         await server.wait_closed()
     finally:
+        if freezer is not None:
+            freezer.stop()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
                 loop.remove_signal_handler(signum)

@@ -330,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deflate", choices=DEFLATE_MODES, default="none",
                         help="compression (none)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="the server's event loop (the clients stay on asyncio's)")
     args = parser.parse_args(argv)
     config = BroadcastConfig(deflate=args.deflate)
     if args.quick:
@@ -348,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"RLIMIT_NOFILE is {limit}, {needed} needed: raise the hard limit "
               "(ulimit -Hn) or lower --sizes", file=sys.stderr)
         return 2
-    for line in asyncio.run(run_benchmark(config)):
+    from wsconsole.server.loop_policy import resolve_loop, run_on_loop
+
+    loop_kind = resolve_loop(args.loop)
+    print(f"event loop of the server: {loop_kind.describe()}")
+    for line in run_on_loop(run_benchmark(config), loop_kind):
         print(line)
     return 0
 

@@ -19,7 +19,7 @@ descriptors on this machine and the clients cost CPU of their own:
   every collection by generation.
 - the clients: ``--connections`` lean clients (a real handshake with
   websockets' sans-I/O ``ClientProtocol``, then pre-serialized frames), each
-  its own user; then for ``--seconds``, ``--rate`` echo messages a second to
+  its own user, on four paths; then for ``--seconds``, ``--rate`` echo messages a second to
   random connections and ``--churn`` connections closed and as many opened a
   second (the issue's 180 + 180).
 
@@ -58,6 +58,9 @@ PROBE_INTERVAL = 0.005
 
 CONNECT_CONCURRENCY = 100
 """Handshakes in flight at once from the client process."""
+
+PATHS = ("chat", "feed", "api/stream", "notifications")
+"""Request paths of the clients, in turn."""
 
 TIMEOUT = 300.0
 """Upper bound on one step (opening 10,000 connections on a busy machine)."""
@@ -127,7 +130,7 @@ async def _server_main(gc_mode: str) -> None:
     )
     timer = GcTimer()
     gc.callbacks.append(timer)
-    apply_gc_policy(GcPolicy(freeze=gc_mode == "freeze"))
+    freezer = apply_gc_policy(GcPolicy(freeze=gc_mode == "freeze"), server.hub)
     probe = StallProbe()
     probe_task = asyncio.get_running_loop().create_task(probe.run())
     print(json.dumps({"port": server.port, "loop": describe_loop()}), flush=True)
@@ -155,6 +158,13 @@ async def _server_main(gc_mode: str) -> None:
             before = time.process_time()
             gc.collect()
             forced = time.process_time() - before
+            # With --gc-freeze, what a thaw costs (its collection walks the whole
+            # fleet again) and what it gives back.
+            thaw = float("nan")
+            rss_before_thaw = _rss_bytes()
+            if freezer is not None:
+                freezer.thaw()
+                thaw = freezer.last_thaw_seconds
             print(json.dumps({
                 "connections_at_start": window["connections"],
                 "connections_at_end": len(server.hub.registry),
@@ -170,8 +180,12 @@ async def _server_main(gc_mode: str) -> None:
                 "young_collections": len(young),
                 "cpu": time.process_time() - window["cpu"],
                 "rss_growth": _rss_bytes() - window["rss"],
-                "rss": _rss_bytes(),
+                "rss": rss_before_thaw,
+                "thaw_cpu": thaw,
+                "rss_after_thaw": _rss_bytes(),
                 "frozen": frozen,
+                "thaws": freezer.thaws if freezer is not None else 0,
+                "closed": server.hub.opened_total - len(server.hub.registry),
                 "tracked": tracked,
             }), flush=True)
             break
@@ -269,7 +283,9 @@ async def _clients_main(port: int, connections: int, rate: int, churn: int,
     async def open_one() -> None:
         nonlocal serial
         serial += 1
-        uri = f"ws://{HOST}:{port}/bench?user=u{serial}&room=r{serial % 100}"
+        # No ?room=: the demo relays a room member's message to the whole room,
+        # which would make the traffic a hundred times the rate.
+        uri = f"ws://{HOST}:{port}/{PATHS[serial % len(PATHS)]}?user=u{serial}"
         async with semaphore:
             try:
                 _, client = await loop.create_connection(
@@ -395,7 +411,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]
         f"python {platform.python_version()}, {os.cpu_count()} cores, "
         f"{platform.system()} {platform.release()}; load average at the end "
         f"{os.getloadavg()[0]:.1f} (a shared machine: compare ratios within this run)",
-        f"{args.connections} connections (each its own user, 100 rooms), {args.rate} echo "
+        f"{args.connections} connections (each its own user, 4 paths), {args.rate} echo "
         f"messages/s, {args.churn} closes + {args.churn} opens/s, {args.seconds:g} s "
         f"measured per configuration, {args.rounds} round(s), medians",
         "",
@@ -421,8 +437,12 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]
         ("server CPU in the window (s)", "cpu", 1, ".2f"),
         ("RSS growth in the window (MB)", "rss_growth", 1e-6, ".1f"),
         ("RSS at the end (MB)", "rss", 1e-6, ".0f"),
+        ("a thaw at the end, CPU ms", "thaw_cpu", 1e3, ".0f"),
+        ("RSS after it (MB)", "rss_after_thaw", 1e-6, ".0f"),
         ("objects tracked, not frozen", "tracked", 1, ",.0f"),
         ("objects frozen", "frozen", 1, ",.0f"),
+        ("thaws (--gc-freeze, every 10,000 closes)", "thaws", 1, ".0f"),
+        ("connections closed since start", "closed", 1, ",.0f"),
         ("open N connections (s)", "open_seconds", 1, ".1f"),
     ]
     labels = [f"{loop}/{mode}" for loop, mode in keys]

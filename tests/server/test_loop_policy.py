@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import weakref
 
 import pytest
 from websockets.asyncio.client import connect
@@ -17,6 +18,7 @@ from tests.helpers import TIMEOUT, wait_for
 from tests.server.test_serve_command import WSCONSOLE, start, stop
 from wsconsole.server.errors import ConfigError
 from wsconsole.server.loop_policy import (
+    GcFreezer,
     GcPolicy,
     LoopChoice,
     apply_gc_policy,
@@ -166,3 +168,39 @@ async def test_on_uvloop_connections_past_the_descriptors_are_dropped_unlogged()
             _, err = await process.communicate()
     assert "cannot accept connections" not in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_a_frozen_connection_that_closed_is_freed_by_the_next_thaw():
+    """Frozen, a closed connection is never collected (its cycles are not looked at);
+    once thaw_after_closes connections closed, the freezer collects everything once and
+    frees it."""
+    from wsconsole.server import serve
+
+    async def echo(connection):
+        async for message in connection:
+            await connection.send(message)
+
+    threshold = gc.get_threshold()
+    freezer = None
+    async with serve(echo, "127.0.0.1", 0) as server:
+        try:
+            apply_gc_policy(GcPolicy(freeze=True, thaw_after_closes=None))
+            clients = [await connect(f"ws://127.0.0.1:{server.port}") for _ in range(2)]
+            await wait_for(lambda: len(server.hub.registry) == 2)
+            connections = [weakref.ref(c) for c in server.connections]
+            gc.collect()  # a full collection: the two connections are frozen after it
+            # It counts the closes from now on; started later, to see the cost first.
+            freezer = GcFreezer(server.hub, thaw_after_closes=2, check_interval=0.01)
+            for client in clients:
+                await client.close()
+            await wait_for(lambda: not server.connections and not server.hub.registry)
+            gc.collect()
+            assert all(ref() is not None for ref in connections)  # what freezing costs
+            freezer.start()
+            await wait_for(lambda: freezer.thaws == 1)
+            assert all(ref() is None for ref in connections)
+            assert gc.get_freeze_count() > 0  # frozen again after the thaw
+        finally:
+            if freezer is not None:
+                freezer.stop()
+            restore_gc_defaults(threshold)
