@@ -1,0 +1,63 @@
+"""The application of ``bench_cluster.py``'s nodes: echo, and synthetic records on demand.
+
+A connection that sends ``fill:COUNT:SEED`` makes its node add COUNT
+synthetic connection records (no sockets) to its registry, the fleet of
+``bench_registry.py`` (users, paths, topics, counters), with ids naming
+the node as cluster ids do; the reply is ``filled TOTAL``. Every other
+message is echoed. A synthetic record has no live connection behind it
+(``handle`` None): it can be listed, counted and sampled, never sent to,
+so the benchmarks that send use real sockets.
+
+Loaded by ``wsconsole serve tests.benchmarks.cluster_bench_app:handler``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from wsconsole.server import hub_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_registry import FleetBuilder  # noqa: E402  (beside this module)
+
+__all__ = ["handler", "fill"]
+
+
+def fill(hub, count: int, seed: int) -> int:
+    """Add ``count`` synthetic records to ``hub``'s registry; return its size."""
+    builder = FleetBuilder(count, seed)
+    registry = hub.registry
+    prefix = getattr(hub, "id_prefix", "") or ""
+    late = []
+    for _ in range(count):
+        record, topic = builder.record()
+        record.id = prefix + record.id
+        record.node = hub.node
+        record.handle = None  # nothing to send to: listed, counted, sampled only
+        registry.add(record)
+        if topic == "late":
+            late.append(record.id)
+        elif topic is not None:
+            registry.subscribe(record.id, topic)
+    builder.rng.shuffle(late)
+    for id in late:
+        registry.subscribe(id, "late")
+    return len(registry)
+
+
+async def handler(connection: ServerConnection) -> None:
+    hub = hub_of(connection)
+    try:
+        async for message in connection:
+            if isinstance(message, str) and message.startswith("fill:"):
+                _, count, seed = message.split(":")
+                await connection.send(f"filled {fill(hub, int(count), int(seed))}")
+            else:
+                await connection.send(message)
+    except ConnectionClosed:
+        pass
