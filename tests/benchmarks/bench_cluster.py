@@ -7,6 +7,7 @@ at a time on a shared machine::
     python tests/benchmarks/bench_cluster.py --part send      # (b)
     python tests/benchmarks/bench_cluster.py --part echo      # (c)
     python tests/benchmarks/bench_cluster.py --part fleet     # (d) 10 node processes
+    python tests/benchmarks/bench_cluster.py --part workers   # (e) serve --workers 2 against 1
     python tests/benchmarks/bench_cluster.py --part list --quick   # smoke, seconds
 
 Everything is real and on loopback: a private ``redis-server`` on a Unix
@@ -36,6 +37,11 @@ both alike; compare the ratios, not the absolute figures across runs.
     p50/p99 of ``list`` (a page of 100 with groups), ``stats`` and
     ``nodes`` at 10, 8, 6, 4 and 2 nodes (nodes stop between steps), and how
     they grow from 2 to 10.
+(e) ``wsconsole serve --workers 2`` against ``--workers 1`` (both in cluster
+    mode, one Redis): echo throughput and the workers' CPU per message in
+    alternating rounds, clients per worker (SO_REUSEPORT's spread), then
+    ``--held`` connections held by each: per worker, and RSS per connection.
+    Goal: two workers >= 1.7x one.
 
 Each figure is printed with the machine's load average (``os.getloadavg``).
 The script exits 0 unless it breaks; a missed goal is printed OVER BUDGET.
@@ -541,7 +547,140 @@ async def _full(ctl: Control, op: str) -> None:
     full(await ctl.ok(op))
 
 
-PARTS = {"list": part_list, "send": part_send, "echo": part_echo, "fleet": part_fleet}
+class Workers:
+    """``wsconsole serve APP --workers N --redis URL``: the supervisor and its workers."""
+
+    def __init__(self, count: int, folder: Path, redis_url: str, cluster: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        secret = folder / "secret"
+        secret.write_bytes(SECRET)
+        self.count = count
+        self.lines: list[str] = []
+        self.ready_event = threading.Event()
+        self.process = subprocess.Popen(
+            [*WSCONSOLE, "serve", APP, "--workers", str(count), "--node", cluster,
+             "--cluster", cluster, "--host", HOST, "--port", "0", "--control-host", HOST,
+             "--control-port", "0", "--token", TOKEN, "--redis", redis_url,
+             "--cluster-secret-file", str(secret), "--log-level", "warning", *CLUSTER_FLAGS],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=REPO, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if len([x for x in self.lines if "wsconsole: event loop:" in x]) >= self.count:
+                self.ready_event.set()
+        self.ready_event.set()
+
+    async def ready(self) -> Workers:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.ready_event.wait, START_TIMEOUT)
+        urls = self.find(r"wsconsole: serving .* on ws://[^:]+:(\d+)")
+        if len(urls) < self.count:
+            raise RuntimeError(f"the workers did not start: {''.join(self.lines)}")
+        self.port = int(urls[0])
+        self.control_url = self.find(r"wsconsole: control plane on (ws://\S+)")[0]
+        return self
+
+    def find(self, pattern: str) -> list[str]:
+        return [m.group(1) for line in self.lines if (m := re.search(pattern, line))]
+
+    def pids(self) -> list[int]:
+        """The workers' process ids (the supervisor's children)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def part_workers(args: argparse.Namespace, folder: Path) -> list[str]:
+    clients, messages, rounds = args.echo_clients * 2, args.echo_messages, args.echo_rounds
+    lines = Report(f"(e) --workers 2 against one worker (both in cluster mode, one Redis): "
+                   f"echo {clients} clients x {messages} messages, {rounds} rounds each, "
+                   f"alternating; then {args.held:,} connections held")
+    async with AsyncExitStack() as stack:
+        redis = PrivateRedis(folder / "redis").start()
+        stack.callback(redis.stop)
+        setups: dict[str, Workers] = {}
+        for count, name in ((1, "one"), (2, "two")):
+            workers = Workers(count, folder / name, redis.url, name)
+            stack.callback(workers.stop)
+            setups[name] = await workers.ready()
+        client = bench_server.ClientHandle()
+        stack.callback(client.stop)
+        await client.call("arm", 0)
+        operators = {name: await stack.enter_async_context(_control(w.control_url))
+                     for name, w in setups.items()}
+        await wait_live(operators["two"], 2)
+        rates: dict[str, list[float]] = {name: [] for name in setups}
+        cpu: dict[str, list[float]] = {name: [] for name in setups}
+        spread: dict[str, list[str]] = {name: [] for name in setups}
+        for round_index in range(rounds):
+            for name in (list(setups) if round_index % 2 == 0 else list(setups)[::-1]):
+                workers = setups[name]
+                await client.call("open", workers.port, clients, "echo")
+                await _wait_total(operators[name], clients)
+                groups = (await operators[name].ok("list", limit=1))["groups"]["nodes"]
+                spread[name].append("/".join(str(groups[n]) for n in sorted(groups)))
+                pids = workers.pids()
+                before = sum(cpu_seconds(pid) for pid in pids)
+                elapsed = await client.call("echo", "echo", messages, 32, 64)
+                used = sum(cpu_seconds(pid) for pid in pids) - before
+                await client.call("close", "echo")
+                await _wait_total(operators[name], 0)
+                rates[name].append(clients * messages / elapsed)
+                cpu[name].append(used / (clients * messages))
+        med = bench_server._median
+        for name in setups:
+            lines.append(f"  {name} worker{'s' if name == 'two' else ''}: "
+                         f"{med(rates[name]):,.0f} msg/s ({min(rates[name]):,.0f}-"
+                         f"{max(rates[name]):,.0f}), workers' CPU {med(cpu[name]) * 1e6:.1f} "
+                         f"us/msg, clients per worker {', '.join(spread[name])}")
+        ratio = med(rates["two"]) / med(rates["one"])
+        lines.append(f"  two/one throughput {ratio:.2f} (goal >= 1.7: "
+                     f"{'ok' if ratio >= 1.7 else 'OVER BUDGET'}); CPU per message "
+                     f"{med(cpu['two']) / med(cpu['one']):.2f}  [{load()}]")
+        for name, workers in setups.items():
+            pids = workers.pids()
+            before = sum(rss_bytes(pid) for pid in pids)
+            await client.call("open", workers.port, args.held, "held")
+            await _wait_total(operators[name], args.held)
+            groups = (await operators[name].ok("list", limit=1))["groups"]["nodes"]
+            grown = sum(rss_bytes(pid) for pid in pids) - before
+            lines.append(f"  {name}: {args.held:,} connections held, per worker "
+                         f"{', '.join(f'{n} {c:,}' for n, c in sorted(groups.items()))}; "
+                         f"RSS +{grown / args.held:,.0f} B per connection")
+            await client.call("close", "held")
+            await _wait_total(operators[name], 0)
+    return lines
+
+
+@asynccontextmanager
+async def _control(url: str) -> AsyncIterator[Control]:
+    async with connect(url, max_size=None,
+                       additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+        yield Control(ws)
+
+
+PARTS = {"list": part_list, "send": part_send, "echo": part_echo, "fleet": part_fleet,
+         "workers": part_workers}
 
 
 async def run(args: argparse.Namespace) -> list[str]:
@@ -567,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--echo-clients", type=int, default=20)
     parser.add_argument("--echo-messages", type=int, default=3000)
     parser.add_argument("--echo-rounds", type=int, default=9)
+    parser.add_argument("--held", type=int, default=4000,
+                        help="(e) connections held by each setup")
     parser.add_argument("--fleet-records", type=int, default=10_000, help="(d) per node")
     parser.add_argument("--fleet-steps", default="10,8,6,4,2", help="(d) node counts")
     args = parser.parse_args(argv)
@@ -574,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         args.reps, args.records, args.real = 20, 3000, 100
         args.send_connections, args.send_reps = 300, 6
         args.echo_clients, args.echo_messages, args.echo_rounds = 5, 300, 2
-        args.fleet_records, args.fleet_steps = 1000, "3,2"
+        args.fleet_records, args.fleet_steps, args.held = 1000, "3,2", 200
     bench_server._raise_file_limit()
 
     def interrupted(signum: int, frame: Any) -> None:
