@@ -162,7 +162,7 @@ def _add_selector_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--path", metavar="PATH", help="connections on this request path")
     group.add_argument("--topic", metavar="TOPIC", help="connections subscribed to this topic")
     group.add_argument("--id", metavar="ID", action="append", dest="ids",
-                       help="this connection (repeat for several)")
+                       help="this connection, or a unique prefix of its id (repeat for several)")
 
 
 def selector_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -601,7 +601,8 @@ def register(subparsers: Any) -> None:
     show = _add(subparsers, "show", _cmd_show, "show one connection in full",
                 "Show one connection: identity, counters, topics and handshake headers "
                 "(Authorization, Cookie and similar values are redacted by the server).")
-    show.add_argument("connection_id", metavar="ID", help="connection id (from ls)")
+    show.add_argument("connection_id", metavar="ID",
+                      help="connection id (from ls), or a unique prefix of it")
     _add_connection_arguments(show)
 
     send = _add(subparsers, "send", _cmd_send, "send a message to selected connections",

@@ -162,7 +162,7 @@ async def generate(s: Session) -> None:
     connections = json.loads((await _json(s, "ls --json --user ann")))
     ann_id = connections[0]["id"]
     s.say(SHOW)
-    await s.run(f"wsconsole show {ann_id}")
+    await s.run(f"wsconsole show {ann_id[:6]}")
 
     s.say(SEND)
     await s.run('wsconsole send --topic lobby "server restarts at 18:00"')
@@ -323,14 +323,16 @@ Identity, counters, topics, then the handshake's request and response
 headers. The server redacts secret values (`Authorization`, `Cookie`,
 `X-Api-Key`, ...: [What is redacted](#what-is-redacted)) before they leave it. `--json` prints the same as one object
 (headers as `[name, value]` pairs in `request_headers` and `response_headers`).
+ID may be a unique prefix of an id (as `--id` of `send` and `kick`); a prefix
+that several open ids start with fails and lists them.
 """
 
 SEND = """
 ## `wsconsole send [MESSAGE]`: send to selected connections
 
 A selector is required: `--all`, `--user U`, `--path P`, `--topic T`, `--id ID`
-(repeat `--id` for several). Kinds combine with AND: `--user ann --path /chat`
-is ann's connections on `/chat`. MESSAGE is read from stdin when it is missing
+(a unique prefix of an id will do; repeat `--id` for several). Kinds combine
+with AND: `--user ann --path /chat` is ann's connections on `/chat`. MESSAGE is read from stdin when it is missing
 or `-` (one trailing newline is dropped from text read from stdin); `--binary`
 sends a binary message (stdin's bytes, or MESSAGE's UTF-8). `--dry-run` counts
 the recipients and shows a sample of ids without sending. `--check-json`

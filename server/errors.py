@@ -9,6 +9,7 @@ wire raise the same class::
 
     WsconsoleError
     ├── UnknownConnection        unknown_connection
+    ├── AmbiguousId              ambiguous_id  (with candidates)
     ├── UnknownNode              unknown_node
     ├── IdentifyError            identify_failed
     ├── ServerStateError         bad_state
@@ -36,13 +37,14 @@ Must never import asyncio, websockets or textual: it is part of the pure core.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 __all__ = [
     "WsconsoleError",
     "SelectorError",
     "UnknownConnection",
     "UnknownNode",
+    "AmbiguousId",
     "IdentifyError",
     "ServerStateError",
     "ConfigError",
@@ -96,8 +98,13 @@ class WsconsoleError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def details(self) -> dict[str, Any]:
+        """Structured fields the error reply carries beside code and message."""
+        return {}
+
     @staticmethod
-    def from_wire(code: str, message: str) -> WsconsoleError:
+    def from_wire(code: str, message: str,
+                  details: Mapping[str, Any] | None = None) -> WsconsoleError:
         """The error that an error reply ``{"code": ..., "message": ...}`` stands for.
 
         An instance of the class registered for ``code``; for a code this
@@ -105,6 +112,9 @@ class WsconsoleError(Exception):
         keeps the server's code.
         """
         cls = _BY_CODE.get(code)
+        if cls is AmbiguousId:
+            candidates = (details or {}).get("candidates")
+            return AmbiguousId(message, candidates if isinstance(candidates, list) else ())
         if cls is not None:
             return cls(message)
         error = ControlError(message)
@@ -122,6 +132,21 @@ class UnknownConnection(WsconsoleError):
     ``get``."""
 
     code = "unknown_connection"
+
+
+class AmbiguousId(WsconsoleError):
+    """An id prefix that more than one open connection's id starts with; the
+    reply's ``candidates`` lists (some of) them, so the operator can pick one."""
+
+    code = "ambiguous_id"
+
+    def __init__(self, message: str, candidates: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.candidates = tuple(str(candidate) for candidate in candidates)
+        """Ids that start with the prefix, sorted, at most a screenful."""
+
+    def details(self) -> dict[str, Any]:
+        return {"candidates": list(self.candidates)}
 
 
 class UnknownNode(WsconsoleError):

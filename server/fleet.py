@@ -248,7 +248,8 @@ class LocalFleet(Fleet):
     async def get(self, connection_id: str, *, node: str | None = None,
                   timeout: float | None = None) -> Answer:
         self.check_node(node)
-        record = self.hub.registry.get(connection_id)
+        # A unique id prefix stands for its id (show fd2d); several raise AmbiguousId.
+        record = self.hub.registry.resolve(connection_id)
         if record is None:
             raise UnknownConnection(f"no open connection with id {connection_id}")
         self.hub.refresh(record)

@@ -46,7 +46,7 @@ from itertools import chain, islice
 from operator import attrgetter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from .errors import SelectorError
+from .errors import AmbiguousId, SelectorError
 from .indexes import SEGMENT_SIZE, GroupIndex, Segment, SortedRecords, order_key
 from .redaction import DEFAULT_RULES, RedactionRules
 
@@ -56,6 +56,7 @@ __all__ = [
     "Selector",
     "Page",
     "SORT_KEYS",
+    "MAX_CANDIDATES",
     "FIXED_SORT_KEYS",
     "LIVE_SORT_KEYS",
     "SORTED_BY",
@@ -311,6 +312,9 @@ SORT_KEYS = (
     "latency",
 )
 """Fields a listing can be sorted by; prefix with ``-`` for descending."""
+
+MAX_CANDIDATES = 10
+"""How many ids an ambiguous id prefix's error lists."""
 
 FIXED_SORT_KEYS = ("id", "user", "path", "remote", "connected_at")
 """Sort keys whose value is fixed at the handshake: a cursor in their order
@@ -598,6 +602,30 @@ class ConnectionRegistry:
         """The record with this id, or None."""
         return self._by_id.get(id)
 
+    def resolve(self, id_or_prefix: str) -> ConnectionRecord | None:
+        """The record with this id, or the one record whose id starts with it.
+
+        None when no open id starts with it; :class:`AmbiguousId`, listing up
+        to :data:`MAX_CANDIDATES` of them, when several do. Costs a bisection
+        per segment (the ids' sorted runs), not a walk.
+        """
+        record = self._by_id.get(id_or_prefix)
+        if record is not None or not id_or_prefix:
+            return record
+        source = self._prefix_source(id_or_prefix)
+        if source.count == 0:
+            return None
+        matches = list(islice(source.records, MAX_CANDIDATES + 1)) if source.count > 1 \
+            else list(source.records)
+        if source.count == 1:
+            return matches[0]
+        candidates = sorted(record.id for record in matches)[:MAX_CANDIDATES]
+        more = source.count - len(candidates)
+        raise AmbiguousId(
+            f"{source.count} open connections have an id starting with {id_or_prefix}: "
+            + ", ".join(candidates) + (f" and {more} more" if more else ""),
+            candidates)
+
     def user_counts(self) -> dict[str, int]:
         """Open connections per user (a copy: O(users); see :meth:`groups`)."""
         return self._users.counts()
@@ -640,9 +668,9 @@ class ConnectionRegistry:
         """The open connections a selector matches (unknown ids match nothing)."""
         candidates: list[Mapping[str, ConnectionRecord]] = []
         if selector.ids is not None:
-            candidates.append(
-                {i: self._by_id[i] for i in selector.ids if i in self._by_id}
-            )
+            # A unique prefix stands for its id (AmbiguousId for several).
+            resolved = (self.resolve(i) for i in selector.ids)
+            candidates.append({r.id: r for r in resolved if r is not None})
         if selector.user is not None:
             candidates.append(self._users.bucket(selector.user))
         if selector.path is not None:

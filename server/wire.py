@@ -574,9 +574,12 @@ def encode_reply(request_id: int | str | None, result: Any) -> str:
     return _dumps({"id": request_id, "ok": True, "result": result})
 
 
-def encode_error(request_id: int | str | None, code: str, message: str) -> str:
-    """Server side: an error reply (``id`` is null when the request had none)."""
-    return _dumps({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
+def encode_error(request_id: int | str | None, code: str, message: str,
+                 details: Mapping[str, Any] | None = None) -> str:
+    """Server side: an error reply (``id`` is null when the request had none);
+    ``details`` are the error's structured fields (``candidates``)."""
+    return _dumps({"id": request_id, "ok": False,
+                   "error": {**(details or {}), "code": code, "message": message}})
 
 
 def encode_event(kind: str, data: Any, time: float) -> str:
@@ -593,12 +596,14 @@ class Reply:
     result: Any = None
     error_code: str | None = None
     error_message: str | None = None
+    error_details: Mapping[str, Any] | None = None
 
     def exception(self) -> WsconsoleError:
         """The error an error reply stands for: the class the server raised,
         found by its code (:meth:`WsconsoleError.from_wire`)."""
         return WsconsoleError.from_wire(self.error_code or InternalError.code,
-                                        self.error_message or "unknown error")
+                                        self.error_message or "unknown error",
+                                        self.error_details)
 
 
 @dataclass(frozen=True)
@@ -629,4 +634,5 @@ def parse_message(frame: str | bytes) -> Reply | Event:
         ok=False,
         error_code=str(error.get("code", InternalError.code)),
         error_message=str(error.get("message", "unknown error")),
+        error_details=error if isinstance(error, dict) else None,
     )

@@ -651,7 +651,7 @@ class ClusterFleet(Fleet):
                         error = body.get("error") if isinstance(body.get("error"), dict) else {}
                         gathered.errors[name] = WsconsoleError.from_wire(
                             str(error.get("code", InternalError.code)),
-                            str(error.get("message", "unknown error")))
+                            str(error.get("message", "unknown error")), error)
         finally:
             if request_id:
                 self._pending.pop(request_id, None)
@@ -699,7 +699,8 @@ class ClusterFleet(Fleet):
             result, then = await self._local_op(request, role, message)
             body: dict[str, Any] = {"ok": True, "result": result}
         except WsconsoleError as exc:
-            body = {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+            body = {"ok": False, "error": {**exc.details(), "code": exc.code,
+                                           "message": exc.message}}
         except Exception:
             logger.exception("cluster request %s from %s failed", message.op, message.src)
             body = {"ok": False, "error": {"code": InternalError.code,
@@ -811,7 +812,13 @@ class ClusterFleet(Fleet):
     async def get(self, connection_id: str, *, node: str | None = None,
                   timeout: float | None = None) -> Answer:
         owner = owner_of(connection_id)
-        unknown = UnknownConnection(f"no open connection with id {connection_id}")
+        if owner is None and node is not None:
+            # A prefix of the hex part with --node: that node's NODE/PREFIX.
+            connection_id, owner = f"{node}{ID_SEPARATOR}{connection_id}", node
+        unknown = UnknownConnection(
+            f"no open connection with id {connection_id}" if owner is not None else
+            f"no open connection with id {connection_id}: in a cluster an id (or an id "
+            f"prefix) starts with its node, NODE{ID_SEPARATOR}HEX (or give --node)")
         if owner is None or (node is not None and owner != node):
             if node is not None:
                 self._targets(node)  # an unknown node is unknown_node, not unknown_connection

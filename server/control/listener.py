@@ -476,7 +476,7 @@ class ControlListener:
 def _error_frame(request_id: int | str | None, error: WsconsoleError) -> str:
     """The error reply; a message that JSON text cannot carry is spelled out."""
     try:
-        return wire.encode_error(request_id, error.code, error.message)
+        return wire.encode_error(request_id, error.code, error.message, error.details())
     except ValueError:
         message = error.message.encode("utf-8", "backslashreplace").decode("utf-8")
         return wire.encode_error(request_id, error.code, message)

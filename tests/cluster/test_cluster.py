@@ -113,8 +113,9 @@ async def _total(ctl, n: int) -> bool:
 
 
 async def test_get_goes_to_the_node_that_owns_the_connection(fleet):
-    """An id names its node: `get` from a returns c's connection in full; an id
-    that is not open is unknown_connection, wherever it points."""
+    """An id names its node: `get` from a returns c's connection in full, also
+    for a unique prefix (`c/1f0c`, or `1f0c` with node c); an id that is not
+    open is unknown_connection, wherever it points."""
     async with operator(fleet["a"]) as ctl, user(fleet["c"], "gus"):
         await all_live(ctl)
         await wait_for(lambda: _has_user(ctl, "gus"), TIMEOUT)
@@ -123,6 +124,10 @@ async def test_get_goes_to_the_node_that_owns_the_connection(fleet):
         assert detail["node"] == "c" and detail["user"] == "gus"
         assert any(name.lower() == "host" for name, _ in detail["request_headers"])
         assert (await ctl.ok("get", id=row["id"], node="c"))["id"] == row["id"]
+        # A prefix with the node part goes to that node, which resolves it; the
+        # hex part alone needs the node given.
+        assert (await ctl.ok("get", id=row["id"][:5]))["id"] == row["id"]
+        assert (await ctl.ok("get", id=row["id"][2:7], node="c"))["id"] == row["id"]
         for missing in ("c/0000000000", "nowhere/0000000000", "0000000000"):
             assert await ctl.error("get", id=missing) == "unknown_connection"
         assert await ctl.error("get", id=row["id"], node="zz") == "unknown_node"

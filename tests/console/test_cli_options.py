@@ -195,3 +195,19 @@ async def test_a_refused_token_names_where_it_came_from(live: Live, capsys, monk
     assert await run(*argv) == 1
     err = capsys.readouterr().err
     assert expected in err and "stale-secret" not in err
+
+
+# Id prefixes
+
+
+@on_module_loop
+async def test_show_and_kick_accept_a_unique_id_prefix(live: Live, capsys):
+    """``show fd2d`` and ``kick --id fd2d`` act on the one connection whose id
+    starts with it, as ``ls --id-prefix`` lists it."""
+    bob = live.clients[1]
+    prefix = live.id_of(bob)[:7]
+    assert await run(*live.cli("show", prefix)) == 0
+    assert f"id             {live.id_of(bob)}\n" in capsys.readouterr().out
+    assert await run(*live.cli("kick", "--id", prefix, "--dry-run")) == 0
+    assert capsys.readouterr().out == (
+        f"would disconnect 1 connection (code 1000; dry run; nothing closed): {live.id_of(bob)}\n")
