@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
 from .client import ControlClient, find_token, resolve_url
@@ -67,6 +68,11 @@ def register(subparsers: Any) -> None:
                       help="simulated guests who come and go (default: 4)")
     demo.add_argument("--no-slow-reader", action="store_true",
                       help="leave out the client that stops reading")
+    demo.add_argument("--nodes", type=int, default=1, metavar="N",
+                      help="the demo of cluster mode: a private redis-server (Unix socket in "
+                      "a temporary folder), N node processes demo-1 .. demo-N, the "
+                      "simulated clients spread over them, and the console on demo-1 "
+                      "(default: 1, one process, no Redis)")
     add_runtime_arguments(demo)
     demo.set_defaults(func=run_demo)
 
@@ -121,6 +127,18 @@ def run_demo(
     from wsconsole.server.loop_policy import run_on_loop
 
     loop_kind = loop_kind_from_args(args)
+    nodes = getattr(args, "nodes", 1)
+    if nodes < 1:
+        print("wsconsole: error: --nodes must be at least 1", file=sys.stderr)
+        return 2
+    if nodes > 1:
+        from wsconsole.server.cluster.redis_server import find_redis_server
+
+        find_redis_server()  # not installed: one line that says how, before the TUI
+        from .cluster_demo import run_cluster_demo
+
+        with logging_silenced():
+            return run_on_loop(run_cluster_demo(args, run), loop_kind)
     with logging_silenced():
         return run_on_loop(_demo(args, run), loop_kind)
 
