@@ -30,10 +30,10 @@ from .protocol import HubState, NodeHealth, Role, ShutdownMode
 
 if TYPE_CHECKING:  # pragma: no cover
     from .hub import Hub, Listener
-    from .registry import Selector
+    from .registry import ConnectionRegistry, Page, Selector
     from .tap import Tap, TapEnd, TapLimits
 
-__all__ = ["Answer", "ShutdownAnswer", "Fleet", "LocalFleet", "per_node_send"]
+__all__ = ["Answer", "ShutdownAnswer", "Fleet", "LocalFleet", "node_page", "per_node_send"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,6 +192,29 @@ class Fleet(ABC):
         return tap.end(reason)
 
 
+def node_page(registry: ConnectionRegistry, *, user: str | None, path: str | None,
+              topic: str | None, id_prefix: str | None, sort: str, limit: int,
+              cursor: str | None, groups: bool, group_limit: int,
+              ) -> tuple[Page, dict[str, Any]]:
+    """One node's answer to ``list``, in the wire's shape, and the page it came from.
+
+    The one place a node turns its registry into a page: the local fleet
+    answers with it, and each node of a cluster answers its part with it
+    (adding the rows' sort keys for the merge).
+    """
+    # Live fields as of the last sample: nothing here walks the fleet.
+    page = registry.query(user=user, path=path, topic=topic, id_prefix=id_prefix,
+                          sort=sort, limit=limit, cursor=cursor)
+    result: dict[str, Any] = {
+        "connections": [record.summary() for record in page.records],
+        "total": page.total,
+        "next_cursor": page.next_cursor,
+    }
+    if groups:
+        result["groups"], result["groups_truncated"] = registry.groups(group_limit)
+    return page, result
+
+
 class LocalFleet(Fleet):
     """The fleet of one process: its hub, answered directly (``missing`` is always empty)."""
 
@@ -229,16 +252,10 @@ class LocalFleet(Fleet):
     ) -> Answer:
         self.check_node(node)
         registry = self.hub.registry
-        # Live fields as of the last sample: nothing here walks the fleet.
-        page = registry.query(user=user, path=path, topic=topic, id_prefix=id_prefix,
-                              sort=sort, limit=limit, cursor=cursor)
-        result: dict[str, Any] = {
-            "connections": [record.summary() for record in page.records],
-            "total": page.total,
-            "next_cursor": page.next_cursor,
-        }
+        _, result = node_page(registry, user=user, path=path, topic=topic,
+                              id_prefix=id_prefix, sort=sort, limit=limit, cursor=cursor,
+                              groups=groups, group_limit=group_limit)
         if groups:
-            result["groups"], result["groups_truncated"] = registry.groups(group_limit)
             result["groups"]["nodes"] = {self.hub.node: len(registry)}
             # Changes with every register, unregister, subscribe and
             # unsubscribe: a client that saw this version may skip the groups.

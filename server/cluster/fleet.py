@@ -44,7 +44,7 @@ from ..errors import (
     UnknownNode,
     WsconsoleError,
 )
-from ..fleet import Answer, Fleet, LocalFleet, ShutdownAnswer, per_node_send
+from ..fleet import Answer, Fleet, LocalFleet, ShutdownAnswer, node_page, per_node_send
 from ..protocol import EventKind, HubState, NodeHealth, Role, ShutdownMode
 from ..registry import Page, Selector, decode_cursor, merge_groups, merge_pages
 from .envelope import DropReason, Message, MessageKind, Refused, ReplayGuard, seal, unseal
@@ -749,18 +749,13 @@ class ClusterFleet(Fleet):
 
     def _local_page(self, args: dict[str, Any]) -> dict[str, Any]:
         registry = self.hub.registry
-        page = registry.query(user=args["user"], path=args["path"], topic=args["topic"],
-                              id_prefix=args["id_prefix"], sort=args["sort"],
-                              limit=args["limit"], cursor=args["cursor"])
-        result: dict[str, Any] = {
-            "connections": [record.summary() for record in page.records],
-            "keys": [list(key) for key in page.keys],
-            "total": page.total,
-            "next_cursor": page.next_cursor,
-            "count": len(registry),
-        }
-        if args["groups"]:
-            result["groups"], result["groups_truncated"] = registry.groups(args["group_limit"])
+        page, result = node_page(
+            registry, user=args["user"], path=args["path"], topic=args["topic"],
+            id_prefix=args["id_prefix"], sort=args["sort"], limit=args["limit"],
+            cursor=args["cursor"], groups=args["groups"], group_limit=args["group_limit"])
+        # The requester merges the nodes' pages by these keys (merge_pages).
+        result["keys"] = [list(key) for key in page.keys]
+        result["count"] = len(registry)
         return result
 
     # The operations
