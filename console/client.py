@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import re
@@ -45,6 +46,7 @@ from wsconsole.server.redaction import RedactingLogger
 from wsconsole.server.errors import (
     ControlUnavailable,
     Forbidden,
+    NotAControlPlane,
     ProtocolViolation,
     Unauthorized,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "resolve_url",
     "resolve_token",
     "find_token",
+    "hello_problem",
 ]
 
 logger = logging.getLogger("wsconsole.console")
@@ -201,6 +204,8 @@ class ControlClient:
         self._next_id = 0
         self._events: asyncio.Queue[Any] = asyncio.Queue(maxsize=EVENT_BUFFER + 1)
         self._closed_reason = "not connected"
+        self._identified = False
+        # True once the first frame read was a control plane's answer to hello.
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
@@ -243,10 +248,13 @@ class ControlClient:
                 said = "".join(c if c.isprintable() else "?" for c in said)[:200]
                 raise ControlUnavailable(f"{self.url} refused the connection (HTTP 503)"
                                          + (f": {said}" if said else "")) from None
-            raise ControlUnavailable(
-                f"cannot reach {self.url}: HTTP {status} {exc.response.reason_phrase}"
-                " (is this a wsconsole control listener?)"
-            ) from None
+            answer = f"HTTP {status} {exc.response.reason_phrase}".rstrip()
+            if status >= 500:
+                # A proxy in front of a control plane that is down: worth retrying.
+                raise ControlUnavailable(f"cannot reach {self.url}: {answer}") from None
+            # A control listener answers a handshake with 101, 401, 403 or 503 only.
+            raise NotAControlPlane(_not_a_control_plane(
+                self.url, f"it answered the WebSocket handshake with {answer}")) from None
         except InvalidURI as exc:
             raise ControlUnavailable(f"cannot reach {self.url}: not a ws:// URL ({exc})") from None
         except TimeoutError:
@@ -258,6 +266,7 @@ class ControlClient:
         except (WebSocketException, ValueError) as exc:
             raise ControlUnavailable(f"cannot reach {self.url}: {exc}") from None
         self._closed_reason = "closed"
+        self._identified = False
         self._events = asyncio.Queue(maxsize=EVENT_BUFFER + 1)
         self._reader = asyncio.get_running_loop().create_task(
             self._read(self._ws), name="wsconsole-control-reader"
@@ -319,6 +328,15 @@ class ControlClient:
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for frame in ws:
+                if not self._identified:
+                    # The first frame answers our hello: it says whether this
+                    # is a control plane at all (see hello_problem).
+                    problem = hello_problem(frame)
+                    if problem is not None:
+                        self._not_a_control_plane(problem)
+                        await ws.close()
+                        break
+                    self._identified = True
                 try:
                     message = wire.parse_message(frame)
                 except ProtocolViolation as exc:
@@ -335,7 +353,8 @@ class ControlClient:
                     logger.warning("control plane error: %s", message.error_message)
             self._closed_reason = _close_reason(ws) or self._closed_reason
         except ConnectionClosed:
-            self._closed_reason = _close_reason(ws) or "connection lost"
+            self._closed_reason = _close_reason(ws) or (
+                "was lost without a close frame (the server was killed, or the network failed)")
         except Exception as exc:  # pragma: no cover - defensive: a reader bug
             logger.exception("control client reader failed")
             self._closed_reason = f"reader failed: {exc}"
@@ -348,6 +367,20 @@ class ControlClient:
                     future.set_exception(error)
             self._pending.clear()
             self._push_event(_END)
+
+    def _not_a_control_plane(self, problem: str) -> None:
+        self._closed_reason = "closed: not a wsconsole control plane"
+        error = NotAControlPlane(_not_a_control_plane(self.url, problem))
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+
+    @property
+    def closed_reason(self) -> str:
+        """Why the connection is not (or no longer) open: ``closed by the server
+        (code 1001: ...)``, ``was lost without a close frame ...``, ``not connected``."""
+        return self._closed_reason
 
     def _push_event(self, item: Any) -> None:
         # Drop the oldest rather than grow without bound or stall the reader
@@ -560,6 +593,46 @@ class ControlClient:
                 self._push_event(_END)
                 return
             yield item
+
+
+CONTROL_PLANE_SERVER = "server"
+"""The ``hello`` result's field that names the server software: ``"wsconsole"``."""
+
+
+def hello_problem(frame: str | bytes) -> str | None:
+    """Why ``frame``, the first one read after sending ``hello``, is not a
+    wsconsole control plane's answer; None when it is one.
+
+    A control plane answers ``hello`` first, and with ``{"id": 1, "ok": true,
+    "result": {"server": "wsconsole", ...}}`` (or an error reply with a code,
+    e.g. rate_limited). An application on the public port typically echoes the
+    request back, sends a greeting of its own, or answers something else.
+    """
+    if isinstance(frame, bytes):
+        return "it answered hello with a binary frame"
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        return "it answered hello with text that is not JSON"
+    if not isinstance(data, dict):
+        return "it answered hello with JSON that is not an object"
+    if "op" in data and "ok" not in data:
+        return "it echoed the hello request back"
+    ok = data.get("ok")
+    if ok is True:
+        result = data.get("result")
+        if isinstance(result, dict) and result.get(CONTROL_PLANE_SERVER) == "wsconsole":
+            return None
+        return 'its answer to hello does not say "server": "wsconsole"'
+    error = data.get("error")
+    if ok is False and isinstance(error, dict) and isinstance(error.get("code"), str):
+        return None  # a control plane's error reply (rate_limited, ...): raised as such
+    return "it answered hello with a frame that is not a control-plane reply"
+
+
+def _not_a_control_plane(url: str, problem: str) -> str:
+    return (f"{url} is not a wsconsole control plane: is it the public port? ({problem}; "
+            "the control plane is --control-port, 8766 by default)")
 
 
 def _routing(node: str | None, timeout: float | None) -> dict[str, Any]:

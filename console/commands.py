@@ -490,11 +490,13 @@ async def _events(client: ControlClient, args: argparse.Namespace) -> int:
         printed += 1
         if args.count is not None and printed >= args.count:
             return 0
-    if args.count is not None:
-        raise ControlUnavailable(
-            f"the event stream ended after {printed} of {args.count} events"
-        )
-    return 0
+    # The stream ends only when the link does: the server stopped, was killed
+    # or went away. Whoever reads the events must know that they stopped.
+    counted = f" after {printed} of {args.count} events" if args.count is not None else ""
+    raise ControlUnavailable(
+        f"the event stream ended{counted}: the control connection to {client.url} "
+        f"{client.closed_reason}"
+    )
 
 
 # tap

@@ -218,6 +218,8 @@ async def generate(s: Session) -> None:
     await s.run("wsconsole ls --token-file /nonexistent",
                 shown="wsconsole ls --token-file /nonexistent")
     await s.run("wsconsole ls --token wrong")
+    await s.run(f"wsconsole ls --url ws://127.0.0.1:{s.public}",
+                shown=f"wsconsole ls --url ws://127.0.0.1:{s.public}   # the public port")
     (s.tmp / "state" / "wsconsole" / "stale-token").write_text("wrong\n")
     await s.run("wsconsole ls", token="stale-token", shown="WSCONSOLE_TOKEN=wrong wsconsole ls")
 
@@ -401,7 +403,12 @@ came back or changed state), and `stats` every `--stats-interval` seconds
 that node's only.
 `--kind K` (repeatable) keeps only some kinds; `--count N` exits after N
 events; `--json` prints one JSON object per line. Without `--count` it runs
-until interrupted or until the server stops.
+until interrupted (exit status 130) or until the link is lost: the server
+stopped, was killed or went away. That is a failure, not an end: exit status 1
+and one line on stderr that says how the connection ended (`wsconsole: error:
+the event stream ended: the control connection to ws://127.0.0.1:8766 was lost
+without a close frame (the server was killed, or the network failed)`), so
+that a script reading the events knows they stopped.
 """
 
 SHUTDOWN = """
@@ -422,7 +429,10 @@ a line per node.
 ERRORS = """
 ## When a command fails
 
-One line on stderr, exit status 1, never a traceback:
+One line on stderr, exit status 1, never a traceback. An endpoint that takes
+the WebSocket handshake but does not answer `hello` as a control plane does
+(`"server": "wsconsole"` in its result: see [hello](#hello)) is named as such,
+typically the public port:
 """
 
 USAGE_ERRORS = """
@@ -450,7 +460,7 @@ words.
 | status | meaning |
 |---|---|
 | 0 | a full answer |
-| 1 | failure: one line on stderr says why (unreachable, refused token, unknown id or node, ...) |
+| 1 | failure: one line on stderr says why (unreachable, refused token, not a control plane, unknown id or node, ...); also `events` and `tap` when the link is lost before they were done |
 | 2 | usage error, caught before anything is sent |
 | 3 | a partial answer: printed what was gathered; the nodes that did not answer are named on stderr |
 | 130 | interrupted (Ctrl-C, e.g. to stop `events`) |

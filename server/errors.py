@@ -27,6 +27,7 @@ wire raise the same class::
         ├── TooManyTaps          too_many_taps
         ├── InternalError        internal_error
         └── ControlUnavailable   unavailable
+            └── NotAControlPlane not_a_control_plane
 
 :data:`ERROR_CLASSES` maps every code to its class; it fills itself as the
 classes are defined, and refuses a code defined twice.
@@ -60,6 +61,7 @@ __all__ = [
     "TooManyTaps",
     "InternalError",
     "ControlUnavailable",
+    "NotAControlPlane",
     "ERROR_CLASSES",
     "error_class",
     "markdown_table",
@@ -284,6 +286,16 @@ class ControlUnavailable(ControlError):
     the client, never sent)."""
 
     code = "unavailable"
+
+
+class NotAControlPlane(ControlUnavailable):
+    """The endpoint accepted the WebSocket handshake but did not answer `hello`
+    as a wsconsole control plane does (an echo of the request, another frame,
+    a `hello` result without `"server": "wsconsole"`): most likely the public
+    port. Raised by the client, never sent; the console does not retry it on
+    its own."""
+
+    code = "not_a_control_plane"
 
 
 def markdown_table() -> str:

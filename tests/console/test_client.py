@@ -324,7 +324,8 @@ async def fake_control(handler):
         async for frame in ws:
             request = wire.parse_request(frame)
             if request.op == "hello":
-                await ws.send(wire.encode_reply(request.id, {"node": "fake", "role": "operator"}))
+                await ws.send(wire.encode_reply(request.id, {"server": "wsconsole", "node": "fake",
+                                                              "role": "operator"}))
             else:
                 await handler(ws, request)
 
