@@ -15,6 +15,7 @@ server only its wire format, errors and shared vocabulary.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from functools import partial
 from typing import Any, Callable, ClassVar, Iterable
@@ -28,7 +29,12 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker
 
-from wsconsole.server.errors import ControlError, Unauthorized, WsconsoleError
+from wsconsole.server.errors import (
+    ControlError,
+    NotAControlPlane,
+    Unauthorized,
+    WsconsoleError,
+)
 from wsconsole.server.protocol import EventKind
 from wsconsole.server.wire import Event
 
@@ -37,6 +43,7 @@ from .link import (
     ClientFactory,
     ControlLink,
     LinkState,
+    LinkStatus,
     reconnect_delay,
     with_state_change,
 )
@@ -52,7 +59,7 @@ from .formatting import ViewFilter
 from .view_state import NODE_EVENT, PAGE_SIZE, KnownNodes
 from .widgets import too_small
 
-__all__ = ["ConsoleApp"]
+__all__ = ["ConsoleApp", "screenshot_directory"]
 
 
 class ConsoleApp(App[None]):
@@ -154,7 +161,15 @@ class ConsoleApp(App[None]):
             except Unauthorized as exc:
                 await _close_quietly(client)
                 # A refused token stays refused: stop, and let the operator retry.
-                self.post_message(ControlLinkLost(exc.message, None, refused=True))
+                self.post_message(ControlLinkLost(exc.message, None,
+                                                  stopped=LinkStatus.REFUSED))
+                return
+            except NotAControlPlane as exc:
+                await _close_quietly(client)
+                # Each attempt would be a new connection to an application,
+                # carrying the operator's token: none until the operator asks.
+                self.post_message(ControlLinkLost(exc.message, None,
+                                                  stopped=LinkStatus.NOT_CONTROL_PLANE))
                 return
             except WsconsoleError as exc:
                 await _close_quietly(client)
@@ -217,14 +232,24 @@ class ConsoleApp(App[None]):
     @on(ControlLinkLost)
     def _link_lost(self, message: ControlLinkLost) -> None:
         before = self.link_state
-        if message.refused:
-            self.link_state = before.refused(message.reason)
+        if before.status == LinkStatus.ENDED:
+            return  # the server has stopped: the link worker's last words change nothing
+        now = self.clock()
+        if message.stopped == LinkStatus.REFUSED:
+            self.link_state = before.refused(message.reason, now)
+        elif message.stopped == LinkStatus.NOT_CONTROL_PLANE:
+            self.link_state = before.not_control_plane(message.reason, now)
+        elif message.stopped == LinkStatus.ENDED:
+            self.link_state = before.ended(message.reason, now)
         else:
-            self.link_state = before.lost(message.reason, message.retry_in)
+            self.link_state = before.lost(message.reason, message.retry_in, now)
         # Said where the operator is, dialog or not; a failed retry is not news.
-        if before.up or message.refused:
-            self.notify(message.reason, title="Token refused" if message.refused
-                        else "Control link lost", severity="error", markup=False)
+        if before.up or message.stopped:
+            title = {LinkStatus.REFUSED: "Token refused",
+                     LinkStatus.NOT_CONTROL_PLANE: "Not a control plane",
+                     LinkStatus.ENDED: "Server stopped"}.get(message.stopped,
+                                                             "Control link lost")
+            self.notify(message.reason, title=title, severity="error", markup=False)
 
     @on(StatsSampled)
     def _stats_sampled(self, message: StatsSampled) -> None:
@@ -253,11 +278,18 @@ class ConsoleApp(App[None]):
     # The command palette
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        """Every action of the main screen that is possible now, then Textual's own."""
+        """The main screen's actions that are possible now, then the few of
+        Textual's own that are true here (theme, screenshot, quit).
+
+        Textual's others are left out: "Copy selected text" names ctrl+c, which
+        quits here; "Focus next", "Keys" and "Maximize" duplicate our own keys
+        and help (?) or do nothing useful on these screens.
+        """
         main = self.main_screen
         if main.is_mounted:
+            ours = {binding.id for binding in main.BINDINGS if isinstance(binding, Binding)}
             for _, binding in main._bindings:
-                if not binding.description or binding.system:
+                if not binding.description or binding.system or binding.id not in ours:
                     continue
                 if main.check_action(binding.action, ()) is not True:
                     continue
@@ -267,7 +299,26 @@ class ConsoleApp(App[None]):
                     f"{binding.tooltip} ({key})" if binding.tooltip else key,
                     partial(self._run_main_action, binding.action),
                 )
-        yield from super().get_system_commands(screen)
+        yield SystemCommand("Theme", "Change the console's colours", self.action_change_theme)
+        yield SystemCommand(
+            "Screenshot",
+            f"Save an SVG of the screen in {screenshot_directory()}",
+            lambda: self.set_timer(0.1, self.save_screen),
+        )
+        yield SystemCommand("Quit", "Quit the console (q, ctrl+c)", self.action_quit)
+
+    def save_screen(self) -> str | None:
+        """Save an SVG of the screen where :func:`screenshot_directory` says, and
+        say where (or why not); the path, or None when it could not be written."""
+        folder = screenshot_directory()
+        try:
+            path = self.save_screenshot(path=folder)
+        except OSError as exc:
+            self.notify(f"Could not write it in {folder}: {exc.strerror or exc}",
+                        title="Screenshot not saved", severity="error", markup=False)
+            return None
+        self.notify(path, title="Screenshot saved", markup=False)
+        return path
 
     def _run_main_action(self, action: str) -> None:
         # The palette acts on the main screen; a dialog over it would hide the result.
@@ -275,6 +326,13 @@ class ConsoleApp(App[None]):
         while self.screen is not main and len(self.screen_stack) > 2:
             self.pop_screen()
         self.call_later(main.run_action, action)
+
+
+def screenshot_directory() -> str:
+    """Where a screenshot goes: ``~/Downloads`` if it exists, else the current
+    directory (Textual's own choice is Downloads alone, and it fails without it)."""
+    downloads = os.path.join(os.path.expanduser("~"), "Downloads")
+    return downloads if os.path.isdir(downloads) else os.getcwd()
 
 
 async def _close_quietly(client: Any) -> None:

@@ -1,7 +1,9 @@
 """The console's control link: the live client, and what it knows of the link.
 
 ``LinkState`` is a frozen value: connecting, connected (with the server's
-``hello``), lost (with why, and when the next attempt comes) or refused. Each
+``hello``), lost (with why, and when the next attempt comes), refused (the
+token), not a control plane (the endpoint answered, but not as a wsconsole
+control plane: the public port?) or ended (the demo's own server stopped). Each
 change is a new value, so the app can hold it in a reactive and every screen
 that shows the link follows it. ``ControlLink`` holds the client that workers
 use while the link is up; the app's link worker connects, fills it in and
@@ -30,6 +32,7 @@ __all__ = [
     "LinkState",
     "LinkStatus",
     "RECONNECT_DELAYS",
+    "STOPPED_STATUSES",
     "reconnect_delay",
     "with_state_change",
 ]
@@ -57,6 +60,18 @@ class LinkStatus(StrEnum):
     """Down, or never reached; another attempt follows on its own."""
     REFUSED = "refused"
     """The token was refused or missing: no attempt until the operator asks."""
+    NOT_CONTROL_PLANE = "not_control_plane"
+    """The endpoint is not a wsconsole control plane (the public port?): no
+    attempt until the operator asks, so that the operator's token is not sent
+    to an application again and again."""
+    ENDED = "ended"
+    """The server is known to have stopped for good (the demo's own server):
+    no attempt until the operator asks."""
+
+
+STOPPED_STATUSES = frozenset({LinkStatus.REFUSED, LinkStatus.NOT_CONTROL_PLANE,
+                              LinkStatus.ENDED})
+"""Down, with no attempt until the operator asks (ctrl+r)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,9 @@ class LinkState:
     """The last ``hello`` result (kept while the link is down)."""
     retry_in: float | None = None
     """Seconds from the loss to the next attempt; None when none will come."""
+    down_since: float | None = None
+    """When (wall clock) the link went down after a hello: what is shown since
+    is stale. None while up, and before the first hello."""
     failures: int = 0
     """Attempts failed in a row: each loss is a new value, even with the same reason."""
     connections: int = 0
@@ -79,6 +97,12 @@ class LinkState:
     def up(self) -> bool:
         """True while requests can be sent."""
         return self.status == LinkStatus.CONNECTED
+
+    @property
+    def stale(self) -> bool:
+        """True when what the server said last is shown but is no longer current:
+        the link is down after a hello."""
+        return not self.up and bool(self.hello)
 
     @property
     def role(self) -> str | None:
@@ -97,17 +121,34 @@ class LinkState:
     def connected(self, hello: Mapping[str, Any]) -> LinkState:
         """The server said hello."""
         return replace(self, status=LinkStatus.CONNECTED, reason="", retry_in=None,
-                       hello=dict(hello), failures=0, connections=self.connections + 1)
+                       hello=dict(hello), failures=0, connections=self.connections + 1,
+                       down_since=None)
 
-    def lost(self, reason: str, retry_in: float | None) -> LinkState:
-        """The link went down, or an attempt failed; the next in ``retry_in`` seconds."""
-        return replace(self, status=LinkStatus.LOST, reason=reason, retry_in=retry_in,
-                       failures=self.failures + 1)
+    def lost(self, reason: str, retry_in: float | None, at: float | None = None) -> LinkState:
+        """The link went down, or an attempt failed; the next in ``retry_in`` seconds.
+        ``at``: when (wall clock), kept from the first loss while it stays down."""
+        return self._down(LinkStatus.LOST, reason, retry_in, at)
 
-    def refused(self, reason: str) -> LinkState:
+    def refused(self, reason: str, at: float | None = None) -> LinkState:
         """The token was refused: retrying would not help."""
-        return replace(self, status=LinkStatus.REFUSED, reason=reason, retry_in=None,
-                       failures=self.failures + 1)
+        return self._down(LinkStatus.REFUSED, reason, None, at)
+
+    def not_control_plane(self, reason: str, at: float | None = None) -> LinkState:
+        """The endpoint is not a wsconsole control plane: retrying would only send
+        the token to it again."""
+        return self._down(LinkStatus.NOT_CONTROL_PLANE, reason, None, at)
+
+    def ended(self, reason: str, at: float | None = None) -> LinkState:
+        """The server has stopped for good: nothing to reconnect to."""
+        return self._down(LinkStatus.ENDED, reason, None, at)
+
+    def _down(self, status: LinkStatus, reason: str, retry_in: float | None,
+              at: float | None) -> LinkState:
+        since = self.down_since
+        if since is None and self.up:
+            since = at
+        return replace(self, status=status, reason=reason, retry_in=retry_in,
+                       failures=self.failures + 1, down_since=since)
 
 
 def with_state_change(stats: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:

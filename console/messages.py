@@ -44,8 +44,15 @@ class ControlLinkLost(Message):
     """Why, for the operator: one line."""
     retry_in: float | None
     """Seconds until the next attempt; None when the console stopped trying."""
-    refused: bool = False
-    """True when the token was refused (retrying would not help)."""
+    stopped: str = ""
+    """Why the console stopped trying, as a ``LinkStatus``: ``refused`` (the
+    token), ``not_control_plane`` (the public port?), ``ended`` (the demo's
+    server stopped); empty while attempts go on."""
+
+    @property
+    def refused(self) -> bool:
+        """True when the token was refused (retrying would not help)."""
+        return self.stopped == "refused"
 
 
 @dataclass

@@ -36,6 +36,7 @@ __all__ = [
     "sort_for_header",
     "header_arrow",
     "key_state",
+    "refusal",
     "link_banner",
     "link_health",
     "link_note",
@@ -333,6 +334,25 @@ def key_state(action: str, *, view: ViewState, link: LinkState, selected: bool, 
     return True
 
 
+_REFUSED_VERBS = {"broadcast": "sending", "send": "sending", "disconnect": "disconnecting",
+                  "disconnect_group": "disconnecting", "shutdown": "shutting down",
+                  "tap": "tapping"}
+
+
+def refusal(action: str, link: LinkState) -> str | None:
+    """What a key for ``action`` says when it cannot run because of the link (a
+    read-only token, the link down); None when the link is no reason."""
+    if action not in MUTATING_ACTIONS:
+        return None
+    verb = _REFUSED_VERBS.get(action, action)
+    if link.up and link.read_only:
+        return f"read-only token: {verb} needs the operator role"
+    if not link.up:
+        return f"not connected to the control plane: nothing was sent ({verb} waits " \
+               "for the link; ctrl+r reconnects)"
+    return None
+
+
 # The link, as the screens say it
 
 
@@ -342,6 +362,12 @@ def link_banner(link: LinkState) -> tuple[str, str]:
         return (f"Not connected, the token was refused: {link.reason}. Fix --token, "
                 "--token-file or $WSCONSOLE_TOKEN, then press ctrl+r (the token file "
                 "is read again).", "error")
+    if link.status == LinkStatus.NOT_CONTROL_PLANE:
+        return (f"Not connected: {link.reason}. Not retried on its own (each attempt "
+                "would send the token to it): fix --url, then press ctrl+r.", "error")
+    if link.status == LinkStatus.ENDED:
+        return (f"{link.reason}. The table shows the last data received; ctrl+r "
+                "tries to connect again.", "error")
     if link.status == LinkStatus.LOST and link.hello:
         return (f"Control link lost ({link.reason}); reconnecting. The table shows the "
                 "last data received; no action is sent meanwhile.", "error")
@@ -363,6 +389,10 @@ def link_health(link: LinkState, retry_left: float | None = None) -> str:
         return "connected" if link.read_only else f"connected as {link.role}"
     if link.status == LinkStatus.REFUSED:
         return "token refused (ctrl+r retries)"
+    if link.status == LinkStatus.NOT_CONTROL_PLANE:
+        return "not a control plane (ctrl+r retries)"
+    if link.status == LinkStatus.ENDED:
+        return "server stopped (ctrl+r retries)"
     if link.status == LinkStatus.LOST:
         if retry_left is None:
             return "lost"
@@ -380,7 +410,9 @@ def link_note(before: LinkState, after: LinkState, url: str) -> str | None:
     if after.up and not before.up:
         verb = "connected to" if after.connections == 1 else "reconnected to"
         return f"{verb} {url or 'the control plane'} as {after.role}"
-    if after.status in (LinkStatus.LOST, LinkStatus.REFUSED):
+    if after.status == LinkStatus.ENDED and before.status != LinkStatus.ENDED:
+        return after.reason
+    if after.status in (LinkStatus.LOST, LinkStatus.REFUSED, LinkStatus.NOT_CONTROL_PLANE):
         repeated = (before.status == after.status and before.reason == after.reason)
         if not repeated:
             return f"control link lost: {after.reason}"

@@ -22,6 +22,7 @@ from wsconsole.server.errors import WsconsoleError
 from ..formatting import literal, missing_note, routed
 from ..link import ControlLink
 from ..messages import ActionCompleted, CommandFailed
+from ..widgets import ChoiceSet
 
 __all__ = ["ComposeScreen", "check_message"]
 
@@ -68,14 +69,14 @@ class ComposeScreen(ModalScreen["str | None"]):
         with Vertical(id="compose-dialog"):
             yield Label("Send a message", id="compose-title")
             yield Label("To", classes="field-label")
-            with RadioSet(id="compose-targets"):
+            with ChoiceSet(id="compose-targets"):
                 for index, (label, selector) in enumerate(self.targets):
                     # Labels name users and paths: shown as they are, not markup.
                     yield RadioButton(literal(label), value=index == self.target_index,
                                       disabled=selector is None)
             with Horizontal(id="compose-format-row"):
                 yield Label("As", classes="field-label")
-                with RadioSet(id="compose-format"):
+                with ChoiceSet(id="compose-format"):
                     yield RadioButton("text", value=not self.as_json)
                     yield RadioButton("JSON (checked before sending)", value=self.as_json)
             yield TextArea(self.initial_text, id="compose-message", soft_wrap=True,

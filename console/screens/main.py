@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.events import Key
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
@@ -38,6 +39,7 @@ from ..view_state import (
     KnownNodes,
     key_state,
     link_note,
+    refusal,
     main_banner,
     next_sort,
     reversed_sort,
@@ -460,6 +462,17 @@ class MainScreen(Screen[None]):
         return key_state(action, view=self.view, link=self.link_state,
                          selected=table.selected_id is not None, rows=table.row_count,
                          filter_open=self.filter_box.has_class("open"))
+
+    def on_key(self, event: Key) -> None:
+        # A key whose action the link forbids is dimmed in the footer and does
+        # nothing: say why, rather than nothing at all. (Typed into the filter,
+        # the key is the Input's and never gets here.)
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            why = refusal(binding.action, self.link_state)
+            if why is not None and self.check_action(binding.action, ()) is None:
+                self.notify(why, title="Not sent", severity="warning", markup=False,
+                            timeout=3)
+                return
 
     def _selected(self) -> dict[str, Any] | None:
         selected = self.table.selected_id

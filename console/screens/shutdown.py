@@ -40,7 +40,7 @@ from ..formatting import literal
 from ..link import LinkState, LinkStatus
 from ..messages import ActionCompleted, CommandFailed
 from ..view_state import drain, node_stats, server_summary, shutdown_targets
-from ..widgets import KeysFooter
+from ..widgets import ChoiceSet, KeysFooter
 
 if TYPE_CHECKING:  # pragma: no cover - the app module imports the screens
     from ..app import ConsoleApp
@@ -95,11 +95,11 @@ class ShutdownScreen(ModalScreen[None]):
                 self.targets = shutdown_targets(console.link_state.hello, console.nodes.nodes)
                 with Horizontal(id="shutdown-target-row"):
                     yield Label("stop", classes="shutdown-label")
-                    with RadioSet(id="shutdown-target"):
+                    with ChoiceSet(id="shutdown-target"):
                         for index, (label, _) in enumerate(self.targets):
                             # Labels name nodes: shown as they are, not markup.
                             yield RadioButton(literal(label), value=index == 0)
-                with RadioSet(id="shutdown-mode"):
+                with ChoiceSet(id="shutdown-mode"):
                     yield RadioButton("Graceful: close everyone now", value=True)
                     yield RadioButton("Keep-alive: stop accepting, let open connections drain")
                 yield Static(GRACEFUL_HELP, id="shutdown-help")

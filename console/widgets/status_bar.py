@@ -28,7 +28,8 @@ _STATE_STYLES = {HubState.SERVING: "bold green", HubState.DRAINING: "bold yellow
                  HubState.STOPPED: "bold red"}
 _NODE_STYLES = {"live": "green", "suspect": "bold yellow", "missing": "bold red"}
 _LINK_STYLES = {LinkStatus.CONNECTED: "green", LinkStatus.CONNECTING: "yellow",
-                LinkStatus.LOST: "bold red", LinkStatus.REFUSED: "bold red"}
+                LinkStatus.LOST: "bold red", LinkStatus.REFUSED: "bold red",
+                LinkStatus.NOT_CONTROL_PLANE: "bold red", LinkStatus.ENDED: "bold red"}
 
 
 class StatusBar(Widget):
