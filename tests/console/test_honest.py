@@ -19,6 +19,8 @@ from wsconsole.console.app import ConsoleApp
 from wsconsole.console.cli import main
 from wsconsole.console.client import ControlClient, hello_problem
 from wsconsole.console.link import LinkState, LinkStatus
+from wsconsole.console.screens import ComposeScreen
+from wsconsole.console.widgets import ChoiceSet
 from wsconsole.console.view_state import link_banner, link_health
 from wsconsole.server import serve
 from wsconsole.server.config import ControlConfig
@@ -168,11 +170,11 @@ def notes(app: ConsoleApp) -> list[str]:
     return [f"{n.title}: {n.message}" for n in app._notifications]
 
 
-async def test_palette_offers_only_true_commands_and_screenshot_says_where(
-        monkeypatch, tmp_path):
+async def test_palette_screenshot_and_radio_highlight_tell_the_truth(monkeypatch, tmp_path):
     """The palette lists the console's actions, Theme, Screenshot and Quit, not
     Textual's "Copy selected text" (ctrl+c quits here); a screenshot without
-    ~/Downloads goes to the current directory and says the path."""
+    ~/Downloads goes to the current directory and says the path; the compose
+    dialog opened on its second choice highlights that row, where the dot is."""
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/Downloads
     monkeypatch.chdir(tmp_path)
     async with demo_server() as server:
@@ -188,6 +190,13 @@ async def test_palette_offers_only_true_commands_and_screenshot_says_where(
             assert (tmp_path / path.rpartition("/")[2]).read_text().startswith("<svg")
             await wait_for(lambda: f"Screenshot saved: {path}" in notes(app))
 
+            targets = [("the selected ann", {"ids": ["x"]}), ("the current view", {"user": "a"}),
+                       ("everyone", {"everyone": True})]
+            await app.push_screen(ComposeScreen(app.link, targets, default=1))
+            radios = app.screen.query_one("#compose-targets", ChoiceSet)
+            await wait_for(lambda: radios._selected == 1)
+            assert radios.pressed_index == 1
+
 
 async def test_a_mutating_key_with_a_read_only_token_says_why(monkeypatch):
     """b with a read-only token opens nothing and says that sending needs the
@@ -200,21 +209,3 @@ async def test_a_mutating_key_with_a_read_only_token_says_why(monkeypatch):
             await wait_for(lambda: any("read-only token: sending needs the operator role"
                                        in n for n in notes(app)))
             assert app.screen is app.main_screen
-
-
-async def test_a_radio_set_opens_with_the_highlight_on_the_chosen_row():
-    """The compose dialog opened on "the current view" (its second choice)
-    highlights that row, where the dot is, not the first."""
-    from wsconsole.console.screens import ComposeScreen
-    from wsconsole.console.widgets import ChoiceSet
-
-    async with demo_server() as server:
-        app = console(control_url(server))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(lambda: app.link_state.up)
-            targets = [("the selected ann", {"ids": ["x"]}), ("the current view", {"user": "a"}),
-                       ("everyone", {"everyone": True})]
-            await app.push_screen(ComposeScreen(app.link, targets, default=1))
-            radios = app.screen.query_one("#compose-targets", ChoiceSet)
-            await wait_for(lambda: radios._selected == 1)
-            assert radios.pressed_index == 1
