@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_command.register(subparsers)
     # Commands written in their own modules register themselves when present.
-    for name in ("commands", "tui_command"):
+    for name in ("commands", "tui_command", "web.command"):
         try:
             module = __import__(f"wsconsole.console.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
