@@ -86,6 +86,10 @@ def register(subparsers: Any) -> None:
     )
     shots.add_argument("--out", default="screenshots", metavar="DIR",
                        help="output directory (default: ./screenshots)")
+    shots.add_argument("--web", action="store_true",
+                       help="instead, web.png: the console in a headless Chromium through "
+                       "`wsconsole web`, on the live demo (needs the web and test extras "
+                       "and a chromium)")
     shots.set_defaults(func=_run_screenshots)
 
 
@@ -188,6 +192,11 @@ async def _demo(
 
 
 def _run_screenshots(args: argparse.Namespace) -> int:
+    if getattr(args, "web", False):
+        from .web.screenshot import write_web_screenshot
+
+        print(write_web_screenshot(args.out))
+        return 0
     from .screenshots import write_screenshots  # Textual: only for the command that draws
 
     for path in write_screenshots(args.out):

@@ -36,6 +36,8 @@ import contextlib
 import html
 import json
 import logging
+import os
+import re
 import shlex
 import ssl
 import string
@@ -58,7 +60,7 @@ from .audit import RefusalThrottle, WebAudit, WebEvent
 from .sessions import LoginLimiter, SessionStore, WebSession
 from .settings import WebSettings, allowed_origins, check_settings
 
-__all__ = ["WebConsole", "SessionConsole", "console_command", "COOKIE_NAME",
+__all__ = ["WebConsole", "SessionConsole", "console_command", "drawn_text", "COOKIE_NAME",
            "SECURE_COOKIE_NAME", "STOP_GRACE", "HEARTBEAT"]
 
 logger = logging.getLogger("wsconsole.web")
@@ -122,6 +124,10 @@ class SessionConsole(AppService):
         # console's search, and the command line names neither.
         environment["WSCONSOLE_TOKEN"] = self._token
         environment.pop("WSCONSOLE_URL", None)
+        # textual-serve draws at 60 frames a second; TEXTUAL_FPS, when the web
+        # console's own environment sets it, asks for fewer (less CPU per console).
+        if os.environ.get("TEXTUAL_FPS"):
+            environment["TEXTUAL_FPS"] = os.environ["TEXTUAL_FPS"]
         return environment
 
     @property
@@ -545,6 +551,18 @@ class WebConsole:
                 await console.blur()
             elif kind == "focus":
                 await console.focus()
+
+
+_ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=!$ ]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
+                      rb"|\x1b[()][0-9A-Za-z]")
+
+
+def drawn_text(chunks: list[bytes]) -> str:
+    """What a console wrote to its terminal (the frames its page received),
+    escape sequences removed: the words it drew (a row's user, a button's
+    label) stay whole. For the tests and the screenshot, which cannot read the
+    page's canvas."""
+    return _ESCAPES.sub(b"", b"".join(chunks)).decode("utf-8", "replace")
 
 
 def _cells(value: Any, default: int) -> int:

@@ -106,10 +106,13 @@ async def test_a_refused_token_is_refused_audited_and_never_written(
     assert wrong not in caplog.text
 
 
-async def test_login_sets_a_strict_http_only_expiring_cookie(web: WebConsole) -> None:
+async def test_login_sets_a_strict_http_only_expiring_cookie(
+        web: WebConsole, caplog: pytest.LogCaptureFixture) -> None:
     """The operator token gives a session cookie: HttpOnly, SameSite=Strict,
     Max-Age the session's lifetime, not Secure over plain HTTP; with it the
-    console page is served; logging out forgets it."""
+    console page is served; logging out forgets it. Neither the token nor the
+    cookie is logged or audited, at any level."""
+    caplog.set_level(logging.DEBUG)
     async with http_session() as session:
         response = await login(session, web, OPERATOR_TOKEN)
         assert response.status == 303 and response.headers["Location"] == "/"
@@ -133,6 +136,9 @@ async def test_login_sets_a_strict_http_only_expiring_cookie(web: WebConsole) ->
                 assert page.status == 303
     assert [line["role"] for line in audit_lines(web) if line["event"] == "logout"][-1] == \
         "operator"
+    for secret in (OPERATOR_TOKEN, cookie.value):
+        assert secret not in caplog.text
+        assert secret not in Path(web.audit.path or "").read_text()
 
 
 async def test_foreign_origins_and_hosts_are_refused(web: WebConsole) -> None:

@@ -9,26 +9,16 @@ subprocess that takes about a second to draw: the tests open as few as they can.
 from __future__ import annotations
 
 import contextlib
-import re
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
 
-from wsconsole.console.web.server import WebConsole
+from wsconsole.console.web.server import WebConsole, drawn_text
 from wsconsole.console.web.settings import WebSettings
 
 __all__ = ["started_web_console", "http_session", "drawn_text", "login", "command_lines",
            "environment_of"]
-
-_ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=!$ ]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
-
-
-def drawn_text(chunks: list[bytes]) -> str:
-    """What a console wrote to its terminal, escape sequences removed: the words
-    it drew (a row's user name, a button's label) stay whole."""
-    return _ESCAPES.sub(b"", b"".join(chunks)).decode("utf-8", "replace")
-
 
 @contextlib.asynccontextmanager
 async def started_web_console(control_url: str, **settings: Any) -> AsyncIterator[WebConsole]:

@@ -1,0 +1,113 @@
+"""The web console's rules as plain values: the bind check, origins, sessions,
+the login rate and the console's command line. No server, no browser."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsconsole.console.web.sessions import LoginLimiter, SessionStore
+from wsconsole.console.web.settings import (
+    WebSettings,
+    allowed_origins,
+    check_settings,
+    origin_of,
+)
+from wsconsole.server.errors import ConfigError
+from wsconsole.server.protocol import Role
+
+URL = "ws://127.0.0.1:8766"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_non_loopback_bind_needs_tls_or_insecure() -> None:
+    """As for the control listener: a LAN address without TLS is refused with one
+    line naming the ways out; --insecure or a certificate and key allow it."""
+    with pytest.raises(ConfigError, match="--insecure"):
+        check_settings(WebSettings(URL, host="192.0.2.7"))
+    with pytest.raises(ConfigError, match="--insecure"):
+        check_settings(WebSettings(URL, host="console.example"))
+    check_settings(WebSettings(URL, host="192.0.2.7", insecure=True))
+    check_settings(WebSettings(URL, host="192.0.2.7", cert="c.pem", key="k.pem"))
+    with pytest.raises(ConfigError, match="both"):
+        check_settings(WebSettings(URL, host="127.0.0.1", cert="c.pem"))
+    for loopback in ("127.0.0.1", "::1", "localhost"):
+        check_settings(WebSettings(URL, host=loopback))
+
+
+def test_a_wildcard_bind_needs_the_origins_browsers_use() -> None:
+    """0.0.0.0 has no name a browser would use: --origin is required, and each
+    one must be a bare http(s) origin."""
+    with pytest.raises(ConfigError, match="--origin"):
+        check_settings(WebSettings(URL, host="0.0.0.0", insecure=True))
+    check_settings(WebSettings(URL, host="0.0.0.0", insecure=True,
+                               origins=("http://console.example:8767",)))
+    with pytest.raises(ConfigError, match="scheme://host"):
+        check_settings(WebSettings(URL, host="127.0.0.1", origins=("http://a.example/path",)))
+    with pytest.raises(ConfigError, match="not an http"):
+        check_settings(WebSettings(URL, host="127.0.0.1", origins=("ftp://a.example",)))
+
+
+def test_origins_are_written_as_browsers_write_them() -> None:
+    """Lower case, default ports left out, IPv6 in brackets; on loopback the
+    default origins are localhost's, 127.0.0.1's and [::1]'s at the bound port."""
+    assert origin_of("HTTPS://Console.Example:443") == "https://console.example"
+    assert origin_of("http://[::1]:8767/") == "http://[::1]:8767"
+    assert allowed_origins(WebSettings(URL), 8767) == {
+        "http://127.0.0.1:8767", "http://localhost:8767", "http://[::1]:8767"}
+    assert allowed_origins(WebSettings(URL, host="192.0.2.7", cert="c", key="k"), 443) == {
+        "https://192.0.2.7"}
+
+
+def test_sessions_expire_and_the_oldest_goes_past_the_limit() -> None:
+    """A cookie finds its session until the session's time is up; a malformed or
+    unknown one finds nothing; past max_logins the oldest is pushed out."""
+    clock = Clock()
+    store = SessionStore(ttl=60, max_logins=2, clock=clock)
+    cookie, session, evicted = store.create(Role.READ_ONLY, "tok", "127.0.0.1:1")
+    assert not evicted and store.find(cookie) is session
+    assert "tok" not in repr(session) and cookie not in session.key
+    assert store.find("x" * 500) is None and store.find(None) is None
+    assert store.find(cookie + "x") is None
+    clock.now += 59
+    assert store.find(cookie) is session and store.remaining(session) == pytest.approx(1)
+    second = store.create(Role.OPERATOR, "t2", "127.0.0.1:2")[1]
+    third_cookie, _, evicted = store.create(Role.OPERATOR, "t3", "127.0.0.1:3")
+    assert evicted == [session]
+    clock.now += 61
+    assert store.find(third_cookie) is None
+    assert not store.alive(second) and len(store.expire()) == 1
+
+
+def test_login_attempts_are_limited_per_address_and_in_total() -> None:
+    """N a minute from one address (an IPv6 /64 counts as one), refilled over
+    the minute; the total caps everyone together."""
+    clock = Clock()
+    limiter = LoginLimiter(per_minute=2, total_per_minute=3, clock=clock)
+    assert limiter.admit("10.0.0.1") is None and limiter.admit("10.0.0.1") is None
+    wait = limiter.admit("10.0.0.1")
+    assert wait is not None and 1 <= wait <= 30
+    assert limiter.admit("2001:db8::1") is None
+    assert limiter.admit("2001:db8::2") is not None  # the total: 3 a minute
+    clock.now += 30
+    assert limiter.admit("10.0.0.1") is None
+    unlimited = LoginLimiter(per_minute=0, total_per_minute=0, clock=clock)
+    assert all(unlimited.admit("10.0.0.1") is None for _ in range(100))
+
+
+def test_the_console_command_names_the_url_and_never_a_token() -> None:
+    """Each console is `exec python -m wsconsole.console.cli console --url URL`:
+    the token goes through its environment only."""
+    pytest.importorskip("textual_serve", reason="the web extra is not installed")
+    from wsconsole.console.web.server import console_command
+
+    command = console_command(WebSettings("ws://127.0.0.1:9/x y", node="n-1"))
+    assert command.startswith("exec ")
+    assert "console --url 'ws://127.0.0.1:9/x y' --node n-1" in command
+    assert "token" not in command
