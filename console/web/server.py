@@ -405,11 +405,11 @@ class WebConsole:
             return self._login_form(f"Refused: the token {problem}.", status=401)
         try:
             role = await self._check_token(token)
-        except ControlUnavailable:
-            self._audit(WebEvent.LOGIN_FAILED, client=client,
-                        reason="the control plane cannot be reached")
-            return self._login_form("The control plane cannot be reached: nobody can log "
-                                    "in until it can.", status=502)
+        except ControlUnavailable as exc:
+            # Not a refusal: nobody can log in until the control plane answers
+            # (its message names the URL and why, never the token).
+            self._audit(WebEvent.LOGIN_FAILED, client=client, reason=exc.message)
+            return self._login_form(f"Nobody can log in now: {exc.message}.", status=502)
         if role is None:
             self._audit(WebEvent.LOGIN_REFUSED, client=client,
                         reason="refused by the control plane")
