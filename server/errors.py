@@ -19,6 +19,7 @@ wire raise the same class::
         │   ├── MalformedFrame   bad_json
         │   ├── UnknownOperation unknown_op
         │   └── SelectorError    bad_selector
+        │       └── BadPattern   bad_pattern  (with field, pattern, position)
         ├── Unauthorized         unauthorized
         ├── Forbidden            forbidden
         ├── RateLimited          rate_limited
@@ -43,6 +44,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 __all__ = [
     "WsconsoleError",
     "SelectorError",
+    "BadPattern",
     "UnknownConnection",
     "UnknownNode",
     "AmbiguousId",
@@ -117,6 +119,12 @@ class WsconsoleError(Exception):
         if cls is AmbiguousId:
             candidates = (details or {}).get("candidates")
             return AmbiguousId(message, candidates if isinstance(candidates, list) else ())
+        if cls is BadPattern:
+            fields = details or {}
+            position = fields.get("position")
+            return BadPattern(message, field=str(fields.get("field") or ""),
+                              pattern=str(fields.get("pattern") or ""),
+                              position=position if isinstance(position, int) else None)
         if cls is not None:
             return cls(message)
         error = ControlError(message)
@@ -229,6 +237,26 @@ class SelectorError(ProtocolViolation):
     bad cursor."""
 
     code = "bad_selector"
+
+
+class BadPattern(SelectorError):
+    """A user, path or topic filter that is no pattern: a backslash before
+    anything but ``*``, ``?`` or ``\\``, or too long; the reply's ``field``,
+    ``pattern`` and ``position`` say where."""
+
+    code = "bad_pattern"
+
+    def __init__(self, message: str, *, field: str = "", pattern: str = "",
+                 position: int | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.field = field
+        """The filter it was given for: user, path or topic."""
+        self.pattern = pattern
+        self.position = position
+        """Index of the offending character, when one is."""
+
+    def details(self) -> dict[str, Any]:
+        return {"field": self.field, "pattern": self.pattern, "position": self.position}
 
 
 class Unauthorized(ControlError):

@@ -45,6 +45,7 @@ __all__ = [
     "BLOCK_SIZE",
     "GroupIndex",
     "order_key",
+    "successor",
 ]
 
 SEGMENT_SIZE = 512
@@ -293,6 +294,15 @@ class Segment:
         self.stale.discard(attribute)
 
 
+def successor(prefix: str) -> str | None:
+    """The first string after every string that starts with ``prefix``."""
+    while prefix and prefix[-1] == "\U0010ffff":
+        prefix = prefix[:-1]
+    if not prefix:
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def _remove(run: list[Any], record: Any, key: Callable[[Any], Any]) -> None:
     j = bisect_left(run, key(record), key=key)
     if j < len(run) and run[j] is record:
@@ -324,10 +334,13 @@ class GroupIndex:
     that order, with no sort. A bucket out of order stays so until it empties.
     """
 
-    __slots__ = ("buckets", "_levels", "_sizes", "_order", "_unordered")
+    __slots__ = ("buckets", "_names", "_levels", "_sizes", "_order", "_unordered")
 
     def __init__(self, order: str | None = None) -> None:
         self.buckets: dict[str, dict[str, Any]] = {}
+        # The groups' names, sorted: a pattern bisects its literal prefix here
+        # and tests only the names in that range.
+        self._names: list[str] = []
         # count -> the groups of that size, in the order they reached it.
         self._levels: dict[int, dict[str, None]] = {}
         self._sizes: list[int] = []
@@ -354,6 +367,7 @@ class GroupIndex:
         bucket = self.buckets.get(value)
         if bucket is None:
             bucket = self.buckets[value] = {}
+            insort(self._names, value)
         size = len(bucket)
         order = self._order
         if size and order is not None and value not in self._unordered and not (
@@ -376,7 +390,19 @@ class GroupIndex:
             self._enter(value, size - 1)
         else:
             del self.buckets[value]
+            del self._names[bisect_left(self._names, value)]
             self._unordered.discard(value)
+
+    def names(self, prefix: str = "") -> list[str]:
+        """The groups whose name starts with ``prefix``, sorted: a bisection
+        and the range (every group for ``""``)."""
+        names = self._names
+        if not prefix:
+            return names[:]
+        lo = bisect_left(names, prefix)
+        end = successor(prefix)
+        hi = len(names) if end is None else bisect_left(names, end, lo)
+        return names[lo:hi]
 
     def in_order(self, value: str) -> bool:
         """True if the group's bucket, as inserted, is in ``order`` order."""

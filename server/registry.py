@@ -29,6 +29,11 @@ What things cost, for ``n`` open connections (the structures are in
   The first page by connection time of a group whose members joined in
   connection order is the head of its bucket. Several filters: the
   smallest group's ids intersected with the others' (the total needs it).
+- a pattern (``user=guest*``, ``path=/api/*``): matched against the
+  index's names, not the records (a bisection of its literal prefix, then
+  a regular expression over the names in that range, if it needs one);
+  several matching groups are joined by id, O(their members), and then
+  filtered as one group.
 - sampling: one segment per :meth:`ConnectionRegistry.sample_step`, so that
   the edge spreads a pass over every record across its interval.
 """
@@ -41,13 +46,14 @@ import json
 import math
 import secrets
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain, islice
 from operator import attrgetter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import AmbiguousId, SelectorError
-from .indexes import SEGMENT_SIZE, GroupIndex, Segment, SortedRecords, order_key
+from .patterns import parse_pattern
+from .indexes import SEGMENT_SIZE, GroupIndex, Segment, SortedRecords, order_key, successor
 from .redaction import DEFAULT_RULES, RedactionRules
 
 __all__ = [
@@ -218,7 +224,9 @@ class Selector:
     """Which connections an operation applies to.
 
     Kinds combine with AND: ``Selector(user="ann", topic="lobby")`` is ann's
-    connections in the lobby. ``everyone=True`` must be said explicitly; an
+    connections in the lobby. A user, path or topic may be a pattern
+    (``user="guest*"``; :mod:`wsconsole.server.patterns`): write a name that
+    holds ``*``, ``?`` or ``\\`` with :func:`~wsconsole.server.patterns.escape`. ``everyone=True`` must be said explicitly; an
     empty selector is an error, so that a typo never broadcasts to everyone.
     """
 
@@ -235,8 +243,10 @@ class Selector:
             raise SelectorError("selector field 'everyone' must be a boolean")
         for name in ("user", "path", "topic"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise SelectorError(f"selector field {name!r} must be a string")
+            if value is not None:
+                if not isinstance(value, str):
+                    raise SelectorError(f"selector field {name!r} must be a string")
+                parse_pattern(value, name)  # BadPattern if it is none
         if self.ids is not None:
             if isinstance(self.ids, (str, bytes)) or not all(
                 isinstance(i, str) for i in self.ids
@@ -655,14 +665,52 @@ class ConnectionRegistry:
 
     def count(self, *, user: str | None = None, path: str | None = None,
               topic: str | None = None) -> int:
-        """Size of one group, without a scan."""
-        if user is not None:
-            return self._users.count(user)
-        if path is not None:
-            return self._paths.count(path)
-        if topic is not None:
-            return self._topics.count(topic)
+        """Size of one group (or of the groups a pattern matches), without a scan."""
+        for index, value, name in ((self._users, user, "user"), (self._paths, path, "path"),
+                                   (self._topics, topic, "topic")):
+            if value is not None:
+                return self._group(index, value, name).count
         return len(self._by_id)
+
+    def _group(self, index: GroupIndex, value: str, field: str) -> _Source:
+        """The records of the groups ``value`` names: one group by its exact
+        name (its bucket, as it is), or the groups a pattern matches.
+
+        A pattern is matched against the index's names, never against the
+        records: a bisection of its literal prefix, then a test of each name
+        in that range (none for ``guest*``). Several groups are joined into
+        one mapping by id, O(their members), so that a record in two matching
+        topics counts once.
+        """
+        pattern = parse_pattern(value, field)
+        if pattern.literal is not None:
+            return self._bucket_source(index, pattern.literal)
+        names = index.names(pattern.prefix)
+        if pattern.regex is not None:
+            names = [name for name in names if pattern.regex.match(name)]
+        if len(names) == 1:
+            return self._bucket_source(index, names[0])
+        joined: dict[str, ConnectionRecord] = {}
+        for name in names:
+            joined.update(index.bucket(name))
+        return _Source(len(joined), joined.values(), joined)
+
+    @staticmethod
+    def _bucket_source(index: GroupIndex, name: str) -> _Source:
+        bucket = index.bucket(name)
+        return _Source(len(bucket), bucket.values(), bucket, time_ordered=index.in_order(name))
+
+    def resolved(self, selector: Selector) -> Selector:
+        """``selector`` with each id prefix replaced by the id it stands for
+        (:class:`AmbiguousId` for several; an unknown one is kept, matching
+        nothing): what a tap keeps testing connections against."""
+        if not selector.ids:
+            return selector
+        ids = []
+        for given in selector.ids:
+            record = self.resolve(given)
+            ids.append(record.id if record is not None else given)
+        return replace(selector, ids=tuple(dict.fromkeys(ids)))
 
     def select(self, selector: Selector) -> list[ConnectionRecord]:
         """The open connections a selector matches (unknown ids match nothing)."""
@@ -671,12 +719,11 @@ class ConnectionRegistry:
             # A unique prefix stands for its id (AmbiguousId for several).
             resolved = (self.resolve(i) for i in selector.ids)
             candidates.append({r.id: r for r in resolved if r is not None})
-        if selector.user is not None:
-            candidates.append(self._users.bucket(selector.user))
-        if selector.path is not None:
-            candidates.append(self._paths.bucket(selector.path))
-        if selector.topic is not None:
-            candidates.append(self._topics.bucket(selector.topic))
+        for index, value, name in ((self._users, selector.user, "user"),
+                                   (self._paths, selector.path, "path"),
+                                   (self._topics, selector.topic, "topic")):
+            if value is not None:
+                candidates.append(self._group(index, value, name).bucket)  # type: ignore[arg-type]
         if not candidates:
             return list(self._by_id.values())
         if len(candidates) == 1:  # one group (a send to a topic): copied as a whole
@@ -828,12 +875,11 @@ class ConnectionRegistry:
         attribute = SORTED_BY[key_name]
         want = limit + 1  # one more than the page tells whether another follows
 
-        sources = [_Source(len(bucket), bucket.values(), bucket,
-                           time_ordered=index.in_order(value))
-                   for index, value in ((self._users, user), (self._paths, path),
-                                        (self._topics, topic))
-                   if value is not None
-                   for bucket in (index.bucket(value),)]
+        sources = [self._group(index, value, name)
+                   for index, value, name in ((self._users, user, "user"),
+                                              (self._paths, path, "path"),
+                                              (self._topics, topic, "topic"))
+                   if value is not None]
         if id_prefix:
             sources.append(self._prefix_source(id_prefix))
 
@@ -912,7 +958,7 @@ class ConnectionRegistry:
         return [segment.run(attribute) for segment in self._segments]
 
     def _prefix_source(self, prefix: str) -> _Source:
-        end = _successor(prefix)
+        end = successor(prefix)
         count = 0
         ranges = []
         for members in self._runs("id"):
@@ -1007,15 +1053,6 @@ def _best(records: Iterable[ConnectionRecord], attribute: str, descending: bool,
     if after is not None:
         records = [record for record in records if key(record) > after]
     return heapq.nsmallest(want, records, key=key)
-
-
-def _successor(prefix: str) -> str | None:
-    """The first string after every string that starts with ``prefix``."""
-    while prefix and prefix[-1] == "\U0010ffff":
-        prefix = prefix[:-1]
-    if not prefix:
-        return None
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 # Cluster mode: each node answers one page of its own candidates, the node the

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Callable, Mapping
 
+from .patterns import parse_pattern
 from .registry import Selector
 
 __all__ = [
@@ -172,15 +173,22 @@ def limits_problem(direction: Any, max_bytes: Any, rate: Any, byte_rate: Any,
 
 
 def selector_matches(selector: Selector, record: Any) -> bool:
-    """Does ``selector`` match this connection record (its kinds ANDed)?"""
+    """Does ``selector`` match this connection record (its kinds ANDed, its
+    user, path and topic as patterns)? Ids are whole ids here: a tap resolves
+    its prefixes when it starts (``ConnectionRegistry.resolved``)."""
     if selector.ids is not None and record.id not in selector.ids:
         return False
-    if selector.user is not None and record.user != selector.user:
+    if selector.user is not None and not parse_pattern(selector.user, "user").matches(
+            record.user):
         return False
-    if selector.path is not None and record.path != selector.path:
+    if selector.path is not None and not parse_pattern(selector.path, "path").matches(
+            record.path):
         return False
-    if selector.topic is not None and selector.topic not in record.topics:
-        return False
+    if selector.topic is not None:
+        topic = parse_pattern(selector.topic, "topic")
+        if not (topic.literal in record.topics if topic.exact
+                else any(map(topic.matches, record.topics))):
+            return False
     return True
 
 

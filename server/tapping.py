@@ -207,6 +207,9 @@ class Taps:
             raise TooManyTaps(f"{len(self.taps)} taps are running, the most this server "
                               f"allows (max_taps {self.max_taps}); stop one or wait for it "
                               "to end")
+        # A unique id prefix stands for its id, now and while the tap runs
+        # (AmbiguousId before anything starts).
+        selector = self.hub.registry.resolved(selector)
         tap_id = secrets.token_hex(4)
         while tap_id in self.taps:  # pragma: no cover - 32 random bits
             tap_id = secrets.token_hex(4)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .errors import (
+    BadPattern,
     InternalError,
     MalformedFrame,
     ProtocolViolation,
@@ -51,6 +52,7 @@ from .protocol import (
     check_close_code,
     check_close_reason,
 )
+from .patterns import parse_pattern
 from .registry import SORT_KEYS, Selector
 from .tap import (
     DEFAULT_BYTE_RATE,
@@ -133,7 +135,9 @@ class Operation:
     doc: str
 
 
-_SELECTOR = Arg(dict, required=True, doc="which connections: everyone, user, path, topic, ids")
+_SELECTOR = Arg(dict, required=True, doc="which connections: everyone, user, path, topic "
+                "(names or patterns: * any characters, ? one, \\ escapes), ids "
+                "(or unique prefixes)")
 
 def _targeted(op: Operation) -> Operation:
     """``op`` with the ``node`` and ``timeout`` arguments every cluster request has."""
@@ -163,9 +167,12 @@ OPERATIONS: dict[str, Operation] = {
             "list",
             False,
             {
-                "user": Arg(str, doc="only this user's connections"),
-                "path": Arg(str, doc="only connections on this request path"),
-                "topic": Arg(str, doc="only connections subscribed to this topic"),
+                "user": Arg(str, doc="only this user's connections; a pattern "
+                            "(guest*: * any characters, ? one, \\ escapes) for several users"),
+                "path": Arg(str, doc="only connections on this request path, or paths "
+                            "matching a pattern (/api/*)"),
+                "topic": Arg(str, doc="only connections subscribed to this topic, or a "
+                             "topic matching a pattern"),
                 "id_prefix": Arg(str, doc="only ids starting with this"),
                 "sort": Arg(str, default="connected_at",
                             doc="one of SORT_KEYS, '-' prefix for descending"),
@@ -474,6 +481,12 @@ class _Found:
     def error(self, cls: type[ProtocolViolation], message: str) -> ProtocolViolation:
         return cls(message, request_id=self.request_id, op=self.op, raw_args=self.raw_args)
 
+    def pattern_error(self, exc: BadPattern) -> BadPattern:
+        """``exc`` with this request's context (its fields kept)."""
+        return BadPattern(exc.message, field=exc.field, pattern=exc.pattern,
+                          position=exc.position, request_id=self.request_id, op=self.op,
+                          raw_args=self.raw_args)
+
 
 def _binary_context(frame: bytes | bytearray | memoryview) -> Any:
     """What a binary frame would hold as a request, or None if it is not one."""
@@ -498,8 +511,17 @@ def _check_op_args(op: str, args: dict[str, Any], found: _Found) -> None:
     if "selector" in args:
         try:
             Selector.from_dict(args["selector"])
+        except BadPattern as exc:
+            raise found.pattern_error(exc) from None
         except SelectorError as exc:
             raise found.error(SelectorError, exc.message) from None
+    if op == "list":
+        for name in ("user", "path", "topic"):
+            if args.get(name) is not None:
+                try:
+                    parse_pattern(args[name], name)
+                except BadPattern as exc:
+                    raise found.pattern_error(exc) from None
     if op == "list":
         sort = args["sort"]
         if sort.lstrip("-") not in SORT_KEYS:
