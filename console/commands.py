@@ -153,14 +153,20 @@ def _partial(*results: Any) -> int:
     return EXIT_PARTIAL
 
 
+_PATTERNS = "('guest*': * any characters, ? one; \\* \\? \\\\ are literal)"
+
+
 def _add_selector_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "selector", "which connections (kinds combine with AND; at least one is required)"
     )
     group.add_argument("--all", action="store_true", dest="everyone", help="every connection")
-    group.add_argument("--user", metavar="USER", help="connections of this user")
-    group.add_argument("--path", metavar="PATH", help="connections on this request path")
-    group.add_argument("--topic", metavar="TOPIC", help="connections subscribed to this topic")
+    group.add_argument("--user", metavar="USER",
+                       help=f"connections of this user, or of users matching a pattern {_PATTERNS}")
+    group.add_argument("--path", metavar="PATH",
+                       help="connections on this request path, or a pattern ('/api/*')")
+    group.add_argument("--topic", metavar="TOPIC",
+                       help="connections subscribed to this topic, or a pattern")
     group.add_argument("--id", metavar="ID", action="append", dest="ids",
                        help="this connection, or a unique prefix of its id (repeat for several)")
 
@@ -245,14 +251,27 @@ async def _ls(client: ControlClient, args: argparse.Namespace) -> int:
     if args.json:
         # Still a list: the missing nodes are said on stderr and by the exit status.
         _emit(output.to_json(connections))
+        if not total:
+            _say_none(filters)
         return _partial(*pages)
     if connections:
         _emit(output.connections_table(connections, time.time(), wide=args.wide))
     if cursor:
-        _emit(f"{len(connections)} of {total} connections (--all-pages for the rest)")
-    else:
-        _emit(f"{len(connections)} connection{'' if len(connections) == 1 else 's'}")
+        _emit(f"{len(connections)} of {output.counted(total, 'connection')} "
+              "(--all-pages for the rest)")
+    elif connections:
+        _emit(output.counted(len(connections), "connection"))
+    if not total:
+        _say_none(filters)
     return _partial(*pages)
+
+
+def _say_none(filters: dict[str, Any]) -> None:
+    """An empty answer, said in words on stderr (stdout stays the answer: no
+    rows, or ``[]`` for --json); the exit status stays 0."""
+    described = output.describe_filters(filters)
+    text = "no connections are open" if described == "everyone" else output.no_match(described)
+    print(f"wsconsole: {text}", file=sys.stderr, flush=True)
 
 
 # show
@@ -327,13 +346,15 @@ async def _send(client: ControlClient, args: argparse.Namespace) -> int:
     elif args.dry_run:
         sample = " ".join(result.get("sample") or [])
         recipients = result.get("recipients", 0)
-        _emit(f"would send to {recipients} connection{'' if recipients == 1 else 's'}"
+        _emit(f"would send to {output.counted(recipients, 'connection')}"
               f" (dry run; nothing sent){': ' + sample if sample else ''}")
         _emit(output.per_node_table("send", result.get("per_node")))
     else:
         _emit(f"sent to {result.get('delivered', 0)} of {result.get('recipients', 0)}"
               f" (skipped {result.get('skipped', 0)})")
         _emit(output.per_node_table("send", result.get("per_node")))
+    if not result.get("recipients"):
+        _say_none({**args.selector, "node": args.node})
     return _partial(result)
 
 
@@ -378,8 +399,10 @@ async def _kick(client: ControlClient, args: argparse.Namespace) -> int:
         _emit(output.to_json(_with_missing(result)))
     else:
         count = result.get("count", 0)
-        _emit(f"disconnecting {count} connection{'' if count == 1 else 's'} (code {args.code})")
+        _emit(f"disconnecting {output.counted(count, 'connection')} (code {args.code})")
         _emit(output.per_node_table("disconnect", result.get("per_node")))
+    if not result.get("count"):
+        _say_none({**args.selector, "node": args.node})
     return _partial(result)
 
 
@@ -395,11 +418,13 @@ async def _kick_dry_run(client: ControlClient, args: argparse.Namespace) -> int:
         _emit(output.to_json(_with_missing({
             "count": count, "sample": result.get("sample") or [], "dry_run": True,
             "per_node": per_node, "missing": result.get("missing")})))
-        return _partial(result)
-    sample = " ".join(result.get("sample") or [])
-    _emit(f"would disconnect {count} connection{'' if count == 1 else 's'}"
-          f" (code {args.code}; dry run; nothing closed){': ' + sample if sample else ''}")
-    _emit(output.per_node_table("disconnect", per_node))
+    else:
+        sample = " ".join(result.get("sample") or [])
+        _emit(f"would disconnect {output.counted(count, 'connection')}"
+              f" (code {args.code}; dry run; nothing closed){': ' + sample if sample else ''}")
+        _emit(output.per_node_table("disconnect", per_node))
+    if not count:
+        _say_none({**args.selector, "node": args.node})
     return _partial(result)
 
 
@@ -420,14 +445,14 @@ async def _shutdown(client: ControlClient, args: argparse.Namespace) -> int:
         _emit(output.to_json(_with_missing(result)))
         return _partial(result)
     connections = result.get("connections", 0) if isinstance(result, dict) else 0
-    plural = "" if connections == 1 else "s"
+    open_ones = output.counted(connections, "open connection")
     if args.mode == ShutdownMode.KEEP_ALIVE:
         verb = "keeps" if connections == 1 else "keep"
-        text = f"stopped accepting; {connections} open connection{plural} {verb} being served"
+        text = f"stopped accepting; {open_ones} {verb} being served"
         if args.deadline is not None:
             text += f" for at most {args.deadline:g} s"
     else:
-        text = f"stopped accepting; closing {connections} open connection{plural} (code {args.code})"
+        text = f"stopped accepting; closing {open_ones} (code {args.code})"
     _emit(text)
     if isinstance(result, dict):
         _emit(output.per_node_table("shutdown", result.get("per_node")))
@@ -582,9 +607,12 @@ def register(subparsers: Any) -> None:
     """Add the operator commands to the ``wsconsole`` parser."""
     ls = _add(subparsers, "ls", _cmd_ls, "list connections",
               "List open connections, filtered and sorted, a page at a time.")
-    ls.add_argument("--user", metavar="USER", help="only this user's connections")
-    ls.add_argument("--path", metavar="PATH", help="only connections on this path")
-    ls.add_argument("--topic", metavar="TOPIC", help="only connections in this topic")
+    ls.add_argument("--user", metavar="USER",
+                    help=f"only this user's connections, or users matching a pattern {_PATTERNS}")
+    ls.add_argument("--path", metavar="PATH",
+                    help="only connections on this path, or a pattern ('/api/*')")
+    ls.add_argument("--topic", metavar="TOPIC",
+                    help="only connections in this topic, or a pattern")
     ls.add_argument("--id-prefix", metavar="PREFIX", help="only ids starting with PREFIX")
     ls.add_argument("--sort", default="connected_at", metavar="KEY",
                     help="id, user, path, remote, connected_at, last_activity, msgs_in, "

@@ -15,6 +15,9 @@ from wsconsole.server.protocol import EventKind
 
 __all__ = [
     "printable",
+    "counted",
+    "no_match",
+    "describe_filters",
     "to_json",
     "table",
     "key_values",
@@ -54,6 +57,31 @@ def printable(value: Any, *, keep_lines: bool = False) -> str:
     """``str(value)`` with control and bidi characters escaped (``\\x1b``);
     ``keep_lines`` keeps newlines and tabs (for multi-line text in the console)."""
     return str(value).translate(_UNSAFE_LINES if keep_lines else _UNSAFE_TEXT)
+
+
+def counted(n: int | str, noun: str, plural: str | None = None) -> str:
+    """``1 connection``, ``17 connections``, ``0 users``: a count and what it
+    counts, singular for one (``n`` may be already formatted, ``"12.3k"``)."""
+    one = n == 1 or n == "1"
+    return f"{n} {noun if one else plural or noun + 's'}"
+
+
+def describe_filters(filters: dict[str, Any]) -> str:
+    """``user=bulk-* path=/api/*``: what a listing or selector was narrowed to
+    (``everyone`` for nothing); values escaped for the terminal."""
+    parts = [f"{key}={filters[key]}" for key in ("node", "user", "path", "topic")
+             if filters.get(key)]
+    if filters.get("id_prefix"):
+        parts.append(f"id={filters['id_prefix']}")
+    parts += [f"id={value}" for value in filters.get("ids") or ()]
+    return printable(" ".join(parts)) or "everyone"
+
+
+def no_match(description: str) -> str:
+    """What an empty answer says: ``no connection matches user=bulk-*``."""
+    if description == "everyone":
+        return "no connections"
+    return f"no connection matches {description}"
 
 
 def to_json(value: Any, *, compact: bool = False) -> str:
