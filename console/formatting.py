@@ -13,6 +13,9 @@ from typing import Any
 
 from rich.text import Text
 
+from wsconsole.server.errors import BadPattern
+from wsconsole.server.patterns import escape, parse_pattern
+
 from .output import age, printable
 from .output import size as human_bytes
 
@@ -89,7 +92,7 @@ class ViewFilter:
                           ("topic", "topic"), ("id", "id_prefix")):
             value = getattr(self, name)
             if value:
-                parts.append(f"{key}={shlex.quote(value)}")
+                parts.append(f"{key}={_quote(value)}")
         return " ".join(parts)
 
     def describe(self) -> str:
@@ -97,7 +100,10 @@ class ViewFilter:
         return self.text() or "everyone"
 
     def with_group(self, kind: str, value: str | None) -> ViewFilter:
-        """This filter narrowed to one group (kind: node, user, path or topic)."""
+        """The filter of exactly one group (kind: node, user, path or topic): its
+        name escaped, so that a user called ``a*b`` is that user, no pattern."""
+        if value is not None and kind != "node":
+            value = escape(value)
         return replace(ViewFilter(), **{kind: value})
 
 
@@ -157,12 +163,16 @@ def literal(value: Any, style: str = "") -> Text:
 def parse_filter(text: str) -> ViewFilter:
     """Read what the operator typed after ``/``.
 
-    ``user=ann path=/chat topic=lobby id=3f`` in any combination; a bare word
-    is a user, a bare ``/word`` a path, ``#word`` a topic. Raises ValueError
-    with a message for the operator.
+    ``user=ann path=/chat topic=lobby id=3f`` in any combination, each value
+    a name or a pattern (``user=guest*``: ``wsconsole.server.patterns``). A
+    bare word is the start of a user's name (``guest`` is ``user=guest*``),
+    a bare ``/word`` the start of a path, ``#word`` of a topic; with a
+    wildcard of its own it is that pattern as it is. ``id=`` takes the start
+    of an id (a trailing ``*`` is allowed). Raises ValueError with a message
+    for the operator.
     """
     try:
-        words = shlex.split(text)
+        words = _split(text)
     except ValueError as exc:
         raise ValueError(f"cannot read the filter: {exc}") from None
     fields: dict[str, str] = {}
@@ -173,18 +183,55 @@ def parse_filter(text: str) -> ViewFilter:
             if name is None:
                 raise ValueError(f"unknown filter {key!r}: use user=, path=, topic=, id= "
                                  "or node=")
-        elif word.startswith("/"):
-            name, value = "path", word
-        elif word.startswith("#"):
-            name, value = "topic", word[1:]
         else:
-            name, value = "user", word.removeprefix("@")
+            if word.startswith("/"):
+                name, value = "path", word
+            elif word.startswith("#"):
+                name, value = "topic", word[1:]
+            else:
+                name, value = "user", word.removeprefix("@")
+            if value:
+                value = _prefix_pattern(value, name)
+        if name == "id_prefix":
+            value = value.rstrip("*")
         if not value:
             raise ValueError(f"empty value for {key or name}")
+        if name in ("user", "path", "topic"):
+            try:
+                parse_pattern(value, name)
+            except BadPattern as exc:
+                raise ValueError(exc.message) from None
         if name in fields and fields[name] != value:
             raise ValueError(f"two values for {name}: {fields[name]!r} and {value!r}")
         fields[name] = value
     return ViewFilter(**fields)
+
+
+def _quote(value: str) -> str:
+    """A value as :func:`_split` reads it back: bare unless it holds a space or
+    a quote (``user=guest*``, ``user='ann lee'``)."""
+    if value and not any(c.isspace() or c in "'\"" for c in value):
+        return value
+    return shlex.quote(value)
+
+
+def _split(text: str) -> list[str]:
+    """Words as a shell splits them (quotes keep spaces), but a backslash is an
+    ordinary character: it belongs to the pattern (``user=a\\*b``)."""
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace_split = True
+    lexer.escape = ""
+    lexer.commenters = ""
+    return list(lexer)
+
+
+def _prefix_pattern(value: str, name: str) -> str:
+    """A bare word's pattern: what starts with it, unless it has wildcards of its own."""
+    try:
+        exact = parse_pattern(value, name).exact
+    except BadPattern as exc:
+        raise ValueError(exc.message) from None
+    return value + "*" if exact else value
 
 
 def human_count(n: float | int | None) -> str:

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Callable
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Input, RadioButton, Static, TextArea
 
+from wsconsole.server.patterns import parse_pattern
 from wsconsole.server.wire import Event, EventKind
 
 from .app import ConsoleApp
@@ -215,10 +216,14 @@ class SampleControlClient:
                                cursor: str | None = None, groups: bool = True,
                                node: str | None = None, timeout: float | None = None,
                                ) -> dict[str, Any]:
+        # The server's patterns (user=guest*), read by the same code.
+        users, paths, topics = (parse_pattern(value) if value is not None else None
+                                for value in (user, path, topic))
         rows = [c for c in self.connections
                 if (node is None or c["node"] == node)
-                and (user is None or c["user"] == user) and (path is None or c["path"] == path)
-                and (topic is None or topic in c["topics"])
+                and (users is None or users.matches(c["user"]))
+                and (paths is None or paths.matches(c["path"]))
+                and (topics is None or any(map(topics.matches, c["topics"])))
                 and (id_prefix is None or c["id"].startswith(id_prefix))]
         key = sort.lstrip("-")
         rows.sort(key=lambda c: (c[key], c["id"]), reverse=sort.startswith("-"))

@@ -17,10 +17,12 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, NamedTuple
 
+from wsconsole.server.patterns import parse_pattern
 from wsconsole.server.protocol import EventKind, HubState, ShutdownMode
 
 from .formatting import ViewFilter, describe_connection, human_count
 from .link import LinkState, LinkStatus
+from .output import counted, no_match
 
 __all__ = [
     "COLUMNS",
@@ -30,6 +32,10 @@ __all__ = [
     "Target",
     "ViewState",
     "PageRequest",
+    "SORT_LETTERS",
+    "sort_letters_help",
+    "sort_by_letter",
+    "table_titles",
     "sort_label",
     "next_sort",
     "reversed_sort",
@@ -104,6 +110,16 @@ _SORT_DIRECTIONS: dict[str, tuple[str, str]] = {
     "latency": ("lowest first", "highest first"),
 }
 
+SORT_LETTERS: dict[str, str] = {
+    "I": "id", "U": "user", "P": "path", "C": "remote", "A": "connected_at",
+    "Z": "last_activity", "M": "msgs_in", "O": "msgs_out", "B": "bytes_in",
+    "W": "bytes_out", "F": "buffered", "L": "latency",
+}
+"""The main screen's direct sort keys (shift and a letter, as k9s has them):
+letter -> column. Z is idle (asleep), W bytes out (written), F buffered
+(buFfered); the other letters start their column's name."""
+
+
 GroupKey = tuple[str, "str | None"]
 """(kind, value): ("everyone", None), ("user", "ann"), ("path", "/chat"), ("topic", "lobby");
 ("filter", None) for a filter that is no single group."""
@@ -126,6 +142,20 @@ def next_sort(sort: str) -> str:
     """The sort by the next column (``s``), ascending."""
     index = _SORT_CYCLE.index(sort.lstrip("-"))
     return _SORT_CYCLE[(index + 1) % len(_SORT_CYCLE)]
+
+
+def sort_by_letter(sort: str, letter: str) -> str:
+    """The sort a direct sort key asks for, from the sort now: its column the
+    way it reads best (numbers largest first, age and idle longest first,
+    names A-Z), or reversed when that column is the sort already."""
+    result = sort_for_header(sort, SORT_LETTERS[letter])
+    assert result is not None  # every letter names a sortable column
+    return result
+
+
+def sort_letters_help() -> str:
+    """``I id, U user, ..., L latency``: the direct sort keys in words."""
+    return ", ".join(f"{letter} {_HEADERS[key]}" for letter, key in SORT_LETTERS.items())
 
 
 def reversed_sort(sort: str) -> str:
@@ -252,7 +282,11 @@ class ViewState:
         total = self.total
         if total is not None:
             before = (self.page_number - 1) * self.page_size
-            text += f" · {before + (1 if shown else 0)}-{before + shown} of {human_count(total)}"
+            if not total and self.page_number == 1:
+                text += " · 0 connections"
+            else:
+                text += (f" · {before + (1 if shown else 0)}-{before + shown} of "
+                         f"{counted(human_count(total), 'connection')}")
             if self.has_pages:
                 text += f" · page {self.page_number} ([ ])"
         return text
@@ -261,7 +295,7 @@ class ViewState:
         """What the table says while a page has no rows."""
         if self.filter.empty:
             return "no connections yet"
-        return f"no connections match {self.filter.describe()}"
+        return no_match(self.filter.describe())
 
     def active_group(self) -> GroupKey:
         """The group of the groups panel the view is, or ``("filter", None)``."""
@@ -271,7 +305,12 @@ class ViewState:
         named = [(kind, getattr(view_filter, kind)) for kind in ("node", "user", "path", "topic")
                  if getattr(view_filter, kind)]
         if len(named) == 1 and not view_filter.id_prefix:
-            return named[0]
+            kind, value = named[0]
+            if kind == "node":
+                return kind, value
+            # One group by its exact name; a pattern is no one group.
+            name = parse_pattern(value, kind).literal
+            return (kind, name) if name is not None else ("filter", None)
         return ("filter", None)
 
     def everyone(self, stats: Mapping[str, Any]) -> int | None:
@@ -309,6 +348,21 @@ class ViewState:
         what = ("EVERY connection" if self.filter.empty
                 else f"every connection of {self.filter.describe()}")
         return what, selector, rows if total is None else total
+
+
+def table_titles(shown: ViewState | None, wanted: ViewState, rows: int) -> tuple[str, str]:
+    """The table's (title, subtitle) while it shows ``shown``'s page (None: no
+    page yet) and ``wanted`` is the view asked for.
+
+    The titles describe the rows on the screen, never a view whose rows have
+    not arrived: until they do, the old titles stay, and the subtitle ends
+    with ``…`` to say that another view is on its way.
+    """
+    view = shown if shown is not None else wanted
+    title, subtitle = view.title(), view.subtitle(rows)
+    if shown is None or shown.request != wanted.request:
+        subtitle += " · …"
+    return title, subtitle
 
 
 def key_state(action: str, *, view: ViewState, link: LinkState, selected: bool, rows: int,
@@ -532,14 +586,13 @@ def node_stats(stats: Mapping[str, Any], node: str | None) -> Mapping[str, Any]:
 
 def server_summary(stats: Mapping[str, Any]) -> str:
     """What the shutdown dialog says before the operator chooses."""
-    open_now = int(stats.get("connections", 0) or 0)
-    plural = "s" if open_now != 1 else ""
+    open_now = counted(int(stats.get("connections", 0) or 0), "open connection")
     per_node = stats.get("per_node")
     if isinstance(per_node, Mapping) and len(per_node) > 1:
         # A cluster's stats: its totals.
-        return (f"The cluster has {open_now} open connection{plural} on {len(per_node)} "
+        return (f"The cluster has {open_now} on {len(per_node)} "
                 f"nodes; this node ({stats.get('node', '?')}) is {stats.get('state', '?')}.")
-    return f"The server is {stats.get('state', '?')} with {open_now} open connection{plural}."
+    return f"The server is {stats.get('state', '?')} with {open_now}."
 
 
 class Drain(NamedTuple):

@@ -22,6 +22,7 @@ from wsconsole.server.errors import WsconsoleError
 from ..formatting import literal, missing_note, routed
 from ..link import ControlLink
 from ..messages import ActionCompleted, CommandFailed
+from ..output import counted
 from ..widgets import ChoiceSet
 
 __all__ = ["ComposeScreen", "check_message"]
@@ -133,7 +134,7 @@ class ComposeScreen(ModalScreen["str | None"]):
         button.disabled = not ready
         if self.recipients is not None:
             n = self.recipients
-            label = f"Send to {n} connection{'s' if n != 1 else ''}"
+            label = f"Send to {counted(n, 'connection')}"
             if str(button.label) != label:
                 button.label = label
                 # A Button is not laid out again when its label changes, and a
@@ -179,7 +180,7 @@ class ComposeScreen(ModalScreen["str | None"]):
         result = message.result
         self.recipients = int(result.get("recipients", 0))
         sample = result.get("sample") or []
-        line = f"Dry run: {self.recipients} recipient{'s' if self.recipients != 1 else ''}"
+        line = f"Dry run: {counted(self.recipients, 'recipient')}"
         if sample:
             shown = sample[:5]
             more = self.recipients - len(shown)

@@ -15,6 +15,7 @@ from wsconsole.server.protocol import MAX_CLOSE_REASON_BYTES, check_close_reason
 
 from ..formatting import literal, missing_note, routed
 from ..link import ControlLink
+from ..output import counted
 
 __all__ = ["DisconnectScreen", "run_disconnect"]
 
@@ -55,7 +56,7 @@ class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):
             # The description holds user names and paths: shown as it is, not markup.
             yield Static(literal(
                 f"Close {self.description}"
-                + (f": {n} connection{'s' if n != 1 else ''}." if n is not None else ".")
+                + (f": {counted(n, 'connection')}." if n is not None else ".")
                 + "\nThe clients get a close frame with this code and reason; whether they "
                 "reconnect is up to them."), id="confirm-text")
             with Horizontal(classes="confirm-row"):

@@ -12,15 +12,19 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from ..view_state import SORT_LETTERS, sort_letters_help
 from ..widgets import KeysFooter
 
 __all__ = ["HelpScreen", "FILTER_HELP", "DIALOG_KEYS"]
 
 FILTER_HELP = (
-    "Filter (/): user=NAME path=/PATH topic=NAME id=PREFIX node=NAME, in any combination; "
-    "a bare word is a user, /word a path, #word a topic. The server filters and pages: "
-    "the table holds one page ([ and ] move between pages). Choosing a group in the "
-    "groups panel (Enter) filters the same way; Esc shows everyone again."
+    "Filter (/): user=NAME path=/PATH topic=NAME id=PREFIX node=NAME, in any combination, "
+    "applied as you type; a name may be a pattern: * any characters, ? one, \\ before "
+    "*, ? or \\ makes it literal (user=guest* path=/api/*). A bare word is the start of "
+    "a user's name (guest finds guest-1, guest-2), /word of a path, #word of a topic. "
+    "Enter closes the filter, Esc goes back to the one before. The server filters and "
+    "pages: the table holds one page ([ and ] move between pages). Choosing a group in "
+    "the groups panel (Enter) filters the same way; Esc shows everyone again."
 )
 
 
@@ -71,7 +75,10 @@ class HelpScreen(ModalScreen[None]):
                 if binding.id and binding.description and binding.id not in seen:
                     seen.add(binding.id)
                     bindings.append(binding)
+        sort_ids = {f"sort_{key}" for key in SORT_LETTERS.values()}
         for binding in bindings:
+            if binding.id in sort_ids:
+                continue  # one row for all of them, after the s key's
             enabled = self.for_screen.check_action(binding.action.split("(")[0], ())
             key = self.app.get_key_display(binding)
             row_style = "" if enabled else "dim"
@@ -79,6 +86,11 @@ class HelpScreen(ModalScreen[None]):
             if not enabled:
                 note += " (not available now)"
             table.add_row(key, binding.description, Text(note), style=row_style)
+            if binding.id == "sort" and any(b.id in sort_ids for b in bindings):
+                table.add_row("⇧ letter", "Sort by column",
+                              Text(f"Shift and a letter: {sort_letters_help()}; numbers "
+                                   "largest first, age and idle longest first, names A-Z; "
+                                   "the same key again reverses"))
         table.add_row("ctrl+p", "Command palette",
                       "Every action by name, and the theme, screenshot and quit commands")
         # The dialogs' keys (each dialog also shows them in its own footer).

@@ -33,7 +33,9 @@ from ..formatting import ViewFilter, describe_connection, literal, parse_filter
 from ..link import LinkState
 from ..messages import ActionCompleted, CommandFailed
 from ..view_state import (
+    COLUMNS,
     PAGE_SIZE,
+    SORT_LETTERS,
     PageRequest,
     ViewState,
     KnownNodes,
@@ -43,6 +45,9 @@ from ..view_state import (
     main_banner,
     next_sort,
     reversed_sort,
+    sort_by_letter,
+    sort_letters_help,
+    table_titles,
 )
 from ..widgets import (
     ConnectionTable,
@@ -65,6 +70,17 @@ if TYPE_CHECKING:  # pragma: no cover - the app module imports this one
 __all__ = ["MainScreen"]
 
 _PAGES = Binding.Group("Page", compact=True)
+FILTER_DEBOUNCE = 0.25
+"""Seconds the filter waits after the last key typed before it asks for the
+rows (Enter asks at once)."""
+# Shift and a letter sorts by that column (k9s' keys); hidden from the footer,
+# which says "s/⇧" beside Sort, and listed in the help as one row.
+_SORT_BINDINGS: list[BindingType] = [
+    Binding(letter, f"sort_by('{letter}')", f"Sort by {header}", id=f"sort_{key}", show=False,
+            tooltip=f"Sort by {header}; again reverses")
+    for letter, key in SORT_LETTERS.items()
+    for header in ({k: h for k, h, _ in COLUMNS}[key],)
+]
 # Events after which the page shown may have changed.
 _CHANGES_ROWS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED,
                            EventKind.BURST, EventKind.SLOW_CONSUMER, EventKind.STATE_CHANGED})
@@ -77,8 +93,9 @@ class MainScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="filter",
-                tooltip="Filter the table: user=NAME path=/P topic=T id=PREFIX node=N, "
-                        "or a bare name, /path or #topic"),
+                tooltip="Filter the table as you type: user=NAME path=/P topic=T id=PREFIX "
+                        "node=N (a name may be a pattern: guest*), or the start of a "
+                        "name, /path or #topic"),
         Binding("escape", "clear_filter", "Show everyone", id="clear_filter",
                 tooltip="Close the filter, or clear the filter and the chosen group"),
         Binding("enter", "detail", "Detail", id="detail",
@@ -97,8 +114,9 @@ class MainScreen(Screen[None]):
                         "(everyone without one; the server must allow taps)"),
         Binding("X", "shutdown", "Shutdown", id="shutdown",
                 tooltip="Stop the server: graceful, or keep-alive (drain)"),
-        Binding("s", "cycle_sort", "Sort", id="sort",
-                tooltip="Sort by the next column (click a header to sort by it)"),
+        Binding("s", "cycle_sort", "Sort", id="sort", key_display="s/⇧",
+                tooltip="Sort by the next column (click a header, or shift and a letter, "
+                        "to sort by one: " + sort_letters_help() + ")"),
         Binding("r", "reverse_sort", "Reverse", id="reverse_sort",
                 tooltip="Reverse the sort order"),
         # Shown in the footer only when there is more than one page.
@@ -116,6 +134,7 @@ class MainScreen(Screen[None]):
                         "(the token file is read again)"),
         Binding("question_mark", "help", "Help", id="help",
                 tooltip="Every key, what it does, and the filter syntax"),
+        *_SORT_BINDINGS,
     ]
 
     @dataclass
@@ -148,7 +167,14 @@ class MainScreen(Screen[None]):
         (a key asks at once): under churn the page is fetched, parsed and drawn
         this often, not after every burst of events."""
         self.view = ViewState(filter=view_filter or ViewFilter(), page_size=page_size)
-        """What the table shows, in which order, which page."""
+        """What the table is to show, in which order, which page (the last view asked for)."""
+        self.shown: ViewState | None = None
+        """The view whose page the table shows (None before the first): what its
+        titles describe, until the rows of :attr:`view` arrive."""
+        self.filter_debounce = FILTER_DEBOUNCE
+        """Seconds after the last key typed in the filter before its rows are asked for."""
+        self._filter_timer: Timer | None = None
+        self._filter_before: ViewFilter | None = None
         self.page_missing: dict[str, str] = {}
         """Nodes that did not answer the last page's request, and why."""
         self._refresh_timer: Timer | None = None
@@ -169,8 +195,8 @@ class MainScreen(Screen[None]):
         with Horizontal(id="body"):
             yield GroupsPanel(id="groups")
             with Vertical(id="table-column"):
-                yield Input(placeholder="filter: user=ann path=/chat topic=lobby id=3f "
-                            "(Enter applies, Esc cancels)", id="filter")
+                yield Input(placeholder="filter as you type: guest, user=guest* path=/api/* "
+                            "topic=lobby id=3f (Enter closes, Esc cancels)", id="filter")
                 yield ConnectionTable(clock=self.clock, id="connections")
         yield EventLog(clock=self.clock, id="events")
         yield TooSmallNotice(id="too-small")
@@ -343,6 +369,7 @@ class MainScreen(Screen[None]):
             return  # asked for a view the operator has left since
         page = message.page
         self.view = self.view.with_page(page)
+        self.shown = self.view
         missing = page.get("missing")
         missing = dict(missing) if isinstance(missing, dict) else {}
         if missing != self.page_missing:
@@ -350,6 +377,9 @@ class MainScreen(Screen[None]):
             self._show_banner()
             self._show_nodes()
         self.table.apply_page(page.get("connections") or [])
+        # The header's arrow with the rows in that order.
+        if self.table.sort_key != self.view.sort:
+            self.table.set_sort(self.view.sort)
         # Said only once a page has answered: before that, nothing is known.
         self.table.show_empty(self.view.empty_text())
         groups = page.get("groups")
@@ -362,10 +392,11 @@ class MainScreen(Screen[None]):
         self._show_view()
 
     def _show_view(self) -> None:
-        """Show the view's titles, its group, and the keys that work with it."""
+        """Show the titles and the group of the rows shown (and that others are
+        on their way), and the keys that work with the view."""
         table = self.table
-        table.show_titles(self.view.title(), self.view.subtitle(table.row_count))
-        self.query_one(GroupsPanel).set_active(self.view.active_group())
+        table.show_titles(*table_titles(self.shown, self.view, table.row_count))
+        self.query_one(GroupsPanel).set_active((self.shown or self.view).active_group())
         self.refresh_bindings()
 
     def _set_view(self, view: ViewState) -> None:
@@ -386,8 +417,11 @@ class MainScreen(Screen[None]):
         self._set_sort(message.sort)
 
     def _set_sort(self, sort: str) -> None:
-        self.table.set_sort(sort)
         self._set_view(self.view.sorted_by(sort))
+
+    def action_sort_by(self, letter: str) -> None:
+        """Sort by the letter's column (``SORT_LETTERS``), or reverse it if it is the sort."""
+        self._set_sort(sort_by_letter(self.view.sort, letter))
 
     def action_cycle_sort(self) -> None:
         """Sort by the next column."""
@@ -420,30 +454,65 @@ class MainScreen(Screen[None]):
     def action_filter(self) -> None:
         """Show the filter input, holding the current filter."""
         box = self.filter_box
+        self._filter_before = self.view.filter
         box.value = self.view.filter.text()
+        box.remove_class("-invalid")
         box.add_class("open")
         box.focus()
         self.refresh_bindings()
 
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        # Filter as you type: the rows are asked for once typing pauses.
+        if not self.filter_box.has_class("open"):
+            return
+        self._stop_filter_timer()
+        self._filter_timer = self.set_timer(self.filter_debounce, self._filter_typed)
+
+    def _filter_typed(self) -> None:
+        self._filter_timer = None
+        box = self.filter_box
+        try:
+            view_filter = parse_filter(box.value)
+        except ValueError:
+            # Half typed (user=, a quote not closed): marked, said on Enter.
+            box.add_class("-invalid")
+            return
+        box.remove_class("-invalid")
+        if view_filter != self.view.filter:
+            self._set_view(self.view.filtered(view_filter))
+
+    def _stop_filter_timer(self) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._stop_filter_timer()
         try:
             view_filter = parse_filter(event.value)
         except ValueError as exc:
             self.notify(str(exc), title="Filter", severity="error", markup=False)
             return
         self._close_filter()
-        self._set_view(self.view.filtered(view_filter))
+        if view_filter != self.view.filter:
+            self._set_view(self.view.filtered(view_filter))
 
     def _close_filter(self) -> None:
+        self._stop_filter_timer()
         self.filter_box.remove_class("open")
         self.table.focus()
         self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
-        """Esc: close the filter input, or else show everyone."""
+        """Esc: close the filter input and go back to the filter it opened with,
+        or else show everyone."""
         if self.filter_box.has_class("open"):
             self._close_filter()
+            before = self._filter_before
+            if before is not None and before != self.view.filter:
+                self._set_view(self.view.filtered(before))
         elif not self.view.filter.empty:
             self._set_view(self.view.filtered(ViewFilter()))
 

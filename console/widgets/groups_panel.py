@@ -15,14 +15,17 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ..formatting import natural_key
-from ..output import printable
+from ..formatting import human_count, natural_key
+from ..output import counted, printable
 from ..view_state import GroupKey, node_marker
 
 __all__ = ["GroupsPanel"]
 
 _SECTIONS = (("node", "nodes", "Nodes"), ("user", "users", "Users"), ("path", "paths", "Paths"),
              ("topic", "topics", "Topics"))
+# Each label says what its number counts: the sections count groups ("16
+# users"), everyone and each group count connections ("All 17 connections",
+# "ann 2" under it).
 
 
 class GroupsPanel(Tree[GroupKey]):
@@ -125,7 +128,7 @@ class GroupsPanel(Tree[GroupKey]):
             # Truncated: the server sent only the largest groups of a kind that
             # has more than its limit, so that kind is the one with the most.
             more = "+" if truncated and n == longest else ""
-            _relabel(section, Text.assemble(title, (f" {n}{more}", "dim")))
+            _relabel(section, Text(counted(f"{n}{more}", kind)))
             for index, value in enumerate(values):
                 key = (kind, value)
                 label = self._label(key, counts[key])
@@ -143,7 +146,7 @@ class GroupsPanel(Tree[GroupKey]):
 
     def _label(self, key: GroupKey, count: int | None) -> Text:
         kind, value = key
-        name = "Everyone" if kind == "everyone" else printable(value)
+        name = "All" if kind == "everyone" else printable(value)
         active = key == self._active
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("▶ " if active else "  ", style="bold yellow" if active else "")
@@ -154,7 +157,8 @@ class GroupsPanel(Tree[GroupKey]):
         if gone and not (self._groups.get("nodes") or {}).get(node):
             count = None  # it did not answer: its count is not known, not 0
         if count is not None:
-            text.append(f" {count}", style="dim")
+            text.append(f" {counted(human_count(count), 'connection')}" if kind == "everyone"
+                        else f" {count}", style="dim")
         # Before the first answer about the nodes, a node is only a count.
         if node is not None and (node in self._node_entries or node in self._missing):
             marker, style = node_marker(self._node_entries.get(node), self._missing)

@@ -17,6 +17,7 @@ from wsconsole.server.protocol import HubState
 
 from ..formatting import human_bytes, human_duration, human_rate
 from ..link import LinkState, LinkStatus
+from ..output import counted
 from ..view_state import cluster_mode, link_health, nodes_summary
 
 __all__ = ["StatusBar", "SPARKLINE_SAMPLES"]
@@ -186,7 +187,7 @@ class StatusBar(Widget):
         if "uptime" in stats:
             line.append(f"  up {human_duration(stats['uptime'])}")
         if "connections" in stats:
-            line.append(f"  {stats['connections']} connections", style="bold")
+            line.append(f"  {counted(stats['connections'], 'connection')}", style="bold")
             line.append(
                 f" ({stats.get('opened_total', 0)} opened, {stats.get('closed_total', 0)} closed)",
                 style="dim",

@@ -626,7 +626,7 @@ async def test_an_action_writes_one_event_log_line() -> None:
 
 async def test_empty_table_says_so() -> None:
     """With no connections the table says "no connections yet"; with a filter that
-    matches none, "no connections match <filter>"; with rows, nothing."""
+    matches none, "no connection matches <filter>"; with rows, nothing."""
 
     def says(text: str) -> Callable[[], bool]:
         # The message's line as drawn, inside the table's borders, under its header.
@@ -647,7 +647,7 @@ async def test_empty_table_says_so() -> None:
             await wait_for(lambda: len(rows(app)) == 1)
             await wait_for(lambda: "no connections" not in drawn(app), interval=0.05)
             await apply_filter(pilot, app, "user=zed")
-            await wait_for(says("no connections match user=zed"), interval=0.05)
+            await wait_for(says("no connection matches user=zed"), interval=0.05)
 
 
 async def test_sort_keys_reorder_the_rows_and_say_how() -> None:

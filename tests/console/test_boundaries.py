@@ -16,7 +16,7 @@ from wsconsole.console.screenshots import SHOTS, write_screenshots
 CONSOLE = Path(wsconsole.console.__file__).parent
 ALLOWED = {"wsconsole.server.wire", "wsconsole.server.errors", "wsconsole.server.registry",
            "wsconsole.server.protocol", "wsconsole.server.redaction",
-           "wsconsole.server.addresses", "wsconsole.server.tap"}
+           "wsconsole.server.addresses", "wsconsole.server.tap", "wsconsole.server.patterns"}
 # Modules that are allowed to load the server, lazily, inside a function.
 SERVER_STARTERS = {"tui_command.py", "serve_command.py", "cli.py"}
 TUI_MODULES = ["app.py", "formatting.py", "link.py", "messages.py", "screenshots.py",

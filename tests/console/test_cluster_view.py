@@ -127,7 +127,7 @@ async def test_groups_panel_lists_every_node_with_its_mark() -> None:
         labels = [str(node.label).strip() for node in nodes.children]
         assert labels == ["node-a 4", "node-b 2 draining", "node-c ✗ missing",
                           "node-d ✗ gone"]
-        assert str(nodes.label) == "Nodes 4"
+        assert str(nodes.label) == "4 nodes"
         # It answers again: the mark goes, in place.
         node_c = panel._group_nodes[("node", "node-c")]
         panel.update_nodes(NODES, {})

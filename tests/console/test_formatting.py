@@ -19,16 +19,24 @@ from wsconsole.console.screens.compose import check_message
 
 
 def test_filter_reads_keys_and_bare_words() -> None:
-    """`user=`, `path=`, `topic=`, `id=` and bare words, /paths and #topics all parse."""
+    """`user=`, `path=`, `topic=`, `id=` and bare words, /paths and #topics all parse;
+    a key's value is a name or a pattern, a bare word the start of a name (`/guest`
+    finds guest-1 and guest-2), unless it has wildcards of its own."""
     assert parse_filter("user=ann path=/chat") == ViewFilter(user="ann", path="/chat")
-    assert parse_filter("bob /feed #lobby") == ViewFilter(user="bob", path="/feed", topic="lobby")
-    assert parse_filter("id=3f") == ViewFilter(id_prefix="3f")
+    assert parse_filter("bob /feed #lobby") == ViewFilter(user="bob*", path="/feed*",
+                                                          topic="lobby*")
+    assert parse_filter("guest") == ViewFilter(user="guest*")
+    assert parse_filter("guest-? /api/*") == ViewFilter(user="guest-?", path="/api/*")
+    assert parse_filter("user=guest* path=/api/*") == ViewFilter(user="guest*", path="/api/*")
+    assert parse_filter("id=3f") == parse_filter("id=3f*") == ViewFilter(id_prefix="3f")
+    # A backslash is the pattern's, not the shell's.
+    assert parse_filter("user=a\\*b") == ViewFilter(user="a\\*b")
     assert parse_filter("") == ViewFilter()
 
 
 def test_filter_refuses_what_it_cannot_read() -> None:
     """Unknown keys, empty values and two users are refused with a message."""
-    for text in ("colour=red", "user=", "ann bob", "'unclosed"):
+    for text in ("colour=red", "user=", "ann bob", "'unclosed", "user=DOMAIN\\ann", "id=*"):
         with pytest.raises(ValueError):
             parse_filter(text)
 
@@ -38,6 +46,10 @@ def test_filter_round_trips_and_becomes_a_selector() -> None:
     view = ViewFilter(user="ann smith", topic="lobby")
     assert parse_filter(view.text()) == view
     assert view.selector() == {"user": "ann smith", "topic": "lobby"}
+    assert ViewFilter(user="guest*").text() == "user=guest*"  # no quotes needed
+    # A group chosen in the panel is that name, escaped: never a pattern.
+    chosen = ViewFilter().with_group("user", "a*b")
+    assert chosen.user == "a\\*b" and parse_filter(chosen.text()) == chosen
     assert ViewFilter().selector() == {"everyone": True}
     # An id prefix cannot be a selector: no action may target more than is shown.
     assert ViewFilter(id_prefix="3f").selector() is None

@@ -19,6 +19,7 @@ from wsconsole.console.link import (
 from wsconsole.console.view_state import (
     COLUMNS,
     MUTATING_ACTIONS,
+    SORT_LETTERS,
     PageRequest,
     ViewState,
     drain,
@@ -30,8 +31,11 @@ from wsconsole.console.view_state import (
     next_sort,
     reversed_sort,
     server_summary,
+    sort_by_letter,
     sort_for_header,
     sort_label,
+    sort_letters_help,
+    table_titles,
 )
 
 OPERATOR = LinkState().connected({"role": "operator", "node": "n1"})
@@ -135,21 +139,23 @@ def test_the_subtitle_says_the_filter_the_rows_shown_and_the_page() -> None:
     when there is more than one."""
     view = ViewState(page_size=2)
     assert view.subtitle(0) == "everyone"
-    assert view.with_page(page(0)).subtitle(0) == "everyone · 0-0 of 0"
-    assert view.with_page(page(3, "c1")).subtitle(2) == "everyone · 1-2 of 3 · page 1 ([ ])"
+    assert view.with_page(page(0)).subtitle(0) == "everyone · 0 connections"
+    assert view.with_page(page(3, "c1")).subtitle(2) == (
+        "everyone · 1-2 of 3 connections · page 1 ([ ])")
     second = view.with_page(page(3, "c1")).next_page()
     assert second is not None
-    assert second.with_page(page(3)).subtitle(1) == "everyone · 3-3 of 3 · page 2 ([ ])"
+    assert second.with_page(page(3)).subtitle(1) == (
+        "everyone · 3-3 of 3 connections · page 2 ([ ])")
     ann = view.filtered(ViewFilter(user="ann")).with_page(page(1))
-    assert ann.subtitle(1) == "user=ann · 1-1 of 1"
+    assert ann.subtitle(1) == "user=ann · 1-1 of 1 connection"
     assert ViewState().title() == "Connections · sorted by age (oldest first)"
 
 
 def test_the_empty_table_says_whether_anyone_is_there() -> None:
-    """Everyone: "no connections yet"; a filter: "no connections match <filter>"."""
+    """Everyone: "no connections yet"; a filter: "no connection matches <filter>"."""
     assert ViewState().empty_text() == "no connections yet"
-    assert (ViewState().filtered(ViewFilter(user="zed")).empty_text()
-            == "no connections match user=zed")
+    assert (ViewState().filtered(ViewFilter(user="bulk-*")).empty_text()
+            == "no connection matches user=bulk-*")
 
 
 def test_the_view_is_a_group_only_when_it_names_exactly_one() -> None:
@@ -164,6 +170,45 @@ def test_the_view_is_a_group_only_when_it_names_exactly_one() -> None:
     assert group(user="ann", path="/chat") == ("filter", None)
     assert group(id_prefix="3f") == ("filter", None)
     assert group(user="ann", id_prefix="3f") == ("filter", None)
+    # A pattern is no one group; an escaped name is that group.
+    assert group(user="guest*") == ("filter", None)
+    assert group(user="a\\*b") == ("user", "a*b")
+
+
+def test_direct_sort_keys_read_each_column_its_best_way_and_reverse() -> None:
+    """Shift and a letter: numbers largest first, age and idle longest first, names
+    A-Z on the first press; the same key again reverses; every sortable column has
+    a letter, and none of the keys the screens use or keep for later."""
+    assert sort_by_letter("connected_at", "M") == "-msgs_in"
+    assert sort_by_letter("-msgs_in", "M") == "msgs_in"
+    assert sort_by_letter("msgs_in", "M") == "-msgs_in"
+    assert sort_by_letter("-msgs_in", "F") == "-buffered"
+    assert sort_by_letter("-msgs_in", "L") == "-latency"
+    assert sort_by_letter("-msgs_in", "A") == "connected_at"  # oldest first
+    assert sort_by_letter("connected_at", "A") == "-connected_at"
+    assert sort_by_letter("-msgs_in", "Z") == "last_activity"  # idle longest first
+    assert sort_by_letter("-msgs_in", "U") == "user"
+    assert sort_by_letter("user", "U") == "-user"
+    assert set(SORT_LETTERS.values()) == {key for key, _, _ in COLUMNS} - {"node"}
+    taken = set("qbmdDTXsrgt?/[]") | set("eE!pG")
+    assert not taken & set(SORT_LETTERS) and all(k.isupper() for k in SORT_LETTERS)
+    assert sort_letters_help().startswith("I id, U user, P path, C client, A age, Z idle")
+
+
+def test_the_titles_describe_the_rows_shown_not_the_view_on_its_way() -> None:
+    """After a filter or sort, the table keeps the titles of the rows it shows,
+    marked with …, until the new view's rows arrive with their own titles."""
+    shown = ViewState().with_page(page(17))
+    assert table_titles(shown, shown, 17) == (
+        "Connections · sorted by age (oldest first)", "everyone · 1-17 of 17 connections")
+    wanted = shown.filtered(ViewFilter(user="bulk-*")).sorted_by("-msgs_in")
+    assert table_titles(shown, wanted, 17) == (
+        "Connections · sorted by age (oldest first)",
+        "everyone · 1-17 of 17 connections · …")
+    arrived = wanted.with_page(page(0))
+    assert table_titles(arrived, arrived, 0) == (
+        "Connections · sorted by msgs in (most first)", "user=bulk-* · 0 connections")
+    assert table_titles(None, ViewState(), 0)[1] == "everyone · …"
 
 
 def test_everyone_counts_the_page_unless_the_view_is_filtered() -> None:
@@ -197,8 +242,8 @@ def test_client_chosen_names_reach_the_targets_as_written() -> None:
     view = ViewState().filtered(ViewFilter(topic=room))
     labels = [label for label, _ in view.targets({"id": "c1", "user": user, "path": path})]
     assert f"({user} on {path})" in labels[0]
-    # The filter is written back in its own syntax, quoted as the shell would.
-    assert labels[1] == f"the current view: topic='{room}'"
+    # The filter is written back in its own syntax (quoted only for spaces and quotes).
+    assert labels[1] == f"the current view: topic={room}"
     what, selector, _ = view.group_disconnect(1)
     assert room in what and selector == {"topic": room}
 

@@ -86,7 +86,10 @@ async def test_groups_panel_marks_kinds_the_server_truncated() -> None:
         panel.update_groups({"users": {"ann": 3, "bob": 2}, "paths": {"/chat": 5},
                              "topics": {}}, 5, truncated=True)
         labels = {str(node.label) for node in panel.root.children}
-        assert {"Users 2+", "Paths 1", "Topics 0"} <= labels
+        # Each number says what it counts: groups in a section's label, connections
+        # beside All (and beside each group).
+        assert {"2+ users", "1 path", "0 topics"} <= labels
+        assert "▶ All 5 connections" in labels
         assert panel.border_subtitle == "largest groups only"
 
 
