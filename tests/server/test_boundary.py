@@ -25,7 +25,7 @@ def test_server_imports_without_textual_or_the_console():
 
 
 PURE_CORE = ["registry", "indexes", "wire", "errors", "protocol", "redaction", "addresses", "tap",
-             "config", "limits"]
+             "config", "limits", "patterns"]
 
 
 @pytest.mark.parametrize("module", PURE_CORE)
