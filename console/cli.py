@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import serve_command
 
     serve_command.register(subparsers)
+    _register_dashboard(subparsers)
     # Commands written in their own modules register themselves when present.
     for name in ("commands", "tui_command", "web.command"):
         try:
@@ -59,6 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(subparsers)
     return parser
+
+
+def _register_dashboard(subparsers: argparse._SubParsersAction) -> None:
+    dashboard = subparsers.add_parser(
+        "dashboard",
+        help="print the Grafana dashboard of the metrics (JSON, for import or provisioning)",
+        description="Print the Grafana dashboard of wsconsole's metrics, generated from "
+        "their definitions (the repository's dashboards/wsconsole.json is this output).",
+    )
+    dashboard.add_argument("-o", "--output", metavar="FILE",
+                           help="write it to FILE instead of standard output")
+    dashboard.set_defaults(func=_run_dashboard)
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    from wsconsole.server.dashboard import dashboard_json
+
+    text = dashboard_json()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w", encoding="utf-8") as file:
+            file.write(text)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
