@@ -17,8 +17,8 @@ A node of the fleet is a Prometheus target (``instance``): one per control
 listener. The dashboard has three variables: the Prometheus data source,
 the ``job`` and the nodes (``instance``, several or all).
 
-Pure: JSON in, no asyncio, no sockets; must never import textual or
-``wsconsole.console``.
+Pure: definitions in, JSON out; no asyncio, no sockets. Must never import
+textual or ``wsconsole.console``.
 """
 
 from __future__ import annotations

@@ -399,7 +399,7 @@ def values(result: list[dict[str, Any]]) -> list[float]:
 async def test_every_panel_returns_data_from_a_real_prometheus(tmp_path):
     """Prometheus scrapes two cluster nodes every second; after real clients connect,
     talk, close normally and abnormally, a slow consumer is cut, a handshake is
-    refused, operators send, err and ask the fleet, a forged message reaches the
+    refused, operators send, err and ask the fleet, a stray message reaches the
     broker, and Redis goes away (a partial answer), every panel's query returns data
     through the HTTP API, and the panels the traffic drives are not all zero.
     The job and node variables list the job and both nodes."""
