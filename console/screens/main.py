@@ -222,6 +222,12 @@ class MainScreen(Screen[None]):
         return cast("ConsoleApp", self.app)
 
     @property
+    def on_screen(self) -> ViewState:
+        """The view whose rows the table shows (the one asked for, before any
+        page): what an action on "the view" reaches, as the titles say."""
+        return self.shown if self.shown is not None else self.view
+
+    @property
     def table(self) -> ConnectionTable:
         return self.query_one(ConnectionTable)
 
@@ -561,14 +567,15 @@ class MainScreen(Screen[None]):
     def action_broadcast(self) -> None:
         """Compose a message to the current group/filter, or everyone."""
         selected = self._selected()
-        self.app.push_screen(ComposeScreen(self.console.link, self.view.targets(selected),
-                                           default=self.view.broadcast_target(selected)))
+        view = self.on_screen
+        self.app.push_screen(ComposeScreen(self.console.link, view.targets(selected),
+                                           default=view.broadcast_target(selected)))
 
     def action_send(self) -> None:
         """Compose a message to the selected connection."""
         selected = self._selected()
         if selected is not None:
-            self.app.push_screen(ComposeScreen(self.console.link, self.view.targets(selected),
+            self.app.push_screen(ComposeScreen(self.console.link, self.on_screen.targets(selected),
                                                default=0))
 
     def action_disconnect(self) -> None:
@@ -582,7 +589,7 @@ class MainScreen(Screen[None]):
     def action_disconnect_group(self) -> None:
         """Ask, then close every connection of the current view."""
         try:
-            what, selector, count = self.view.group_disconnect(self.table.row_count)
+            what, selector, count = self.on_screen.group_disconnect(self.table.row_count)
         except ValueError as exc:
             self.notify(str(exc), severity="warning", markup=False)
             return
@@ -603,12 +610,13 @@ class MainScreen(Screen[None]):
 
     def action_tap(self) -> None:
         """Open a tap of the current group or filter (everyone without one)."""
-        selector = self.view.filter.selector()
+        view = self.on_screen
+        selector = view.filter.selector()
         if selector is None:
             self.notify("An id filter cannot be tapped as a group; open a connection's "
                         "detail view and press T there.", severity="warning", markup=False)
             return
-        self.app.push_screen(TapScreen(selector, self.view.filter.describe()))
+        self.app.push_screen(TapScreen(selector, view.filter.describe()))
 
     def action_shutdown(self) -> None:
         """Open the shutdown dialog."""

@@ -106,6 +106,10 @@ async def test_list_merges_and_pages_across_nodes(fleet):
                     "dee", "cy", "bob", "ann", "ann", "ann"]
                 only_c = await ctl.ok("list", node="c", user="ann")
                 assert [row["node"] for row in only_c["connections"]] == ["c"]
+                # A pattern, matched on each node against its own names, merged.
+                ann_star = await ctl.ok("list", user="a*", groups=False)
+                assert ann_star["total"] == 3 and sorted(
+                    row["node"] for row in ann_star["connections"]) == ["a", "a", "c"]
 
 
 async def _total(ctl, n: int) -> bool:
@@ -152,6 +156,10 @@ async def test_send_dry_run_and_disconnect_act_on_every_node(fleet):
             assert dry["per_node"] == {"a": {"recipients": 1, "delivered": 0, "skipped": 0},
                                        "b": {"recipients": 1, "delivered": 0, "skipped": 0},
                                        "c": {"recipients": 0, "delivered": 0, "skipped": 0}}
+            # A pattern selects on every node: ivy and hal, not jo.
+            both = await ctl.ok("send", selector={"user": "???", "topic": "o*"}, text="x",
+                                dry_run=True)
+            assert both["recipients"] == 2 and both["per_node"]["c"]["recipients"] == 0
             sent = await ctl.ok("send", selector={"topic": "ops"}, text="deploy at noon")
             assert (sent["recipients"], sent["delivered"]) == (2, 2) and "missing" not in sent
             assert await on_a.recv() == "deploy at noon"
