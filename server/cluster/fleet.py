@@ -56,7 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..hub import Hub, Listener
     from .broker import Broker
 
-__all__ = ["ClusterFleet", "owner_of", "NO_REPLY", "BROKER_UNAVAILABLE", "ID_SEPARATOR"]
+__all__ = ["ClusterFleet", "owner_of", "NO_REPLY", "BROKER_UNAVAILABLE", "ID_SEPARATOR",
+           "ROWS_COLUMNS"]
 
 logger = logging.getLogger("wsconsole.cluster")
 
@@ -66,6 +67,13 @@ BROKER_UNAVAILABLE = "broker unavailable"
 """``missing`` reason: Redis could not be reached, so the node could not be asked."""
 ID_SEPARATOR = "/"
 """Connection ids in a cluster are ``NODE/HEX``: they name the node that owns them."""
+
+ROWS_COLUMNS = "columns"
+"""A ``list`` request's ``rows`` (in its body, beside ``args``): answer with
+``fields`` (the rows' field names, once), ``rows`` (each row the list of its
+values in that order) and ``keys`` (each row's sort value; its id is the
+row's), instead of ``connections`` as objects and ``keys`` as ``[value, id]``.
+A node that does not know it answers in objects, which merge as well."""
 
 _START_WAIT = 1.0
 """Seconds ``start`` waits for Redis before it says it serves locally."""
@@ -149,6 +157,10 @@ class ClusterFleet(Fleet):
         """Messages refused, by :class:`DropReason`."""
         self.cross_node_sends = 0
         """Sends that reached other nodes (application and operators)."""
+        self.list_rows: str | None = ROWS_COLUMNS
+        """How this node asks the others for their ``list`` pages: :data:`ROWS_COLUMNS`,
+        or None for rows as objects (what nodes before it asked; the benchmark
+        measures one against the other in one run)."""
         self.request_observers: list[Callable[[str, bool, float], None]] = []
         """Called with (operation, partial, seconds) when a request to other nodes
         ends (the metrics' cluster requests and their durations)."""
@@ -727,7 +739,7 @@ class ClusterFleet(Fleet):
         if op == "tap_stop":
             return self.taps.stop_part(message.src, args["tap"]), None
         if op == "list":
-            return self._local_page(args), None
+            return self._local_page(args, columns=message.body.get("rows") == ROWS_COLUMNS), None
         if op == "get":
             return (await self.local.get(args["id"])).result, None
         if op == "send":
@@ -747,15 +759,30 @@ class ClusterFleet(Fleet):
             return result, answer.start
         raise InternalError(f"{op} is not asked of other nodes")
 
-    def _local_page(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _local_page(self, args: dict[str, Any], *, columns: bool = False) -> dict[str, Any]:
+        """This node's part of a ``list``: its page, the rows' sort keys, its size.
+
+        ``columns`` (what a requester asks with ``"rows": "columns"`` in the
+        request's body) answers in the compact shape (:data:`ROWS_COLUMNS`).
+        """
         registry = self.hub.registry
         page, result = node_page(
             registry, user=args["user"], path=args["path"], topic=args["topic"],
             id_prefix=args["id_prefix"], sort=args["sort"], limit=args["limit"],
             cursor=args["cursor"], groups=args["groups"], group_limit=args["group_limit"])
+        result["count"] = len(registry)
+        if columns:
+            # The field names once, each row its values in that order, and
+            # each key its value alone (its id is the row's): half the bytes
+            # of rows as objects, and what costs a page its time between
+            # nodes is encoding and decoding them.
+            summaries = result.pop("connections")
+            result["fields"] = list(summaries[0]) if summaries else []
+            result["rows"] = [list(summary.values()) for summary in summaries]
+            result["keys"] = [key[0] for key in page.keys]
+            return result
         # The requester merges the nodes' pages by these keys (merge_pages).
         result["keys"] = [list(key) for key in page.keys]
-        result["count"] = len(registry)
         return result
 
     # The operations
@@ -781,19 +808,46 @@ class ClusterFleet(Fleet):
         # A cursor that is not one is refused here, before anyone is asked.
         decode_cursor(cursor, sort)
 
+        own: list[Page] = []
+
         async def local() -> dict[str, Any]:
-            return self._local_page(args)
+            # This node's page merges as it is: nothing to check, nor to decode.
+            registry = self.hub.registry
+            page, result = node_page(registry, **args)
+            result["count"] = len(registry)
+            own.append(Page(records=result["connections"], total=page.total,
+                            next_cursor=page.next_cursor, keys=page.keys))
+            return result
 
         gathered = await self._scatter("list", {k: v for k, v in args.items() if v is not None},
                                        targets=self._targets(node), timeout=timeout,
-                                       role=Role.READ_ONLY, local=local)
+                                       role=Role.READ_ONLY, local=local,
+                                       extra={"rows": self.list_rows} if self.list_rows
+                                       else None)
         gathered.raise_single_error()
-        pages = {name: result for name, result in gathered.results.items()
-                 if _is_page(result)}
-        merged = merge_pages((Page(records=r["connections"], total=r["total"],
-                                   next_cursor=r["next_cursor"], keys=r["keys"])
-                              for r in pages.values()), sort=sort, limit=limit)
-        result: dict[str, Any] = {"connections": list(merged.records), "total": merged.total,
+        pages: dict[str, dict[str, Any]] = {}
+        node_pages: list[Page] = []
+        fields: list[str] | None = None
+        for name, answer in gathered.results.items():
+            page = own[0] if name == self.node and own else _page_of(answer)
+            if page is None:
+                # An answer that is no page (a bug, or a node of another
+                # version) is named, never merged nor silently left out.
+                gathered.missing[name] = "malformed list answer"
+                continue
+            if page.records and isinstance(page.records[0], list):
+                # Rows of values: kept as they are through the merge (most
+                # lose), under the field names of the first such page.
+                if fields is None:
+                    fields = answer["fields"]
+                elif answer["fields"] != fields:
+                    page = _with_dict_rows(page, answer["fields"])
+            pages[name] = answer
+            node_pages.append(page)
+        merged = merge_pages(node_pages, sort=sort, limit=limit)
+        rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
+                for row in merged.records]
+        result: dict[str, Any] = {"connections": rows, "total": merged.total,
                                   "next_cursor": merged.next_cursor}
         if groups:
             result["groups"], result["groups_truncated"] = merge_groups(
@@ -990,11 +1044,43 @@ def _nothing() -> None:
     pass
 
 
-def _is_page(result: Any) -> bool:
-    return (isinstance(result, dict) and isinstance(result.get("connections"), list)
-            and isinstance(result.get("keys"), list)
-            and len(result["keys"]) == len(result["connections"])
-            and isinstance(result.get("total"), int))
+def _page_of(result: Any) -> Page | None:
+    """A node's ``list`` answer as a :class:`Page` to merge, in either shape
+    (rows as objects with ``[value, id]`` keys, or :data:`ROWS_COLUMNS`);
+    None if it is neither."""
+    if not isinstance(result, dict) or not isinstance(result.get("keys"), list) or not all(
+            isinstance(result.get(name), int) and not isinstance(result[name], bool)
+            for name in ("total", "count")):
+        return None
+    cursor, keys = result.get("next_cursor"), result["keys"]
+    if cursor is not None and not isinstance(cursor, str):
+        return None
+    fields, rows = result.get("fields"), result.get("rows")
+    if isinstance(fields, list) and isinstance(rows, list):
+        if len(rows) != len(keys) or (rows and "id" not in fields):
+            return None
+        if not rows:
+            return Page(records=[], total=result["total"], next_cursor=cursor)
+        at, width = fields.index("id"), len(fields)
+        # Each row a list of the fields' width with a text id (loops in C:
+        # this runs for every row of every node's page).
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
+            return None
+        ids = [row[at] for row in rows]
+        if set(map(type, ids)) != {str}:
+            return None
+        return Page(records=rows, total=result["total"], next_cursor=cursor,
+                    keys=list(zip(keys, ids)))
+    connections = result.get("connections")
+    if not isinstance(connections, list) or len(connections) != len(keys) or (
+            keys and (set(map(type, keys)) != {list} or set(map(len, keys)) != {2})):
+        return None
+    return Page(records=connections, total=result["total"], next_cursor=cursor, keys=keys)
+
+
+def _with_dict_rows(page: Page, fields: list[str]) -> Page:
+    return Page(records=[dict(zip(fields, row)) for row in page.records], total=page.total,
+                next_cursor=page.next_cursor, keys=page.keys)
 
 
 def _summed_stats(per_node: dict[str, dict[str, Any]], this: str) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The application of the test nodes: echo; ``?room=NAME`` joins topic NAME;
 ``tell:USER:TEXT`` sends TEXT to USER on every node of the cluster
-(``hub.send_everywhere``) and answers the summed counts as JSON."""
+(``hub.send_everywhere``) and answers the summed counts as JSON;
+``list_rows:objects`` or ``list_rows:columns`` sets how the node asks the
+others for their ``list`` pages (``ClusterFleet.list_rows``)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,12 @@ async def handler(connection: ServerConnection) -> None:
                 await connection.send(json.dumps({
                     "recipients": result.recipients, "delivered": result.delivered,
                     "per_node": result.per_node, "missing": result.missing}))
+            elif isinstance(message, str) and message.startswith("list_rows:"):
+                # How this node asks the others for their list pages: as
+                # columns (today) or as objects (nodes before them).
+                shape = message.partition(":")[2]
+                hub.cluster.list_rows = None if shape == "objects" else shape
+                await connection.send(shape)
             else:
                 await connection.send(message)
     except ConnectionClosed:

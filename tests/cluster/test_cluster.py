@@ -112,6 +112,39 @@ async def test_list_merges_and_pages_across_nodes(fleet):
                     row["node"] for row in ann_star["connections"]) == ["a", "a", "c"]
 
 
+async def test_pages_asked_as_objects_or_as_columns_merge_alike(fleet):
+    """A node that asks the others for rows as objects (as nodes did before
+    rows came as columns) lists the same rows, in the same order, with the
+    same fields, as a node that asks for columns; an empty page of a node
+    merges too."""
+    a, b, c = fleet["a"], fleet["b"], fleet["c"]
+    async with operator(a) as as_objects, operator(b) as as_columns, \
+            user(a, "ann"), user(b, "bob", room="lobby"), user(c, "cy"), user(c, "cy"):
+        await all_live(as_objects)
+        await all_live(as_columns)
+        async with user(a, "objects") as setter:
+            await setter.send("list_rows:objects")
+            assert await setter.recv() == "objects"
+            try:
+                await wait_for(lambda: _total(as_columns, 5), TIMEOUT)
+                for args in ({"limit": 3}, {"sort": "-user", "groups": False},
+                             {"user": "cy"}, {"user": "bob"}):
+                    pages = [await ctl.ok("list", **args) for ctl in (as_objects, as_columns)]
+                    for page in pages:
+                        assert "missing" not in page
+                    shown = [[(row["id"], row["node"], row["user"], row["topics"])
+                              for row in page["connections"]] for page in pages]
+                    assert shown[0] == shown[1] and shown[0]
+                    assert [list(row) for row in pages[0]["connections"]] == [
+                        list(row) for row in pages[1]["connections"]]
+                    assert pages[0]["next_cursor"] == pages[1]["next_cursor"]
+                    assert pages[0]["total"] == pages[1]["total"]
+                    assert pages[0].get("groups") == pages[1].get("groups")
+            finally:
+                await setter.send("list_rows:columns")
+                assert await setter.recv() == "columns"
+
+
 async def _total(ctl, n: int) -> bool:
     return (await ctl.ok("list", groups=False))["total"] == n
 
