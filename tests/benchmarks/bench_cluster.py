@@ -230,6 +230,13 @@ class BenchNode:
             reply = await asyncio.wait_for(ws.recv(), START_TIMEOUT)
         return int(str(reply).split()[1]) - 1  # less the filler connection itself
 
+    async def command(self, text: str) -> str:
+        """Send one command of :mod:`cluster_bench_app` and return its reply."""
+        assert self.public_url is not None
+        async with connect(f"{self.public_url}/bench?user=bench", max_size=None) as ws:
+            await ws.send(text)
+            return str(await asyncio.wait_for(ws.recv(), START_TIMEOUT))
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -273,18 +280,54 @@ async def wait_live(ctl: Control, count: int) -> None:
 Timed = Callable[[], Awaitable[Any]]
 
 
-async def alternate(requests: dict[str, Timed], reps: int) -> dict[str, list[float]]:
-    """Each request ``reps`` times, in alternation (the order flips every round)."""
+async def alternate(requests: dict[str, Timed], reps: int,
+                    cpu: KindCpu | None = None) -> dict[str, list[float]]:
+    """Each request ``reps`` times, in alternation (the order flips every round);
+    ``cpu`` charges each request's CPU to its kind."""
     times: dict[str, list[float]] = {name: [] for name in requests}
     names = list(requests)
     for name in names:  # warm-up, unmeasured
         await requests[name]()
     for round_index in range(reps):
         for name in names if round_index % 2 == 0 else names[::-1]:
+            if cpu is not None:
+                cpu.before()
             started = time.perf_counter()
             await requests[name]()
-            times[name].append(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            times[name].append(elapsed)
+            if cpu is not None:
+                cpu.after(name, elapsed)
     return times
+
+
+class KindCpu:
+    """Each process's CPU time charged to the kind of request that ran meanwhile.
+
+    Read from ``/proc`` before and after every request (10 ms ticks: one
+    request's figure is coarse, a few hundred average out), less the
+    process's idle CPU for that time; so that several kinds of request
+    alternating on the same processes each get their own figures.
+    """
+
+    def __init__(self, pids: dict[str, int], idle: dict[str, float]) -> None:
+        self.pids, self.idle = pids, idle
+        self.used: dict[str, dict[str, float]] = {}
+        self.count: dict[str, int] = {}
+        self._before: dict[str, float] = {}
+
+    def before(self) -> None:
+        self._before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def after(self, kind: str, elapsed: float) -> None:
+        used = self.used.setdefault(kind, dict.fromkeys(self.pids, 0.0))
+        for name, pid in self.pids.items():
+            used[name] += cpu_seconds(pid) - self._before[name] - self.idle.get(name, 0) * elapsed
+        self.count[kind] = self.count.get(kind, 0) + 1
+
+    def per_request(self, kind: str) -> dict[str, float]:
+        return {name: max(0.0, value) / self.count[kind]
+                for name, value in self.used[kind].items()}
 
 
 def full(result: Any) -> Any:
@@ -293,16 +336,22 @@ def full(result: Any) -> Any:
     return result
 
 
-def report_pair(label: str, cluster: list[float], local: list[float]) -> list[str]:
+def report_pair(label: str, cluster: list[float], local: list[float],
+                name: str = "cluster", goal: bool = True) -> list[str]:
     ratio = percentile(cluster, 0.99) / percentile(local, 0.99)
     verdict = "ok" if ratio <= PAGE_GOAL else "OVER BUDGET"
-    return [
-        f"  {label}",
-        f"    cluster p50 {ms(percentile(cluster, 0.5))} ms  p99 {ms(percentile(cluster, 0.99))} ms",
-        f"    local   p50 {ms(percentile(local, 0.5))} ms  p99 {ms(percentile(local, 0.99))} ms",
-        f"    ratio p50 {percentile(cluster, 0.5) / percentile(local, 0.5):.2f}  "
-        f"p99 {ratio:.2f} (goal <= {PAGE_GOAL:g}: {verdict})  [{len(cluster)} each, {load()}]",
+    lines = [f"  {label}"] if label else []
+    return lines + [
+        f"    {name:<16} p50 {ms(percentile(cluster, 0.5))} ms  p99 "
+        f"{ms(percentile(cluster, 0.99))} ms  (vs local: p50 x"
+        f"{percentile(cluster, 0.5) / percentile(local, 0.5):.2f}, p99 x{ratio:.2f}"
+        + (f", goal <= {PAGE_GOAL:g}: {verdict}" if goal else "") + ")",
     ]
+
+
+def report_local(local: list[float]) -> str:
+    return (f"    {'local':<16} p50 {ms(percentile(local, 0.5))} ms  p99 "
+            f"{ms(percentile(local, 0.99))} ms  [{len(local)} each, {load()}]")
 
 
 LIST_REQUESTS = {
@@ -311,25 +360,54 @@ LIST_REQUESTS = {
 }
 
 
-async def list_phase(cluster: Control, local: Control, reps: int,
-                     pids: dict[str, int]) -> list[str]:
+async def list_phase(ctls: dict[str, Control], reps: int, pids: dict[str, int],
+                     get_ids: tuple[str, str] | None = None) -> list[str]:
+    """``list`` from the cluster (rows as columns, on c0; rows as objects, the
+    shape before, on c1) and from the single node, alternating; with
+    ``get_ids`` also a ``get`` of one connection of c1 from c0 against one of
+    the single node's: one round trip to another node, what a second round
+    (keys first, then the winning rows) would add to a page."""
     lines = Report()  # printed as it goes
     for label, args in LIST_REQUESTS.items():
         def ask(ctl: Control, args: dict[str, Any] = args) -> Timed:
             return lambda: _list(ctl, args)
-        meter = CpuMeter(pids, await idle_cpu(pids, IDLE_SECONDS))
-        times = await alternate({"cluster": ask(cluster), "local": ask(local)}, reps)
-        lines += report_pair(label, times["cluster"], times["local"])
-        lines.append(cpu_line(meter.per_request(reps + 1)))
+        cpu = KindCpu(pids, await idle_cpu(pids, IDLE_SECONDS))
+        times = await alternate({kind: ask(ctl) for kind, ctl in ctls.items()}, reps, cpu)
+        lines.append(f"  {label}")
+        lines += report_pair("", times["columns"], times["local"], "cluster (columns)")
+        lines += report_pair("", times["objects"], times["local"], "cluster (objects)",
+                             goal=False)
+        lines.append(report_local(times["local"]))
+        lines.append(f"    columns / objects: p50 x{_ratio(times, 0.5):.2f}, "
+                     f"p99 x{_ratio(times, 0.99):.2f}")
+        for kind in ctls:
+            lines.append(cpu_line(kind, cpu.per_request(kind)))
+    if get_ids is not None:
+        remote_id, solo_id = get_ids
+        cpu = KindCpu(pids, await idle_cpu(pids, IDLE_SECONDS))
+        times = await alternate({"columns": lambda: ctls["columns"].ok("get", id=remote_id),
+                                 "local": lambda: ctls["local"].ok("get", id=solo_id)},
+                                reps, cpu)
+        lines.append("  get of one connection: of c1 from c0 (one round trip between "
+                     "nodes) against the single node's own")
+        lines += report_pair("", times["columns"], times["local"], "cluster", goal=False)
+        lines.append(report_local(times["local"]))
+        lines.append(f"    the round trip adds {ms(percentile(times['columns'], 0.5) - percentile(times['local'], 0.5))} ms at p50")
+        for kind in ("columns", "local"):
+            lines.append(cpu_line(kind, cpu.per_request(kind)))
     return lines
 
 
-def cpu_line(per_request: dict[str, float]) -> str:
-    """CPU ms per request by process, and the cluster's sum against the local node's."""
-    cluster = sum(value for name, value in per_request.items() if name != "solo")
-    return ("    CPU ms per request (idle CPU subtracted): " + ", ".join(
-        f"{name} {value * 1000:.2f}" for name, value in per_request.items())
-        + f"; cluster in all {cluster * 1000:.2f} against solo {per_request['solo'] * 1000:.2f}")
+def _ratio(times: dict[str, list[float]], q: float) -> float:
+    return percentile(times["columns"], q) / percentile(times["objects"], q)
+
+
+def cpu_line(kind: str, per_request: dict[str, float]) -> str:
+    """CPU ms per request of one kind, by process, and their sum."""
+    used = {name: value for name, value in per_request.items() if value > 0.00001}
+    return (f"    CPU ms per {kind} request (idle subtracted): " + ", ".join(
+        f"{name} {value * 1000:.2f}" for name, value in used.items())
+        + f"; in all {sum(used.values()) * 1000:.2f}")
 
 
 async def _list(ctl: Control, args: dict[str, Any]) -> None:
@@ -346,8 +424,12 @@ async def part_list(args: argparse.Namespace, folder: Path) -> list[str]:
         cluster_nodes = await start_nodes(stack, ["c0", "c1", "c2"], folder, redis.url)
         (solo,) = await start_nodes(stack, ["solo"], folder, None)
         cluster = await stack.enter_async_context(operator(cluster_nodes[0]))
+        objects = await stack.enter_async_context(operator(cluster_nodes[1]))
         local = await stack.enter_async_context(operator(solo))
         await wait_live(cluster, 3)
+        await wait_live(objects, 3)
+        await cluster_nodes[1].command("list_rows:objects")  # the shape before, on c1
+        ctls = {"columns": cluster, "objects": objects, "local": local}
         client = bench_server.ClientHandle()
         stack.callback(client.stop)
         await client.call("arm", 0)
@@ -363,8 +445,9 @@ async def part_list(args: argparse.Namespace, folder: Path) -> list[str]:
         await client.call("open", solo.port, 3 * real, "local")
         await _wait_total(cluster, 3 * real)
         await _wait_total(local, 3 * real)
-        lines.append(f" real sockets: 3 nodes x {real:,} against one node with {3 * real:,}")
-        await list_phase(cluster, local, args.reps, pids)
+        lines.append(f" real sockets: 3 nodes x {real:,} against one node with {3 * real:,} "
+                     f"[{load()}]")
+        await list_phase(ctls, args.reps, pids)
         await client.call("close", "cluster")
         await client.call("close", "local")
         await _wait_total(cluster, 0)
@@ -376,8 +459,11 @@ async def part_list(args: argparse.Namespace, folder: Path) -> list[str]:
         await _wait_total(cluster, 3 * per_node)
         await _wait_total(local, 3 * per_node)
         lines.append(f" synthetic records: 3 nodes x {per_node:,} against one node with "
-                     f"{3 * per_node:,}")
-        await list_phase(cluster, local, args.reps, pids)
+                     f"{3 * per_node:,} [{load()}]")
+        remote_id = (await cluster.ok("list", node="c1", limit=1, groups=False)
+                     )["connections"][0]["id"]
+        solo_id = (await local.ok("list", limit=1, groups=False))["connections"][0]["id"]
+        await list_phase(ctls, args.reps, pids, (remote_id, solo_id))
     return lines
 
 
@@ -413,45 +499,67 @@ async def part_send(args: argparse.Namespace, folder: Path) -> list[str]:
         await _wait_total(cluster, total)
         await _wait_total(local, total)
 
-        delivery: dict[str, list[float]] = {"cluster": [], "local": []}
-        replies: dict[str, list[float]] = {"cluster": [], "local": []}
-        text = "x" * 64
-
-        def sender(name: str, ctl: Control) -> Timed:
-            async def send() -> None:
-                client = clients[name]
-                await client.call("arm", total)
-                started = time.perf_counter()
-                result = full(await ctl.ok("send", selector={"everyone": True}, text=text))
-                replies[name].append(time.perf_counter() - started)
-                assert result["delivered"] == total, result
-                count, last = await client.call("wait_broadcast")
-                assert count == total, (name, count)
-                delivery[name].append(last - started)
-            return send
-
-        # Both spans are recorded inside each call (alternate's own span also
-        # holds the round trips to the client process).
-        await alternate({"cluster": sender("cluster", cluster),
-                         "local": sender("local", local)}, args.send_reps)
-        for name in delivery:  # less the warm-up's
-            delivery[name], replies[name] = delivery[name][1:], replies[name][1:]
-        for label, series in (("operator's reply", replies), ("last client received", delivery)):
-            added = percentile(series["cluster"], 0.5) - percentile(series["local"], 0.5)
-            lines += [
-                f"  {label}",
-                f"    cluster p50 {ms(percentile(series['cluster'], 0.5))} ms  "
-                f"p99 {ms(percentile(series['cluster'], 0.99))} ms",
-                f"    local   p50 {ms(percentile(series['local'], 0.5))} ms  "
-                f"p99 {ms(percentile(series['local'], 0.99))} ms",
-                f"    cluster adds {ms(added)} ms at p50, ratio "
-                f"{percentile(series['cluster'], 0.5) / percentile(series['local'], 0.5):.2f}"
-                + (f" (goal < {SEND_GOAL_MS:g} ms: "
-                   f"{'ok' if added * 1000 < SEND_GOAL_MS else 'OVER BUDGET'})"
-                   if label == "operator's reply" else "")
-                + f"  [{len(series['cluster'])} each, {load()}]",
-            ]
+        # First one user: the clients are users u0..u{total-1}, the cluster's
+        # in order over c0, c1, c2: a user of c1, sent to from c0 (the
+        # request goes to every node, one of which has the user) against the
+        # same user on the single node.
+        target = f"u{per_node + per_node // 2}"
+        lines += await _send_phase(
+            f"send to one user (on c1, from c0's control plane) against the same user "
+            f"on the single node, {args.one_reps} each",
+            {"cluster": cluster, "local": local}, clients, {"user": target}, 1,
+            args.one_reps)
+        lines += await _send_phase(
+            f"send to everyone ({total:,}), {args.send_reps} each",
+            {"cluster": cluster, "local": local}, clients, {"everyone": True}, total,
+            args.send_reps)
     return lines
+
+
+async def _send_phase(label: str, ctls: dict[str, Control],
+                      clients: dict[str, bench_server.ClientHandle],
+                      selector: dict[str, Any], total: int, reps: int) -> list[str]:
+    """Sends of the cluster and of the single node in alternation: the
+    operator's reply, and until the last client received the message."""
+    lines = [f"  {label}"]
+    delivery: dict[str, list[float]] = {"cluster": [], "local": []}
+    replies: dict[str, list[float]] = {"cluster": [], "local": []}
+    text = "x" * 64
+
+    def sender(name: str, ctl: Control) -> Timed:
+        async def send() -> None:
+            client = clients[name]
+            await client.call("arm", total)
+            started = time.perf_counter()
+            result = full(await ctl.ok("send", selector=selector, text=text))
+            replies[name].append(time.perf_counter() - started)
+            assert result["delivered"] == total, result
+            count, last = await client.call("wait_broadcast")
+            assert count == total, (name, count)
+            delivery[name].append(last - started)
+        return send
+
+    # Both spans are recorded inside each call (alternate's own span also
+    # holds the round trips to the client process).
+    await alternate({name: sender(name, ctl) for name, ctl in ctls.items()}, reps)
+    for name in delivery:  # less the warm-up's
+        delivery[name], replies[name] = delivery[name][1:], replies[name][1:]
+    for label, series in (("operator's reply", replies), ("last client received", delivery)):
+        added = percentile(series["cluster"], 0.5) - percentile(series["local"], 0.5)
+        lines += [
+            f"   {label}",
+            f"    cluster p50 {ms(percentile(series['cluster'], 0.5))} ms  "
+            f"p99 {ms(percentile(series['cluster'], 0.99))} ms",
+            f"    local   p50 {ms(percentile(series['local'], 0.5))} ms  "
+            f"p99 {ms(percentile(series['local'], 0.99))} ms",
+            f"    cluster adds {ms(added)} ms at p50, ratio "
+            f"{percentile(series['cluster'], 0.5) / percentile(series['local'], 0.5):.2f}"
+            + (f" (goal < {SEND_GOAL_MS:g} ms: "
+               f"{'ok' if added * 1000 < SEND_GOAL_MS else 'OVER BUDGET'})"
+               )
+            + f"  [{len(series['cluster'])} each, {load()}]",
+        ]
+    return Report(*lines)
 
 
 async def part_echo(args: argparse.Namespace, folder: Path) -> list[str]:
@@ -702,7 +810,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", type=int, default=1000,
                         help="(a) real sockets per cluster node (3x on the single node)")
     parser.add_argument("--send-connections", type=int, default=9000, help="(b) in all")
-    parser.add_argument("--send-reps", type=int, default=60, help="(b) sends of each kind")
+    parser.add_argument("--send-reps", type=int, default=60,
+                        help="(b) sends to everyone of each kind")
+    parser.add_argument("--one-reps", type=int, default=300,
+                        help="(b) sends to one user of each kind")
     parser.add_argument("--echo-clients", type=int, default=20)
     parser.add_argument("--echo-messages", type=int, default=3000)
     parser.add_argument("--echo-rounds", type=int, default=9)
@@ -713,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.records, args.real = 20, 3000, 100
-        args.send_connections, args.send_reps = 300, 6
+        args.send_connections, args.send_reps, args.one_reps = 300, 6, 20
         args.echo_clients, args.echo_messages, args.echo_rounds = 5, 300, 2
         args.fleet_records, args.fleet_steps, args.held = 1000, "3,2", 200
     bench_server._raise_file_limit()

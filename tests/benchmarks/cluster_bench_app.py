@@ -3,8 +3,10 @@
 A connection that sends ``fill:COUNT:SEED`` makes its node add COUNT
 synthetic connection records (no sockets) to its registry, the fleet of
 ``bench_registry.py`` (users, paths, topics, counters), with ids naming
-the node as cluster ids do; the reply is ``filled TOTAL``. Every other
-message is echoed. A synthetic record has no live connection behind it
+the node as cluster ids do; the reply is ``filled TOTAL``.
+``list_rows:objects`` (or ``list_rows:columns``) sets how this node asks
+the others for their ``list`` pages (``ClusterFleet.list_rows``), so that a
+run can time both shapes side by side. Every other message is echoed. A synthetic record has no live connection behind it
 (``handle`` None): it can be listed, counted and sampled, never sent to,
 so the benchmarks that send use real sockets.
 
@@ -57,6 +59,12 @@ async def handler(connection: ServerConnection) -> None:
             if isinstance(message, str) and message.startswith("fill:"):
                 _, count, seed = message.split(":")
                 await connection.send(f"filled {fill(hub, int(count), int(seed))}")
+            elif isinstance(message, str) and message.startswith("list_rows:"):
+                # How this node asks the others for list pages (the shape
+                # before, "objects", or today's "columns"): measured side by side.
+                shape = message.partition(":")[2]
+                hub.cluster.list_rows = None if shape == "objects" else shape
+                await connection.send(f"list_rows {shape}")
             else:
                 await connection.send(message)
     except ConnectionClosed:
