@@ -24,6 +24,8 @@ __all__ = [
     "EventKind",
     "NodeHealth",
     "SENDABLE_CLOSE_CODES",
+    "NORMAL_CLOSE_CODES",
+    "is_abnormal_close",
     "APPLICATION_CLOSE_CODES",
     "SENDABLE_CLOSE_CODES_TEXT",
     "MAX_CLOSE_REASON_BYTES",
@@ -120,6 +122,17 @@ class NodeHealth(StrEnum):
 # that the endpoint itself detected (a protocol error, data it cannot accept):
 # an operator closing a connection detected none of these, and a client might
 # log them as bugs. 1004-1006 and 1015 must never be sent at all.
+
+NORMAL_CLOSE_CODES = frozenset({1000, 1001})
+"""Close codes of a connection that ended as it should (normal closure, going
+away); every other code is an abnormal close (the event log's filter, the
+status bar's summary, the backlog's notable events)."""
+
+
+def is_abnormal_close(code: object) -> bool:
+    """True for a close code other than 1000 and 1001 (1006: the TCP connection was lost)."""
+    return code not in NORMAL_CLOSE_CODES
+
 
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1008, 1011, 1012, 1013})
 """The RFC 6455 close codes an operator may send."""

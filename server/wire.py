@@ -18,6 +18,9 @@ Event (server -> client, after ``subscribe``)::
 
     {"event": "connection_opened", "time": 1767225600.0, "data": {...}}
 
+An event from the backlog a subscriber asked for (``subscribe``'s ``backlog``)
+also carries ``"backlog": true``: it happened before the subscription.
+
 The operations, their arguments and results are in :data:`OPERATIONS` and in
 the README's "Control plane reference"; the error codes and what they mean in
 :data:`wsconsole.server.errors.ERROR_CLASSES`; the values that travel (states,
@@ -77,6 +80,7 @@ __all__ = [
     "Operation",
     "OPERATIONS",
     "MUTATING_OPERATIONS",
+    "MAX_BACKLOG",
     "EventKind",
     "Request",
     "parse_request",
@@ -104,6 +108,8 @@ ACTION_TIMEOUT = 5.0
 """Default ``timeout`` of a mutating operation (send, disconnect, shutdown)."""
 MAX_TIMEOUT = 60.0
 """The longest ``timeout`` a request may ask for."""
+MAX_BACKLOG = 1000
+"""The most events of the past a ``subscribe`` may ask for (its ``backlog``)."""
 UNTARGETED_OPERATIONS = frozenset({"hello", "subscribe", "tap_stop"})
 """Operations without the ``node`` and ``timeout`` arguments: they are about
 this control connection, not about the nodes."""
@@ -243,7 +249,10 @@ OPERATIONS: dict[str, Operation] = {
             "subscribe",
             False,
             {"stats_interval": Arg((int, float), default=1.0,
-                                   doc="seconds between 'stats' events, >= 0.1")},
+                                   doc="seconds between 'stats' events, >= 0.1"),
+             "backlog": Arg(int, default=0,
+                            doc=f"recent events of the past to send first, each marked "
+                                f"backlog, 0..{MAX_BACKLOG}")},
             "Start the live event stream on this control connection.",
         ),
         Operation("unsubscribe", False, {}, "Stop the live event stream."),
@@ -561,6 +570,8 @@ def _check_op_args(op: str, args: dict[str, Any], found: _Found) -> None:
     elif op == "subscribe":
         if args["stats_interval"] < 0.1:
             raise found.error(ProtocolViolation, "stats_interval must be >= 0.1")
+        if not 0 <= args["backlog"] <= MAX_BACKLOG:
+            raise found.error(ProtocolViolation, f"backlog must be 0..{MAX_BACKLOG}")
 
 
 def decode_payload(args: Mapping[str, Any]) -> str | bytes:
@@ -604,8 +615,11 @@ def encode_error(request_id: int | str | None, code: str, message: str,
                    "error": {**(details or {}), "code": code, "message": message}})
 
 
-def encode_event(kind: str, data: Any, time: float) -> str:
-    """Server side: one event frame (ValueError if its data cannot be encoded)."""
+def encode_event(kind: str, data: Any, time: float, *, backlog: bool = False) -> str:
+    """Server side: one event frame (ValueError if its data cannot be encoded);
+    ``backlog`` marks an event of the past sent on subscribing."""
+    if backlog:
+        return _dumps({"event": kind, "time": time, "data": data, "backlog": True})
     return _dumps({"event": kind, "time": time, "data": data})
 
 
@@ -635,6 +649,8 @@ class Event:
     kind: str
     time: float
     data: Any
+    backlog: bool = False
+    """True for an event of the past, sent because the subscriber asked for a backlog."""
 
 
 def parse_message(frame: str | bytes) -> Reply | Event:
@@ -647,7 +663,7 @@ def parse_message(frame: str | bytes) -> Reply | Event:
         raise MalformedFrame("server sent a frame that is not an object")
     if "event" in data:
         return Event(kind=str(data["event"]), time=float(data.get("time", 0.0)),
-                     data=data.get("data"))
+                     data=data.get("data"), backlog=data.get("backlog") is True)
     if data.get("ok") is True:
         return Reply(id=data.get("id"), ok=True, result=data.get("result"))
     error = data.get("error") or {}

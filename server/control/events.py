@@ -12,12 +12,17 @@ of the application's that JSON text cannot carry) is dropped for everyone and
 logged, never sent half-way, and a subscriber whose sending fails loses only
 its own pump.
 
+The node's recent events are kept whether or not anyone is subscribed, in
+bounded memory (:class:`EventBacklog`), so that a subscriber that asks
+(``subscribe``'s ``backlog``) first receives what happened before it came.
+
 Must never import textual or ``wsconsole.console``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import deque
@@ -26,17 +31,28 @@ from typing import TYPE_CHECKING, Any
 from websockets.exceptions import ConnectionClosed
 
 from .. import wire
-from ..protocol import EventKind
+from ..protocol import EventKind, is_abnormal_close
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..fleet import Fleet
     from .listener import Session
 
-__all__ = ["EventStream", "Subscription", "SharedEvent"]
+__all__ = ["EventStream", "Subscription", "SharedEvent", "EventBacklog",
+           "BACKLOG_NOTABLE", "BACKLOG_ROUTINE"]
 
 logger = logging.getLogger("wsconsole.control")
 
 _CONNECTION_EVENTS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED})
+
+BACKLOG_NOTABLE = 500
+"""Notable events the backlog keeps: abnormal closes (codes other than 1000 and
+1001), slow consumers, operator actions, state changes."""
+BACKLOG_ROUTINE = 500
+"""Routine events the backlog keeps besides: connections opened and closed
+normally. Kept apart, so that a storm of reconnects cannot push the notable
+events out. Both together are ``wire.MAX_BACKLOG``; an event is a connection
+summary or an audit entry, well under 2 KB: the backlog holds at most about
+2 MB whatever the traffic."""
 
 
 class SharedEvent:
@@ -67,6 +83,54 @@ def _encode_or_drop(kind: str, data: Any, when: float) -> str | None:
         return None
 
 
+class EventBacklog:
+    """The node's most recent events, in two bounded rings (notable, routine).
+
+    :meth:`record` is called synchronously for every event of this node, on
+    the hot path where connections open and close: O(1), no encoding (an
+    event is encoded only if a subscriber asks for it).
+    """
+
+    __slots__ = ("notable", "routine")
+
+    def __init__(self, notable: int = BACKLOG_NOTABLE, routine: int = BACKLOG_ROUTINE) -> None:
+        self.notable: deque[SharedEvent] = deque(maxlen=notable)
+        self.routine: deque[SharedEvent] = deque(maxlen=routine)
+
+    def record(self, kind: str, data: Any, now: float | None = None) -> None:
+        """Keep one event (``stats`` samples are not kept: a new one comes at once)."""
+        if kind == EventKind.STATS:
+            return
+        event = SharedEvent(kind, data, time.time() if now is None else now)
+        if kind == EventKind.CONNECTION_OPENED or (
+                kind == EventKind.CONNECTION_CLOSED and isinstance(data, dict)
+                and not is_abnormal_close(data.get("code"))):
+            self.routine.append(event)
+            return
+        notable = self.notable
+        if kind == EventKind.STATE_CHANGED and notable and isinstance(data, dict):
+            # A drain repeats its state with each close: the latest count stands for them.
+            last = notable[-1]
+            if (last.kind == kind and isinstance(last.data, dict)
+                    and all(last.data.get(k) == data.get(k) for k in ("node", "state", "mode"))):
+                notable[-1] = event
+                return
+        notable.append(event)
+
+    def recent(self, count: int) -> list[SharedEvent]:
+        """At most ``count`` events, oldest first: the latest notable ones, then
+        the latest routine ones to fill up to ``count``."""
+        if count <= 0:
+            return []
+        notable = list(self.notable)[-count:]
+        room = count - len(notable)
+        routine = list(self.routine)[-room:] if room > 0 else []
+        return list(heapq.merge(notable, routine, key=lambda event: event.time))
+
+    def __len__(self) -> int:
+        return len(self.notable) + len(self.routine)
+
+
 class Subscription:
     """Events waiting for one subscriber, in bounded memory.
 
@@ -79,7 +143,7 @@ class Subscription:
 
     __slots__ = ("stats_interval", "threshold", "head", "max_other", "pending",
                  "connection_events", "burst_opened", "burst_closed", "dropped",
-                 "stats", "wakeup", "node")
+                 "stats", "wakeup", "node", "backlog")
 
     def __init__(self, stats_interval: float, threshold: int, head: int, max_other: int,
                  node: str = "") -> None:
@@ -96,6 +160,20 @@ class Subscription:
         self.dropped = 0
         self.stats: tuple[dict[str, Any], float] | None = None
         self.wakeup = asyncio.Event()
+        self.backlog: list[str] = []
+        """Frames of the past, sent before any other (each marked ``backlog``)."""
+
+    def queue_backlog(self, events: list[SharedEvent]) -> int:
+        """Send these events of the past first; return how many will be sent."""
+        for event in events:
+            try:
+                self.backlog.append(wire.encode_event(event.kind, event.data, event.time,
+                                                      backlog=True))
+            except (TypeError, ValueError):
+                continue  # logged when it was first sent live, if it was
+        if self.backlog:
+            self.wakeup.set()
+        return len(self.backlog)
 
     def push(self, kind: str, data: Any, now: float) -> None:
         """Queue one event of this subscriber alone."""
@@ -128,7 +206,7 @@ class Subscription:
         opened, closed, dropped = self.burst_opened, self.burst_closed, self.dropped
         overflow = bool(opened or closed)
         self.connection_events = self.burst_opened = self.burst_closed = self.dropped = 0
-        frames: list[str] = []
+        frames, self.backlog = self.backlog, []
         kept = 0
         for event in pending:
             kind = event.kind
@@ -177,25 +255,35 @@ class EventStream:
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
+        self.backlog = EventBacklog()
+        """This node's recent events (the control listener feeds it from the hub
+        and the audit log, whether or not anyone is subscribed)."""
         self._subscriptions: dict[Session, Subscription] = {}
         self._pumps: dict[Session, asyncio.Task[None]] = {}
         self._listening = False
         self._stopped = False
 
-    def subscribe(self, session: Session, stats_interval: float) -> None:
-        """Start streaming to a session, or change its stats interval if it already is."""
+    def subscribe(self, session: Session, stats_interval: float, backlog: int = 0) -> int:
+        """Start streaming to a session, or change its stats interval if it already is.
+
+        A new subscription first receives up to ``backlog`` events of the past;
+        returns how many (0 for a subscription that was already streaming)."""
         subscription = self._subscriptions.get(session)
         if subscription is not None:
             subscription.stats_interval = stats_interval
-            return
+            return 0
         subscription = Subscription(stats_interval, self.burst_threshold, self.burst_head,
                                     self.max_pending_events, node=self.fleet.node)
+        # Taken in the same step as the subscription starts: no event is
+        # missed between the two, and none arrives twice.
+        sent = subscription.queue_backlog(self.backlog.recent(backlog))
         self._subscriptions[session] = subscription
         if not self._listening and not self._stopped:
             self.fleet.add_listener(self._on_event)
             self._listening = True
         self._pumps[session] = asyncio.get_running_loop().create_task(
             self._pump(session, subscription))
+        return sent
 
     def unsubscribe(self, session: Session) -> bool:
         """Stop streaming to a session; True if it was subscribed."""

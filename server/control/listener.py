@@ -45,7 +45,7 @@ from ..errors import (
 from ..fleet import Fleet, LocalFleet
 from ..limits import ControlBudgets, TokenBucket
 from ..metrics import Metrics, health
-from ..protocol import Role
+from ..protocol import EventKind, Role
 from ..redaction import RedactingLogger
 from ..responses import http_response
 from .audit import AuditLog
@@ -147,8 +147,8 @@ class ControlListener:
         self.metrics: Metrics | None = None
         """The Prometheus exposition, created at start."""
         self.events = EventStream(self.fleet)
-        """The subscribers and their event streams."""
-        self.audit = AuditLog(config.audit_log, hub.node, self.fleet.publish)
+        """The subscribers and their event streams, and this node's backlog."""
+        self.audit = AuditLog(config.audit_log, hub.node, self._publish_action)
         """The audit log of mutating requests (opened at start)."""
         # A cluster's nodes write what they do for another node's operator here too.
         self.fleet.audit_log = self.audit
@@ -217,6 +217,10 @@ class ControlListener:
             self.audit.close()
             raise
         self._tls = ssl_context is not None
+        # The backlog hears this node's events from the hub directly: in a
+        # cluster, a listener on the fleet would make every other node forward
+        # its events here. Operator actions come by the audit log.
+        self.hub.add_listener(self._remember)
         _limit_receive_buffers(self._server)
         if config.unix_path is None:
             # Kept: after stop() the sockets are gone, and describe() still works.
@@ -231,9 +235,19 @@ class ControlListener:
         # Let tappers and subscribers see their last events before the close.
         await self.taps.stop_all()
         await self.events.stop()
+        self.hub.remove_listener(self._remember)
         self._server.close(close_connections=True, code=1001, reason="server stopped")
         await self._server.wait_closed()
         self.audit.close()
+
+    def _remember(self, kind: str, data: dict[str, Any]) -> None:
+        if kind != EventKind.OPERATOR_ACTION:  # those come by _publish_action
+            self.events.backlog.record(kind, data)
+
+    def _publish_action(self, kind: str, data: dict[str, Any]) -> None:
+        # The audit log's events: every subscriber, and this node's backlog.
+        self.events.backlog.record(kind, data)
+        self.fleet.publish(kind, data)
 
     def reopen_audit_log(self) -> None:
         """Reopen the audit file at its path, after a rotation (``wsconsole serve``

@@ -136,8 +136,11 @@ class Operations:
 
     async def subscribe(self, session: Session, request: wire.Request) -> dict[str, Any]:
         interval = float(request.args["stats_interval"])
-        self.events.subscribe(session, interval)
-        return {"subscribed": True, "stats_interval": interval}
+        sent = self.events.subscribe(session, interval, request.args["backlog"])
+        result: dict[str, Any] = {"subscribed": True, "stats_interval": interval}
+        if request.args["backlog"]:
+            result["backlog"] = sent  # only when asked: the reply an old client knows
+        return result
 
     async def unsubscribe(self, session: Session, request: wire.Request) -> dict[str, Any]:
         return {"subscribed": False, "was_subscribed": self.events.unsubscribe(session)}
