@@ -578,9 +578,26 @@ class ControlClient:
         """Stop a tap of this connection: ``stopped``, ``shown``, ``dropped``."""
         return await self.request("tap_stop", tap=tap)
 
-    async def subscribe(self, stats_interval: float = 1.0) -> None:
-        """Start the event stream on this connection; read it with :meth:`events`."""
-        await self.request("subscribe", stats_interval=stats_interval)
+    async def subscribe(self, stats_interval: float = 1.0, backlog: int = 0) -> int:
+        """Start the event stream on this connection; read it with :meth:`events`.
+
+        ``backlog``: first receive up to that many recent events of the past
+        (each ``Event.backlog``). Returns how many the server sends; a server
+        older than the backlog refuses the argument, and then streams without it.
+        """
+        if not backlog:
+            await self.request("subscribe", stats_interval=stats_interval)
+            return 0
+        try:
+            result = await self.request("subscribe", stats_interval=stats_interval,
+                                        backlog=backlog)
+        except ProtocolViolation as exc:
+            if "backlog" not in exc.message:
+                raise
+            await self.request("subscribe", stats_interval=stats_interval)
+            return 0
+        sent = result.get("backlog") if isinstance(result, dict) else None
+        return sent if isinstance(sent, int) else 0
 
     async def events(self) -> AsyncIterator[wire.Event]:
         """Events pushed after :meth:`subscribe`; ends when the connection closes."""

@@ -29,6 +29,7 @@ import time
 from typing import Any, Awaitable, Callable, Sequence
 
 from wsconsole.server.errors import ControlUnavailable
+from wsconsole.server.wire import MAX_BACKLOG
 from wsconsole.server.tap import (
     DEFAULT_BYTE_RATE,
     DEFAULT_DURATION,
@@ -493,12 +494,14 @@ async def _nodes(client: ControlClient, args: argparse.Namespace) -> int:
 def _cmd_events(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         return _usage_error(args, "--count must be at least 1")
+    if not 0 <= args.backlog <= MAX_BACKLOG:
+        return _usage_error(args, f"--backlog must be 0..{MAX_BACKLOG}")
     return _run(args, _events)
 
 
 async def _events(client: ControlClient, args: argparse.Namespace) -> int:
     kinds = set(args.kinds or ())
-    await client.subscribe(stats_interval=args.stats_interval)
+    await client.subscribe(stats_interval=args.stats_interval, backlog=args.backlog)
     printed = 0
     async for event in client.events():
         if kinds and event.kind not in kinds:
@@ -506,10 +509,15 @@ async def _events(client: ControlClient, args: argparse.Namespace) -> int:
         if args.node is not None and (event.data or {}).get("node") != args.node:
             continue
         if args.json:
-            line = output.to_json({"event": event.kind, "time": event.time,
-                                   "data": event.data}, compact=True)
+            frame: dict[str, Any] = {"event": event.kind, "time": event.time,
+                                     "data": event.data}
+            if event.backlog:
+                frame["backlog"] = True
+            line = output.to_json(frame, compact=True)
         else:
             line = output.event_line(event.kind, event.time, event.data)
+            if event.backlog:
+                line += "  (backlog)"
         # Flushed per line: the consumer is often a pipe (jq, grep, a test).
         print(line, flush=True)
         printed += 1
@@ -699,6 +707,10 @@ def register(subparsers: Any) -> None:
                         + ", ".join(EventKind))
     events.add_argument("--stats-interval", type=float, default=5.0, metavar="SECONDS",
                         help="seconds between stats events (default: 5)")
+    events.add_argument("--backlog", type=int, default=0, metavar="N",
+                        help=f"first print up to N recent events of before (0..{MAX_BACKLOG}; "
+                             "the server keeps its last 500 notable and 500 routine ones), "
+                             "each marked backlog")
     _add_connection_arguments(events, node_help="only events of this node")
 
     tap = _add(subparsers, "tap", _cmd_tap, "watch the messages of selected connections",
