@@ -58,6 +58,7 @@ from .screens.main import MainScreen
 from .formatting import ViewFilter
 from .view_state import NODE_EVENT, PAGE_SIZE, KnownNodes
 from .widgets import too_small
+from .widgets.event_log import BACKLOG
 
 __all__ = ["ConsoleApp", "screenshot_directory"]
 
@@ -157,7 +158,8 @@ class ConsoleApp(App[None]):
                 # Inside the try: the factory reads the token, and may find none.
                 client = self.link.factory()
                 hello = await client.connect()
-                await client.subscribe(stats_interval=self.stats_interval)
+                # The events of before: the log shows them first, marked.
+                await client.subscribe(stats_interval=self.stats_interval, backlog=BACKLOG)
             except Unauthorized as exc:
                 await _close_quietly(client)
                 # A refused token stays refused: stop, and let the operator retry.

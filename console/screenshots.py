@@ -13,6 +13,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -33,7 +34,7 @@ NOW = 1_767_229_200.0
 """The frozen clock: 2026-01-01 01:00:00 UTC."""
 SIZE = (160, 46)
 """Terminal columns and rows of every screenshot."""
-SHOTS = ("main", "detail", "tap", "compose", "shutdown", "cluster")
+SHOTS = ("main", "events", "detail", "tap", "compose", "shutdown", "cluster")
 """The screenshots, by file name (``screenshots/NAME.svg``)."""
 
 _PEOPLE = [
@@ -91,7 +92,16 @@ def _sample_stats(index: int) -> dict[str, Any]:
     }
 
 
+_BACKLOG_EVENTS = 3
+"""The first sample events come as the server's backlog (from before the console attached)."""
+
+
 def _sample_events(connections: list[dict[str, Any]]) -> list[Event]:
+    events = _live_events(connections)
+    return [replace(e, backlog=True) if i < _BACKLOG_EVENTS else e for i, e in enumerate(events)]
+
+
+def _live_events(connections: list[dict[str, Any]]) -> list[Event]:
     by_user = {c["user"]: c for c in connections}
     t = NOW - 40
     return [
@@ -156,8 +166,8 @@ class SampleControlClient:
     async def close(self) -> None:
         self.connected = False
 
-    async def subscribe(self, stats_interval: float = 1.0) -> None:
-        return None
+    async def subscribe(self, stats_interval: float = 1.0, backlog: int = 0) -> int:
+        return _BACKLOG_EVENTS if backlog else 0
 
     async def tap_start(self, selector: dict[str, Any], **options: Any) -> dict[str, Any]:
         self.tap = {"tap": "5ca1ab1e", "node": self.node, "selector": selector,
@@ -365,13 +375,21 @@ async def _shoot(out: Path) -> list[Path]:
         everyone = len(_PEOPLE)
         # Every sample event is in the log (they come after the stats samples,
         # so the sparklines have every sample too), after the console's own
-        # "connected" line.
-        logged = 1 + len(_sample_events(_sample_connections()))
+        # "connected" line, the backlog between its two marks.
+        logged = 1 + len(_sample_events(_sample_connections())) + 2
         await until(lambda: main.table.row_count == everyone
                     and len(main.event_log.entries) == logged)
         app.clear_notifications()
         main.table.move_cursor(row=2)
         await save("main", lambda: main.table.cursor_row == 2 and no_notifications())
+
+        # The event log over the screen (E), as an operator reads it.
+        await pilot.press("E")
+        await save("events", lambda: main.maximized is main.event_log
+                   and main.event_log.has_focus)
+        await pilot.press("escape")
+        await until(lambda: main.maximized is None)
+        main.table.focus()
 
         await pilot.press("enter")
 

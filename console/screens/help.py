@@ -33,8 +33,11 @@ DIALOG_KEYS = (
     ("tab", "Next field (dialogs)", "Move between recipients, format, message and buttons"),
     ("esc", "Cancel / Back (dialogs)", "Close a dialog without acting, or leave the detail view"),
     ("m / d", "Message / Disconnect (detail)", "Act on the connection the detail view shows"),
+    ("1 2 3 4 / 0", "Filter events (event log)",
+     "In the event log (e, E): only abnormal closes (not 1000/1001), slow consumers, "
+     "operator actions, errors; they add up; 0 shows every line"),
 )
-"""Keys of the dialogs and the detail view, listed under the main screen's."""
+"""Keys of the dialogs, the detail view and the event log, listed under the main screen's."""
 
 
 class HelpScreen(ModalScreen[None]):

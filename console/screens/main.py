@@ -81,6 +81,8 @@ _SORT_BINDINGS: list[BindingType] = [
     for letter, key in SORT_LETTERS.items()
     for header in ({k: h for k, h, _ in COLUMNS}[key],)
 ]
+# The main screen's keys that work while the event log is expanded (E).
+_EXPANDED_KEYS = frozenset({"expand_events", "help", "reconnect"})
 # Events after which the page shown may have changed.
 _CHANGES_ROWS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED,
                            EventKind.BURST, EventKind.SLOW_CONSUMER, EventKind.STATE_CHANGED})
@@ -90,6 +92,8 @@ class MainScreen(Screen[None]):
     """Everything the operator watches, and the keys to act on it."""
 
     CSS_PATH = "main.tcss"
+    # The event log expanded (E) keeps the status bar and the keys in view.
+    ALLOW_IN_MAXIMIZED_VIEW = "StatusBar, #banner, Footer"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="filter",
@@ -128,6 +132,10 @@ class MainScreen(Screen[None]):
                 tooltip="Move to the groups panel"),
         Binding("t", "focus_table", "Table", id="focus_table", show=False,
                 tooltip="Move to the connection table"),
+        Binding("e", "focus_events", "Events", id="focus_events",
+                tooltip="Move to the event log (1-4 filter it, 0 shows all)"),
+        Binding("E", "expand_events", "Expand events", id="expand_events",
+                tooltip="The event log over the whole screen (E or esc returns)"),
         # Shown in the footer only while the link is down.
         Binding("ctrl+r", "reconnect", "Reconnect now", id="reconnect",
                 tooltip="Reconnect to the control plane without waiting for the backoff "
@@ -246,7 +254,8 @@ class MainScreen(Screen[None]):
         self.query_one(StatusBar).show_link(after)
         note = link_note(before, after, self.console.link.url)
         if note is not None:
-            self.event_log.note(note, style="green" if after.up else "bold red")
+            self.event_log.note(note, style="green" if after.up else "bold red",
+                                error=not after.up)
         self.table.set_class(not after.up, "stale")
         self.event_log.local_node = after.hello.get("node")
         self._show_banner()
@@ -528,11 +537,28 @@ class MainScreen(Screen[None]):
     def action_focus_table(self) -> None:
         self.table.focus()
 
+    def action_focus_events(self) -> None:
+        self.event_log.focus()
+
+    def watch_maximized(self) -> None:
+        self.event_log.show_expanded(self.maximized is self.event_log)
+        self.refresh_bindings()
+
+    def action_expand_events(self) -> None:
+        """Show the event log over the whole screen, or back in its place."""
+        if self.maximized is not None:
+            self.minimize()
+            return
+        self.event_log.focus()
+        self.maximize(self.event_log, container=False)
+
     # Actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.is_mounted:
             return True
+        if self.maximized is not None and action not in _EXPANDED_KEYS:
+            return False  # the table is hidden: its keys would act on rows out of sight
         table = self.table
         return key_state(action, view=self.view, link=self.link_state,
                          selected=table.selected_id is not None, rows=table.row_count,
@@ -636,4 +662,5 @@ class MainScreen(Screen[None]):
     @on(CommandFailed)
     def _command_failed(self, message: CommandFailed) -> None:
         self.notify(message.message, title=message.title, severity="error", markup=False)
-        self.event_log.note(f"{message.title} failed: {message.message}", style="bold red")
+        self.event_log.note(f"{message.title} failed: {message.message}", style="bold red",
+                            error=True)

@@ -106,5 +106,5 @@ async def test_event_log_keeps_the_last_max_lines_lines(monkeypatch: Any) -> Non
                                               "path": "/feed", "buffered": 2**20})
         await until(pilot, lambda: f"user-{total} " in log.entries[-1])
         assert len(log.entries) == event_log.MAX_LINES
-        assert len(log.lines) == event_log.MAX_LINES
+        assert len(log.shown) == event_log.MAX_LINES
         assert f"user-{total - event_log.MAX_LINES + 1} " in log.entries[0]

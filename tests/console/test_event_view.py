@@ -1,0 +1,68 @@
+"""The event log's categories and filter, and the close-code summary, as plain values."""
+
+from __future__ import annotations
+
+from wsconsole.console.event_view import (
+    CloseCodeWindow,
+    EventCategory,
+    EventFilter,
+    categorize,
+    connection_ids,
+)
+from wsconsole.server.wire import Event, EventKind
+
+
+def closed(code: int, at: float = 0.0) -> Event:
+    return Event(EventKind.CONNECTION_CLOSED, at, {"id": "c1", "code": code})
+
+
+def test_codes_other_than_1000_and_1001_are_abnormal_closes() -> None:
+    """1006 and 4001 are abnormal closes; 1000 and 1001 are routine."""
+    assert categorize(closed(1006)) == {EventCategory.ABNORMAL}
+    assert categorize(closed(4001)) == {EventCategory.ABNORMAL}
+    assert categorize(closed(1000)) == categorize(closed(1001)) == frozenset()
+    assert categorize(Event(EventKind.SLOW_CONSUMER, 0, {})) == {EventCategory.SLOW}
+    failed = Event(EventKind.OPERATOR_ACTION, 0, {"op": "send", "error": {"code": "x"}})
+    assert categorize(failed) == {EventCategory.ACTIONS, EventCategory.ERRORS}
+
+
+def test_the_filter_toggles_categories_and_shows_lines_of_any_of_them() -> None:
+    """No category chosen shows everything; chosen ones show lines of any of them."""
+    everything = EventFilter()
+    assert everything.matches(frozenset())
+    slow = everything.toggled(EventCategory.SLOW)
+    both = slow.toggled(EventCategory.ABNORMAL)
+    assert not slow.matches(frozenset()) and slow.matches({EventCategory.SLOW})
+    assert both.matches({EventCategory.ABNORMAL}) and both.matches({EventCategory.SLOW})
+    assert both.describe() == "abnormal closes, slow consumers"
+    assert both.toggled(EventCategory.SLOW).toggled(EventCategory.ABNORMAL) == everything
+
+
+def test_an_action_is_about_the_connections_its_selector_names() -> None:
+    """A send by ids is about those ids; a close about its own id."""
+    action = Event(EventKind.OPERATOR_ACTION, 0, {"op": "disconnect", "id": "audit-7",
+                                                  "args": {"selector": {"ids": ["a", "b"]}}})
+    assert connection_ids(action) == {"a", "b"}
+    assert connection_ids(closed(1000)) == {"c1"}
+
+
+def test_close_summary_counts_abnormal_codes_of_the_last_five_minutes() -> None:
+    """1006×3 1008×1 in 5 min, most frequent first; older closes and normal ones not counted."""
+    window = CloseCodeWindow()
+    window.add(1006, 0.0)  # more than five minutes before the others
+    for at in (400.0, 410.0, 420.0):
+        window.add(1006, at)
+    window.add(1008, 430.0)
+    window.add(1000, 430.0)
+    window.add(1001, 431.0)
+    assert window.summary(now=440.0) == "1006×3 1008×1 in 5 min"
+    assert window.summary(now=1000.0) == ""
+
+
+def test_close_summary_memory_is_bounded_whatever_the_rate() -> None:
+    """A storm of closes over an hour keeps at most the window's buckets."""
+    window = CloseCodeWindow(window=300.0, bucket=10.0)
+    for i in range(36_000):
+        window.add(1006 + i % 3, i / 10)
+    assert len(window._buckets) <= 31
+    assert sum(window.counts(3600.0).values()) <= 3100

@@ -1,0 +1,98 @@
+"""Problems first: the event log's keys, filters, coalescing and backlog, the
+problems view, the close-code summary and the detail view, against a real
+embedded server (``live_server``) and real clients.
+
+Each test drives one app through several behaviours, to keep the suite cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, AsyncIterator
+
+from wsconsole.console.app import ConsoleApp
+from wsconsole.console.client import ControlClient
+from wsconsole.console.widgets import EventLog
+
+from tests.helpers import wait_for
+
+from .live_server import OPERATOR_TOKEN, Live, live_server
+
+SIZE = (120, 34)
+
+
+@contextlib.asynccontextmanager
+async def console(live: Live, **kwargs: Any) -> AsyncIterator[tuple[ConsoleApp, Any]]:
+    """The console attached to ``live`` (headless), once its link is up."""
+    url = live.url
+    kwargs.setdefault("refresh_delay", 0.01)
+    kwargs.setdefault("min_refresh_interval", 0.05)
+    app = ConsoleApp(lambda: ControlClient(url, OPERATOR_TOKEN), url=url, **kwargs)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.link_state.up)
+        yield app, pilot
+
+
+async def test_event_log_backlog_keys_filters_and_coalescing() -> None:
+    """The log starts with what happened before the console attached (marked as the
+    backlog); e focuses it, 1 shows only abnormal closes, 0 everything, E expands it
+    over the screen and esc brings it back; the same send twelve times is one line."""
+    async with live_server() as live:
+        ann = await live.client("/chat", user="ann")
+        await ann.close(4001, "bye")
+        bob = await live.client("/chat", user="bob")
+        await bob.close()
+        await wait_for(lambda: len(live.server.hub.registry) == 0)
+        async with console(live) as (app, pilot):
+            log = app.main_screen.query_one(EventLog)
+            await wait_for(lambda: any("4001" in line for line in log.entries))
+            await wait_for(lambda: any("── live ──" in line for line in log.entries)
+                           or any("bob" in line and "1000" in line for line in log.entries))
+            lines = log.entries
+            start = next(i for i, line in enumerate(lines) if "server backlog" in line)
+            closed_ann = next(i for i, line in enumerate(lines) if "ann" in line and "4001" in line)
+            assert start < closed_ann
+            assert any("connected to" in line for line in lines[:start])
+
+            await pilot.press("e")
+            assert app.focused is log
+            await pilot.press("1")
+            assert log.border_title == "Events: only abnormal closes"
+            assert any("4001" in line for line in log.shown)
+            assert not any("bob" in line for line in log.shown)
+            await pilot.press("0")
+            assert any("bob" in line for line in log.shown)
+
+            await pilot.press("E")
+            assert app.main_screen.maximized is log
+            await pilot.press("escape")
+            assert app.main_screen.maximized is None
+
+            client = app.link.require()
+            for _ in range(12):
+                await client.send({"user": "nobody"}, text="hello")
+            await wait_for(lambda: any("×12" in line for line in log.entries))
+            sends = [line for line in log.entries if "operator: send" in line]
+            assert len(sends) == 1 and "user=nobody" in sends[0]
+
+
+async def test_events_backlog_prints_what_happened_before(capsys: Any,
+                                                          monkeypatch: Any) -> None:
+    """wsconsole events --backlog N first prints the events of before, marked backlog."""
+    import asyncio
+    import json
+
+    from wsconsole.console.cli import main
+
+    monkeypatch.delenv("WSCONSOLE_URL", raising=False)
+    monkeypatch.delenv("WSCONSOLE_TOKEN", raising=False)
+    async with live_server() as live:
+        ann = await live.client("/chat", user="ann")
+        await ann.close(4002, "gone")
+        await wait_for(lambda: len(live.server.hub.registry) == 0)
+        argv = live.cli("events", "--backlog", "10", "--count", "2", "--json",
+                        "--kind", "connection_opened", "--kind", "connection_closed")
+        assert await asyncio.to_thread(main, argv) == 0
+    [opened, closed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert opened["backlog"] is True and opened["data"]["user"] == "ann"
+    assert closed["backlog"] is True and closed["data"]["code"] == 4002
