@@ -264,6 +264,22 @@ async def test_events_of_every_node_reach_a_subscriber(fleet):
         assert set(action.data["result"]["per_node"]) == {"a", "b", "c"}
 
 
+async def test_a_subscriber_in_cluster_mode_gets_its_nodes_backlog(fleet):
+    """In cluster mode, subscribe's backlog brings the events of before on the node attached to."""
+    async with user(fleet["a"], "zed") as ws:
+        await ws.close(4004, "bye")
+
+    async def in_backlog() -> bool:
+        async with operator(fleet["a"]) as ctl:
+            result = await ctl.ok("subscribe", stats_interval=60, backlog=1000)
+            past = [await ctl.event(lambda e: e.backlog) for _ in range(result["backlog"])]
+        return any(e.kind == EventKind.CONNECTION_CLOSED and e.data["user"] == "zed"
+                   and e.data["code"] == 4004 and e.data["node"] == "a" for e in past)
+
+    # The close is recorded once the server has seen the TCP connection go.
+    await wait_for(in_backlog, TIMEOUT, interval=0.05)
+
+
 async def test_a_read_only_token_cannot_act_on_any_node(fleet):
     """The read-only role reads the whole fleet, and is refused send, disconnect
     and shutdown on every node, whichever it targets."""
