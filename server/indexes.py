@@ -44,6 +44,7 @@ __all__ = [
     "SEGMENT_SIZE",
     "BLOCK_SIZE",
     "GroupIndex",
+    "SortedNames",
     "order_key",
     "successor",
 ]
@@ -320,6 +321,86 @@ def _remove(run: list[Any], record: Any, key: Callable[[Any], Any]) -> None:
 _EMPTY: dict[str, Any] = {}
 
 
+class SortedNames:
+    """Distinct strings in order, in blocks of about :data:`BLOCK_SIZE`: adding or
+    removing one is a bisection and a move within its block (not within one list
+    of every name: 100,000 users would make each new one a move of 400 KB), and
+    the names that start with a prefix are a bisection and the range."""
+
+    __slots__ = ("_blocks", "_maxes", "_len")
+
+    def __init__(self) -> None:
+        self._blocks: list[list[str]] = []
+        self._maxes: list[str] = []
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[str]:
+        return chain.from_iterable(self._blocks)
+
+    def add(self, name: str) -> None:
+        """Insert a name that is not here."""
+        blocks, maxes = self._blocks, self._maxes
+        self._len += 1
+        if not blocks:
+            blocks.append([name])
+            maxes.append(name)
+            return
+        i = bisect_left(maxes, name)
+        if i == len(maxes):
+            i -= 1
+            blocks[i].append(name)
+            maxes[i] = name
+        else:
+            insort(blocks[i], name)
+        if len(blocks[i]) > 2 * BLOCK_SIZE:
+            block = blocks[i]
+            half = len(block) // 2
+            blocks[i:i + 1] = [block[:half], block[half:]]
+            maxes[i:i + 1] = [block[half - 1], maxes[i]]
+
+    def remove(self, name: str) -> None:
+        """Take a name out; ValueError if it is not here."""
+        blocks, maxes = self._blocks, self._maxes
+        i = bisect_left(maxes, name)
+        block = blocks[i] if i < len(blocks) else []
+        j = bisect_left(block, name)
+        if j == len(block) or block[j] != name:
+            raise ValueError(f"{name!r} is not among the names")
+        del block[j]
+        self._len -= 1
+        if not block:
+            del blocks[i], maxes[i]
+            return
+        if j == len(block):
+            maxes[i] = block[-1]
+        if len(block) < BLOCK_SIZE // 2 and len(blocks) > 1:
+            lo = i if i + 1 < len(blocks) else i - 1
+            blocks[lo:lo + 2] = [blocks[lo] + blocks[lo + 1]]
+            maxes[lo:lo + 2] = [maxes[lo + 1]]
+
+    def starting_with(self, prefix: str) -> list[str]:
+        """The names that start with ``prefix``, in order (every name for ``""``)."""
+        if not prefix:
+            return list(self)
+        blocks, maxes = self._blocks, self._maxes
+        i = bisect_left(maxes, prefix)
+        if i == len(blocks):
+            return []
+        end = successor(prefix)
+        names: list[str] = []
+        j = bisect_left(blocks[i], prefix)
+        for block in islice(blocks, i, None):
+            hi = len(block) if end is None else bisect_left(block, end, j)
+            names.extend(block[j:hi])
+            if hi < len(block):
+                break
+            j = 0
+        return names
+
+
 class GroupIndex:
     """Records grouped by one field, and the groups by size.
 
@@ -340,7 +421,7 @@ class GroupIndex:
         self.buckets: dict[str, dict[str, Any]] = {}
         # The groups' names, sorted: a pattern bisects its literal prefix here
         # and tests only the names in that range.
-        self._names: list[str] = []
+        self._names = SortedNames()
         # count -> the groups of that size, in the order they reached it.
         self._levels: dict[int, dict[str, None]] = {}
         self._sizes: list[int] = []
@@ -367,7 +448,7 @@ class GroupIndex:
         bucket = self.buckets.get(value)
         if bucket is None:
             bucket = self.buckets[value] = {}
-            insort(self._names, value)
+            self._names.add(value)
         size = len(bucket)
         order = self._order
         if size and order is not None and value not in self._unordered and not (
@@ -390,19 +471,13 @@ class GroupIndex:
             self._enter(value, size - 1)
         else:
             del self.buckets[value]
-            del self._names[bisect_left(self._names, value)]
+            self._names.remove(value)
             self._unordered.discard(value)
 
     def names(self, prefix: str = "") -> list[str]:
         """The groups whose name starts with ``prefix``, sorted: a bisection
         and the range (every group for ``""``)."""
-        names = self._names
-        if not prefix:
-            return names[:]
-        lo = bisect_left(names, prefix)
-        end = successor(prefix)
-        hi = len(names) if end is None else bisect_left(names, end, lo)
-        return names[lo:hi]
+        return self._names.starting_with(prefix)
 
     def in_order(self, value: str) -> bool:
         """True if the group's bucket, as inserted, is in ``order`` order."""

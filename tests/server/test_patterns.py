@@ -169,3 +169,28 @@ def test_a_pattern_costs_the_names_not_the_records() -> None:
         assert len(page.records) == 100
     print("a page at 10,000 users: " + ", ".join(
         f"user={pattern} {seconds * 1000:.2f} ms" for pattern, seconds in timings.items()))
+
+
+def test_sorted_names_follow_adds_and_removes_in_blocks() -> None:
+    """The names a pattern bisects stay sorted through splits and joins of their
+    blocks, and a prefix's range is exactly the names that start with it."""
+    import random
+
+    from wsconsole.server.indexes import BLOCK_SIZE, SortedNames
+
+    rng = random.Random(7)
+    names = SortedNames()
+    present: set[str] = set()
+    for step in range(6 * BLOCK_SIZE):
+        name = f"u{rng.randrange(3 * BLOCK_SIZE)}"
+        if name in present and step % 3:
+            names.remove(name)
+            present.discard(name)
+        elif name not in present:
+            names.add(name)
+            present.add(name)
+    assert list(names) == sorted(present) and len(names) == len(present)
+    for prefix in ("", "u1", "u12", "u999", "v", "u"):
+        assert names.starting_with(prefix) == sorted(n for n in present if n.startswith(prefix))
+    with pytest.raises(ValueError):
+        names.remove("absent")
