@@ -471,7 +471,7 @@ class MainScreen(Screen[None]):
         box = self.filter_box
         self._filter_before = self.view.filter
         box.value = self.view.filter.text()
-        box.remove_class("-invalid")
+        box.remove_class("unreadable")
         box.add_class("open")
         box.focus()
         self.refresh_bindings()
@@ -491,9 +491,9 @@ class MainScreen(Screen[None]):
             view_filter = parse_filter(box.value)
         except ValueError:
             # Half typed (user=, a quote not closed): marked, said on Enter.
-            box.add_class("-invalid")
+            box.add_class("unreadable")
             return
-        box.remove_class("-invalid")
+        box.remove_class("unreadable")
         if view_filter != self.view.filter:
             self._set_view(self.view.filtered(view_filter))
 

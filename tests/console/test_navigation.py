@@ -28,8 +28,8 @@ def users(app: ConsoleApp) -> list[str]:
 
 async def test_filter_as_you_type_sort_keys_and_honest_labels() -> None:
     """`/guest` finds guest-1 and guest-2 while typing (no Enter); Enter applies
-    `user=bulk-*` at once, and the table says no connection matches it; Esc goes
-    back;
+    `user=bulk-*` at once, and the table says no connection matches it; a half-typed
+    filter is marked and changes nothing; Esc goes back;
     M sorts by messages in, most first, and again fewest first; every subtitle
     drawn described the rows under it; the labels count connections and users."""
     async with live_server() as live:
@@ -90,6 +90,9 @@ async def test_filter_as_you_type_sort_keys_and_honest_labels() -> None:
             # again shows everyone.
             screen.filter_debounce = 0.02
             screen.action_filter()
+            box.value = "user="  # half typed: marked, the view stays
+            await wait_for(lambda: box.has_class("unreadable"))
+            assert screen.view.filter.user == "bulk-*"
             box.value = "user=zed"
             await wait_for(lambda: screen.view.filter.user == "zed")
             screen.action_clear_filter()
