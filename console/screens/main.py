@@ -101,7 +101,8 @@ class MainScreen(Screen[None]):
                         "node=N (a name may be a pattern: guest*), or the start of a "
                         "name, /path or #topic"),
         Binding("escape", "clear_filter", "Show everyone", id="clear_filter",
-                tooltip="Close the filter, or clear the filter and the chosen group"),
+                tooltip="Close the filter, back to the one it opened with; or clear the "
+                        "filter and the chosen group"),
         Binding("enter", "detail", "Detail", id="detail",
                 tooltip="Headers, subprotocol, extensions, topics and counters of the "
                         "selected connection"),
