@@ -52,7 +52,7 @@ from operator import attrgetter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import AmbiguousId, SelectorError
-from .patterns import parse_pattern
+from .patterns import escape, parse_pattern
 from .indexes import SEGMENT_SIZE, GroupIndex, Segment, SortedRecords, order_key, successor
 from .redaction import DEFAULT_RULES, RedactionRules
 
@@ -224,10 +224,14 @@ class Selector:
     """Which connections an operation applies to.
 
     Kinds combine with AND: ``Selector(user="ann", topic="lobby")`` is ann's
-    connections in the lobby. A user, path or topic may be a pattern
-    (``user="guest*"``; :mod:`wsconsole.server.patterns`): write a name that
-    holds ``*``, ``?`` or ``\\`` with :func:`~wsconsole.server.patterns.escape`. ``everyone=True`` must be said explicitly; an
+    connections in the lobby. ``everyone=True`` must be said explicitly; an
     empty selector is an error, so that a typo never broadcasts to everyone.
+
+    Made in code, a selector names exact users, paths and topics: an
+    application that selects by a name a client chose (``to:*:hi``) never
+    reads it as a wildcard. The control plane's selectors (:meth:`from_dict`)
+    are patterns (``user="guest*"``; :mod:`wsconsole.server.patterns`), and
+    ``patterns=True`` makes one in code.
     """
 
     everyone: bool = False
@@ -235,6 +239,8 @@ class Selector:
     path: str | None = None
     topic: str | None = None
     ids: tuple[str, ...] | None = None
+    patterns: bool = False
+    """True: user, path and topic are patterns; False: exact names."""
 
     FIELDS = ("everyone", "user", "path", "topic", "ids")
 
@@ -246,7 +252,8 @@ class Selector:
             if value is not None:
                 if not isinstance(value, str):
                     raise SelectorError(f"selector field {name!r} must be a string")
-                parse_pattern(value, name)  # BadPattern if it is none
+                if self.patterns:
+                    parse_pattern(value, name)  # BadPattern if it is none
         if self.ids is not None:
             if isinstance(self.ids, (str, bytes)) or not all(
                 isinstance(i, str) for i in self.ids
@@ -263,7 +270,8 @@ class Selector:
 
     @classmethod
     def from_dict(cls, data: Any) -> Selector:
-        """Build a selector from its wire form, rejecting unknown fields."""
+        """Build a selector from its wire form, rejecting unknown fields; its
+        user, path and topic are patterns."""
         if not isinstance(data, Mapping):
             raise SelectorError("selector must be an object")
         unknown = sorted(set(data) - set(cls.FIELDS))
@@ -281,17 +289,19 @@ class Selector:
             path=data.get("path"),
             topic=data.get("topic"),
             ids=tuple(ids) if ids is not None else None,
+            patterns=True,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire form: only the fields that are set."""
+        """The wire form: only the fields that are set, exact names escaped
+        (the wire's names are patterns), so that another node selects the same."""
         data: dict[str, Any] = {}
         if self.everyone:
             data["everyone"] = True
         for name in ("user", "path", "topic"):
             value = getattr(self, name)
             if value is not None:
-                data[name] = value
+                data[name] = value if self.patterns else escape(value)
         if self.ids is not None:
             data["ids"] = list(self.ids)
         return data
@@ -723,7 +733,8 @@ class ConnectionRegistry:
                                    (self._paths, selector.path, "path"),
                                    (self._topics, selector.topic, "topic")):
             if value is not None:
-                candidates.append(self._group(index, value, name).bucket)  # type: ignore[arg-type]
+                candidates.append(self._group(index, value, name).bucket  # type: ignore[arg-type]
+                                  if selector.patterns else index.bucket(value))
         if not candidates:
             return list(self._by_id.values())
         if len(candidates) == 1:  # one group (a send to a topic): copied as a whole

@@ -174,10 +174,14 @@ def limits_problem(direction: Any, max_bytes: Any, rate: Any, byte_rate: Any,
 
 def selector_matches(selector: Selector, record: Any) -> bool:
     """Does ``selector`` match this connection record (its kinds ANDed, its
-    user, path and topic as patterns)? Ids are whole ids here: a tap resolves
+    user, path and topic as patterns if it has them)? Ids are whole ids here: a tap resolves
     its prefixes when it starts (``ConnectionRegistry.resolved``)."""
     if selector.ids is not None and record.id not in selector.ids:
         return False
+    if not selector.patterns:
+        return ((selector.user is None or record.user == selector.user)
+                and (selector.path is None or record.path == selector.path)
+                and (selector.topic is None or selector.topic in record.topics))
     if selector.user is not None and not parse_pattern(selector.user, "user").matches(
             record.user):
         return False

@@ -106,15 +106,37 @@ def test_pattern_pages_follow_the_sort_and_cursor(registry: ConnectionRegistry) 
 
 
 def test_selectors_take_patterns(registry: ConnectionRegistry) -> None:
-    """send, disconnect and tap select with the same patterns."""
-    assert sorted(r.user for r in registry.select(Selector(user="guest-?"))) == [
+    """send, disconnect and tap select with the same patterns (the control plane's
+    selectors: from_dict)."""
+    def wire(**fields) -> Selector:
+        return Selector.from_dict(fields)
+
+    assert sorted(r.user for r in registry.select(wire(user="guest-?"))) == [
         "guest-1", "guest-2"]
-    assert sorted(r.user for r in registry.select(Selector(user="guest*", topic="room-1"))) \
+    assert sorted(r.user for r in registry.select(wire(user="guest*", topic="room-1"))) \
         == ["guest-1", "guest-2"]
     assert registry.count(path="/api*") == 3
     record = registry.get("0000000001")
-    assert selector_matches(Selector(user="guest*", topic="room-?"), record)
-    assert not selector_matches(Selector(path="/chat*"), record)
+    assert selector_matches(wire(user="guest*", topic="room-?"), record)
+    assert not selector_matches(wire(path="/chat*"), record)
+
+
+def test_a_selector_made_in_code_names_exact_users(registry: ConnectionRegistry) -> None:
+    """An application that selects by a name a client chose (`to:*:hi`) never
+    broadcasts: in code, `*` is an ordinary character, and on the wire (a cluster's
+    other nodes) the name travels escaped."""
+    assert registry.select(Selector(user="*")) == []
+    assert [r.user for r in registry.select(Selector(user="a*b"))] == ["a*b"]
+    assert not selector_matches(Selector(user="guest*"), registry.get("0000000000"))
+    assert selector_matches(Selector(user="guest-1", topic="room-1"),
+                            registry.get("0000000000"))
+    forwarded = Selector.from_dict(Selector(user="*").to_dict())
+    assert registry.select(forwarded) == []
+    assert len(registry.select(Selector(user="*", patterns=True))) == 6
+    # Patterns said in code are checked as the wire's are.
+    with pytest.raises(BadPattern):
+        Selector(user="x\\y", patterns=True)
+    assert Selector(user="x\\y").user == "x\\y"  # an exact name may hold anything
 
 
 def test_groups_change_the_names_a_pattern_sees() -> None:

@@ -112,10 +112,15 @@ def test_bad_selectors_are_refused_with_a_clear_message(data, message):
 
 
 def test_selector_round_trips_through_its_wire_form():
-    """to_dict and from_dict are inverse."""
-    selector = Selector(user="ann", topic="lobby", ids=("a", "b"))
+    """to_dict and from_dict are inverse (the wire's selectors are patterns; one
+    made in code names exact users, escaped on the wire)."""
+    selector = Selector(user="ann", topic="lobby", ids=("a", "b"), patterns=True)
     assert Selector.from_dict(selector.to_dict()) == selector
     assert selector.describe() == "user=ann topic=lobby ids=a,b"
+    exact = Selector(user="a*b", topic="lobby")
+    assert exact.to_dict() == {"user": "a\\*b", "topic": "lobby"}
+    assert Selector.from_dict(exact.to_dict()) == Selector(user="a\\*b", topic="lobby",
+                                                           patterns=True)
 
 
 def test_query_pages_sorts_and_filters():
