@@ -16,6 +16,7 @@ Pure: no asyncio, no textual, no network (the client is only referred to).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -34,6 +35,7 @@ __all__ = [
     "RECONNECT_DELAYS",
     "STOPPED_STATUSES",
     "reconnect_delay",
+    "stale_note",
     "with_state_change",
 ]
 
@@ -149,6 +151,13 @@ class LinkState:
             since = at
         return replace(self, status=status, reason=reason, retry_in=retry_in,
                        failures=self.failures + 1, down_since=since)
+
+
+def stale_note(since: float | None) -> str:
+    """``stale since 12:00:03`` (local time), or ``stale`` when it is not known when."""
+    if since is None:
+        return "stale"
+    return f"stale since {time.strftime('%H:%M:%S', time.localtime(since))}"
 
 
 def with_state_change(stats: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.events import Key
+from textual.events import Key, Resize
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
@@ -30,7 +30,8 @@ from wsconsole.server.protocol import EventKind
 from wsconsole.server.wire import Event
 
 from ..formatting import ViewFilter, describe_connection, literal, parse_filter
-from ..link import LinkState
+from ..layout import GROUPS_MIN_WIDTH, groups_visible
+from ..link import LinkState, stale_note
 from ..messages import ActionCompleted, CommandFailed
 from ..view_state import (
     COLUMNS,
@@ -39,6 +40,7 @@ from ..view_state import (
     PageRequest,
     ViewState,
     KnownNodes,
+    cluster_mode,
     key_state,
     link_note,
     refusal,
@@ -130,7 +132,10 @@ class MainScreen(Screen[None]):
         Binding("right_square_bracket", "next_page", "Next page", id="next_page",
                 tooltip="The next page of connections", group=_PAGES),
         Binding("g", "focus_groups", "Groups", id="focus_groups", show=False,
-                tooltip="Move to the groups panel"),
+                tooltip="Move to the groups panel (shown again if it was hidden)"),
+        Binding("G", "toggle_groups", "Show/hide groups", id="toggle_groups", show=False,
+                tooltip="Show or hide the groups panel (hidden at first below "
+                        f"{GROUPS_MIN_WIDTH} columns, so that the table keeps its columns)"),
         Binding("t", "focus_table", "Table", id="focus_table", show=False,
                 tooltip="Move to the connection table"),
         Binding("e", "focus_events", "Events", id="focus_events",
@@ -195,6 +200,9 @@ class MainScreen(Screen[None]):
         self._groups_version: int | None = None
         """The server's ``groups_version`` of the groups shown: sent back, so that
         a reply leaves the groups out while they are unchanged."""
+        self.groups_choice: bool | None = None
+        """The operator's choice of showing the groups panel (``G``, ``g``); None:
+        shown when the terminal is wide enough (``layout.groups_visible``)."""
 
     # Layout
 
@@ -211,8 +219,25 @@ class MainScreen(Screen[None]):
         yield TooSmallNotice(id="too-small")
         yield KeysFooter()
 
+    def on_resize(self, event: Resize) -> None:
+        self._show_groups()
+
+    def _show_groups(self) -> None:
+        panel = self.query_one(GroupsPanel)
+        shown = groups_visible(self.app.size.width, self.groups_choice)
+        if shown != panel.display:
+            if not shown and panel.has_focus:
+                self.table.focus()
+            panel.display = shown
+
+    def action_toggle_groups(self) -> None:
+        """Show or hide the groups panel."""
+        self.groups_choice = not self.query_one(GroupsPanel).display
+        self._show_groups()
+
     def on_mount(self) -> None:
         console = self.console
+        self._show_groups()
         self._show_view()
         self.table.focus()
         # What the link did before this screen was up counts as a change too.
@@ -258,6 +283,7 @@ class MainScreen(Screen[None]):
             self.event_log.note(note, style="green" if after.up else "bold red",
                                 error=not after.up)
         self.table.set_class(not after.up, "stale")
+        self.query_one(GroupsPanel).show_stale(after.down_since if after.stale else None)
         self.event_log.local_node = after.hello.get("node")
         self._show_banner()
         self._show_nodes()
@@ -267,7 +293,8 @@ class MainScreen(Screen[None]):
             # A cursor from before the break may mean nothing now: the first page.
             self.view = self.view.restarted()
             self.refresh_connections()
-        self.refresh_bindings()
+        # The titles (stale or not) and the keys that work now.
+        self._show_view()
 
     def _stats_changed(self, stats: dict[str, Any]) -> None:
         self.query_one(StatusBar).update_stats(stats)
@@ -285,6 +312,7 @@ class MainScreen(Screen[None]):
         known = self.console.nodes
         missing = self.missing
         self.query_one(GroupsPanel).update_nodes(known.nodes, missing)
+        self.table.set_cluster(cluster_mode(self.link_state.hello, known.nodes))
         self.query_one(StatusBar).show_nodes(self.link_state.hello, known.nodes, missing)
 
     def _show_banner(self) -> None:
@@ -411,7 +439,10 @@ class MainScreen(Screen[None]):
         """Show the titles and the group of the rows shown (and that others are
         on their way), and the keys that work with the view."""
         table = self.table
-        table.show_titles(*table_titles(self.shown, self.view, table.row_count))
+        title, subtitle = table_titles(self.shown, self.view, table.row_count)
+        if self.link_state.stale:
+            subtitle = f"{stale_note(self.link_state.down_since)} · {subtitle}"
+        table.show_titles(title, subtitle)
         self.query_one(GroupsPanel).set_active((self.shown or self.view).active_group())
         self.refresh_bindings()
 
@@ -533,7 +564,12 @@ class MainScreen(Screen[None]):
             self._set_view(self.view.filtered(ViewFilter()))
 
     def action_focus_groups(self) -> None:
-        self.query_one(GroupsPanel).focus()
+        panel = self.query_one(GroupsPanel)
+        if not panel.display:
+            self.groups_choice = True
+            self._show_groups()
+        # After the layout that shows it: a hidden widget cannot take the focus.
+        self.call_after_refresh(panel.focus)
 
     def action_focus_table(self) -> None:
         self.table.focus()

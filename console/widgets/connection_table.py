@@ -30,6 +30,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import Column, ColumnKey, RowKey
 
 from ..formatting import human_bytes, human_count, human_duration, human_latency, literal
+from ..layout import visible_columns
 from ..output import printable
 from ..view_state import COLUMNS, header_arrow, sort_for_header
 
@@ -83,10 +84,71 @@ class ConnectionTable(DataTable[Any]):
         self.empty_text = ""
         """What the table says under its header while it has no rows."""
         self._titles: tuple[str, str] | None = None
+        self.shown: tuple[str, ...] = tuple(key for key, _, _ in COLUMNS)
+        """The columns shown, in COLUMNS order: those that fit, by priority
+        (``layout.visible_columns``)."""
+        self.cluster = False
+        """True in a cluster: the node column comes right after the user."""
 
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
         for key, label, right in COLUMNS:
-            self.add_column(self._header(key, label, right), key=key)
+            if key in self.shown:
+                self.add_column(self._header(key, label, right), key=key)
+
+    @property
+    def _shown_indexes(self) -> list[int]:
+        return [index for index, (key, _, _) in enumerate(COLUMNS) if key in self.shown]
+
+    # Columns by priority: what fits the width
+
+    def on_resize(self) -> None:
+        self.fit_width()
+
+    def set_cluster(self, cluster: bool) -> None:
+        """Say whether the rows come from a cluster (the node column then matters)."""
+        if cluster != self.cluster:
+            self.cluster = cluster
+            self.fit_width()
+
+    def fit_width(self) -> None:
+        """Show the columns that fit the table's width now, by priority; the rows
+        are laid out again only when that set changes."""
+        # The vertical scroll bar's place is kept whether it shows or not: its
+        # coming and going must not make a column come and go.
+        available = self.size.width - self.styles.scrollbar_size_vertical
+        if available <= 0:
+            return
+        widths = {}
+        for index, (key, label, right) in enumerate(COLUMNS):
+            widest = max((row[index] for row in self._widths.values()), default=0)
+            widths[key] = max(widest, self._header(key, label, right).cell_len)
+        shown = visible_columns(available, widths, [key for key, _, _ in COLUMNS],
+                                cluster=self.cluster)
+        if shown != self.shown:
+            self._show_columns(shown)
+
+    def _show_columns(self, shown: tuple[str, ...]) -> None:
+        """Lay the table out again with these columns, rows and cursor kept."""
+        selected = self.selected_id
+        order = [str(row.key.value) for row in self.ordered_rows]
+        cursor_row, scroll_y = self.cursor_row, self.scroll_y
+        self.shown = shown
+        self.clear(columns=True)
+        self._drawn_cells.clear()
+        self._add_columns()
+        indexes = self._shown_indexes
+        for key in order:
+            cells = self._cells[key]
+            self.add_row(*(cells[index] for index in indexes), key=key)
+        if not order:
+            return
+        if selected is not None and selected in self._cells:
+            cursor_row = self.get_row_index(selected)
+        self.move_cursor(row=min(cursor_row, len(order) - 1), animate=False, scroll=False)
+        self.scroll_to(y=scroll_y, animate=False, immediate=True)
 
     def _header(self, key: str, label: str, right: bool) -> Text:
         arrow = header_arrow(self.sort_key, key)
@@ -107,6 +169,7 @@ class ConnectionTable(DataTable[Any]):
                 column.label = self._header(key, label, right)
         self._require_update_dimensions = True
         self.refresh()
+        self.fit_width()  # the arrow widens the sorted column's header
 
     def show_titles(self, title: str, subtitle: str) -> None:
         """Set the border's title and subtitle (``subtitle`` is shown literally)."""
@@ -206,7 +269,8 @@ class ConnectionTable(DataTable[Any]):
             del self._widths[gone]
             self._forget_drawn(gone)
             self._summaries.pop(gone, None)
-        columns = [self.columns[ColumnKey(key)] for key, _, _ in COLUMNS]
+        indexes = self._shown_indexes
+        columns = [(index, self.columns[ColumnKey(COLUMNS[index][0])]) for index in indexes]
         for connection in connections:
             key = connection["id"]
             cells = self._format(connection, now)
@@ -214,21 +278,23 @@ class ConnectionTable(DataTable[Any]):
             self._summaries[key] = connection
             previous = self._cells.get(key)
             if previous is None:
-                self.add_row(*cells, key=key)  # Textual measures a new row's cells
+                # Textual measures a new row's cells
+                self.add_row(*(cells[index] for index in indexes), key=key)
             elif previous != cells:
                 old_widths = self._widths[key]
-                for index, (column_key, _, _) in enumerate(COLUMNS):
+                for index, column in columns:
                     new = cells[index]
                     if previous[index] == new:
                         continue
                     # Measured only when it outgrows its column (one measure);
                     # a column that may shrink is measured once, below.
                     grows = (widths[index] != old_widths[index]
-                             and widths[index] > columns[index].content_width)
-                    self.update_cell(key, column_key, new, update_width=grows)
+                             and widths[index] > column.content_width)
+                    self.update_cell(key, column.key, new, update_width=grows)
             self._cells[key] = cells
             self._widths[key] = widths
         self._fit_columns(columns)
+        self.fit_width()
         current_order = sorted(self._cells, key=lambda k: self.get_row_index(k))
         if current_order != new_order:
             rank = {key: index for index, key in enumerate(new_order)}
@@ -254,10 +320,11 @@ class ConnectionTable(DataTable[Any]):
         self._widths.clear()
         self._summaries.clear()
         self._drawn_cells.clear()
+        indexes = self._shown_indexes
         for connection in connections:
             key = connection["id"]
             cells = self._format(connection, now)
-            self.add_row(*cells, key=key)
+            self.add_row(*(cells[index] for index in indexes), key=key)
             self._cells[key] = cells
             self._widths[key] = tuple(cell.cell_len for cell in cells)
             self._summaries[key] = connection
@@ -265,7 +332,9 @@ class ConnectionTable(DataTable[Any]):
         # as its header and the new rows.
         for column in self.columns.values():
             column.content_width = column.label.cell_len
-        self._fit_columns([self.columns[ColumnKey(key)] for key, _, _ in COLUMNS])
+        self._fit_columns([(index, self.columns[ColumnKey(COLUMNS[index][0])])
+                           for index in indexes])
+        self.fit_width()
         if not connections:
             return
         if selected is not None and selected in self._cells:
@@ -278,7 +347,7 @@ class ConnectionTable(DataTable[Any]):
         for column_key, _, _ in COLUMNS:
             self._drawn_cells.pop((RowKey(row), ColumnKey(column_key)), None)
 
-    def _fit_columns(self, columns: list[Column]) -> None:
+    def _fit_columns(self, columns: list[tuple[int, Column]]) -> None:
         """Make each column as wide as its widest cell (or its header).
 
         A column grows here at once, from the widths the table keeps: Textual
@@ -290,7 +359,7 @@ class ConnectionTable(DataTable[Any]):
         """
         if not self._widths:
             return
-        for index, column in enumerate(columns):
+        for index, column in columns:
             widest_row, widest = max(((key, widths[index]) for key, widths in
                                       self._widths.items()), key=lambda item: item[1])
             wanted = max(widest, column.label.cell_len)

@@ -41,6 +41,9 @@ class GroupsPanel(Tree[GroupKey]):
     GroupsPanel:focus {
         border: round $accent;
     }
+    GroupsPanel.stale {
+        opacity: 60%;
+    }
     """
 
     @dataclass
@@ -165,6 +168,12 @@ class GroupsPanel(Tree[GroupKey]):
             if marker:
                 text.append(f" {marker}", style=style)
         return text
+
+    def show_stale(self, since: float | None) -> None:
+        """Say that the counts are the last ones received (``since``: when the link
+        went down), or, with None, that they are current."""
+        self.set_class(since is not None, "stale")
+        self.border_title = "Groups" if since is None else "Groups (stale)"
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[GroupKey]) -> None:
         event.stop()

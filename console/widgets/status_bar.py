@@ -16,11 +16,12 @@ from textual.widgets import Sparkline, Static
 from wsconsole.server.protocol import HubState
 
 from ..formatting import human_bytes, human_duration, human_rate
-from ..link import LinkState, LinkStatus
+from ..layout import fit_parts
+from ..link import LinkState, LinkStatus, stale_note
 from ..output import counted
 from ..view_state import cluster_mode, link_health, nodes_summary
 
-__all__ = ["StatusBar", "SPARKLINE_SAMPLES"]
+__all__ = ["StatusBar", "FittedLine", "SPARKLINE_SAMPLES"]
 
 SPARKLINE_SAMPLES = 60
 """Stats samples kept for the sparklines (one a second: the last minute)."""
@@ -31,6 +32,35 @@ _NODE_STYLES = {"live": "green", "suspect": "bold yellow", "missing": "bold red"
 _LINK_STYLES = {LinkStatus.CONNECTED: "green", LinkStatus.CONNECTING: "yellow",
                 LinkStatus.LOST: "bold red", LinkStatus.REFUSED: "bold red",
                 LinkStatus.NOT_CONTROL_PLANE: "bold red", LinkStatus.ENDED: "bold red"}
+
+
+class FittedLine(Widget):
+    """One line of ranked parts that drops the least important ones to fit its
+    width (``layout.fit_parts``), laid out again only when its parts change."""
+
+    DEFAULT_CSS = """
+    FittedLine {
+        height: 1;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.parts: list[tuple[int, Text]] = []
+
+    def show(self, parts: list[tuple[int, Text]]) -> None:
+        """Show these parts (a repaint only when they changed)."""
+        if parts != self.parts:
+            self.parts = parts
+            self.refresh()
+
+    def render(self) -> Text:
+        return fit_parts(self.parts, self.content_size.width or None)
+
+    @property
+    def shown(self) -> str:
+        """The line as it is shown at this width."""
+        return fit_parts(self.parts, self.content_size.width or None).plain
 
 
 class StatusBar(Widget):
@@ -53,6 +83,9 @@ class StatusBar(Widget):
         width: auto;
         height: 1;
         padding: 0 1;
+    }
+    StatusBar.stale #traffic-line {
+        opacity: 50%;
     }
     StatusBar #traffic-line {
         height: 1;
@@ -93,7 +126,7 @@ class StatusBar(Widget):
         # The link's health has a place of its own on the right, so that a
         # narrow terminal cuts the server's details rather than the link's.
         with Horizontal(id="status-row"):
-            yield Static(id="status-line")
+            yield FittedLine(id="status-line")
             yield Static(id="link-line")
         with Horizontal(id="traffic-line"):
             yield Static(classes="rate", id="rates-in")
@@ -132,10 +165,14 @@ class StatusBar(Widget):
             self._render_rates()
 
     def show_link(self, link: LinkState) -> None:
-        """Show the control link's health; while an attempt is due, count down to it."""
+        """Show the control link's health; while an attempt is due, count down to it.
+        While it is down, every figure shown is marked stale."""
+        stale_before = self.link.stale
         self.link = link
         self.retry_at = None if link.retry_in is None else time.monotonic() + link.retry_in
         self._render_link()
+        if link.stale != stale_before:
+            self._render_status()
 
     def link_display(self) -> str:
         """The link's health as shown, e.g. ``lost, retrying in 3s``."""
@@ -159,48 +196,65 @@ class StatusBar(Widget):
             line.append("read-only", style="bold yellow")
         self._show("#link-line", line)
 
-    def _render_status(self) -> None:
-        if not self.is_mounted:
-            return
+    def status_parts(self) -> list[tuple[int, Text]]:
+        """The status line's parts, each with its rank (0 stays longest; see
+        ``layout.fit_parts``): what a narrow terminal drops first is the listen
+        address, then opened/closed, then the uptime."""
         stats = self.stats
-        line = Text(no_wrap=True, overflow="ellipsis")
+        stale = self.link.stale
+        # While the link is down every figure is the last one received: dimmed,
+        # and said to be stale since the link went down.
+        dim = "dim" if stale else ""
+        parts: list[tuple[int, Text]] = []
+        if stale:
+            parts.append((0, Text(f" {stale_note(self.link.down_since).upper()} ",
+                                  style="bold reverse yellow")))
+            parts.append((0, Text(" ")))
         if not stats:
-            line.append("no server data yet", style="dim")
+            parts.append((0, Text("no server data yet", style="dim")))
         else:
-            line.append(f"{stats.get('node', '?')}", style="bold")
-            line.append("  ")
+            parts.append((0, Text(f"{stats.get('node', '?')}", style="dim bold" if stale
+                                  else "bold")))
+            parts.append((0, Text("  ")))
         state = stats.get("state", "")
         label = state
         if state == HubState.DRAINING and stats.get("shutdown_mode"):
             label = f"draining ({str(stats['shutdown_mode']).replace('_', '-')})"
-        line.append(label, style=_STATE_STYLES.get(state, "bold"))
+        parts.append((0, Text(label, style="dim" if stale else _STATE_STYLES.get(state, "bold"))))
         taps = stats.get("taps") or []
         if taps:
             # Payloads are being watched: every console says so, whoever taps,
             # near the left so that a narrow terminal does not cut it off.
-            line.append("  ")
-            line.append(f" TAP ×{len(taps)} " if len(taps) > 1 else " TAP ",
-                        style="bold reverse magenta")
+            parts.append((0, Text.assemble("  ", (
+                f" TAP ×{len(taps)} " if len(taps) > 1 else " TAP ", "bold reverse magenta"))))
         listen = stats.get("listen") or []
         if listen:
-            line.append("  ws://" + ", ws://".join(listen), style="dim")
+            parts.append((4, Text("  ws://" + ", ws://".join(listen), style="dim")))
         if "uptime" in stats:
-            line.append(f"  up {human_duration(stats['uptime'])}")
+            parts.append((2, Text(f"  up {human_duration(stats['uptime'])}", style=dim)))
         if "connections" in stats:
-            line.append(f"  {counted(stats['connections'], 'connection')}", style="bold")
-            line.append(
+            parts.append((1, Text(f"  {counted(stats['connections'], 'connection')}",
+                                  style="dim bold" if stale else "bold")))
+            parts.append((3, Text(
                 f" ({stats.get('opened_total', 0)} opened, {stats.get('closed_total', 0)} closed)",
-                style="dim",
-            )
+                style="dim")))
         if self.cluster is not None:
-            line.append(f"  {self.cluster}: ", style="dim")
+            nodes = Text.assemble((f"  {self.cluster}: ", "dim"))
             for index, (count, kind) in enumerate(self.nodes):
                 if index:
-                    line.append(", ", style="dim")
-                line.append(f"{count} {kind}", style=_NODE_STYLES.get(kind, ""))
-            line.append(" nodes" if sum(c for c, _ in self.nodes) != 1 else " node",
-                        style="dim")
-        self._show("#status-line", line)
+                    nodes.append(", ", style="dim")
+                nodes.append(f"{count} {kind}", style="dim" if stale
+                             else _NODE_STYLES.get(kind, ""))
+            nodes.append(" nodes" if sum(c for c, _ in self.nodes) != 1 else " node",
+                         style="dim")
+            parts.append((1, nodes))
+        return parts
+
+    def _render_status(self) -> None:
+        if not self.is_mounted:
+            return
+        self.query_one("#status-line", FittedLine).show(self.status_parts())
+        self.set_class(self.link.stale, "stale")
 
     def _show(self, selector: str, line: Text) -> None:
         # A sample comes every second and an update lays the whole screen out
