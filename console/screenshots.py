@@ -34,7 +34,9 @@ NOW = 1_767_229_200.0
 """The frozen clock: 2026-01-01 01:00:00 UTC."""
 SIZE = (160, 46)
 """Terminal columns and rows of every screenshot."""
-SHOTS = ("main", "events", "detail", "tap", "compose", "shutdown", "cluster")
+NARROW_SIZE = (100, 30)
+"""Terminal columns and rows of ``narrow.svg``: the layout of a small terminal."""
+SHOTS = ("main", "events", "detail", "tap", "compose", "shutdown", "narrow", "cluster")
 """The screenshots, by file name (``screenshots/NAME.svg``)."""
 
 _PEOPLE = [
@@ -445,6 +447,15 @@ async def _shoot(out: Path) -> list[Path]:
         cancel.focus()
         await save("shutdown", lambda: dialog.query_one("#shutdown-deadline-row").display
                    and cancel.has_focus)
+        await pilot.press("escape")
+        await until(lambda: app.screen is main)
+
+        # The narrow layout: no groups panel, the columns that matter, a status
+        # line that drops whole parts.
+        await pilot.resize_terminal(*NARROW_SIZE)
+        await until(lambda: not main.query_one(GroupsPanel).display
+                    and "buffered" in main.table.shown and "remote" not in main.table.shown)
+        await save("narrow", lambda: app.size == NARROW_SIZE and no_notifications())
 
     cluster = ConsoleApp(SampleClusterClient, url="ws://127.0.0.1:8766",  # type: ignore[arg-type]
                          clock=lambda: NOW, poll_interval=3600, stats_interval=3600,

@@ -564,6 +564,7 @@ async def test_client_chosen_control_characters_never_reach_the_terminal() -> No
         app = live.app()
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(lambda: app.link_state.status == "connected")
+            await pilot.press("G")  # the groups panel, hidden at first at this width
             await live.client(quote(evil), "/chat")
             await wait_for(lambda: len(rows(app)) == 1)
             screen = main(app)

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any, AsyncIterator
 
 import pytest
+from rich.text import Text
 
 from wsconsole.console.app import ConsoleApp
 from wsconsole.console.cli import main
 from wsconsole.console.client import ControlClient, hello_problem
+from wsconsole.console.layout import GROUPS_MIN_WIDTH, fit_parts, groups_visible, \
+    visible_columns
 from wsconsole.console.link import LinkState, LinkStatus
 from wsconsole.console.screens import ComposeScreen
-from wsconsole.console.widgets import ChoiceSet
+from wsconsole.console.widgets import ChoiceSet, GroupsPanel, StatusBar
 from wsconsole.console.view_state import link_banner, link_health
 from wsconsole.server import serve
 from wsconsole.server.config import ControlConfig
@@ -43,10 +47,10 @@ def clean_environment(monkeypatch, tmp_path):
 
 
 @contextlib.asynccontextmanager
-async def demo_server() -> AsyncIterator[Any]:
-    """The demo application (echo) on port 0, its control plane on port 0."""
+async def demo_server(control_port: int = 0) -> AsyncIterator[Any]:
+    """The demo application (echo) on port 0, its control plane on ``control_port``."""
     server = serve(demo_handler, "127.0.0.1", 0, node="honest",
-                   control=ControlConfig(host="127.0.0.1", port=0, token=TOKEN,
+                   control=ControlConfig(host="127.0.0.1", port=control_port, token=TOKEN,
                                          read_only_token=READ_ONLY))
     await server
     try:
@@ -69,6 +73,7 @@ def public_url(server: Any) -> str:
 def console(url: str, token: str = TOKEN, **kwargs: Any) -> ConsoleApp:
     kwargs.setdefault("refresh_delay", 0.01)
     kwargs.setdefault("min_refresh_interval", 0.05)
+    kwargs.setdefault("stats_interval", 0.1)  # the status bar's first figures at once
     return ConsoleApp(lambda: ControlClient(url, token), url=url, **kwargs)
 
 
@@ -170,9 +175,12 @@ def notes(app: ConsoleApp) -> list[str]:
     return [f"{n.title}: {n.message}" for n in app._notifications]
 
 
-async def test_palette_screenshot_and_radio_highlight_tell_the_truth(monkeypatch, tmp_path):
-    """The palette lists the console's actions, Theme, Screenshot and Quit, not
-    Textual's "Copy selected text" (ctrl+c quits here); a screenshot without
+async def test_at_100x30_the_layout_adapts_and_the_palette_tells_the_truth(
+        monkeypatch, tmp_path):
+    """At 100x30 the table keeps the columns an operator needs (the groups panel
+    steps aside; G and g bring it back). The palette lists the console's actions,
+    Theme, Screenshot and Quit, not Textual's "Copy selected text" (ctrl+c quits
+    here); a screenshot without
     ~/Downloads goes to the current directory and says the path; the compose
     dialog opened on its second choice highlights that row, where the dot is."""
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/Downloads
@@ -180,7 +188,25 @@ async def test_palette_screenshot_and_radio_highlight_tell_the_truth(monkeypatch
     async with demo_server() as server:
         app = console(control_url(server))
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(lambda: app.link_state.up)
+            await wait_for(lambda: app.link_state.up and app.stats)
+            # At 100x30: the groups panel is hidden, so the table keeps age,
+            # messages and buffered bytes; G shows and hides it, g shows it and
+            # moves there; the status line fits without cutting a word.
+            screen = app.main_screen
+            panel = screen.query_one(GroupsPanel)
+            assert not panel.display
+            table = screen.table
+            await wait_for(lambda: {"connected_at", "msgs_in", "msgs_out", "buffered"}
+                           <= set(table.shown))
+            line = screen.query_one(StatusBar).query_one("#status-line")
+            assert "connections" in line.shown and "…" not in line.shown
+            await pilot.press("G")
+            await wait_for(lambda: panel.display)
+            await pilot.press("G")
+            await wait_for(lambda: not panel.display and table.has_focus)
+            await pilot.press("g")
+            await wait_for(lambda: panel.display and panel.has_focus)
+
             titles = [c.title for c in app.get_system_commands(app.screen)]
             assert "Copy selected text" not in titles and "Keys" not in titles
             assert "Focus Next" not in titles
@@ -209,3 +235,80 @@ async def test_a_mutating_key_with_a_read_only_token_says_why(monkeypatch):
             await wait_for(lambda: any("read-only token: sending needs the operator role"
                                        in n for n in notes(app)))
             assert app.screen is app.main_screen
+
+
+# Layout that adapts
+
+
+def test_narrow_widths_keep_age_messages_and_buffered():
+    """At 80 and 100 columns the table keeps id, user, path, age, messages and
+    buffered bytes; the client address and byte counts go first, and a single
+    node's name goes before anything else; in a cluster the node stays."""
+    order = ["id", "node", "user", "path", "remote", "connected_at", "last_activity",
+             "msgs_in", "bytes_in", "msgs_out", "bytes_out", "buffered", "latency"]
+    widths = {"id": 10, "node": 6, "user": 8, "path": 14, "remote": 15, "connected_at": 6,
+              "last_activity": 4, "msgs_in": 7, "bytes_in": 8, "msgs_out": 8,
+              "bytes_out": 9, "buffered": 8, "latency": 7}
+    at_80 = visible_columns(77, widths, order)
+    assert at_80 == ("id", "user", "path", "connected_at", "msgs_in", "msgs_out", "buffered")
+    at_100 = visible_columns(97, widths, order)
+    assert {"last_activity", "latency"} <= set(at_100) and "remote" not in at_100
+    assert "node" not in visible_columns(134, widths, order)
+    assert visible_columns(77, widths, order, cluster=True)[:3] == ("id", "node", "user")
+    assert visible_columns(5, widths, order) == ("id",)  # the first always shows
+
+
+def test_the_groups_panel_hides_on_narrow_terminals_unless_asked_for():
+    """Below GROUPS_MIN_WIDTH the panel starts hidden; the operator's choice wins."""
+    assert not groups_visible(120, None) and groups_visible(GROUPS_MIN_WIDTH, None)
+    assert groups_visible(80, True) and not groups_visible(200, False)
+
+
+def test_the_status_line_drops_whole_parts_least_important_first():
+    """A narrow line loses the listen address, then opened/closed, then the
+    uptime, never half a word."""
+    parts = [(0, Text("demo  serving")), (4, Text("  ws://127.0.0.1:8765")),
+             (2, Text("  up 1h02m")), (1, Text("  16 connections")),
+             (3, Text(" (131 opened, 115 closed)"))]
+    assert fit_parts(parts, None).plain == \
+        "demo  serving  ws://127.0.0.1:8765  up 1h02m  16 connections (131 opened, 115 closed)"
+    assert fit_parts(parts, 64).plain == \
+        "demo  serving  up 1h02m  16 connections (131 opened, 115 closed)"
+    assert fit_parts(parts, 40).plain == "demo  serving  up 1h02m  16 connections"
+    assert fit_parts(parts, 30).plain == "demo  serving  16 connections"
+    assert fit_parts(parts, 8).plain == "demo  s…"
+
+
+# Stale while the link is down
+
+
+async def test_while_the_link_is_down_everything_shown_says_stale():
+    """Once the control plane has gone, the status bar no longer says a green
+    "serving": it says STALE SINCE HH:MM:SS and dims the figures; the table's
+    subtitle and the groups panel say stale too; back up, none of it stays."""
+    async with demo_server() as server:
+        port = server.control.port
+        app = console(control_url(server), reconnect_delays=(0.05,))
+        async with app.run_test(size=(140, 30)) as pilot:
+            screen = app.main_screen
+            bar = screen.query_one(StatusBar)
+            line = bar.query_one("#status-line")
+            await wait_for(lambda: app.link_state.up and "serving" in line.shown)
+            assert "STALE" not in line.shown
+            server.close()
+            await server.wait_closed()
+            await wait_for(lambda: app.link_state.stale)
+            since = time.strftime("%H:%M:%S", time.localtime(app.link_state.down_since))
+            await wait_for(lambda: f"STALE SINCE {since}" in line.shown)
+            state = next(text for _, text in line.parts if text.plain.startswith("stopp")
+                         or text.plain.startswith("serving") or text.plain.startswith("drain"))
+            assert "green" not in str(state.style) and "dim" in str(state.style)
+            assert bar.has_class("stale")
+            assert f"stale since {since}" in str(screen.table.border_subtitle)
+            groups = screen.query_one(GroupsPanel)
+            assert groups.has_class("stale") and "stale" in str(groups.border_title)
+            async with demo_server(control_port=port):
+                await wait_for(lambda: app.link_state.up, timeout=3 * TIMEOUT)
+                await wait_for(lambda: "STALE" not in line.shown and not bar.has_class("stale"))
+                assert "stale" not in str(screen.table.border_subtitle)
+                assert not groups.has_class("stale") and groups.border_title == "Groups"
