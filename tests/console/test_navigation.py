@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from wsconsole.console.app import ConsoleApp
 from wsconsole.console.client import ControlClient
-from textual.widgets import Static
-
 from wsconsole.console.widgets import GroupsPanel
+from wsconsole.console.widgets.status_bar import FittedLine
 
 from tests.helpers import wait_for
 
@@ -61,8 +60,8 @@ async def test_filter_as_you_type_sort_keys_and_honest_labels() -> None:
             await wait_for(lambda: groups._sections["user"].label.plain == "3 users")
             assert groups._everyone is not None
             assert groups._everyone.label.plain.endswith("All 3 connections")
-            status = screen.query_one("#status-line", Static)
-            await wait_for(lambda: "3 connections" in str(status.content))
+            status = screen.query_one("#status-line", FittedLine)
+            await wait_for(lambda: "3 connections" in status.shown)
 
             # A bare word is the start of a user's name, filtered as typed. The
             # box is opened, filled in and closed by its actions, not keys: each
