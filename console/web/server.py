@@ -75,6 +75,8 @@ STOP_GRACE = 5.0
 HEARTBEAT = 15.0
 """Seconds between pings to the browser; a browser that stops answering (a
 laptop lid closed, a network gone) ends its console after about this long."""
+CLOSE_TIMEOUT = 2.0
+"""Seconds a browser has to answer the close of its WebSocket."""
 SWEEP_INTERVAL = 30.0
 """Seconds between two looks for expired sessions (their consoles end)."""
 LOGIN_TIMEOUT = 5.0
@@ -262,6 +264,11 @@ class WebConsole:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self._end_consoles(list(self.running), "web console stopping")
+        # Each console's handler tells it to quit, and kills it after STOP_GRACE.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_GRACE + 1):
+                while self.running:
+                    await asyncio.sleep(0.02)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -270,9 +277,15 @@ class WebConsole:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
-            for session in self.sessions.expire():
-                self._audit(WebEvent.SESSION_EXPIRED, session=session.label, role=session.role)
-                await self._end_session_consoles(session, "session expired")
+            await self.expire_sessions()
+
+    async def expire_sessions(self) -> None:
+        """Forget the sessions whose time is up, and end their consoles (every
+        :data:`SWEEP_INTERVAL` seconds; a request with an expired cookie is
+        refused at once)."""
+        for session in self.sessions.expire():
+            self._audit(WebEvent.SESSION_EXPIRED, session=session.label, role=session.role)
+            await self._end_session_consoles(session, "session expired")
 
     async def _end_session_consoles(self, session: WebSession, reason: str) -> None:
         await self._end_consoles([r for r in self.running if r.session is session], reason)
@@ -280,7 +293,10 @@ class WebConsole:
     async def _end_consoles(self, running: list[_Running], reason: str) -> None:
         for item in running:
             item.reason = reason
-            await item.websocket.close(code=1001, message=reason.encode())
+        # At once: a browser that went away answers no close frame, and each
+        # close waits for the answer (CLOSE_TIMEOUT).
+        await asyncio.gather(*(item.websocket.close(code=1001, message=reason.encode())
+                               for item in running), return_exceptions=True)
 
     # The guard of every request
 
@@ -415,9 +431,12 @@ class WebConsole:
                         reason="refused by the control plane")
             return self._login_form("Refused: the control plane does not know this token.",
                                     status=401)
+        await self.expire_sessions()
         cookie, session, evicted = self.sessions.create(role, token, client)
         for old in evicted:
-            await self._end_session_consoles(old, "session expired")
+            self._audit(WebEvent.SESSION_EXPIRED, session=old.label, role=old.role,
+                        reason=f"more than {self.settings.max_logins} logins")
+            await self._end_session_consoles(old, "session pushed out by newer logins")
         try:
             self.audit.write(WebEvent.LOGIN, client=client, session=session.label, role=role)
         except OSError as exc:
@@ -477,7 +496,8 @@ class WebConsole:
                                    "at once is reached")
             return self._plain(503, f"{self.settings.max_sessions} consoles are running "
                                     "already: close one, or ask for a larger --max-sessions")
-        websocket = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=_MAX_FRAME)
+        websocket = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=_MAX_FRAME,
+                                          timeout=CLOSE_TIMEOUT)
         running = _Running(session, websocket)
         self.running.add(running)  # before the first await: the cap holds
         session.consoles += 1

@@ -74,11 +74,10 @@ class SessionStore:
     def create(self, role: Role, token: str, client: str) -> tuple[str, WebSession,
                                                                    list[WebSession]]:
         """A new login: its cookie, its session, and the sessions it pushed out
-        (the expired ones first, then the oldest past ``max_logins``)."""
-        evicted = self.expire()
+        (the oldest, when ``max_logins`` are kept already)."""
+        evicted = []
         while len(self._sessions) >= self.max_logins:
-            oldest = next(iter(self._sessions))
-            evicted.append(self._sessions.pop(oldest))
+            evicted.append(self._sessions.pop(next(iter(self._sessions))))
         cookie = secrets.token_urlsafe(32)
         session = WebSession(key=cookie_key(cookie), role=role, token=token,
                              client=client, expires=self._clock() + self.ttl)
@@ -86,7 +85,9 @@ class SessionStore:
         return cookie, session, evicted
 
     def find(self, cookie: str | None) -> WebSession | None:
-        """The live session of ``cookie``, or None (unknown, expired, malformed)."""
+        """The live session of ``cookie``, or None (unknown, expired, malformed).
+        An expired session stays until :meth:`expire` removes it (and its
+        consoles are ended, and it is audited)."""
         if not cookie or len(cookie) > _MAX_COOKIE_LENGTH:
             return None
         key = cookie_key(cookie)
@@ -94,7 +95,6 @@ class SessionStore:
         if session is None or not hmac.compare_digest(session.key, key):
             return None
         if session.expires <= self._clock():
-            del self._sessions[key]
             return None
         return session
 

@@ -228,6 +228,24 @@ async def test_login_attempts_are_rate_limited(live: Live, tmp_path: Path) -> No
         assert events.count("login_rate_limited") == 1
 
 
+async def test_an_expired_session_is_refused_and_audited(live: Live, tmp_path: Path) -> None:
+    """When a session's time is up its cookie opens nothing, and the sweep
+    audits it as expired."""
+    now = [1000.0]
+    async with started_web_console(live.url, session_ttl=60, clock=lambda: now[0],
+                                   audit_log=str(tmp_path / "audit.jsonl")) as web:
+        async with http_session() as session:
+            assert (await login(session, web, READ_ONLY_TOKEN)).status == 303
+            async with session.get(f"{origin(web)}/", allow_redirects=False) as page:
+                assert page.status == 200
+            now[0] += 61
+            async with session.get(f"{origin(web)}/", allow_redirects=False) as page:
+                assert page.status == 303
+            await web.expire_sessions()
+        expired = [line for line in audit_lines(web) if line["event"] == "session_expired"]
+        assert [line["role"] for line in expired] == ["read_only"] and not web.sessions
+
+
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 (cert path, key path)."""

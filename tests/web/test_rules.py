@@ -78,11 +78,14 @@ def test_sessions_expire_and_the_oldest_goes_past_the_limit() -> None:
     clock.now += 59
     assert store.find(cookie) is session and store.remaining(session) == pytest.approx(1)
     second = store.create(Role.OPERATOR, "t2", "127.0.0.1:2")[1]
-    third_cookie, _, evicted = store.create(Role.OPERATOR, "t3", "127.0.0.1:3")
+    third_cookie, third, evicted = store.create(Role.OPERATOR, "t3", "127.0.0.1:3")
     assert evicted == [session]
-    clock.now += 61
+    clock.now += 2
+    assert store.find(third_cookie) is third and store.alive(second)
+    assert not store.alive(session)
+    clock.now += 60
     assert store.find(third_cookie) is None
-    assert not store.alive(second) and len(store.expire()) == 1
+    assert store.expire() == [second, third] and len(store) == 0
 
 
 def test_login_attempts_are_limited_per_address_and_in_total() -> None:

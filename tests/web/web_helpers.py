@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
@@ -21,8 +21,10 @@ __all__ = ["started_web_console", "http_session", "drawn_text", "login", "comman
            "environment_of"]
 
 @contextlib.asynccontextmanager
-async def started_web_console(control_url: str, **settings: Any) -> AsyncIterator[WebConsole]:
-    web = WebConsole(WebSettings(control_url=control_url, port=0, **settings))
+async def started_web_console(control_url: str, *, clock: Callable[[], float] | None = None,
+                              **settings: Any) -> AsyncIterator[WebConsole]:
+    web = WebConsole(WebSettings(control_url=control_url, port=0, **settings),
+                     **({"clock": clock} if clock is not None else {}))
     await web.start()
     try:
         yield web
