@@ -163,20 +163,20 @@ async def log_in_see_the_table_and_broadcast_to_a_group(
 
     mark = screen.mark()
     await keyboard.press("/")
-    await screen.shows("filter: user=ann", since=mark)  # the filter box is open
+    await screen.shows("filter", since=mark)  # the filter box is open (its placeholder)
     # Typed as one input (a paste would be the same): xterm.js sends it in one frame.
     await keyboard.insert_text("topic=lobby")
     await keyboard.press("Enter")
-    await screen.shows("of 2", since=mark)
+    await screen.shows("1-2 of 2", since=mark)
     mark = screen.mark()
     await keyboard.press("b")
-    await screen.shows("Send to 2 connections", since=mark)
+    await screen.shows("Send to 2", since=mark)
     await keyboard.insert_text("hello from the browser")
     await keyboard.press("Control+s")
     async with asyncio.timeout(TIMEOUT):
         assert await ann.recv() == "hello from the browser"
         assert await bob.recv() == "hello from the browser"
-    await screen.shows("delivered 2, skipped 0", since=mark)
+    await screen.shows("delivered 2", since=mark)
 
 
 async def another_origin_cannot_open_the_console_websocket(
