@@ -114,3 +114,54 @@ def test_the_console_command_names_the_url_and_never_a_token() -> None:
     assert command.startswith("exec ")
     assert "console --url 'ws://127.0.0.1:9/x y' --node n-1" in command
     assert "token" not in command
+
+
+def test_a_non_loopback_bind_is_one_line_and_exit_status_1(capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    """`wsconsole web --host 192.0.2.7` (no TLS, no --insecure) says why in one
+    line on stderr before binding anything."""
+    from wsconsole.console.cli import main
+
+    assert main(["web", "--host", "192.0.2.7", "--port", "0", "--url", URL]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wsconsole: error: refusing to serve the web console on 192.0.2.7")
+    assert "\n" not in err
+
+
+def test_without_the_web_extra_the_command_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without textual-serve, `wsconsole web` is one line naming the extra."""
+    import sys
+
+    from wsconsole.console.cli import main
+
+    monkeypatch.delitem(sys.modules, "wsconsole.console.web.server", raising=False)
+    monkeypatch.setitem(sys.modules, "textual_serve", None)
+    assert main(["web", "--port", "0", "--url", URL]) == 1
+    assert "pip install 'wsconsole[web]'" in capsys.readouterr().err
+
+
+def test_the_private_names_of_textual_serve_we_rely_on() -> None:
+    """SessionConsole overrides AppService._build_environment(width, height) and
+    reads its _process and _task: a textual-serve that renames them fails here."""
+    pytest.importorskip("textual_serve", reason="the web extra is not installed")
+    import inspect
+
+    from textual_serve.app_service import AppService
+    from textual_serve.download_manager import DownloadManager
+
+    from wsconsole.console.web.server import SessionConsole
+
+    assert list(inspect.signature(AppService._build_environment).parameters) == [
+        "self", "width", "height"]
+
+    async def nothing(*args: object) -> None:
+        return None
+
+    console = SessionConsole("true", "the-token", write_bytes=nothing, write_str=nothing,
+                             close=nothing, download_manager=DownloadManager())
+    assert console._process is None and console._task is None and console.pid is None
+    environment = console._build_environment(width=100, height=30)
+    assert environment["WSCONSOLE_TOKEN"] == "the-token"
+    assert environment["TEXTUAL_DRIVER"] == "textual.drivers.web_driver:WebDriver"
+    assert (environment["COLUMNS"], environment["ROWS"]) == ("100", "30")
