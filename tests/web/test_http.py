@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import shutil
 import ssl
 import stat
@@ -31,7 +32,7 @@ import pytest_asyncio  # noqa: E402
 
 from wsconsole.console.web.server import COOKIE_NAME, SECURE_COOKIE_NAME, WebConsole  # noqa: E402
 
-from tests.console.live_server import OPERATOR_TOKEN, READ_ONLY_TOKEN, Live, live_server  # noqa: E402
+from tests.console.live_server import Live, live_server  # noqa: E402
 from tests.helpers import TIMEOUT, wait_for  # noqa: E402
 from tests.web.web_helpers import (  # noqa: E402
     command_lines,
@@ -45,11 +46,15 @@ from tests.web.web_helpers import (  # noqa: E402
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 TTL = 600.0
+# Tokens of this module alone: the check that no command line holds a token
+# must not see another test's (or another run's) `--token operator-token-for-tests`.
+OPERATOR_TOKEN = f"web-operator-{secrets.token_hex(8)}"
+READ_ONLY_TOKEN = f"web-read-only-{secrets.token_hex(8)}"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def live() -> AsyncIterator[Live]:
-    async with live_server() as live:
+    async with live_server(token=OPERATOR_TOKEN, read_only_token=READ_ONLY_TOKEN) as live:
         yield live
 
 
