@@ -139,9 +139,16 @@ def sort_label(sort: str) -> str:
 
 
 def next_sort(sort: str) -> str:
-    """The sort by the next column (``s``), ascending."""
+    """The sort by the next column (``s``), the way it reads best, as a header
+    click or its letter starts it: numbers largest first."""
     index = _SORT_CYCLE.index(sort.lstrip("-"))
-    return _SORT_CYCLE[(index + 1) % len(_SORT_CYCLE)]
+    return _first_sort(_SORT_CYCLE[(index + 1) % len(_SORT_CYCLE)])
+
+
+def _first_sort(key: str) -> str:
+    """How a column is first sorted: names A-Z, age and idle longest first (the
+    smallest timestamps), counters largest first."""
+    return key if key in _FROM_TIMESTAMPS or key in _TEXT_COLUMNS else f"-{key}"
 
 
 def sort_by_letter(sort: str, letter: str) -> str:
@@ -174,7 +181,7 @@ def sort_for_header(sort: str, key: str) -> str | None:
         return None
     if key == sort.lstrip("-"):
         return reversed_sort(sort)
-    return key if key in _FROM_TIMESTAMPS or key in _TEXT_COLUMNS else f"-{key}"
+    return _first_sort(key)
 
 
 def header_arrow(sort: str, key: str) -> str:

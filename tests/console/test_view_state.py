@@ -68,10 +68,14 @@ def test_each_column_says_which_way_it_is_sorted() -> None:
 
 
 def test_s_walks_the_columns_and_r_reverses() -> None:
-    """`s` goes to the next column (ascending, wrapping around); `r` flips the order."""
+    """`s` goes to the next column (wrapping around), the way it reads best: age and
+    idle longest first, counters largest first; `r` flips the order."""
     assert next_sort("connected_at") == "last_activity"
     assert next_sort("-connected_at") == "last_activity"
     assert next_sort("latency") == "id"
+    # Numbers start largest first, as their letters and header clicks do.
+    assert next_sort("last_activity") == "-msgs_in"
+    assert next_sort("-bytes_out") == "-buffered"
     assert reversed_sort("msgs_in") == "-msgs_in"
     assert reversed_sort("-msgs_in") == "msgs_in"
 
