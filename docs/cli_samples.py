@@ -154,6 +154,8 @@ async def generate(s: Session) -> None:
     s.say(LS)
     await s.run("wsconsole ls")
     await s.run("wsconsole ls --user ann --sort -msgs_in")
+    await s.run("wsconsole ls --path '/c*'")
+    await s.run("wsconsole ls --user 'bulk-*'")
     await s.run("wsconsole ls --wide --path /chat")
     await s.run("wsconsole ls --json --limit 1")
     await s.run("wsconsole ls --groups")
@@ -303,7 +305,12 @@ Columns: id, node, user, request path, client address, age, messages in and
 out, topics; `--wide` adds idle (time since the last message in), bytes in and
 out, buffered (bytes waiting to be written) and latency (`-` until the first
 keepalive ping came back). Filters: `--user`, `--path`, `--topic`, `--id-prefix`
-(they combine with AND). `--sort KEY` sorts by id, user, path, remote,
+(they combine with AND); a user, path or topic may be a
+[pattern](#patterns-guest-api): `ls --user 'bulk-*'`, `--path '/api/*'`
+(quote it, or the shell expands it). When nothing matches, stdout holds the
+empty answer (nothing, or `[]` with `--json`) and stderr says so in words,
+`wsconsole: no connection matches user=bulk-*`; the exit status stays 0, as
+for `send` and `kick` to a selector that reaches nobody. `--sort KEY` sorts by id, user, path, remote,
 connected_at (the default), last_activity, msgs_in, bytes_in, msgs_out,
 bytes_out, buffered or latency; `-KEY` is descending (`--sort -msgs_in` or
 `--sort=-msgs_in`). `--limit N` (1 to 1000, default
@@ -334,7 +341,11 @@ SEND = """
 
 A selector is required: `--all`, `--user U`, `--path P`, `--topic T`, `--id ID`
 (a unique prefix of an id will do; repeat `--id` for several). Kinds combine
-with AND: `--user ann --path /chat` is ann's connections on `/chat`. MESSAGE is read from stdin when it is missing
+with AND: `--user ann --path /chat` is ann's connections on `/chat`; a user,
+path or topic may be a [pattern](#patterns-guest-api) (`--user 'guest*'`; try
+it with `--dry-run`). A selector that reaches nobody sends nothing and says
+`wsconsole: no connection matches user=guest*` on stderr (exit status 0; the
+same for `kick`). MESSAGE is read from stdin when it is missing
 or `-` (one trailing newline is dropped from text read from stdin); `--binary`
 sends a binary message (stdin's bytes, or MESSAGE's UTF-8). `--dry-run` counts
 the recipients and shows a sample of ids without sending. `--check-json`
@@ -402,7 +413,10 @@ came back or changed state), and `stats` every `--stats-interval` seconds
 (default 5). Every event names the node it happened on; `--node NAME` keeps
 that node's only.
 `--kind K` (repeatable) keeps only some kinds; `--count N` exits after N
-events; `--json` prints one JSON object per line. Without `--count` it runs
+events; `--json` prints one JSON object per line. `--backlog N` first prints
+up to N events of before it attached (the server's backlog, see
+[subscribe](#subscribe-unsubscribe)), each marked `(backlog)` (`"backlog":
+true` with `--json`). Without `--count` it runs
 until interrupted (exit status 130) or until the link is lost: the server
 stopped, was killed or went away. That is a failure, not an end: exit status 1
 and one line on stderr that says how the connection ended (`wsconsole: error:
