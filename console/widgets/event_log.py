@@ -389,8 +389,20 @@ class EventLog(ScrollView, can_focus=True):
     def _resized(self, *, follow: bool) -> None:
         self.virtual_size = Size(self._widest, len(self._shown))
         if follow:
-            self.scroll_end(animate=False, immediate=False, x_axis=False)
+            self._keep_end()
+            # Again once laid out: a horizontal scroll bar that appears takes a row.
+            self.call_after_refresh(self._keep_end)
         self.refresh()
+
+    def _keep_end(self) -> None:
+        # Forced: until its first layout shows the scroll bar, the log refuses to scroll.
+        if self._follow:
+            self.scroll_to(y=max(0, len(self._shown) - self.scrollable_content_region.height),
+                           animate=False, immediate=True, force=True)
+
+    def on_resize(self) -> None:
+        # Smaller again (the expanded log back in its place): the end stays in view.
+        self.call_after_refresh(self._keep_end)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
