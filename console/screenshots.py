@@ -36,7 +36,7 @@ SIZE = (160, 46)
 """Terminal columns and rows of every screenshot."""
 NARROW_SIZE = (100, 30)
 """Terminal columns and rows of ``narrow.svg``: the layout of a small terminal."""
-SHOTS = ("main", "events", "detail", "tap", "compose", "shutdown", "narrow", "cluster")
+SHOTS = ("main", "events", "problems", "detail", "tap", "compose", "shutdown", "narrow", "cluster")
 """The screenshots, by file name (``screenshots/NAME.svg``)."""
 
 _PEOPLE = [
@@ -63,9 +63,11 @@ def _sample_connections() -> list[dict[str, Any]]:
             "user": user,
             "path": path,
             "query": f"user={user}" + (f"&room={topics[0]}" if topics else ""),
-            "remote": f"10.0.{index // 8}.{20 + index}:{51000 + rng.randint(0, 9000)}",
+            "remote": f"10.{index // 8}.0.{index % 8 + 2}:{51000 + rng.randint(0, 9000)}",
             "connected_at": NOW - age,
-            "last_activity": NOW - (rng.randint(0, 4) if not slow else 0),
+            # judy's notifications are quiet for nine minutes: idle, a problem.
+            "last_activity": NOW - (545 if user == "judy" else rng.randint(0, 4) if not slow
+                                    else 0),
             "msgs_in": msgs_in,
             # The slow reader sends little and reads nothing: its bytes go out.
             "bytes_in": msgs_in * rng.randint(40, 90),
@@ -73,7 +75,8 @@ def _sample_connections() -> list[dict[str, Any]]:
             "bytes_out": msgs_out * (131072 if slow else rng.randint(40, 120)),
             "buffered": 2_883_584 if slow else 0,
             "kernel_queued": 3_276_800 if slow else 0,
-            "latency": 0.0 if slow else rng.uniform(0.0004, 0.004),
+            # ivan is on a slow link: a problem too.
+            "latency": 0.0 if slow else 0.62 if user == "ivan" else rng.uniform(0.0004, 0.004),
             "topics": topics,
         })
     return connections
@@ -392,6 +395,17 @@ async def _shoot(out: Path) -> list[Path]:
         await pilot.press("escape")
         await until(lambda: main.maximized is None)
         main.table.focus()
+
+        # The problems view (p): the slow reader, the slow link, the quiet one first.
+        await pilot.press("p")
+        await until(lambda: main.problems and main.table.row_count == everyone
+                    and main.table.border_title.startswith("PROBLEMS"))
+        main.table.move_cursor(row=0)
+        await save("problems", lambda: main.table.cursor_row == 0
+                   and main.table.sort_key == "problems")
+        await pilot.press("p")
+        await until(lambda: not main.problems and main.table.sort_key != "problems")
+        main.table.move_cursor(row=2)
 
         await pilot.press("enter")
 

@@ -9,6 +9,7 @@ functions of the view (``view_state``); this screen applies them to widgets.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from ..formatting import ViewFilter, describe_connection, literal, parse_filter
 from ..layout import GROUPS_MIN_WIDTH, groups_visible
 from ..link import LinkState, stale_note
 from ..messages import ActionCompleted, CommandFailed
+from ..problems import PROBLEM_SORTS, merge_problem_pages, problems_titles
 from ..view_state import (
     COLUMNS,
     PAGE_SIZE,
@@ -142,6 +144,9 @@ class MainScreen(Screen[None]):
                 tooltip="Move to the event log (1-4 filter it, 0 shows all)"),
         Binding("E", "expand_events", "Expand events", id="expand_events",
                 tooltip="The event log over the whole screen (E or esc returns)"),
+        Binding("p", "problems", "Problems", id="problems",
+                tooltip="The connections sorted by what is wrong: buffered bytes, then "
+                        "latency, then idle time (p or esc leaves)"),
         # Shown in the footer only while the link is down.
         Binding("ctrl+r", "reconnect", "Reconnect now", id="reconnect",
                 tooltip="Reconnect to the control plane without waiting for the backoff "
@@ -183,6 +188,9 @@ class MainScreen(Screen[None]):
         self.view = ViewState(filter=view_filter or ViewFilter(), page_size=page_size)
         """What the table is to show, in which order, which page (the last view asked for)."""
         self.shown: ViewState | None = None
+        self.problems = False
+        """True in the problems view (``p``): the rows ranked by what is wrong,
+        within the current filter (``wsconsole.console.problems``)."""
         """The view whose page the table shows (None before the first): what its
         titles describe, until the rows of :attr:`view` arrive."""
         self.filter_debounce = FILTER_DEBOUNCE
@@ -329,9 +337,14 @@ class MainScreen(Screen[None]):
         banner.set_class(kind == "warning", "warning")
 
     def _server_event(self, event: Event) -> None:
-        self.event_log.add_event(event)
+        if self.event_log.add_event(event) and event.kind == EventKind.CONNECTION_CLOSED:
+            self._show_closes()
         if event.kind in _CHANGES_ROWS:
             self._refresh_soon()
+
+    def _show_closes(self) -> None:
+        """The status bar's summary of the last minutes' abnormal close codes."""
+        self.query_one(StatusBar).show_closes(self.event_log.closes.summary(self.clock()))
 
     def action_reconnect(self) -> None:
         """Retry the control link now (cancels the backoff wait)."""
@@ -340,6 +353,7 @@ class MainScreen(Screen[None]):
     def _poll(self) -> None:
         # Counters and ages move without events; an event's refresh counts as a poll.
         self._refresh_soon(0.0)
+        self._show_closes()  # closes leave the window as time goes
 
     def _refresh_soon(self, delay: float | None = None) -> None:
         # Many events in a row make one request, not one each, and requests
@@ -376,6 +390,9 @@ class MainScreen(Screen[None]):
         args = self.view.list_args()
         if self._groups_version is not None:
             args["groups_since"] = self._groups_version
+        if self.problems:
+            self._list_worker = self._list_problems(request, args)
+            return
         self._list_worker = self._list_page(request, args)
 
     @work(exclusive=True, group="list", exit_on_error=False)
@@ -391,6 +408,43 @@ class MainScreen(Screen[None]):
                 self.post_message(CommandFailed("Listing connections", exc.message))
             return
         self.post_message(self.ConnectionsListed(page, request))
+
+    @work(exclusive=True, group="list", exit_on_error=False)
+    async def _list_problems(self, request: PageRequest, args: dict[str, Any]) -> None:
+        """The problems view's page: one page of each of PROBLEM_SORTS, ranked here."""
+        client = self.console.link.require()
+        limit = args.get("limit") or self.view.page_size
+        calls = []
+        for index, sort in enumerate(PROBLEM_SORTS):
+            call = dict(args, sort=sort, cursor=None, limit=limit)
+            if index:
+                call["groups"] = False  # the groups once
+                call.pop("groups_since", None)
+            calls.append(client.list_connections(**call))
+        try:
+            pages = await asyncio.gather(*calls)
+        except UnknownNode as exc:
+            self.post_message(self.NodeUnknown(request, exc.message))
+            return
+        except WsconsoleError as exc:
+            if self.link_state.up:
+                self.post_message(CommandFailed("Listing problems", exc.message))
+            return
+        page = merge_problem_pages([p if isinstance(p, dict) else {} for p in pages],
+                                   self.clock(), limit)
+        self.post_message(self.ConnectionsListed(page, request))
+
+    def action_problems(self) -> None:
+        """The problems view, or back to the view it was opened from."""
+        self._set_problems(not self.problems)
+
+    def _set_problems(self, on: bool, *, refresh: bool = True) -> None:
+        self.problems = on
+        self.table.set_class(on, "problems")
+        self._listing = None  # a page on its way is the other view's
+        self._show_view()
+        if refresh:
+            self.refresh_connections()
 
     @dataclass
     class NodeUnknown(Message):
@@ -409,7 +463,8 @@ class MainScreen(Screen[None]):
 
     @on(ConnectionsListed)
     def _connections_listed(self, message: ConnectionsListed) -> None:
-        if message.request != self.view.request:
+        if message.request != self.view.request or \
+                bool(message.page.get("problems")) != self.problems:
             return  # asked for a view the operator has left since
         page = message.page
         self.view = self.view.with_page(page)
@@ -422,8 +477,9 @@ class MainScreen(Screen[None]):
             self._show_nodes()
         self.table.apply_page(page.get("connections") or [])
         # The header's arrow with the rows in that order.
-        if self.table.sort_key != self.view.sort:
-            self.table.set_sort(self.view.sort)
+        sort = "problems" if self.problems else self.view.sort  # problems: no arrow
+        if self.table.sort_key != sort:
+            self.table.set_sort(sort)
         # Said only once a page has answered: before that, nothing is known.
         self.table.show_empty(self.view.empty_text())
         groups = page.get("groups")
@@ -439,7 +495,11 @@ class MainScreen(Screen[None]):
         """Show the titles and the group of the rows shown (and that others are
         on their way), and the keys that work with the view."""
         table = self.table
-        title, subtitle = table_titles(self.shown, self.view, table.row_count)
+        if self.problems:
+            rows = [table.summary(str(key.value)) or {} for key in table.rows]
+            title, subtitle = problems_titles(rows, self.clock(), self.view.filter.describe())
+        else:
+            title, subtitle = table_titles(self.shown, self.view, table.row_count)
         if self.link_state.stale:
             subtitle = f"{stale_note(self.link_state.down_since)} · {subtitle}"
         table.show_titles(title, subtitle)
@@ -464,6 +524,8 @@ class MainScreen(Screen[None]):
         self._set_sort(message.sort)
 
     def _set_sort(self, sort: str) -> None:
+        if self.problems:
+            self._set_problems(False, refresh=False)  # a sort key leaves the problems view
         self._set_view(self.view.sorted_by(sort))
 
     def action_sort_by(self, letter: str) -> None:
@@ -560,6 +622,8 @@ class MainScreen(Screen[None]):
             before = self._filter_before
             if before is not None and before != self.view.filter:
                 self._set_view(self.view.filtered(before))
+        elif self.problems:
+            self._set_problems(False)  # the view it was opened from, filter and all
         elif not self.view.filter.empty:
             self._set_view(self.view.filtered(ViewFilter()))
 
@@ -596,6 +660,12 @@ class MainScreen(Screen[None]):
             return True
         if self.maximized is not None and action not in _EXPANDED_KEYS:
             return False  # the table is hidden: its keys would act on rows out of sight
+        if self.problems:
+            if action == "clear_filter" and not self.filter_box.has_class("open"):
+                return True  # esc leaves the problems view
+            if action in ("next_page", "previous_page", "disconnect_group"):
+                # One ranked page; D would close the filter's connections, not the rows shown.
+                return False
         table = self.table
         return key_state(action, view=self.view, link=self.link_state,
                          selected=table.selected_id is not None, rows=table.row_count,

@@ -95,6 +95,11 @@ class StatusBar(Widget):
         width: auto;
         min-width: 22;
     }
+    StatusBar #closes {
+        width: auto;
+        height: 1;
+        padding: 0 1;
+    }
     StatusBar Sparkline {
         width: 1fr;
         max-width: 40;
@@ -121,6 +126,8 @@ class StatusBar(Widget):
         """The cluster's name, or None for one node."""
         self.nodes: list[tuple[int, str]] = []
         """The nodes by kind (live, suspect, missing), shown in a cluster."""
+        self.closes = ""
+        """The abnormal close codes of the last minutes, as shown (empty: none)."""
 
     def compose(self) -> ComposeResult:
         # The link's health has a place of its own on the right, so that a
@@ -133,6 +140,7 @@ class StatusBar(Widget):
             yield Sparkline(list(self._in), id="rates-in-spark")
             yield Static(classes="rate", id="rates-out")
             yield Sparkline(list(self._out), id="rates-out-spark")
+            yield Static(id="closes")
 
     def on_mount(self) -> None:
         self._render_status()
@@ -163,6 +171,19 @@ class StatusBar(Widget):
             self.cluster, self.nodes = cluster, summary
             self._render_status()
             self._render_rates()
+
+    def show_closes(self, summary: str) -> None:
+        """Show the abnormal close codes of the last minutes, e.g. ``1006×3 1008×1 in 5 min``
+        (empty: there were none)."""
+        self.closes = summary
+        if not self.is_mounted:
+            return
+        line = Text(no_wrap=True, overflow="ellipsis")
+        if summary:
+            line.append("abnormal closes ", style="dim")
+            line.append(summary.rpartition(" in ")[0], style="bold red")
+            line.append(" in " + summary.rpartition(" in ")[2], style="dim")
+        self._show("#closes", line)
 
     def show_link(self, link: LinkState) -> None:
         """Show the control link's health; while an attempt is due, count down to it.

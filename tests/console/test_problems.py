@@ -12,7 +12,8 @@ from typing import Any, AsyncIterator
 
 from wsconsole.console.app import ConsoleApp
 from wsconsole.console.client import ControlClient
-from wsconsole.console.widgets import EventLog
+from wsconsole.console.problems import rank_problems
+from wsconsole.console.widgets import EventLog, StatusBar
 
 from tests.helpers import wait_for
 
@@ -53,6 +54,9 @@ async def test_event_log_backlog_keys_filters_and_coalescing() -> None:
             closed_ann = next(i for i, line in enumerate(lines) if "ann" in line and "4001" in line)
             assert start < closed_ann
             assert any("connected to" in line for line in lines[:start])
+            # The status bar sums up the abnormal closes of the last minutes.
+            status = app.main_screen.query_one(StatusBar)
+            await wait_for(lambda: status.closes == "4001×1 in 5 min")
 
             await pilot.press("e")
             assert app.focused is log
@@ -74,6 +78,33 @@ async def test_event_log_backlog_keys_filters_and_coalescing() -> None:
             await wait_for(lambda: any("×12" in line for line in log.entries))
             sends = [line for line in log.entries if "operator: send" in line]
             assert len(sends) == 1 and "user=nobody" in sends[0]
+
+
+async def test_p_shows_the_problems_view_and_p_esc_or_a_sort_key_leaves_it() -> None:
+    """p ranks the connections by what is wrong and says it is the problems view;
+    p, esc or a sort key goes back to the view it came from; D is hidden meanwhile."""
+    async with live_server() as live:
+        for name in ("ann", "bob", "cy"):
+            await live.client("/chat", user=name)
+        async with console(live) as (app, pilot):
+            screen = app.main_screen
+            table = screen.table
+
+            def row_ids() -> list[str]:
+                return [str(key.value) for key in table.rows]
+
+            await wait_for(lambda: table.row_count == 3)
+            for leave in ("p", "escape", "s"):
+                await pilot.press("p")
+                assert screen.problems
+                await wait_for(lambda: table.border_title.startswith("PROBLEMS"))
+                assert "p or esc leaves" in table.border_subtitle
+                assert screen.check_action("disconnect_group", ()) is False
+                rows = [table.summary(i) for i in row_ids()]
+                assert row_ids() == [r["id"] for r in rank_problems(rows, app.clock(), 100)]
+                await pilot.press(leave)
+                assert not screen.problems
+                await wait_for(lambda: table.border_title.startswith("Connections"))
 
 
 async def test_events_backlog_prints_what_happened_before(capsys: Any,
