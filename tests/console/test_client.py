@@ -190,7 +190,9 @@ async def test_token_never_in_debug_logs(live: Live, caplog):
     Authorization header redacted, never the token."""
     import logging
 
-    with caplog.at_level(logging.DEBUG):
+    # The logger's own level too: a test in the same process may have raised
+    # websockets' (as `wsconsole web` does for its own process).
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="websockets"):
         async with ControlClient(live.url, OPERATOR_TOKEN) as client:
             await client.stats()
     client_side = [record.getMessage() for record in caplog.records
