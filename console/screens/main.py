@@ -87,6 +87,7 @@ _SORT_BINDINGS: list[BindingType] = [
 ]
 # The main screen's keys that work while the event log is expanded (E).
 _EXPANDED_KEYS = frozenset({"expand_events", "help", "reconnect"})
+_KEYS_OF_ROWS_SHOWN = frozenset({"next_page", "previous_page", "clear_filter"})
 # Events after which the page shown may have changed.
 _CHANGES_ROWS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED,
                            EventKind.BURST, EventKind.SLOW_CONSUMER, EventKind.STATE_CHANGED})
@@ -667,7 +668,14 @@ class MainScreen(Screen[None]):
                 # One ranked page; D would close the filter's connections, not the rows shown.
                 return False
         table = self.table
-        return key_state(action, view=self.view, link=self.link_state,
+        view = self.view
+        if action in _KEYS_OF_ROWS_SHOWN and view.page is None:
+            # While the page asked for is on its way, the page keys and Esc stay
+            # as the rows shown have them, and change with the rows: otherwise
+            # the page keys left the footer and came back with every [ and
+            # Esc, and each change rebuilds the footer (a layout of the screen).
+            view = self.on_screen
+        return key_state(action, view=view, link=self.link_state,
                          selected=table.selected_id is not None, rows=table.row_count,
                          filter_open=self.filter_box.has_class("open"))
 

@@ -156,3 +156,50 @@ async def test_only_the_cells_that_changed_are_drawn_again(
                    if column.key.value == "msgs_in"]
         body = {cell for cell in drawn_cells if cell[0] >= 0}
         assert body and {column for _, column in body} == set(msgs_in)
+
+
+async def test_a_new_page_and_the_focus_draw_only_what_looks_different(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next page (other connections) draws only the cells that look different
+    from the cell in their place (here the ids and users: same path, client, age
+    and counters), and the focus going to another widget and back draws only
+    the cursor's row; Textual does not measure the page's rows again (the
+    table knows their widths). Pins ``DataTable._render_cell`` and ``_new_rows``."""
+    from textual.widgets import DataTable, Input
+
+    drawn_cells: list[tuple[int, int]] = []
+    render_cell = DataTable._render_cell
+
+    def counting(self: Any, row_index: int, column_index: int, *args: Any, **kwargs: Any) -> Any:
+        drawn_cells.append((row_index, column_index))
+        return render_cell(self, row_index, column_index, *args, **kwargs)
+
+    class WithInput(Harness):
+        def compose(self) -> ComposeResult:
+            yield Input()
+            yield ConnectionTable(clock=lambda: self.now[0])
+
+    monkeypatch.setattr(DataTable, "_render_cell", counting)
+    app = WithInput()
+    async with app.run_test(size=(160, 14)) as pilot:
+        table = app.query_one(ConnectionTable)
+        table.focus()
+        table.apply_page([summary(f"a{n}") for n in range(5)])
+        await wait_for(lambda: "user-a4" in drawn(table), interval=0.02)
+        await pilot.pause()
+        columns = {str(column.key.value): index
+                   for index, column in enumerate(table.ordered_columns)}
+        drawn_cells.clear()
+        table.apply_page([summary(f"b{n}") for n in range(5)])
+        assert not table._new_rows  # nothing left for Textual to measure
+        await wait_for(lambda: "user-b4" in drawn(table), interval=0.02)
+        body = {cell for cell in drawn_cells if cell[0] >= 0}
+        assert {column for _, column in body} == {columns["id"], columns["user"]}
+
+        for focused in (app.query_one(Input), table):
+            drawn_cells.clear()
+            focused.focus()
+            await pilot.pause()
+            await pilot.pause()
+            assert "user-b4" in drawn(table)
+            assert {row for row, _ in drawn_cells if row >= 0} <= {table.cursor_row}
