@@ -452,6 +452,9 @@ async def _shutdown(client: ControlClient, args: argparse.Namespace) -> int:
         text = f"stopped accepting; {open_ones} {verb} being served"
         if args.deadline is not None:
             text += f" for at most {args.deadline:g} s"
+    elif isinstance(result, dict) and result.get("escalation"):
+        text = (f"the keep-alive drain is cut short: closing the "
+                f"{output.counted(connections, 'connection')} still open (code {args.code})")
     else:
         text = f"stopped accepting; closing {open_ones} (code {args.code})"
     _emit(text)

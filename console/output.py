@@ -351,7 +351,9 @@ _EVENT_FIELDS = {
     EventKind.CONNECTION_OPENED: ("node", "id", "user", "path", "remote", "topics"),
     EventKind.CONNECTION_CLOSED: ("node", "id", "user", "path", "code", "reason", "duration"),
     EventKind.OPERATOR_ACTION: ("node", "role", "client", "op", "args", "result", "error"),
-    EventKind.STATE_CHANGED: ("node", "state", "mode", "connections"),
+    EventKind.STATE_CHANGED: ("node", "state", "mode", "connections", "deadline"),
+    EventKind.DRAIN_ESCALATED: ("node", "cause", "started_with", "served", "closing", "code",
+                                "reason"),
     EventKind.BURST: ("node", "opened", "closed", "dropped"),
     EventKind.SLOW_CONSUMER: ("node", "id", "user", "path", "buffered", "kernel_queued"),
     # A node joined, turned suspect, went, came back or changed state.

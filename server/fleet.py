@@ -305,6 +305,9 @@ class LocalFleet(Fleet):
             raise ServerStateError(decision.reason)
         result: dict[str, Any] = {"mode": mode, "state": HubState.DRAINING,
                                   "connections": len(hub.registry), "deadline": deadline}
+        if decision.escalation:
+            # A graceful shutdown cutting a keep-alive drain short: said as such.
+            result["escalation"] = True
         result["per_node"] = {hub.node: dict(result)}
 
         def start() -> None:

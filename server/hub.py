@@ -168,6 +168,11 @@ class Hub:
         """How the server is stopping, once a shutdown started."""
         self.shutdown_deadline: float | None = None
         """Wall-clock time at which a keep-alive drain closes the rest."""
+        self.drain_started_with: int | None = None
+        """Connections open when a keep-alive drain started."""
+        self.shutdown_escalation: dict[str, Any] | None = None
+        """How a keep-alive drain was cut short, once it was: the data of its
+        ``drain_escalated`` event (cause, served, closing, code, ...)."""
         self.taps: Taps | None = None
         """The live message taps, when the server allows them (``serve(allow_tap=True)``)."""
 
@@ -372,6 +377,7 @@ class Hub:
             "rates": dict(self.sampler.rates),
             "shutdown_mode": self.shutdown_mode,
             "shutdown_deadline": self.shutdown_deadline,
+            "shutdown_escalation": self.shutdown_escalation,
             # Every console shows that a tap is running, and whose.
             "taps": self.taps.summaries() if self.taps is not None else [],
         }
@@ -641,26 +647,45 @@ class Hub:
         assert self._server is not None
         self.shutdown_mode = mode
         if decision.escalation:
-            self._close_all(code, reason)
+            self._escalate("shutdown", code, reason)
             return
         self.state = HubState.DRAINING
+        if mode == ShutdownMode.KEEP_ALIVE:
+            self.drain_started_with = len(self.registry)
+            if deadline is not None:
+                self.shutdown_deadline = time.time() + deadline
         self.emit(EventKind.STATE_CHANGED, {"node": self.node, "state": self.state,
                                             "mode": mode,
-                                            "connections": len(self.registry)})
+                                            "connections": len(self.registry),
+                                            **({"deadline": self.shutdown_deadline}
+                                               if self.shutdown_deadline else {})})
         if mode == ShutdownMode.GRACEFUL:
             self._server.close(close_connections=True, code=code, reason=reason)
         else:
             self._server.close(close_connections=False)
             if deadline is not None:
-                self.shutdown_deadline = time.time() + deadline
                 self._spawn(self._deadline(deadline, code, reason))
 
     async def _deadline(self, seconds: float, code: int, reason: str) -> None:
         await asyncio.sleep(seconds)
-        if self.state == HubState.DRAINING:
+        if self.state == HubState.DRAINING and self.shutdown_escalation is None:
             logger.info("keep-alive deadline reached; closing %d connections",
                         len(self.registry))
-            self._close_all(code, reason)
+            self.shutdown_mode = ShutdownMode.GRACEFUL
+            self._escalate("deadline", code, reason)
+
+    def _escalate(self, cause: str, code: int, reason: str) -> None:
+        """Cut a keep-alive drain short: close the rest, and say so (once) with
+        how many closed on their own and how many the server closes now."""
+        closing = len(self.registry)
+        started_with = max(self.drain_started_with or 0, closing)
+        self.shutdown_escalation = {
+            "node": self.node, "cause": cause, "started_with": started_with,
+            "served": started_with - closing, "closing": closing, "code": code,
+            "reason": reason, "deadline": self.shutdown_deadline, "at": time.time(),
+        }
+        self.emit(EventKind.DRAIN_ESCALATED, dict(self.shutdown_escalation))
+        self._close_all(code, reason)
 
     def _close_all(self, code: int, reason: str) -> None:
         for record in self.registry:

@@ -104,6 +104,11 @@ class EventKind(StrEnum):
     control connection that started it (no ``subscribe`` needed)."""
     TAP_ENDED = "tap_ended"
     """data: tap, reason, shown, dropped: that tap's last event."""
+    DRAIN_ESCALATED = "drain_escalated"
+    """data: node, cause (``deadline``: the keep-alive deadline fired;
+    ``shutdown``: a graceful shutdown cut the drain short, from an operator or
+    a signal), started_with, served (closed by their clients during the drain),
+    closing (still open, closed by the server now), code, reason, deadline."""
 
 
 class NodeHealth(StrEnum):

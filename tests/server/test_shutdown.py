@@ -149,3 +149,33 @@ async def test_sampled_totals_are_final_once_stopped():
         await server.wait_closed()
     assert server.hub.sampler.totals.msgs_in == 1
     assert server.hub.sampler.totals.as_dict() == server.hub.totals.as_dict()
+
+
+async def test_a_drain_cut_short_says_why_and_counts_both_kinds_of_close():
+    """A keep-alive drain's start names its deadline; when the deadline fires
+    (or a graceful shutdown cuts it short) one drain_escalated event says why,
+    how many closed on their own and how many the server closes; stats keep it."""
+    for cause in ("deadline", "shutdown"):
+        server = await serve(demo_handler, "127.0.0.1", 0)
+        hub = server.hub
+        events: list[tuple[str, dict]] = []
+        hub.add_listener(lambda kind, data: events.append((kind, data)))
+        ann = await connect(url(server, user="ann"))
+        bob = await connect(url(server, user="bob"))
+        await wait_for(lambda: len(hub.registry) == 2)
+        hub.shutdown("keep_alive", code=1001, reason="deploy",
+                     deadline=0.2 if cause == "deadline" else 60)
+        [start] = [data for kind, data in events if kind == "state_changed"]
+        assert start["deadline"] == pytest.approx(hub.shutdown_deadline)
+        await ann.close()
+        await wait_for(lambda: len(hub.registry) == 1)
+        if cause == "shutdown":
+            hub.shutdown("graceful", code=1001, reason="deploy")
+        async with asyncio.timeout(TIMEOUT):
+            await server.wait_closed()
+        [escalated] = [data for kind, data in events if kind == "drain_escalated"]
+        assert {k: escalated[k] for k in ("cause", "started_with", "served", "closing",
+                                          "code")} == {
+            "cause": cause, "started_with": 2, "served": 1, "closing": 1, "code": 1001}
+        assert hub.stats()["shutdown_escalation"]["cause"] == cause
+        assert bob.close_code == 1001
