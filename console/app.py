@@ -45,6 +45,7 @@ from .link import (
     LinkState,
     LinkStatus,
     reconnect_delay,
+    with_escalation,
     with_state_change,
 )
 from .messages import (
@@ -54,6 +55,7 @@ from .messages import (
     NodesListed,
     StatsSampled,
 )
+from .screens.ended import ServerStoppedScreen
 from .screens.main import MainScreen
 from .formatting import ViewFilter
 from .view_state import NODE_EVENT, PAGE_SIZE, KnownNodes
@@ -267,6 +269,9 @@ class ConsoleApp(App[None]):
                 # Another node of the cluster: its state is in the nodes group,
                 # not in this node's status.
                 self.refresh_nodes()
+        if event.kind == EventKind.DRAIN_ESCALATED and isinstance(event.data, dict):
+            self.stats = with_escalation(self.stats, event.data,
+                                         self.link_state.hello.get("node"))
         if event.kind == NODE_EVENT:
             # A node joined, went or changed: the whole picture, at once.
             self.refresh_nodes()
@@ -276,6 +281,22 @@ class ConsoleApp(App[None]):
         """Retry the control link now (cancels the backoff wait)."""
         self.link_state = self.link_state.connecting()
         self.run_link()
+
+    def server_stopped(self, reason: str) -> None:
+        """The server this console runs beside (the demo's) has stopped for good:
+        stop the link, say so, and offer to quit (Quit focused; Stay keeps the
+        last data on screen, marked stale)."""
+        self.workers.cancel_group(self, "link")
+        self.link.client = None
+        # At once, not by a message: one the link worker posted before it was
+        # cancelled (lost, retrying) must not come after this.
+        self.link_state = self.link_state.ended(reason, self.clock())
+
+        def chosen(quit_now: bool | None) -> None:
+            if quit_now:
+                self.exit()
+
+        self.push_screen(ServerStoppedScreen(reason), chosen)
 
     # The command palette
 

@@ -149,7 +149,23 @@ async def _cluster_demo(
             url = nodes[0].control_url
             assert url is not None
             app = ConsoleApp(lambda: ControlClient(url, token), url=url)
-            await (app.run_async() if run is None else run(app))
+
+            async def watch_attached() -> None:
+                # The node the console is attached to has exited (shut down from
+                # the console): nothing to reconnect to, as in the one-node demo.
+                assert nodes[0].process is not None
+                await nodes[0].process.wait()
+                if app.is_running:
+                    app.call_later(app.server_stopped,
+                                   f"The demo's node {nodes[0].name}, the one this console "
+                                   "is attached to, has stopped (it was shut down). Quit, "
+                                   "or stay to read the last data.")
+
+            watcher = asyncio.get_running_loop().create_task(watch_attached())
+            try:
+                await (app.run_async() if run is None else run(app))
+            finally:
+                watcher.cancel()
         finally:
             for simulator in simulators:
                 await simulator.stop()

@@ -36,6 +36,7 @@ __all__ = [
     "STOPPED_STATUSES",
     "reconnect_delay",
     "stale_note",
+    "with_escalation",
     "with_state_change",
 ]
 
@@ -170,6 +171,24 @@ def with_state_change(stats: Mapping[str, Any], change: Mapping[str, Any]) -> di
     updated.update({key: change[key] for key in ("state", "connections") if key in change})
     if change.get("mode"):
         updated["shutdown_mode"] = change["mode"]
+    if change.get("deadline"):
+        updated["shutdown_deadline"] = change["deadline"]
+    return updated
+
+
+def with_escalation(stats: Mapping[str, Any], escalation: Mapping[str, Any],
+                    local_node: str | None) -> dict[str, Any]:
+    """The latest stats once a ``drain_escalated`` event is applied: kept as
+    ``shutdown_escalation`` of its node (the whole sample for the local node,
+    its entry of ``per_node`` in a cluster's)."""
+    updated = dict(stats)
+    node = escalation.get("node")
+    if node in (None, local_node):
+        updated["shutdown_escalation"] = dict(escalation)
+    per_node = updated.get("per_node")
+    if isinstance(per_node, Mapping) and node in per_node:
+        updated["per_node"] = {**per_node, node: {**per_node[node],
+                                                  "shutdown_escalation": dict(escalation)}}
     return updated
 
 

@@ -35,8 +35,10 @@ NOW = 1_767_229_200.0
 SIZE = (160, 46)
 """Terminal columns and rows of every screenshot."""
 NARROW_SIZE = (100, 30)
-"""Terminal columns and rows of ``narrow.svg``: the layout of a small terminal."""
-SHOTS = ("main", "events", "problems", "detail", "tap", "compose", "shutdown", "narrow", "cluster")
+"""Terminal columns and rows of ``narrow.svg`` and ``drain.svg``: the layout of a
+small terminal."""
+SHOTS = ("main", "events", "problems", "detail", "tap", "compose", "narrow", "shutdown",
+         "drain", "cluster")
 """The screenshots, by file name (``screenshots/NAME.svg``)."""
 
 _PEOPLE = [
@@ -288,8 +290,11 @@ class SampleControlClient:
                          reason: str = "", **routing: Any) -> dict[str, Any]:
         raise RuntimeError("the sample client never disconnects")
 
-    async def shutdown(self, mode: str, **kwargs: Any) -> dict[str, Any]:
-        raise RuntimeError("the sample client never shuts down")
+    async def shutdown(self, mode: str, *, deadline: float | None = None,
+                       **kwargs: Any) -> dict[str, Any]:
+        # Accepted, and nothing more: the drain's picture is the dialog's own.
+        return {"mode": mode, "state": "draining", "connections": len(self.connections),
+                "deadline": deadline}
 
 
 class SampleClusterClient(SampleControlClient):
@@ -449,6 +454,16 @@ async def _shoot(out: Path) -> list[Path]:
 
         main.query_one(GroupsPanel).post_message(GroupsPanel.GroupChosen("everyone", None))
         await until(lambda: main.table.row_count == everyone)
+
+        # The narrow layout: no groups panel, the columns that matter, a status
+        # line that drops whole parts.
+        await pilot.resize_terminal(*NARROW_SIZE)
+        await until(lambda: not main.query_one(GroupsPanel).display
+                    and "buffered" in main.table.shown and "remote" not in main.table.shown)
+        await save("narrow", lambda: app.size == NARROW_SIZE and no_notifications())
+        await pilot.resize_terminal(*SIZE)
+        await until(lambda: main.query_one(GroupsPanel).display and app.size == SIZE)
+
         await pilot.press("X")
         await until(lambda: isinstance(app.screen, ShutdownScreen))
         dialog = app.screen
@@ -461,15 +476,15 @@ async def _shoot(out: Path) -> list[Path]:
         cancel.focus()
         await save("shutdown", lambda: dialog.query_one("#shutdown-deadline-row").display
                    and cancel.has_focus)
-        await pilot.press("escape")
-        await until(lambda: app.screen is main)
 
-        # The narrow layout: no groups panel, the columns that matter, a status
-        # line that drops whole parts.
+        # Confirmed: the keep-alive drain, its deadline and the countdown, at 100x30.
         await pilot.resize_terminal(*NARROW_SIZE)
-        await until(lambda: not main.query_one(GroupsPanel).display
-                    and "buffered" in main.table.shown and "remote" not in main.table.shown)
-        await save("narrow", lambda: app.size == NARROW_SIZE and no_notifications())
+        dialog.query_one("#shutdown-confirm", Button).press()
+        await until(lambda: dialog.phase == "draining")
+        app.clear_notifications()
+        await save("drain", lambda: app.size == NARROW_SIZE and no_notifications()
+                   and "Deadline" in str(dialog.query_one("#shutdown-progress-text",
+                                                          Static).render()))
 
     cluster = ConsoleApp(SampleClusterClient, url="ws://127.0.0.1:8766",  # type: ignore[arg-type]
                          clock=lambda: NOW, poll_interval=3600, stats_interval=3600,

@@ -175,9 +175,22 @@ async def _demo(
                           guests=args.guests, slow_reader=not args.no_slow_reader)
     simulator.start()
     app = ConsoleApp(lambda: ControlClient(url, token), url=url)
+
+    async def watch_server() -> None:
+        # Shut down from the console (or by a signal): nothing to reconnect to.
+        await server.wait_closed()
+        await simulator.stop()
+        if app.is_running:
+            # In the app's own context (its message loop), not this task's.
+            app.call_later(app.server_stopped,
+                           "The demo's server has stopped (it was shut down); the demo "
+                           "has nothing left to show. Quit, or stay to read the last data.")
+
+    watcher = asyncio.get_running_loop().create_task(watch_server())
     try:
         await (app.run_async() if run is None else run(app))
     finally:
+        watcher.cancel()
         if freezer is not None:
             freezer.stop()
         await simulator.stop()
@@ -188,6 +201,8 @@ async def _demo(
                 await server.wait_closed()
         except TimeoutError:  # pragma: no cover - a client that never closes
             pass
+    if server.hub.state == HubState.STOPPED and app.link_state.status == "ended":
+        print("wsconsole: the demo's server was shut down from its console; the demo quit")
     return 0
 
 

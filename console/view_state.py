@@ -14,6 +14,7 @@ Pure: no textual, no asyncio, no network; tested with plain values
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, NamedTuple
 
@@ -58,6 +59,8 @@ __all__ = [
     "server_summary",
     "Drain",
     "drain",
+    "deadline_text",
+    "drain_escalation_text",
 ]
 
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -618,9 +621,14 @@ class Drain(NamedTuple):
 
 
 def drain(stats: Mapping[str, Any], *, started_with: int | None, mode: str,
-          stopped: bool) -> Drain:
+          stopped: bool, now: float | None = None) -> Drain:
     """The drain as ``stats`` says it, for a shutdown that started with
     ``started_with`` connections open in ``mode``; ``stopped`` once it was seen stopped.
+
+    A keep-alive drain with a deadline says when it falls and counts down to
+    it (``now``: the wall clock); one cut short (``shutdown_escalation``: the
+    deadline fired, or a graceful shutdown from anywhere) says so, with how
+    many closed on their own and how many the server closed.
     """
     state = stats.get("state")
     open_now = int(stats.get("connections", 0) or 0)
@@ -628,14 +636,31 @@ def drain(stats: Mapping[str, Any], *, started_with: int | None, mode: str,
         HubState.DRAINING, HubState.SERVING)
     total = max(started_with or 0, open_now)
     shown_mode = str(stats.get("shutdown_mode") or mode)
-    label = shown_mode.replace("_", "-")
-    if stopped or (open_now == 0 and state != HubState.SERVING):
-        text = f"{label} shutdown: every connection closed; the server has stopped."
+    escalation = stats.get("shutdown_escalation")
+    done = stopped or (open_now == 0 and state != HubState.SERVING)
+    if isinstance(escalation, Mapping):
+        text = drain_escalation_text(escalation, done=done)
+        if not done:
+            text += f"; {open_now} left."
+        # Cut short: nothing is left to escalate, whatever the mode says.
+        shown_mode = ShutdownMode.GRACEFUL
+    elif done and shown_mode == ShutdownMode.KEEP_ALIVE:
+        text = ("Keep-alive drain: every connection closed by its client; the server "
+                "has stopped.")
+    elif done:
+        text = (f"{shown_mode.replace('_', '-').capitalize()} shutdown: every connection "
+                "closed; the server has stopped.")
     elif shown_mode == ShutdownMode.KEEP_ALIVE:
         text = (f"Keep-alive drain: not accepting new connections; {open_now} of {total} "
                 "still open and served until they close.")
+        deadline = stats.get("shutdown_deadline")
+        if isinstance(deadline, (int, float)) and now is not None:
+            text += f" {deadline_text(deadline, now)}"
     else:
         text = f"Graceful shutdown: closing; {open_now} of {total} connections left."
+    if done:
+        text = text if text.endswith("has stopped.") else text.rstrip(".") + \
+            "; the server has stopped."
     return Drain(
         stopped=stopped,
         text=text,
@@ -643,3 +668,30 @@ def drain(stats: Mapping[str, Any], *, started_with: int | None, mode: str,
         closed=(total - open_now) if total else 1,
         can_escalate=shown_mode == ShutdownMode.KEEP_ALIVE and open_now > 0 and not stopped,
     )
+
+
+def deadline_text(deadline: float, now: float) -> str:
+    """``Deadline 12:05:00, in 4m 30s: the rest are closed then.`` (local time)."""
+    at = time.strftime("%H:%M:%S", time.localtime(deadline))
+    left = math.ceil(deadline - now)
+    if left <= 0:
+        return f"Deadline {at}: reached, closing the rest."
+    minutes, seconds = divmod(left, 60)
+    when = f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+    return f"Deadline {at}, in {when}: the rest are closed then."
+
+
+def drain_escalation_text(data: Mapping[str, Any], *, done: bool = False) -> str:
+    """What a ``drain_escalated`` event says: why the keep-alive drain was cut
+    short, how many connections closed on their own, how many the server closes."""
+    cause = data.get("cause")
+    why = ("keep-alive deadline reached" if cause == "deadline"
+           else "keep-alive drain cut short by a graceful shutdown")
+    started = int(data.get("started_with") or 0)
+    served = int(data.get("served") or 0)
+    closing = int(data.get("closing") or 0)
+    code = data.get("code")
+    verb = "the server closed" if done else "closing"
+    return (f"{why[0].upper()}{why[1:]}: {served} of {counted(started, 'connection')} "
+            f"closed on their own, {verb} the other {closing}"
+            + (f" (code {code})" if code is not None else ""))

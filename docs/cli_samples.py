@@ -408,7 +408,8 @@ Prints events as they happen, one per line, flushed (so it works in a pipe):
 `connection_opened`, `connection_closed` (with the close code), `burst` (counts
 that replaced individual connection events during a flood), `operator_action`
 (every send, kick and shutdown, by any operator), `state_changed`,
-`slow_consumer`, `node` (a node of the cluster joined, turned suspect, went,
+`drain_escalated` (a keep-alive drain's deadline fired, or a graceful shutdown
+cut it short), `slow_consumer`, `node` (a node of the cluster joined, turned suspect, went,
 came back or changed state), and `stats` every `--stats-interval` seconds
 (default 5). Every event names the node it happened on; `--node NAME` keeps
 that node's only.
@@ -432,7 +433,11 @@ SHUTDOWN = """
 `--code` (default 1001) and `--reason`. `--keep-alive` stops accepting and
 keeps serving the open connections until they close; with `--deadline
 SECONDS`, the ones still open then are closed gracefully. A graceful shutdown
-may follow a keep-alive one, to cut the drain short. The reply comes before the
+may follow a keep-alive one, to cut the drain short: it says so ("the
+keep-alive drain is cut short: closing the 3 connections still open (code
+1001)"), and every console watching gets a `drain_escalated` event with how
+many closed on their own and how many the server closed (as when the deadline
+fires). The reply comes before the
 shutdown starts; the control plane keeps answering (`stats`, `ls`, `send`,
 `events`) until the server has stopped. In a cluster, `shutdown` stops every
 node, the one you are attached to last (so that you can follow the drain), and

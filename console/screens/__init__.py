@@ -3,6 +3,7 @@
 from .compose import ComposeScreen
 from .confirm import DisconnectScreen
 from .detail import DetailScreen
+from .ended import ServerStoppedScreen
 from .help import HelpScreen
 from .main import MainScreen
 from .shutdown import ShutdownScreen
@@ -14,6 +15,7 @@ __all__ = [
     "DisconnectScreen",
     "HelpScreen",
     "MainScreen",
+    "ServerStoppedScreen",
     "ShutdownScreen",
     "TapScreen",
 ]

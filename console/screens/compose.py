@@ -1,8 +1,12 @@
 """The compose dialog: a text or JSON message to a connection, a group or everyone.
 
 Before the operator confirms, a dry run says how many connections the message
-would reach; after sending, the dialog closes with the delivered and skipped
-counts. JSON is checked before anything is sent.
+would reach, counted again as connections come and go while the dialog is
+open, and once more when Send is pressed: if the count changed since it was
+shown, nothing is sent and the button names the new count (press again to
+send to it). After sending, the dialog closes with the count the message
+actually reached, delivered and skipped. JSON is checked before anything is
+sent.
 """
 
 from __future__ import annotations
@@ -15,17 +19,38 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import Button, Footer, Label, RadioButton, RadioSet, Static, TextArea
 
 from wsconsole.server.errors import WsconsoleError
+from wsconsole.server.protocol import EventKind
+from wsconsole.server.wire import Event
 
 from ..formatting import literal, missing_note, routed
 from ..link import ControlLink
 from ..messages import ActionCompleted, CommandFailed
 from ..output import counted
+
+RECOUNT_DELAY = 0.3
+"""Seconds from a connection opening or closing to the recount of the recipients
+(many in a row make one recount)."""
+
+_CHANGES_COUNT = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED,
+                            EventKind.BURST, EventKind.SLOW_CONSUMER})
+
+
+def sent_summary(label: str, result: dict[str, Any], shown: int) -> str:
+    """What a send did: the count it actually reached (said apart from the one
+    confirmed when they differ), delivered and skipped."""
+    reached = int(result.get("recipients", 0))
+    text = f"sent to {label}: {counted(reached, 'connection')}"
+    if reached != shown:
+        text += f" ({shown} when confirmed)"
+    return (text + f": delivered {result.get('delivered', 0)}, skipped "
+            f"{result.get('skipped', 0)}" + missing_note(result))
 from ..widgets import ChoiceSet
 
-__all__ = ["ComposeScreen", "check_message"]
+__all__ = ["ComposeScreen", "check_message", "sent_summary", "RECOUNT_DELAY"]
 
 Target = tuple[str, "dict[str, Any] | None"]
 
@@ -65,6 +90,7 @@ class ComposeScreen(ModalScreen["str | None"]):
         self.recipients: int | None = None
         """Connections the last dry run counted; None until it answers."""
         self.sending = False
+        self._recount_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compose-dialog"):
@@ -96,6 +122,19 @@ class ComposeScreen(ModalScreen["str | None"]):
         self.query_one(TextArea).focus()
         self._check()
         self.dry_run(self.selector)
+        server_events = getattr(self.app, "server_events", None)
+        if server_events is not None:
+            server_events.subscribe(self, self._server_event)
+
+    def _server_event(self, event: Event) -> None:
+        # Someone joined or left: the count shown may be out of date.
+        if event.kind in _CHANGES_COUNT and self._recount_timer is None and not self.sending:
+            self._recount_timer = self.set_timer(RECOUNT_DELAY, self._recount)
+
+    def _recount(self) -> None:
+        self._recount_timer = None
+        if not self.sending:
+            self.dry_run(self.selector)
 
     @property
     def selector(self) -> dict[str, Any]:
@@ -175,9 +214,11 @@ class ComposeScreen(ModalScreen["str | None"]):
     @on(RecipientsCounted)
     def _counted(self, message: RecipientsCounted) -> None:
         message.stop()
-        if message.selector != self.selector:
+        self._show_count(message.selector, message.result)
+
+    def _show_count(self, selector: dict[str, Any], result: dict[str, Any]) -> None:
+        if selector != self.selector:
             return
-        result = message.result
         self.recipients = int(result.get("recipients", 0))
         sample = result.get("sample") or []
         line = f"Dry run: {counted(self.recipients, 'recipient')}"
@@ -207,7 +248,7 @@ class ComposeScreen(ModalScreen["str | None"]):
             return
         self.sending = True
         self._check()
-        self.send(self.selector, self.text)
+        self.send(self.selector, self.text, self.recipients or 0)
 
     @on(Button.Pressed, "#compose-send")
     def _send_pressed(self) -> None:
@@ -218,19 +259,48 @@ class ComposeScreen(ModalScreen["str | None"]):
         self.dismiss(None)
 
     @work(exclusive=True, group="send", exit_on_error=False)
-    async def send(self, selector: dict[str, Any], text: str) -> None:
-        """Send once; never retried, so a message is never sent twice."""
+    async def send(self, selector: dict[str, Any], text: str, shown: int) -> None:
+        """Count again, then send once if the count is the one the operator saw;
+        never retried, so a message is never sent twice."""
         label = self.targets[self.target_index][0]
         try:
             wire_selector, node = routed(selector)
-            result = await self.link.require().send(wire_selector, text=text, node=node)
+            client = self.link.require()
+            counted_now = await client.send(wire_selector, text="", dry_run=True, node=node)
+            now = int(counted_now.get("recipients", 0))
+            if now != shown:
+                # Grown or shrunk since it was shown: the operator confirms anew.
+                self.post_message(self.CountChanged(selector, counted_now, shown))
+                return
+            result = await client.send(wire_selector, text=text, node=node)
         except WsconsoleError as exc:
             self.post_message(self.SendFailed("Send", exc.message))
             return
-        summary = (f"sent to {label}: delivered {result.get('delivered', 0)}, "
-                   f"skipped {result.get('skipped', 0)} (of {result.get('recipients', 0)})"
-                   + missing_note(result))
-        self.post_message(self.MessageSent("Sent", summary))
+        self.post_message(self.MessageSent("Sent", sent_summary(label, result, shown)))
+
+    class CountChanged(ActionCompleted):
+        """The count taken when Send was pressed differs from the one shown:
+        nothing was sent."""
+
+        def __init__(self, selector: dict[str, Any], result: dict[str, Any], shown: int) -> None:
+            super().__init__("Not sent", "")
+            self.selector = selector
+            self.result = result
+            self.shown = shown
+
+    @on(CountChanged)
+    def _count_changed(self, message: CountChanged) -> None:
+        message.stop()
+        self.sending = False
+        now = int(message.result.get("recipients", 0))
+        note = (f"The count changed from {message.shown} to {now} since it was shown; "
+                f"nothing was sent. Press Send again to send to {counted(now, 'connection')}."
+                if now else f"The count changed from {message.shown} to 0; nothing was sent.")
+        self._show_count(message.selector, message.result)
+        check = self.query_one("#compose-check", Static)
+        check.update(literal(note))
+        check.add_class("error")
+        self.notify(note, title="Not sent", severity="warning", markup=False)
 
     class SendFailed(CommandFailed):
         """The send request failed; nothing is retried."""

@@ -148,6 +148,12 @@ class ShutdownScreen(ModalScreen[None]):
         self._show_stats()
         self.watch(console, "stats", self.show_stats, init=False)
         self.watch(console, "link_state", self._link_changed, init=False)
+        # The deadline's countdown moves between samples.
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        if self.phase == "draining" and self.stats.get("shutdown_deadline"):
+            self._show_stats()
 
     @property
     def console(self) -> ConsoleApp:
@@ -223,6 +229,11 @@ class ShutdownScreen(ModalScreen[None]):
         self.started_with = message.result.get("connections", self.stats.get("connections", 0))
         self.stats = dict(self.stats, state=HubState.DRAINING, shutdown_mode=message.mode,
                           connections=self.started_with)
+        deadline = message.result.get("deadline")
+        if (message.mode == ShutdownMode.KEEP_ALIVE and isinstance(deadline, (int, float))
+                and not self.stats.get("shutdown_deadline")):
+            # Until the server's own figure arrives (its state change, a sample).
+            self.stats["shutdown_deadline"] = self.console.clock() + deadline
         self.notify(message.summary, title="Shutdown", markup=False)
         self._to_phase("draining")
         self._show_stats()
@@ -244,7 +255,7 @@ class ShutdownScreen(ModalScreen[None]):
     def _link_changed(self, state: LinkState) -> None:
         # After a shutdown of this node (alone or last of all), the control
         # plane going away means it has stopped.
-        if self.phase == "draining" and state.status == LinkStatus.LOST:
+        if self.phase == "draining" and state.status in (LinkStatus.LOST, LinkStatus.ENDED):
             self._to_phase("stopped")
             self.show_stats({"state": HubState.STOPPED, "connections": 0})
 
@@ -253,7 +264,7 @@ class ShutdownScreen(ModalScreen[None]):
             self.query_one("#shutdown-now", Static).update(literal(server_summary(self.stats)))
             return
         shown = drain(self.stats, started_with=self.started_with, mode=self.mode,
-                      stopped=self.phase == "stopped")
+                      stopped=self.phase == "stopped", now=self.console.clock())
         if shown.stopped:
             self._to_phase("stopped")
         self.query_one("#shutdown-bar", ProgressBar).update(total=shown.total,

@@ -41,7 +41,7 @@ from ..event_view import (
 )
 from ..formatting import describe_close, human_bytes, human_duration
 from ..output import printable
-from ..view_state import NODE_EVENT
+from ..view_state import NODE_EVENT, drain_escalation_text
 
 __all__ = ["EventLog", "LogLine", "BURST_FLUSH_INTERVAL", "COALESCE_ABOVE", "FLUSH_INTERVAL",
            "MAX_LINES", "BACKLOG", "ACTION_COALESCE_SECONDS", "describe_event"]
@@ -460,10 +460,15 @@ def describe_event(event: Event) -> Text | None:
         state = data.get("state", "?")
         mode = data.get("mode")
         n = data.get("connections", 0)
+        deadline = data.get("deadline")
         return Text.assemble(
             ("● ", "bold yellow"), (f"server {state}", "bold yellow"),
             (f" ({str(mode).replace('_', '-')})" if mode else "", "yellow"),
-            (f", {n} connection{'s' if n != 1 else ''} open", "dim"))
+            (f", {n} connection{'s' if n != 1 else ''} open", "dim"),
+            (f", deadline {time.strftime('%H:%M:%S', time.localtime(deadline))}"
+             if isinstance(deadline, (int, float)) else "", "yellow"))
+    if kind == EventKind.DRAIN_ESCALATED:
+        return Text.assemble(("● ", "bold red"), (drain_escalation_text(data), "bold red"))
     if kind == NODE_EVENT:
         return _describe_node(data)
     if kind == EventKind.SLOW_CONSUMER:

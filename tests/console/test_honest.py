@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 from typing import Any, AsyncIterator
 
@@ -312,3 +313,134 @@ async def test_while_the_link_is_down_everything_shown_says_stale():
                 await wait_for(lambda: "STALE" not in line.shown and not bar.has_class("stale"))
                 assert "stale" not in str(screen.table.border_subtitle)
                 assert not groups.has_class("stale") and groups.border_title == "Groups"
+
+
+# The keep-alive drain: deadline, countdown, escalation
+
+
+async def test_the_drain_dialog_counts_down_and_tells_an_escalation_from_the_cli():
+    """The keep-alive dialog shows its deadline and counts down to it; a graceful
+    shutdown from the command line cuts the drain short, and the dialog says so,
+    with who closed on their own and who was closed, not "every connection
+    closed"."""
+    from websockets.asyncio.client import connect
+
+    from wsconsole.console.screens import ShutdownScreen
+
+    async with demo_server() as server:
+        clients = [await connect(f"{public_url(server)}/?user=u{i}") for i in range(2)]
+        app = console(control_url(server))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.link_state.up and app.stats.get("connections") == 2)
+            await pilot.press("X")
+            await wait_for(lambda: isinstance(app.screen, ShutdownScreen))
+            dialog = app.screen
+            await pilot.click("#shutdown-mode RadioButton:last-of-type")
+            await wait_for(lambda: dialog.mode == "keep_alive")
+            dialog.query_one("#shutdown-deadline").value = "300"
+            await pilot.click("#shutdown-confirm")
+            await wait_for(lambda: dialog.phase == "draining")
+            text = dialog.query_one("#shutdown-progress-text")
+            deadline = time.strftime("%H:%M:%S", time.localtime(server.hub.shutdown_deadline))
+            await wait_for(lambda: f"Deadline {deadline}, in 4m 5" in str(text.render())
+                           or f"Deadline {deadline}, in 5m 00s" in str(text.render()))
+            await clients[0].close()
+            await wait_for(lambda: "1 of 2 still open" in str(text.render()))
+            # The app has stdout while it runs: the command's own, for its line.
+            with contextlib.redirect_stdout(io.StringIO()) as out:
+                assert await run("shutdown", "--graceful", "--url", control_url(server),
+                                 "--token", TOKEN) == 0
+            assert ("the keep-alive drain is cut short: closing the 1 connection still open"
+                    in out.getvalue())
+            await wait_for(lambda: dialog.phase == "stopped")
+            shown = str(text.render())
+            assert ("cut short by a graceful shutdown: 1 of 2 connections closed on their "
+                    "own, the server closed the other 1 (code 1001)") in shown
+            assert "has stopped" in shown and "every connection closed" not in shown
+            # The event log says it too: one line for the escalation.
+            log = app.main_screen.event_log
+            await wait_for(lambda: any("Keep-alive drain cut short" in line
+                                       for line in log.entries))
+
+
+# The demo, once its own server has stopped
+
+
+def test_the_demo_says_its_server_stopped_and_quits(capsys):
+    """Shutting the demo's own server down from its console does not leave it
+    retrying forever: the link stops, a dialog says so with Quit focused, and
+    enter quits the demo, which says why on its way out."""
+    import argparse
+
+    from wsconsole.console.screens import ServerStoppedScreen, ShutdownScreen
+    from wsconsole.console.tui_command import run_demo
+
+    args = argparse.Namespace(host="127.0.0.1", port=0, control_port=0, seed=7, guests=0,
+                              no_slow_reader=True)
+    seen: dict[str, Any] = {}
+
+    async def drive(app: ConsoleApp) -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.link_state.up, timeout=3 * TIMEOUT)
+            await pilot.press("X")
+            await wait_for(lambda: isinstance(app.screen, ShutdownScreen))
+            await pilot.click("#shutdown-confirm")  # graceful, the default
+            await wait_for(lambda: isinstance(app.screen, ServerStoppedScreen),
+                           timeout=3 * TIMEOUT)
+            seen["status"] = app.link_state.status
+            seen["retrying"] = any(w.group == "link" and w.is_running for w in app.workers)
+            await pilot.press("enter")
+            await wait_for(lambda: not app.is_running)
+
+    assert run_demo(args, run=drive) == 0
+    assert seen == {"status": LinkStatus.ENDED, "retrying": False}
+    assert "the demo's server was shut down from its console" in capsys.readouterr().out
+
+
+# The compose dialog's count
+
+
+def test_a_send_reports_the_count_it_reached():
+    """The summary names the count the message reached, and the one confirmed
+    when they differ."""
+    from wsconsole.console.screens.compose import sent_summary
+
+    assert sent_summary("everyone", {"recipients": 7, "delivered": 7, "skipped": 0}, 6) == \
+        "sent to everyone: 7 connections (6 when confirmed): delivered 7, skipped 0"
+    assert sent_summary("ann", {"recipients": 1, "delivered": 1, "skipped": 0}, 1) == \
+        "sent to ann: 1 connection: delivered 1, skipped 0"
+
+
+async def test_the_compose_count_follows_joins_and_is_checked_before_sending():
+    """A client joining while the dialog is open is counted (the button says 7,
+    not the 6 counted when it opened); a count that changed between the one
+    shown and Send sends nothing and says so; the send reports the count reached."""
+    from websockets.asyncio.client import connect
+
+    from wsconsole.console.screens import ComposeScreen
+
+    async with demo_server() as server:
+        clients = [await connect(f"{public_url(server)}/?user=u{i}") for i in range(6)]
+        app = console(control_url(server))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.link_state.up and len(server.hub.registry) == 6)
+            await pilot.press("b")
+            await wait_for(lambda: isinstance(app.screen, ComposeScreen))
+            compose = app.screen
+            await wait_for(lambda: compose.recipients == 6)
+            clients.append(await connect(f"{public_url(server)}/?user=late"))
+            button = compose.query_one("#compose-send")
+            await wait_for(lambda: compose.recipients == 7
+                           and "7 connections" in str(button.label))
+            # As if the operator had confirmed 6 and one joined since: not sent.
+            sends = server.hub.operator_sends
+            compose.query_one("TextArea").text = "hello"
+            compose.send(compose.selector, "hello", 6)
+            note = compose.query_one("#compose-check")
+            await wait_for(lambda: "changed from 6 to 7" in str(note.render()))
+            assert server.hub.operator_sends == sends and not compose.sending
+            await pilot.press("ctrl+s")
+            await wait_for(lambda: any("sent to everyone: 7 connections: delivered 7" in n
+                                       for n in notes(app)))
+            for ws in clients:
+                await ws.close()

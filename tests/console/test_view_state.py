@@ -404,7 +404,8 @@ def test_a_keep_alive_drain_counts_the_connections_still_served() -> None:
     done = drain({"state": "stopped", "connections": 0}, started_with=2, mode="keep_alive",
                  stopped=False)
     assert done.stopped and not done.can_escalate
-    assert done.text == "keep-alive shutdown: every connection closed; the server has stopped."
+    assert done.text == ("Keep-alive drain: every connection closed by its client; the server "
+                         "has stopped.")
 
 
 def test_a_graceful_shutdown_counts_down_and_cannot_be_escalated() -> None:
