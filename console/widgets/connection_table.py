@@ -99,6 +99,9 @@ class ConnectionTable(DataTable[Any]):
         # Each row's cell widths in terminal cells, in COLUMNS order.
         self._widths: dict[str, tuple[int, ...]] = {}
         self._summaries: dict[str, dict[str, Any]] = {}
+        self.parked = False
+        """True once the connection under the cursor went: no row is selected
+        (d, m and Enter do nothing) until the operator moves the cursor."""
         self.empty_text = ""
         """What the table says under its header while it has no rows."""
         self._titles: tuple[str, str] | None = None
@@ -174,9 +177,51 @@ class ConnectionTable(DataTable[Any]):
                     justify="right" if right else "left", style="bold" if arrow else "")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "select_cursor" and not self.row_count:
+        if action == "select_cursor" and (not self.row_count or self.parked):
             return None
         return True
+
+    # The cursor of a connection that went: parked on no row, until the
+    # operator moves it. Landing on the neighbour instead would make the next
+    # d or m act on someone the operator never chose.
+
+    def _park(self) -> None:
+        self.parked = True
+        self.show_cursor = False
+        self.refresh_bindings()
+
+    def _unpark(self) -> None:
+        if self.parked:
+            self.parked = False
+            self.show_cursor = True
+            self.refresh_bindings()
+
+    def action_cursor_up(self) -> None:
+        self._unpark()
+        super().action_cursor_up()
+
+    def action_cursor_down(self) -> None:
+        self._unpark()
+        super().action_cursor_down()
+
+    def action_page_up(self) -> None:
+        self._unpark()
+        super().action_page_up()
+
+    def action_page_down(self) -> None:
+        self._unpark()
+        super().action_page_down()
+
+    def action_scroll_top(self) -> None:
+        self._unpark()
+        super().action_scroll_top()
+
+    def action_scroll_bottom(self) -> None:
+        self._unpark()
+        super().action_scroll_bottom()
+
+    def on_click(self) -> None:
+        self._unpark()
 
     def set_sort(self, sort: str) -> None:
         """Show which column the server sorts by."""
@@ -273,8 +318,9 @@ class ConnectionTable(DataTable[Any]):
 
     @property
     def selected_id(self) -> str | None:
-        """The connection id under the cursor, if any."""
-        if not self.row_count:
+        """The connection id under the cursor, if any (none while the cursor is
+        parked: the connection it was on went)."""
+        if not self.row_count or self.parked:
             return None
         try:
             row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
@@ -300,6 +346,8 @@ class ConnectionTable(DataTable[Any]):
         if len(gone_rows) > len(self._cells) // 2 and len(gone_rows) > 1:
             self._replace_page(connections, now, selected)
             return
+        if selected is not None and selected in gone_rows:
+            self._park()
         for gone in gone_rows:
             self.remove_row(gone)
             del self._cells[gone]
