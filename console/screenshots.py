@@ -131,6 +131,10 @@ def _live_events(connections: list[dict[str, Any]]) -> list[Event]:
             "msgs_out": 88, "duration": 22.0}),
         Event(EventKind.CONNECTION_OPENED, t + 29, by_user["mallory"]),
         Event(EventKind.CONNECTION_OPENED, t + 33, by_user["guest-12"]),
+        Event(EventKind.OPERATOR_ACTION, t + 36, {
+            "role": "operator", "op": "send",
+            "args": {"selector": {"ids": [by_user["chen"]["id"]]}, "text_length": 18},
+            "result": {"recipients": 1, "delivered": 1, "skipped": 0}}),
     ]
 
 
@@ -265,6 +269,11 @@ class SampleControlClient:
             ["User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"],
             ["Authorization", "[redacted]"], ["Cookie", "[redacted]"],
             ["X-Forwarded-For", "203.0.113.7"],
+            # Long: it wraps in the detail view.
+            ["Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+            ["X-Client-Context", "app=chat-web; version=2026.1.4; locale=en-GB; tz=Europe/"
+             "London; features=threads,reactions,typing-indicators,read-receipts; "
+             "experiment=composer-v3"],
         ], response_headers=[
             ["Upgrade", "websocket"], ["Connection", "Upgrade"],
             ["Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="],

@@ -2,7 +2,11 @@
 
 A worker fetches the connection every second, and at once when the server
 says it closed; the view follows the app's link state for the keys that need
-the link up.
+the link up. Beside the summary, the connection's own events (those the
+console received, its backlog included, then live ones); header values wrap
+instead of being cut. Once it has closed, the view says with which code and
+reason (from its ``connection_closed`` event), and message, disconnect and
+tap are no longer offered.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
@@ -25,7 +29,9 @@ from wsconsole.server.errors import UnknownConnection, WsconsoleError
 from wsconsole.server.protocol import EventKind
 from wsconsole.server.wire import Event
 
+from ..event_view import connection_ids
 from ..formatting import (
+    describe_close,
     describe_connection,
     human_bytes,
     human_duration,
@@ -36,6 +42,7 @@ from ..link import LinkState
 from ..messages import CommandFailed
 from ..output import printable
 from ..widgets import KeysFooter, TooSmallNotice
+from ..widgets.event_log import describe_event
 from .compose import ComposeScreen
 from .confirm import DisconnectScreen, run_disconnect
 from .tap import TapScreen
@@ -43,7 +50,12 @@ from .tap import TapScreen
 if TYPE_CHECKING:  # pragma: no cover - the app module imports the screens
     from ..app import ConsoleApp
 
-__all__ = ["DetailScreen"]
+__all__ = ["DetailScreen", "MAX_EVENTS"]
+
+MAX_EVENTS = 50
+"""The connection's events the view keeps (its newest)."""
+_NAME_WIDTH = 28
+"""A header name wider than this wraps too."""
 
 
 class DetailScreen(Screen[None]):
@@ -69,8 +81,11 @@ class DetailScreen(Screen[None]):
         connection: dict[str, Any]
 
     def __init__(self, summary: dict[str, Any], *, clock: Callable[[], float] = time.time,
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, events: list[Event] | None = None) -> None:
         super().__init__()
+        self.history: list[Event] = list(events or ())[-MAX_EVENTS:]
+        """This connection's events, oldest first: those received before the
+        view opened (the main screen's event log), then live ones."""
         self.connection_id: str = summary["id"]
         self.connection: dict[str, Any] = dict(summary)
         """The last record received (the summary from the table until ``get`` answers)."""
@@ -80,11 +95,18 @@ class DetailScreen(Screen[None]):
         self.interval = interval
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="detail-body"):
+        # The summary across the top; under it the request headers, and the
+        # response headers over the connection's events, which take the rest
+        # of the height.
+        with Vertical(id="detail-body"):
             yield Static(id="detail-summary")
-            with Horizontal(id="detail-headers"):
+            with Horizontal(id="detail-columns"):
                 yield DataTable(id="request-headers", cursor_type="row", zebra_stripes=True)
-                yield DataTable(id="response-headers", cursor_type="row", zebra_stripes=True)
+                with Vertical(id="detail-right"):
+                    yield DataTable(id="response-headers", cursor_type="row",
+                                    zebra_stripes=True)
+                    with VerticalScroll(id="detail-events"):
+                        yield Static(id="detail-events-text")
         yield TooSmallNotice()
         yield KeysFooter()
 
@@ -93,9 +115,7 @@ class DetailScreen(Screen[None]):
         response = self.query_one("#response-headers", DataTable)
         request.border_title = "Request headers"
         response.border_title = "Response headers"
-        for table in (request, response):
-            table.add_column("name", key="name")
-            table.add_column("value", key="value")
+        self.query_one("#detail-events").border_title = "Events of this connection"
         self._show()
         self.fetch()
         self.set_interval(self.interval, self.fetch)
@@ -111,17 +131,36 @@ class DetailScreen(Screen[None]):
         self.refresh_bindings()
 
     def _server_event(self, event: Event) -> None:
-        # Closed: fetch now, so the view says so without waiting for the next second.
-        data = event.data if isinstance(event.data, dict) else {}
-        if event.kind == EventKind.CONNECTION_CLOSED and data.get("id") == self.connection_id:
+        if self.connection_id not in connection_ids(event):
+            return
+        self.history = [*self.history, event][-MAX_EVENTS:]
+        self._show_events()
+        if event.kind == EventKind.CONNECTION_CLOSED:
+            # Closed: fetch now, so the view says so without waiting for the next second.
             self.fetch()
+
+    @property
+    def closed_with(self) -> dict[str, Any] | None:
+        """The ``connection_closed`` event's data, once it has arrived."""
+        for event in reversed(self.history):
+            if event.kind == EventKind.CONNECTION_CLOSED and isinstance(event.data, dict):
+                return event.data
+        return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("send", "disconnect", "tap"):
+            if self.closed:
+                return False  # nobody to act on any more: not offered
             link = self.console.link_state
-            if self.closed or link.read_only or not link.up:
+            if link.read_only or not link.up:
                 return None
         return True
+
+    def on_resize(self) -> None:
+        # The header tables' columns are as wide as the screen allows: again.
+        for selector in ("#request-headers", "#response-headers"):
+            self.query_one(selector, DataTable)._shown = None  # type: ignore[attr-defined]
+        self._show_headers()
 
     @work(exclusive=True, group="detail", exit_on_error=False)
     async def fetch(self) -> None:
@@ -159,13 +198,15 @@ class DetailScreen(Screen[None]):
         c = self.connection
         now = self.clock()
         grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="dim", justify="right")
-        grid.add_column()
-        grid.add_column(style="dim", justify="right")
-        grid.add_column()
+        # Values wrap (a long path, query or address), never cut.
+        grid.add_column(style="dim", justify="right", no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_column(style="dim", justify="right", no_wrap=True)
+        grid.add_column(overflow="fold")
         title = Text.assemble(("connection ", "dim"), (str(c["id"]), "bold"))
         if self.closed:
             title.append("  closed", style="bold red")
+        close = self.closed_with
         # Every value below comes from a client or the server: a str cell of a
         # Rich table is markup, so they are Text.
         query = f"?{c['query']}" if c.get("query") else ""
@@ -188,9 +229,41 @@ class DetailScreen(Screen[None]):
                                            ("none" if extensions is not None else "…")))
         topics = c.get("topics") or []
         grid.add_row("topics", literal(", ".join(map(str, topics)) if topics else "none"), "", "")
+        if self.closed:
+            # With the code and reason of its close, or says that they are not known.
+            if close is not None:
+                ended = Text(describe_close(close.get("code"), printable(close.get("reason") or "")),
+                             style="bold red")
+                ended.append(f" after {human_duration(close.get('duration'))}", style="dim")
+            else:
+                ended = Text("its close event did not reach the console "
+                             "(summarized in a burst?)", style="bold red")
+            grid.add_row("closed", ended, "", "")
         summary = self.query_one("#detail-summary", Static)
         summary.update(grid)
         summary.border_title = title
+        self._show_headers()
+        self._show_events()
+
+    def _show_events(self) -> None:
+        """This connection's events, newest last, as the event log says them."""
+        lines = Text(no_wrap=False)
+        for event in self.history:
+            line = describe_event(event)
+            if line is None:
+                continue
+            if lines:
+                lines.append("\n")
+            lines.append(time.strftime("%H:%M:%S ", time.localtime(event.time)),
+                         style="dim italic" if event.backlog else "dim")
+            lines.append_text(line)
+        if not lines:
+            lines = Text("none received since the console attached", style="dim italic")
+        self.query_one("#detail-events-text", Static).update(lines)
+        self.query_one("#detail-events", VerticalScroll).scroll_end(animate=False)
+
+    def _show_headers(self) -> None:
+        c = self.connection
         self._fill("#request-headers", c.get("request_headers"))
         self._fill("#response-headers", c.get("response_headers"))
 
@@ -198,13 +271,24 @@ class DetailScreen(Screen[None]):
         table = self.query_one(selector, DataTable)
         # Header names and values are the client's: no escape sequences through.
         rows = [(printable(name), printable(value)) for name, value in headers or []]
-        if getattr(table, "_shown", None) == rows:
+        # Room kept for the vertical scroll bar: wrapped rows may make it appear.
+        width = table.content_region.width - table.styles.scrollbar_size_vertical
+        if width <= 0:
+            return  # filled once laid out (on_resize)
+        if getattr(table, "_shown", None) == (rows, width):
             return  # headers do not change during a connection: keep the cursor
-        table._shown = rows  # type: ignore[attr-defined]
-        table.clear()
+        table._shown = (rows, width)  # type: ignore[attr-defined]
+        table.clear(columns=True)
+        # Both columns fixed: a long value wraps within its column (its row
+        # grows), instead of running off behind a horizontal scroll bar.
+        padding = 2 * table.cell_padding
+        names = min(max((len(name) for name, _ in rows), default=4), _NAME_WIDTH)
+        table.add_column("name", key="name", width=names)
+        table.add_column("value", key="value", width=max(10, width - names - 2 * padding))
         for name, value in rows:
             style = "bold yellow" if value == "[redacted]" else ""
-            table.add_row(Text(name, style="bold"), Text(value, style=style))
+            table.add_row(Text(name, style="bold", overflow="fold"),
+                          Text(value, style=style, overflow="fold"), height=None)
 
     def action_send(self) -> None:
         c = self.connection

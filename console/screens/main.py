@@ -703,7 +703,8 @@ class MainScreen(Screen[None]):
         """Open the selected connection's detail view."""
         selected = self._selected()
         if selected is not None:
-            self.app.push_screen(DetailScreen(selected, clock=self.clock))
+            self.app.push_screen(DetailScreen(selected, clock=self.clock,
+                                              events=self.event_log.events_of(selected["id"])))
 
     def action_broadcast(self) -> None:
         """Compose a message to the current group/filter, or everyone."""

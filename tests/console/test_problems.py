@@ -12,7 +12,10 @@ from typing import Any, AsyncIterator
 
 from wsconsole.console.app import ConsoleApp
 from wsconsole.console.client import ControlClient
+from textual.widgets import DataTable
+
 from wsconsole.console.problems import rank_problems
+from wsconsole.console.screens import DetailScreen, DisconnectScreen
 from wsconsole.console.widgets import EventLog, StatusBar
 
 from tests.helpers import wait_for
@@ -20,6 +23,11 @@ from tests.helpers import wait_for
 from .live_server import OPERATOR_TOKEN, Live, live_server
 
 SIZE = (120, 34)
+
+
+def drawn(widget: Any) -> str:
+    """The widget's lines as drawn now (border included), as plain text."""
+    return "\n".join(widget.render_line(y).text for y in range(widget.outer_size.height))
 
 
 @contextlib.asynccontextmanager
@@ -105,6 +113,56 @@ async def test_p_shows_the_problems_view_and_p_esc_or_a_sort_key_leaves_it() -> 
                 await pilot.press(leave)
                 assert not screen.problems
                 await wait_for(lambda: table.border_title.startswith("Connections"))
+
+
+async def test_detail_wraps_shows_its_events_and_once_closed_its_code_and_no_actions() -> None:
+    """The detail view wraps a long header value, lists the connection's events, and
+    after a disconnect from it shows the close code and reason and offers no
+    message or disconnect; back in the table the cursor selects nobody (the next d
+    cannot reach a neighbour) until the operator moves it."""
+    long_value = "tenant=acme; " * 30
+    async with live_server() as live:
+        await live.client("/chat", user="ann")
+        bob = await live.client("/chat", user="bob", headers={"X-Context": long_value})
+        async with console(live) as (app, pilot):
+            screen = app.main_screen
+            table = screen.table
+            await wait_for(lambda: table.row_count == 2)
+            index = next(i for i, key in enumerate(table.rows)
+                         if table.summary(str(key.value))["user"] == "bob")
+            table.move_cursor(row=index)
+            table.focus()
+            await pilot.press("enter")
+            await wait_for(lambda: isinstance(app.screen, DetailScreen)
+                           and app.screen.connection.get("request_headers"))
+            detail = app.screen
+            headers = detail.query_one("#request-headers", DataTable)
+            await wait_for(lambda: headers.row_count > 0)
+            [context] = [key for key in headers.rows
+                         if str(headers.get_row(key)[0]) == "X-Context"]
+            assert headers.rows[context].height > 1  # wrapped, not cut
+            assert headers.virtual_size.width <= headers.scrollable_content_region.width
+            events = detail.query_one("#detail-events-text")
+            await wait_for(lambda: "+ bob /chat" in drawn(events))
+
+            await pilot.press("d")
+            await wait_for(lambda: isinstance(app.screen, DisconnectScreen))
+            await pilot.click("#confirm-yes")
+            await wait_for(lambda: app.screen is detail and detail.closed
+                           and detail.closed_with is not None)
+            assert bob.close_code == 1000
+            await wait_for(lambda: "closed  1000 normal" in drawn(
+                detail.query_one("#detail-summary")))
+            # Hidden (False), not dimmed: there is nobody to act on any more.
+            assert detail.check_action("send", ()) is False
+            assert detail.check_action("disconnect", ()) is False
+
+            await pilot.press("escape")
+            await wait_for(lambda: app.screen is screen and table.row_count == 1)
+            assert table.parked and table.selected_id is None
+            assert screen.check_action("disconnect", ()) is None
+            await pilot.press("down")
+            assert not table.parked and table.selected_id is not None
 
 
 async def test_events_backlog_prints_what_happened_before(capsys: Any,
