@@ -5,6 +5,7 @@ Run it from the repository root (it is not collected by pytest)::
     python tests/benchmarks/bench_console.py                          # 10k connections, 200/s churn
     python tests/benchmarks/bench_console.py --baseline b9feedd       # and an older console beside it
     python tests/benchmarks/bench_console.py --quick                  # smoke run, a few seconds
+    python tests/benchmarks/bench_console.py --loops asyncio uvloop   # the console on both loops
 
 Three kinds of process, so that each has its own open-file limit and the
 console's CPU time is its own:
@@ -23,7 +24,9 @@ console's CPU time is its own:
 With ``--baseline REV`` the console of that git revision (its ``console/``
 folder, run against today's server) takes every other round, in the order
 ABBA, so that both meet the same server, load and machine; the script prints
-each figure's median over rounds and the ratio now/baseline.
+each figure's median over rounds and the ratio now/baseline. With ``--loops
+asyncio uvloop`` the console runs on each loop in turn (ABBA) the same way;
+``--server-loop`` chooses the server's loop.
 
 What a console round measures, in the console's own process:
 
@@ -548,7 +551,7 @@ def _report(rounds: dict[str, list[dict[str, Any]]], out: Any) -> None:
     names = list(rounds)
     header = f"{'figure':<34}" + "".join(f"{n:>14}" for n in names)
     if len(names) == 2:
-        header += f"{'now/baseline':>14}"
+        header += f"{names[1].split()[0] + '/' + names[0].split()[0]:>16}"
     out(header)
     for label, unit, read in FIGURES:
         medians = [statistics.median(read(r) for r in rounds[n]) for n in names]
@@ -575,13 +578,14 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, list[dict[str, 
     # Every child stops by itself after this long, whatever the parent does.
     limit = ["--max-seconds", str(120 + args.connections / 100 + 3 * args.rounds * (
         round_seconds + 30))]
-    server = Child("server", limit, env)
+    server = Child("server", [*limit, "--loop", args.server_loop], env)
     load: Child | None = None
     try:
         first = server.read(60)
         out(f"bench_console: {args.connections} connections, churn {args.churn:g}/s opens "
             f"(each lives 1-3 s), traffic {args.traffic:g} msgs/s; console rounds of "
-            f"{args.warmup:g} s warm-up + {args.seconds:g} s; load average "
+            f"{args.warmup:g} s warm-up + {args.seconds:g} s; server on "
+            f"{args.server_loop}, console on {' and '.join(args.loops)}; load average "
             f"{os.getloadavg()[0]:.2f}")
         load = Child("load", [*limit, "--port", str(first["port"]), "--connections",
                               str(args.connections), "--churn", str(args.churn),
@@ -589,17 +593,21 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, list[dict[str, 
         ready = load.read(120 + args.connections / 50)
         out(f"{ready['open']} connections open in {ready['seconds']} s "
             f"({ready['failures']} failed)")
-        variants: list[tuple[str, dict[str, str]]] = [("now", env)]
+        # (name, environment, the console's event loop)
+        variants: list[tuple[str, dict[str, str], str]] = [("now", env, args.loops[0])]
         if args.baseline:
             base = _baseline_tree(args.baseline, tmp / "baseline")
             variants.insert(0, (f"base {args.baseline[:7]}",
-                                {**env, "PYTHONPATH": str(base)}))
-        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
+                                {**env, "PYTHONPATH": str(base)}, args.loops[0]))
+        elif len(args.loops) > 1:
+            variants = [(loop, env, loop) for loop in args.loops]
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
         order = variants + variants[::-1]
         for index in range(args.rounds):
-            name, variant_env = order[index % len(order)]
+            name, variant_env, loop = order[index % len(order)]
             console = Child("console", [
                 "--control-url", first["control_url"], "--seconds", str(args.seconds),
+                "--loop", loop,
                 "--warmup", str(args.warmup), "--key-interval", str(args.key_interval),
                 "--connections", str(args.connections), "--seed", str(args.seed + index),
                 *([] if args.keys else ["--no-keys"]),
@@ -656,6 +664,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between timed keys")
     parser.add_argument("--no-keys", dest="keys", action="store_false",
                         help="press no keys: the console only follows the server")
+    parser.add_argument("--loops", nargs="+", choices=("asyncio", "uvloop"),
+                        default=["asyncio"],
+                        help="the console's event loop; two of them take turns round by "
+                             "round (ABBA), against the same server")
+    parser.add_argument("--server-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the server's event loop (the load stays on asyncio's)")
+    parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 200 connections, 20/s churn, one short round")
@@ -665,16 +680,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-url", help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=600, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from wsconsole.server.loop_policy import resolve_loop, run_on_loop
+
     if args.role == "server":
-        asyncio.run(server_role(args))
+        run_on_loop(server_role(args), resolve_loop(args.loop))
     elif args.role == "load":
         asyncio.run(load_role(args))
     elif args.role == "console":
         from wsconsole.console.tui_command import logging_silenced
 
         with logging_silenced():
-            asyncio.run(console_role(args))
+            run_on_loop(console_role(args), resolve_loop(args.loop))
     else:
+        if args.baseline and len(args.loops) > 1:
+            parser.error("--baseline compares consoles on one loop: give one of --loops")
+        for loop in {*args.loops, args.server_loop}:
+            resolve_loop(loop)  # uvloop missing: one line now, not in a child
         if args.quick:
             args.connections, args.churn, args.traffic = 200, 20.0, 50.0
             args.warmup, args.key_interval = 0.5, 0.1
