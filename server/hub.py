@@ -459,6 +459,8 @@ class Hub:
         # A tapped connection's protocol has its send_frame hooked (the tap
         # shows what it is sent): its own path, so the tap sees the message.
         tapped = self.taps.tapped if self.taps is not None else None
+        # Bound once: most recipients share the plain frame.
+        plain_record, plain_transport = plain.records.append, plain.transports.append
         for record in records:
             connection = record.handle
             protocol = connection.protocol
@@ -467,18 +469,19 @@ class Hub:
             if protocol._state is not OPEN or connection.send_in_progress is not None:
                 skipped += 1
                 continue
-            group: _SharedFrame | None = None
             if not (protocol.writes or protocol.expect_continuation_frame or protocol.debug
                     or (tapped and record.id in tapped)):
                 extensions = protocol.extensions
                 if not extensions:
-                    group = plain
-                elif len(extensions) == 1:
+                    plain_record(record)
+                    plain_transport(connection.transport)
+                    continue
+                if len(extensions) == 1:
                     group = _compressed_once(extensions[0], opcode, payload, compressed, shared)
-            if group is not None:
-                group.records.append(record)
-                group.transports.append(connection.transport)
-                continue
+                    if group is not None:
+                        group.records.append(record)
+                        group.transports.append(connection.transport)
+                        continue
             try:
                 getattr(protocol, method)(payload)
                 connection.send_data()  # counts, as for any frame
@@ -508,12 +511,16 @@ class Hub:
                 sharing = [r for r in sharing if r.handle.transport not in group.failed]
             delivered += len(sharing)
             frame_size = len(group.frame)
+            if limit is None:
+                for record in sharing:
+                    record.bytes_out += frame_size
+                    record.msgs_out += 1
+                continue
             for record in sharing:
-                record.bytes_out += frame_size
+                bytes_out = record.bytes_out = record.bytes_out + frame_size
                 record.msgs_out += 1
-                if limit is not None and (record.bytes_out - record.bytes_out_measured
-                                          > measure_every):
-                    record.bytes_out_measured = record.bytes_out
+                if bytes_out - record.bytes_out_measured > measure_every:
+                    record.bytes_out_measured = bytes_out
                     if pending_bytes(record.handle.transport) > limit:
                         slow.append(record)
         for record in own:

@@ -668,16 +668,17 @@ class MainScreen(Screen[None]):
                 # One ranked page; D would close the filter's connections, not the rows shown.
                 return False
         table = self.table
-        view = self.view
-        if action in _KEYS_OF_ROWS_SHOWN and view.page is None:
-            # While the page asked for is on its way, the page keys and Esc stay
-            # as the rows shown have them, and change with the rows: otherwise
-            # the page keys left the footer and came back with every [ and
-            # Esc, and each change rebuilds the footer (a layout of the screen).
-            view = self.on_screen
-        return key_state(action, view=view, link=self.link_state,
-                         selected=table.selected_id is not None, rows=table.row_count,
-                         filter_open=self.filter_box.has_class("open"))
+        state: dict[str, Any] = dict(link=self.link_state, selected=table.selected_id is not None,
+                                     rows=table.row_count,
+                                     filter_open=self.filter_box.has_class("open"))
+        works = key_state(action, view=self.view, **state)
+        if not works and action in _KEYS_OF_ROWS_SHOWN and self.view.page is None:
+            # While the page asked for is on its way, the page keys and Esc also
+            # work as the rows shown have them, and go with those rows: else
+            # the page keys left the footer and came back with every [ and Esc,
+            # and each change rebuilds the footer (a layout of the screen).
+            works = key_state(action, view=self.on_screen, **state)
+        return works
 
     def on_key(self, event: Key) -> None:
         # A key whose action the link forbids is dimmed in the footer and does

@@ -380,9 +380,18 @@ async def console_role(args: argparse.Namespace) -> None:
             key_latency.setdefault(name, []).append(float("inf"))
 
     async def until(predicate: Any, what: str) -> None:
-        async with asyncio.timeout(30):
-            while not predicate():
-                await asyncio.sleep(0.01)
+        try:
+            async with asyncio.timeout(30):
+                while not predicate():
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            main = app.main_screen
+            raise RuntimeError(
+                f"waited 30 s for {what}: view {main.view.filter} page "
+                f"{'on its way' if main.view.page is None else main.view.page_number}, "
+                f"shown {main.shown and main.shown.filter}, filter box "
+                f"{sorted(main.filter_box.classes)} {main.filter_box.value!r}, focus "
+                f"{app.focused!r}, screen {app.screen!r}, link {app.link_state.status}") from None
 
     async with app.run_test(size=TERMINAL_SIZE):
         main = app.main_screen

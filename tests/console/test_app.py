@@ -21,6 +21,7 @@ from rich.console import Console
 from websockets.asyncio.client import ClientConnection, connect
 
 from wsconsole.console.app import ConsoleApp
+from wsconsole.console.formatting import parse_filter
 from wsconsole.console.client import ControlClient
 from wsconsole.console.screens import (
     ComposeScreen,
@@ -431,6 +432,9 @@ async def test_footer_shows_the_keys_that_work_now() -> None:
             screen.action_next_page()
             assert screen.view.page is None and screen.check_action("previous_page", ())
             await wait_for(lambda: screen.view.page is not None)
+            # A filter on its way can be cleared before its rows arrive.
+            screen._set_view(screen.view.filtered(parse_filter("user=cy")))
+            assert screen.view.page is None and screen.check_action("clear_filter", ())
             await apply_filter(pilot, app, "user=ann")
             await wait_for(lambda: [r["user"] for r in rows(app)] == ["ann"])
             keys = footer_keys(screen)
