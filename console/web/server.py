@@ -411,6 +411,8 @@ class WebConsole:
             return response
         try:
             form = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            return self._login_form("The login form is too large.", status=413)
         except (ValueError, web.HTTPException):
             return self._login_form("The login form could not be read.", status=400)
         token = form.get("token")
@@ -555,7 +557,7 @@ class WebConsole:
                 continue
             try:
                 envelope = json.loads(message.data)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: [[[[...]]]]
                 continue
             if not isinstance(envelope, list) or not envelope:
                 continue
@@ -566,7 +568,8 @@ class WebConsole:
                 await console.set_terminal_size(_cells(data.get("width"), 80),
                                                 _cells(data.get("height"), 24))
             elif kind == "ping" and isinstance(data, str) and len(data) <= 64:
-                await websocket.send_json(["pong", data])
+                with contextlib.suppress(ConnectionError, RuntimeError):  # closing
+                    await websocket.send_json(["pong", data])
             elif kind == "blur":
                 await console.blur()
             elif kind == "focus":
@@ -589,6 +592,6 @@ def _cells(value: Any, default: int) -> int:
     """A terminal dimension from the browser, bounded; ``default`` if it is not one."""
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e999
         return default
     return min(max(number, 1), _MAX_CELLS)

@@ -146,6 +146,25 @@ async def test_login_sets_a_strict_http_only_expiring_cookie(
         assert secret not in Path(web.audit.path or "").read_text()
 
 
+async def test_a_malformed_login_is_answered_and_logins_go_on(web: WebConsole) -> None:
+    """A login form past 16 KiB is answered 413, one that cannot be read (a
+    multipart body without parts, bytes that are not UTF-8) 400, one without a
+    token 401; none sets a cookie, and the next good login goes ahead."""
+    url, headers = f"{origin(web)}/login", {"Origin": origin(web)}
+    form = "application/x-www-form-urlencoded"
+    async with http_session() as session:
+        for body, content_type, status in (
+                (b"token=" + b"a" * 20_000, form, 413),
+                (b"garbage", "multipart/form-data; boundary=zzz", 400),
+                (b"token=\xff\xfe", form, 400),
+                (b"other=1", form, 401)):
+            async with session.post(url, data=body, allow_redirects=False,
+                                    headers={**headers, "Content-Type": content_type}) as response:
+                assert response.status == status, (body[:20], await response.text())
+                assert "Set-Cookie" not in response.headers
+        assert (await login(session, web, OPERATOR_TOKEN)).status == 303
+
+
 async def test_foreign_origins_and_hosts_are_refused(web: WebConsole) -> None:
     """With a valid session: a WebSocket from a foreign Origin, or with none, is
     refused (403); so is a login posted from a foreign page; a Host the web
@@ -175,9 +194,11 @@ async def test_foreign_origins_and_hosts_are_refused(web: WebConsole) -> None:
 async def test_a_console_runs_with_its_login_token_and_the_cap_holds(
         web: WebConsole, live: Live) -> None:
     """A read-only login's console gets the read-only token through its
-    environment (no command line holds a token) and says so; a second console
-    past the cap of one is refused with 503; closing the browser's WebSocket
-    ends the console process, and the audit says why."""
+    environment (no command line holds a token) and says so; frames no browser
+    sends (deeply nested JSON, an infinite size, binary) are ignored and the
+    console keeps answering; a second console past the cap of one is refused
+    with 503; closing the browser's WebSocket ends the console process, and the
+    audit says why."""
     async with http_session() as session:
         assert (await login(session, web, READ_ONLY_TOKEN)).status == 303
         ws_url = f"ws://127.0.0.1:{web.port}/ws?width=120&height=30"
@@ -201,6 +222,21 @@ async def test_a_console_runs_with_its_login_token_and_the_cap_holds(
         assert stat.S_IMODE(Path(f"/proc/{pid}/environ").stat().st_mode) & 0o077 == 0
         assert not [line for line in command_lines()
                     if READ_ONLY_TOKEN in line or OPERATOR_TOKEN in line]
+
+        for hostile in ("[" * 30_000 + "]" * 30_000, '["resize", {"width": 1e999}]',
+                        '["resize", {"width": NaN, "height": -Infinity}]', '["stdin", 7]',
+                        '["ping", ["x"]]', "{}", "[]", "null"):
+            await ws.send_str(hostile)
+        await ws.send_bytes(b"\x00\xff")
+        await ws.send_str('["resize", {"width": 100, "height": 30}]')
+        await ws.send_str('["ping", "still there"]')  # frames are relayed in order
+        async with asyncio.timeout(TIMEOUT):
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT and \
+                        json.loads(message.data) == ["pong", "still there"]:
+                    break
+        assert not ws.closed and web.running == {running}
+        assert running.console.pid == pid and Path(f"/proc/{pid}").exists()
 
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await session.ws_connect(ws_url, origin=origin(web))
