@@ -300,6 +300,14 @@ NOT_DRIVEN = {
 """Panels whose queries must return data, but may rightly be zero all along."""
 
 
+def test_ci_runs_the_prometheus_test():
+    """.ci/run turns the real-Prometheus test on before the test command, as the
+    README says: a CI system that sets no CI=true still runs it."""
+    script = (REPO / ".ci" / "run").read_text()
+    turned_on = script.find('export WSCONSOLE_TEST_PROMETHEUS="${WSCONSOLE_TEST_PROMETHEUS:-1}"')
+    assert 0 <= turned_on < script.find(".venv/bin/pytest")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
