@@ -134,10 +134,13 @@ class DetailScreen(Screen[None]):
         if self.connection_id not in connection_ids(event):
             return
         self.history = [*self.history, event][-MAX_EVENTS:]
-        self._show_events()
         if event.kind == EventKind.CONNECTION_CLOSED:
-            # Closed: fetch now, so the view says so without waiting for the next second.
+            # Its code and reason, even if a fetch found it gone first; and
+            # fetch now, so the view says closed without waiting for the next second.
+            self._show()
             self.fetch()
+        else:
+            self._show_events()
 
     @property
     def closed_with(self) -> dict[str, Any] | None:

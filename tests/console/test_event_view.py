@@ -66,3 +66,46 @@ def test_close_summary_memory_is_bounded_whatever_the_rate() -> None:
         window.add(1006 + i % 3, i / 10)
     assert len(window._buckets) <= 31
     assert sum(window.counts(3600.0).values()) <= 3100
+
+
+async def test_the_log_drops_backlog_it_showed_and_splits_abnormal_closes_from_a_burst() -> None:
+    """After a reconnect the backlog repeats: only its events newer than those shown
+    are written; a burst of closes is two lines, the abnormal ones apart; the same
+    action more than a minute later is a line of its own."""
+    from dataclasses import replace
+
+    from textual.app import App
+
+    from wsconsole.console.widgets import EventLog
+    from wsconsole.console.widgets.event_log import ACTION_COALESCE_SECONDS, COALESCE_ABOVE
+
+    app = App[None]()
+    async with app.run_test(size=(100, 12)):
+        log = EventLog()
+        await app.mount(log)
+        first = [closed(1006, at=10.0), closed(1000, at=11.0)]
+        for event in first:
+            log.add_event(replace(event, backlog=True))
+        log.add_event(closed(4000, at=12.0))
+        log.flush()
+        assert len(log.entries) == 5  # the backlog's two marks, its two lines, one live
+        # The link came back: the server sends its backlog again, with one event more.
+        for event in [*first, closed(4000, at=12.0), closed(1011, at=13.0)]:
+            assert log.add_event(replace(event, backlog=True)) == (event.time == 13.0)
+        log.flush()
+        assert "1011" in log.entries[-1] and sum("1006" in e for e in log.entries) == 1
+
+        many = [closed(1000 + (i % 2) * 6, at=20.0 + i) for i in range(4 * COALESCE_ABOVE)]
+        for event in many:
+            log.add_event(event)
+        log.flush()
+        assert any(f"{2 * COALESCE_ABOVE} connections closed abnormally" in e
+                   for e in log.entries)
+        assert any(f"{2 * COALESCE_ABOVE} connections closed (" in e for e in log.entries)
+
+        action = {"op": "kick", "role": "operator", "args": {"selector": {"user": "x"}}}
+        for at in (100.0, 110.0, 110.0 + ACTION_COALESCE_SECONDS + 1):
+            log.add_event(Event(EventKind.OPERATOR_ACTION, at, action))
+            log.flush()
+        kicks = [e for e in log.entries if "operator: kick" in e]
+        assert len(kicks) == 2 and "×2" in kicks[0] and "×" not in kicks[1]
