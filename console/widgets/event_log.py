@@ -96,7 +96,9 @@ class LogLine:
     def width(self) -> int:
         """Cells the line takes."""
         if self._width is None:
-            self._width = self.text().cell_len
+            # The stamp is "HH:MM:SS " (9 cells); a count adds its own text.
+            self._width = (9 + self.body.cell_len if self.count == 1
+                           else self.text().cell_len)
         return self._width
 
     def text(self) -> Text:
