@@ -690,8 +690,10 @@ async def part_fleet(args: argparse.Namespace, folder: Path) -> list[str]:
             f"{name} x{percentile(table[high][name], 0.5) / percentile(table[low][name], 0.5):.2f}"
             f", x{percentile(table[high][name], 0.99) / percentile(table[low][name], 0.99):.2f}"
             for name in requests))
+        # Below 10 us a request's CPU is under what /proc's ticks resolve: no ratio.
         lines.append(f"  growth {low} -> {high} nodes, CPU per request in all: " + "; ".join(
-            f"{name} x{cpu_table[high][name] / max(1e-9, cpu_table[low][name]):.2f}"
+            f"{name} " + (f"x{cpu_table[high][name] / cpu_table[low][name]:.2f}"
+                          if cpu_table[low][name] > 1e-5 else "-")
             for name in requests))
     return lines
 
