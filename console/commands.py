@@ -601,7 +601,9 @@ async def _print_tap(client: ControlClient, tap_id: str, as_json: bool) -> dict[
                       flush=True)
         elif event.kind == EventKind.TAP_ENDED:
             return data
-    raise ControlUnavailable("the control connection closed during the tap")
+    raise ControlUnavailable(
+        f"the tap ended with the link: the control connection to {client.url} "
+        f"{client.closed_reason}")
 
 
 # Registration
