@@ -192,6 +192,11 @@ class ConsoleApp(App[None]):
                         self.post_message(StatsSampled(event.data or {}))
                     else:
                         self.post_message(EventReceived(event))
+                # How it ended, in the client's words: "closed by the server
+                # (code 1001: ...)", "was lost without a close frame (...)".
+                closed = getattr(client, "closed_reason", None)
+                if isinstance(closed, str) and closed:
+                    reason = f"the control connection {closed}"
             except ControlError as exc:
                 reason = exc.message
             finally:

@@ -430,8 +430,8 @@ def link_banner(link: LinkState) -> tuple[str, str]:
         return (f"Not connected: {link.reason}. Not retried on its own (each attempt "
                 "would send the token to it): fix --url, then press ctrl+r.", "error")
     if link.status == LinkStatus.ENDED:
-        return (f"{link.reason}. The table shows the last data received; ctrl+r "
-                "tries to connect again.", "error")
+        return ("The server has stopped: nothing to reconnect to. The table shows the "
+                "last data received; ctrl+r tries to connect again.", "error")
     if link.status == LinkStatus.LOST and link.hello:
         return (f"Control link lost ({link.reason}); reconnecting. The table shows the "
                 "last data received; no action is sent meanwhile.", "error")

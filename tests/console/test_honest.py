@@ -140,6 +140,8 @@ def test_the_link_health_names_each_reason_for_not_trying():
     assert link_health(LinkState().ended("x")) == "server stopped (ctrl+r retries)"
     text, kind = link_banner(LinkState().not_control_plane("ws://h:1 is not ..."))
     assert kind == "error" and "fix --url" in text
+    text, kind = link_banner(LinkState().ended("the demo's server has stopped."))
+    assert kind == "error" and text.startswith("The server has stopped: nothing to reconnect")
 
 
 # events: a lost link is an error exit
