@@ -503,7 +503,8 @@ async def test_status_bar_counts_down_to_the_next_attempt() -> None:
             await wait_for(lambda: app.link_state.status == "lost")
             status = main(app).query_one("#status")
             assert status.link_display() in ("lost, retrying in 30s", "lost, retrying in 29s")
-            assert "ctrl+r" in footer_keys(main(app))
+            # The footer rebuilds itself after the bindings changed: waited for.
+            await wait_for(lambda: "ctrl+r" in footer_keys(main(app)))
 
 
 # Strings a client chooses, written as Rich/Textual markup: each must be shown
