@@ -165,3 +165,21 @@ def test_the_private_names_of_textual_serve_we_rely_on() -> None:
     assert environment["WSCONSOLE_TOKEN"] == "the-token"
     assert environment["TEXTUAL_DRIVER"] == "textual.drivers.web_driver:WebDriver"
     assert (environment["COLUMNS"], environment["ROWS"]) == ("100", "30")
+
+
+def test_the_rules_are_pure_and_the_cli_loads_no_web_extra() -> None:
+    """settings, sessions and audit load no asyncio, aiohttp, websockets or textual;
+    the wsconsole command loads neither aiohttp nor textual-serve until `web` runs,
+    so that the default install (no web extra) has every other command."""
+    from tests.server.test_boundary import loaded_modules
+
+    def roots(modules: set[str]) -> set[str]:
+        return {module.partition(".")[0] for module in modules}
+
+    pure = loaded_modules("import wsconsole.console.web.settings, "
+                          "wsconsole.console.web.sessions, wsconsole.console.web.audit")
+    assert "wsconsole.console.web.audit" in pure
+    assert not roots(pure) & {"asyncio", "aiohttp", "websockets", "textual", "textual_serve"}
+    cli = loaded_modules("from wsconsole.console.cli import build_parser; build_parser()")
+    assert "wsconsole.console.web.command" in cli
+    assert not roots(cli) & {"aiohttp", "textual_serve"}
