@@ -171,15 +171,23 @@ def test_the_rules_are_pure_and_the_cli_loads_no_web_extra() -> None:
     """settings, sessions and audit load no asyncio, aiohttp, websockets or textual;
     the wsconsole command loads neither aiohttp nor textual-serve until `web` runs,
     so that the default install (no web extra) has every other command."""
-    from tests.server.test_boundary import loaded_modules
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "import wsconsole.console.web.settings, wsconsole.console.web.sessions, "
+            "wsconsole.console.web.audit\n"
+            "pure = sorted(sys.modules)\n"
+            "from wsconsole.console.cli import build_parser; build_parser()\n"
+            "print(json.dumps([pure, sorted(sys.modules)]))")
+    pure, cli = (set(found) for found in json.loads(subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout))
 
     def roots(modules: set[str]) -> set[str]:
         return {module.partition(".")[0] for module in modules}
 
-    pure = loaded_modules("import wsconsole.console.web.settings, "
-                          "wsconsole.console.web.sessions, wsconsole.console.web.audit")
     assert "wsconsole.console.web.audit" in pure
     assert not roots(pure) & {"asyncio", "aiohttp", "websockets", "textual", "textual_serve"}
-    cli = loaded_modules("from wsconsole.console.cli import build_parser; build_parser()")
     assert "wsconsole.console.web.command" in cli
     assert not roots(cli) & {"aiohttp", "textual_serve"}
