@@ -435,8 +435,12 @@ class ControlClient:
                 async with asyncio.timeout(wait):
                     reply = await future
             except TimeoutError:
+                # A control plane answers hello at once; silence may be an
+                # application that waits for its own protocol (still retried:
+                # it may also be a control plane too busy to answer).
+                hint = " (is it a wsconsole control plane?)" if op == "hello" else ""
                 raise ControlUnavailable(
-                    f"no reply from {self.url} to {op} within {wait:g} s"
+                    f"no reply from {self.url} to {op} within {wait:g} s{hint}"
                 ) from None
         finally:
             self._pending.pop(request_id, None)

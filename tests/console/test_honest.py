@@ -447,3 +447,20 @@ async def test_the_compose_count_follows_joins_and_is_checked_before_sending():
                                        for n in notes(app)))
             for ws in clients:
                 await ws.close()
+
+
+async def test_a_silent_endpoint_is_asked_whether_it_is_a_control_plane():
+    """An endpoint that takes the handshake and never answers hello fails after
+    the request timeout, asking whether it is a control plane at all."""
+    from websockets.asyncio.server import serve as websockets_serve
+
+    from wsconsole.server.errors import ControlUnavailable
+
+    async def silent(ws):
+        await ws.wait_closed()
+
+    async with websockets_serve(silent, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = ControlClient(f"ws://127.0.0.1:{port}", TOKEN, request_timeout=0.1)
+        with pytest.raises(ControlUnavailable, match="is it a wsconsole control plane"):
+            await client.connect()
