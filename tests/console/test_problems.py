@@ -42,16 +42,21 @@ async def console(live: Live, **kwargs: Any) -> AsyncIterator[tuple[ConsoleApp, 
         yield app, pilot
 
 
-async def test_event_log_backlog_keys_filters_and_coalescing() -> None:
+async def test_event_log_close_summary_and_problems_view() -> None:
     """The log starts with what happened before the console attached (marked as the
     backlog); e focuses it, 1 shows only abnormal closes, 0 everything, E expands it
-    over the screen and esc brings it back; the same send twelve times is one line."""
+    over the screen and esc brings it back; the same send twelve times is one line;
+    the status bar sums up the abnormal closes. p ranks the connections by what is
+    wrong and says it is the problems view; p, esc or a sort key goes back to the
+    view it came from; D is hidden meanwhile."""
     async with live_server() as live:
+        for name in ("cy", "dee", "eve"):
+            await live.client("/chat", user=name)
         ann = await live.client("/chat", user="ann")
         await ann.close(4001, "bye")
         bob = await live.client("/chat", user="bob")
         await bob.close()
-        await wait_for(lambda: len(live.server.hub.registry) == 0)
+        await wait_for(lambda: len(live.server.hub.registry) == 3)
         async with console(live) as (app, pilot):
             log = app.main_screen.query_one(EventLog)
             await wait_for(lambda: any("4001" in line for line in log.entries))
@@ -87,14 +92,6 @@ async def test_event_log_backlog_keys_filters_and_coalescing() -> None:
             sends = [line for line in log.entries if "operator: send" in line]
             assert len(sends) == 1 and "user=nobody" in sends[0]
 
-
-async def test_p_shows_the_problems_view_and_p_esc_or_a_sort_key_leaves_it() -> None:
-    """p ranks the connections by what is wrong and says it is the problems view;
-    p, esc or a sort key goes back to the view it came from; D is hidden meanwhile."""
-    async with live_server() as live:
-        for name in ("ann", "bob", "cy"):
-            await live.client("/chat", user=name)
-        async with console(live) as (app, pilot):
             screen = app.main_screen
             table = screen.table
 
@@ -102,6 +99,7 @@ async def test_p_shows_the_problems_view_and_p_esc_or_a_sort_key_leaves_it() -> 
                 return [str(key.value) for key in table.rows]
 
             await wait_for(lambda: table.row_count == 3)
+            table.focus()
             for leave in ("p", "escape", None):
                 if leave != "escape":
                     await pilot.press("p")
