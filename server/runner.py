@@ -10,7 +10,9 @@ Must never import textual or ``wsconsole.console``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import os
 import signal
 import sys
 from typing import Any, Callable, TextIO
@@ -83,8 +85,10 @@ async def run_server(
         # signal then means "stop waiting". hub.shutdown rather than
         # server.close(), which, like websockets', acts only once.
         if server.hub.may_shutdown(ShutdownMode.GRACEFUL).allowed:
-            print("wsconsole: shutting down gracefully", file=out, flush=True)
+            # First: a line that cannot be written (the reader of a pipe gone)
+            # must not keep the server from stopping.
             server.hub.shutdown(ShutdownMode.GRACEFUL)
+            _say(out, "wsconsole: shutting down gracefully")
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
@@ -124,5 +128,20 @@ async def run_server(
                 loop.remove_signal_handler(signum)
             except (NotImplementedError, RuntimeError):  # pragma: no cover
                 pass
-    print("wsconsole: stopped", file=out, flush=True)
+    _say(out, "wsconsole: stopped")
     return 0
+
+
+def _say(out: TextIO, line: str) -> None:
+    """A line of the shutdown; if the output is gone (a broken pipe), it goes
+    nowhere from now on, and the server stops all the same (exit status 0)."""
+    try:
+        print(line, file=out, flush=True)
+    except OSError:
+        # What is buffered would fail again at exit (and Python would exit 120).
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, out.fileno())
+            finally:
+                os.close(devnull)

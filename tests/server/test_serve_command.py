@@ -144,3 +144,26 @@ async def test_log_level_debug_logs_connections_without_their_secrets():
     log = err.decode()
     assert "connection open" in log and "token=[redacted]" in log
     assert "hunter2" not in log
+
+
+async def test_sigterm_stops_the_server_when_its_output_reader_is_gone():
+    """`wsconsole serve | tee log`, and tee dies: SIGTERM still stops the server
+    (the goodbye lines cannot be written; they no longer keep it from stopping)."""
+    read_end, write_end = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        *WSCONSOLE, "serve", "--no-control", "--port", "0",
+        stdout=write_end, stderr=write_end)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as output:
+            async with asyncio.timeout(TIMEOUT * 2):
+                while b"event loop" not in (line := await asyncio.to_thread(output.readline)):
+                    assert line, "the server exited before saying it is up"
+        # The reader is gone: every write from now on is a broken pipe.
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
