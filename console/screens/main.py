@@ -86,7 +86,7 @@ _SORT_BINDINGS: list[BindingType] = [
     for header in ({k: h for k, h, _ in COLUMNS}[key],)
 ]
 # The main screen's keys that work while the event log is expanded (E).
-_EXPANDED_KEYS = frozenset({"expand_events", "help", "reconnect"})
+_EXPANDED_KEYS = frozenset({"collapse_events", "help", "reconnect"})
 _KEYS_OF_ROWS_SHOWN = frozenset({"next_page", "previous_page", "clear_filter"})
 # Events after which the page shown may have changed.
 _CHANGES_ROWS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED,
@@ -145,6 +145,9 @@ class MainScreen(Screen[None]):
                 tooltip="Move to the event log (1-4 filter it, 0 shows all)"),
         Binding("E", "expand_events", "Expand events", id="expand_events",
                 tooltip="The event log over the whole screen (E or esc returns)"),
+        # E again, while the log is expanded: named for what it does then.
+        Binding("E", "collapse_events", "Back to the table", id="collapse_events",
+                tooltip="The event log back in its place under the table (esc too)"),
         Binding("p", "problems", "Problems", id="problems",
                 tooltip="The connections sorted by what is wrong: buffered bytes, then "
                         "latency, then idle time (p or esc leaves)"),
@@ -646,11 +649,12 @@ class MainScreen(Screen[None]):
         self.event_log.show_expanded(self.maximized is self.event_log)
         self.refresh_bindings()
 
+    def action_collapse_events(self) -> None:
+        """The expanded event log back in its place."""
+        self.minimize()
+
     def action_expand_events(self) -> None:
-        """Show the event log over the whole screen, or back in its place."""
-        if self.maximized is not None:
-            self.minimize()
-            return
+        """Show the event log over the whole screen."""
         self.event_log.focus()
         self.maximize(self.event_log, container=False)
 
@@ -661,6 +665,8 @@ class MainScreen(Screen[None]):
             return True
         if self.maximized is not None and action not in _EXPANDED_KEYS:
             return False  # the table is hidden: its keys would act on rows out of sight
+        if action == "collapse_events":
+            return self.maximized is not None
         if self.problems:
             if action == "clear_filter" and not self.filter_box.has_class("open"):
                 return True  # esc leaves the problems view
