@@ -327,7 +327,7 @@ class WebConsole:
             return 421, "this web console does not answer for that host"
         origin = request.headers.get("Origin")
         if origin is None:
-            if request.method != "GET" or request.path == "/ws":
+            if request.method not in ("GET", "HEAD") or request.path == "/ws":
                 return 403, "no Origin: refused"
         elif origin.lower() not in self.origins:
             return 403, "foreign Origin: refused"

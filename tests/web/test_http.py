@@ -76,11 +76,14 @@ def audit_lines(web: WebConsole) -> list[dict[str, Any]]:
 
 
 async def test_every_page_and_the_websocket_need_a_session(web: WebConsole) -> None:
-    """Without a session, / sends to the login page, a static file and the
-    WebSocket are refused with 401; the login page is served with a strict CSP."""
+    """Without a session, / sends to the login page (a HEAD, such as an uptime
+    check's, too), a static file and the WebSocket are refused with 401; the
+    login page is served with a strict CSP."""
     async with http_session() as session:
         async with session.get(f"{origin(web)}/", allow_redirects=False) as response:
             assert response.status == 303 and response.headers["Location"] == "/login"
+        async with session.head(f"{origin(web)}/", allow_redirects=False) as response:
+            assert response.status == 303
         async with session.get(f"{origin(web)}/static/js/textual.js") as response:
             assert response.status == 401
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
