@@ -15,9 +15,12 @@ the time stays visible without a test that fails on a slow machine.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +45,91 @@ if TEST_LOOP == "uvloop":
     def pytest_asyncio_loop_factories(config, item):
         """Every async test and fixture runs on a uvloop loop."""
         return {"uvloop": uvloop.new_event_loop}
+
+
+async def _to_the_app(min_sleep: float = 0.0, max_sleep: float = 1.0) -> None:
+    """Between two keys: let the key just sent reach the app's queue (it is
+    posted with ``run_coroutine_threadsafe``: a few turns of the loop)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def _settled(app: Any) -> None:
+    """Wait until ``app`` has handled what it was sent: its messages and those of
+    a screen that opened meanwhile (composed and mounted), then a refresh of
+    the screen (laid out and drawn). At most a second for the refresh, as
+    Textual's own wait: the app may be closing, and never refresh again."""
+    from textual.pilot import Pilot
+
+    await Pilot(app)._wait_for_screen()
+    screen = app.screen
+    if screen.is_running:
+        try:
+            async with asyncio.timeout(1.0):
+                await screen.wait_for_refresh()
+        except TimeoutError:
+            pass
+
+
+async def _app_settled(min_sleep: float = 0.0, max_sleep: float = 1.0) -> None:
+    """``Pilot.pause()``'s wait (after its own wait for the screen's messages)."""
+    from textual._context import active_app
+
+    await _settled(active_app.get())
+
+
+async def _press_and_settle(pilot: Any, *keys: str) -> None:
+    """``Pilot.press``, then wait until the app has handled the keys."""
+    await _pilot_press(pilot, *keys)
+    if keys:
+        await _settled(pilot.app)
+
+
+_pilot_press: Any = None
+
+
+@pytest.fixture(autouse=True)
+def _pilot_waits_for_the_app_not_for_idle() -> None:
+    """``pilot.press``, ``pause`` and ``click`` wait for the app, not for the CPU to go idle.
+
+    Textual's pilot waits until the process has used almost no CPU for 20 ms
+    (``textual._wait.wait_for_idle``), up to a second: twice after each key,
+    once before each mouse event. The console's tests run the server, its
+    clients and the app in one process, which is rarely that idle: each key
+    cost 0.05-0.4 s, half the app tests' time. Instead the keys go to the app
+    one after the other (through the driver, in order), and ``press`` and
+    ``pause`` return once the app has handled what it was sent and refreshed
+    the screen since (``_settled``): deterministic, and one refresh per call.
+    """
+    global _pilot_press
+    app = sys.modules.get("textual.app")
+    if app is None or app.wait_for_idle is _to_the_app:
+        return  # no console in this process (yet), or done
+    import textual.pilot
+    from textual.pilot import Pilot
+
+    # Private names of Textual's: fail loudly if they move, not slowly.
+    for module in (app, textual.pilot):
+        assert module.wait_for_idle.__module__ == "textual._wait", module
+    assert Pilot._wait_for_screen
+    app.wait_for_idle = _to_the_app
+    textual.pilot.wait_for_idle = _app_settled
+    _pilot_press, Pilot.press = Pilot.press, _press_and_settle
+
+
+@pytest.fixture
+def textual_idle_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys wait for the CPU to go idle, as outside the tests: for ``wsconsole
+    screenshots``, whose committed pictures were made so."""
+    import textual._wait
+    import textual.app
+    import textual.pilot
+    from textual.pilot import Pilot
+
+    for module in (textual.app, textual.pilot):
+        monkeypatch.setattr(module, "wait_for_idle", textual._wait.wait_for_idle)
+    if _pilot_press is not None:
+        monkeypatch.setattr(Pilot, "press", _pilot_press)
 
 
 SUITE_BUDGET = 60.0

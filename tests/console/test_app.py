@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Callable
 from urllib.parse import quote
 
 from rich.console import Console
+from textual.errors import NoWidget
 from websockets.asyncio.client import ClientConnection, connect
 
 from wsconsole.console.app import ConsoleApp
@@ -109,6 +110,25 @@ async def select_row(pilot: Any, app: ConsoleApp, predicate: Callable[[dict], bo
             await wait_for(lambda: table.selected_id == row["id"])
             return row
     raise AssertionError("no such row")
+
+
+async def click(pilot: Any, selector: str) -> None:
+    """Click the widget ``selector`` once it is laid out on the current screen (a
+    dialog just opened has no widgets yet), and check the click landed on it."""
+    app = pilot.app
+
+    def laid_out() -> bool:
+        found = app.screen.query(selector)
+        if not found or not found.first().region:
+            return False
+        widget = found.first()
+        try:
+            return app.screen.get_widget_at(*widget.region.offset)[0] is widget
+        except NoWidget:
+            return False
+
+    await wait_for(laid_out)
+    assert await pilot.click(selector), f"the click missed {selector}"
 
 
 async def apply_filter(pilot: Any, app: ConsoleApp, text: str) -> None:
@@ -265,7 +285,7 @@ async def test_disconnect_selected_connection() -> None:
             await select_row(pilot, app, lambda r: r["user"] == "bob")
             await pilot.press("d")
             await wait_for(lambda: isinstance(app.screen, DisconnectScreen))
-            await pilot.click("#confirm-yes")
+            await click(pilot, "#confirm-yes")
             async with asyncio.timeout(TIMEOUT):
                 await bob.wait_closed()
             assert bob.close_code == 1000
@@ -284,9 +304,9 @@ async def test_keep_alive_shutdown_shows_the_drain() -> None:
             await pilot.press("X")
             await wait_for(lambda: isinstance(app.screen, ShutdownScreen))
             dialog = app.screen
-            await pilot.click("#shutdown-mode RadioButton:last-of-type")
+            await click(pilot, "#shutdown-mode RadioButton:last-of-type")
             await wait_for(lambda: dialog.mode == "keep_alive")
-            await pilot.click("#shutdown-confirm")
+            await click(pilot, "#shutdown-confirm")
             await wait_for(lambda: dialog.phase == "draining")
             assert live.server.hub.state == "draining"
             # Open connections are still served.
@@ -389,7 +409,8 @@ async def test_too_small_terminal_hides_an_open_dialog() -> None:
             await wait_for(lambda: len(rows(app)) == 1)
             main(app).table.focus()
             await pilot.press("m")
-            await wait_for(lambda: isinstance(app.screen, ComposeScreen))
+            await wait_for(lambda: isinstance(app.screen, ComposeScreen)
+                           and app.screen.is_mounted)
             compose = app.screen
             compose.query_one("TextArea").text = "half-written"
             await wait_for(lambda: "Send a message" in drawn(app), interval=0.05)
@@ -628,7 +649,7 @@ async def test_an_action_writes_one_event_log_line() -> None:
             await select_row(pilot, app, lambda r: r["user"] == "ann")
             await pilot.press("d")
             await wait_for(lambda: isinstance(app.screen, DisconnectScreen))
-            await pilot.click("#confirm-yes")
+            await click(pilot, "#confirm-yes")
             async with asyncio.timeout(TIMEOUT):
                 await ann.wait_closed()
             await wait_for(lambda: any(n.title == "Disconnect" for n in app._notifications)

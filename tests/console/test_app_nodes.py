@@ -58,7 +58,8 @@ async def test_one_node_is_a_column_a_group_and_a_filter() -> None:
             await wait_for(lambda: isinstance(app.screen, MainScreen))
 
             await pilot.press("X")
-            await wait_for(lambda: isinstance(app.screen, ShutdownScreen))
+            await wait_for(lambda: isinstance(app.screen, ShutdownScreen)
+                           and app.screen.is_mounted)
             dialog = app.screen
             assert dialog.targets == [("this server (test-node)", None)]
             assert not dialog.query_one("#shutdown-target-row").display

@@ -54,6 +54,7 @@ def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 # cores are busy with other work. The generator waits for what each picture
 # shows, however long that takes; this is only the guard against a hang.
 @pytest.mark.timeout(240)
+@pytest.mark.usefixtures("textual_idle_waits")
 def test_screenshots_match_the_committed_ones(tmp_path: Path, local_zone: str) -> None:
     """`wsconsole screenshots` reproduces the committed SVGs exactly (rerun it if not),
     in UTC whatever the local zone, and gives the caller's zone back."""
