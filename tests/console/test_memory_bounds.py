@@ -38,7 +38,7 @@ async def console_on_live_server() -> AsyncIterator[tuple[Any, ConsoleApp, Any]]
     await server
     url = server.control.url
     app = ConsoleApp(lambda: ControlClient(url, TOKEN), url=url,
-                     poll_interval=0.2, stats_interval=0.2,
+                     poll_interval=0.2, stats_interval=0.2, refresh_delay=0.01,
                      min_refresh_interval=0.05)  # throttle: test_refresh.py
     try:
         async with app.run_test(size=SIZE) as pilot:
