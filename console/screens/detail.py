@@ -21,6 +21,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Key
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
@@ -41,6 +42,7 @@ from ..formatting import (
 from ..link import LinkState
 from ..messages import CommandFailed
 from ..output import printable
+from ..view_state import refusal
 from ..widgets import KeysFooter, TooSmallNotice
 from ..widgets.event_log import describe_event
 from .compose import ComposeScreen
@@ -158,6 +160,16 @@ class DetailScreen(Screen[None]):
             if link.read_only or not link.up:
                 return None
         return True
+
+    def on_key(self, event: Key) -> None:
+        # As on the main screen: a key the link forbids (a read-only token, the
+        # link down) is dimmed and does nothing; say why, rather than nothing.
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            why = refusal(binding.action, self.console.link_state)
+            if why is not None and self.check_action(binding.action, ()) is None:
+                self.notify(why, title="Not sent", severity="warning", markup=False,
+                            timeout=3)
+                return
 
     def on_resize(self) -> None:
         # The header tables' columns are as wide as the screen allows: again.

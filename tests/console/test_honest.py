@@ -229,15 +229,35 @@ async def test_at_100x30_the_layout_adapts_and_the_palette_tells_the_truth(
 
 async def test_a_mutating_key_with_a_read_only_token_says_why(monkeypatch):
     """b with a read-only token opens nothing and says that sending needs the
-    operator role; the footer shows it dimmed."""
+    operator role; the footer shows it dimmed. In the detail view, m, d and T
+    say why too, and the view stays."""
+    from websockets.asyncio.client import connect
+
+    from wsconsole.console.screens import DetailScreen
+
     async with demo_server() as server:
+        ann = await connect(f"{public_url(server)}/?user=ann")
         app = console(control_url(server), token=READ_ONLY)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(lambda: app.link_state.up and app.link_state.read_only)
+            screen = app.main_screen
+            await wait_for(lambda: app.link_state.up and app.link_state.read_only
+                           and screen.table.row_count == 1)
             await pilot.press("b")
             await wait_for(lambda: any("read-only token: sending needs the operator role"
                                        in n for n in notes(app)))
-            assert app.screen is app.main_screen
+            assert app.screen is screen
+            app._notifications.clear()
+            screen.table.focus()
+            await pilot.press("enter")
+            await wait_for(lambda: isinstance(app.screen, DetailScreen)
+                           and app.screen.is_mounted)
+            detail = app.screen
+            await pilot.press("m", "d", "T")
+            for verb in ("sending", "disconnecting", "tapping"):
+                await wait_for(lambda: any(f"read-only token: {verb} needs the operator role"
+                                           in n for n in notes(app)))
+            assert app.screen is detail
+        await ann.close()
 
 
 # Layout that adapts
@@ -335,7 +355,9 @@ async def test_the_drain_dialog_counts_down_and_tells_an_escalation_from_the_cli
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(lambda: app.link_state.up and app.stats.get("connections") == 2)
             await pilot.press("X")
-            await wait_for(lambda: isinstance(app.screen, ShutdownScreen))
+            # Pushed is not yet composed: mounted before a click can find its buttons.
+            await wait_for(lambda: isinstance(app.screen, ShutdownScreen)
+                           and app.screen.is_mounted)
             dialog = app.screen
             await pilot.click("#shutdown-mode RadioButton:last-of-type")
             await wait_for(lambda: dialog.mode == "keep_alive")
@@ -386,7 +408,10 @@ def test_the_demo_says_its_server_stopped_and_quits(capsys):
             await wait_for(lambda: app.link_state.up, timeout=3 * TIMEOUT)
             # What the shutdown dialog sends (the dialog is tested on its own).
             await app.link.require().shutdown("graceful")
-            await wait_for(lambda: isinstance(app.screen, ServerStoppedScreen),
+            # Pushed is not yet mounted: Quit is focused (on mount) before enter
+            # can press it (an enter that comes first reaches no button).
+            await wait_for(lambda: isinstance(app.screen, ServerStoppedScreen)
+                           and getattr(app.screen.focused, "id", None) == "ended-quit",
                            timeout=3 * TIMEOUT)
             seen["status"] = app.link_state.status
             # The link worker was cancelled: it ends, and nothing tries again.

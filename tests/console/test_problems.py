@@ -151,7 +151,8 @@ async def test_detail_wraps_shows_its_events_and_once_closed_its_code_and_no_act
             await wait_for(lambda: "+ bob /chat" in drawn(events))
 
             await pilot.press("d")
-            await wait_for(lambda: isinstance(app.screen, DisconnectScreen))
+            await wait_for(lambda: isinstance(app.screen, DisconnectScreen)
+                           and app.screen.is_mounted)  # pushed is not yet composed
             await pilot.click("#confirm-yes")
             await wait_for(lambda: app.screen is detail and detail.closed
                            and detail.closed_with is not None)
