@@ -87,7 +87,7 @@ _SORT_BINDINGS: list[BindingType] = [
 ]
 # The main screen's keys that work while the event log is expanded (E).
 _EXPANDED_KEYS = frozenset({"collapse_events", "help", "reconnect"})
-_KEYS_OF_ROWS_SHOWN = frozenset({"next_page", "previous_page", "clear_filter"})
+_PAGE_ACTIONS = frozenset({"next_page", "previous_page"})
 # Events after which the page shown may have changed.
 _CHANGES_ROWS = frozenset({EventKind.CONNECTION_OPENED, EventKind.CONNECTION_CLOSED,
                            EventKind.BURST, EventKind.SLOW_CONSUMER, EventKind.STATE_CHANGED})
@@ -677,13 +677,17 @@ class MainScreen(Screen[None]):
         state: dict[str, Any] = dict(link=self.link_state, selected=table.selected_id is not None,
                                      rows=table.row_count,
                                      filter_open=self.filter_box.has_class("open"))
-        works = key_state(action, view=self.view, **state)
-        if not works and action in _KEYS_OF_ROWS_SHOWN and self.view.page is None:
-            # While the page asked for is on its way, the page keys and Esc also
-            # work as the rows shown have them, and go with those rows: else
-            # the page keys left the footer and came back with every [ and Esc,
-            # and each change rebuilds the footer (a layout of the screen).
-            works = key_state(action, view=self.on_screen, **state)
+        view, shown = self.view, self.shown
+        works = key_state(action, view=view, **state)
+        if not works and view.page is None and shown is not None and (
+                action == "clear_filter" or action in _PAGE_ACTIONS
+                and (view.filter, view.sort) == (shown.filter, shown.sort)):
+            # While the page asked for is on its way, Esc also works as the rows
+            # shown have it, and so do the page keys when only the page changes
+            # (another page of the same rows): else they left the footer and
+            # came back with every [ and Esc, and each change of the keys
+            # rebuilds the footer (a layout of the screen).
+            works = key_state(action, view=shown, **state)
         return works
 
     def on_key(self, event: Key) -> None:
