@@ -53,12 +53,23 @@ both alike; compare the ratios, not the absolute figures across runs.
     CPU per request (requester, each other node, Redis), and how both grow
     from 2 to 10.
 (e) ``wsconsole serve --workers 2`` against ``--workers 1`` (both in cluster
-    mode, one Redis): echo throughput and the workers' CPU per message in
-    alternating rounds, clients per worker (SO_REUSEPORT's spread), then
-    ``--held`` connections held by each: per worker, and RSS per connection.
-    Goal: two workers >= 1.7x one. The load generator shares the two cores:
-    its CPU per message is printed, and what two cores allow two workers
-    beside it (2 / (workers' + client's CPU per message)).
+    mode, one Redis). First with the C load client (``ws_echo_load.c``,
+    compiled at run time with ``cc -O2`` into the run's temporary folder;
+    without a C compiler it is skipped with a line saying so, and the
+    Python client holds the connections instead): each setup
+    holds ``--held`` connections (2,000) from its own client process for the
+    whole part, counted per worker by the control plane, with the RSS each
+    costs; then ``--load-rounds`` rounds (8) of ``--load-seconds`` (5 s)
+    alternating the setups ABAB, every connection keeping ``--load-window``
+    (4) masked text frames in flight. Each round gives the messages echoed
+    per second, the workers' CPU per message (``/proc``), the client's own
+    (``getrusage``) and its share of the CPU; medians and ranges, the ratio
+    of medians and round by round. Then the Python client's rounds as before
+    (``bench_server.py``'s lean clients, a fixed number of messages in
+    windows of 32; that client costs a third of the workers' CPU per
+    message). Goal: two workers >= 1.7x one. The load generator shares the
+    two cores: what two idle cores would allow is printed too (from the CPU
+    per message of workers and client).
 
 Each figure is printed with the machine's load average (``os.getloadavg``).
 The script exits 0 unless it breaks; a missed goal is printed OVER BUDGET.
@@ -88,6 +99,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO))
 
 import bench_server  # noqa: E402  (beside this script)
+import ws_echo_load  # noqa: E402  (beside this script)
 from websockets.asyncio.client import connect  # noqa: E402
 
 from wsconsole.server import serve  # noqa: E402
@@ -766,10 +778,13 @@ def rss_bytes(pid: int) -> int:
 
 
 async def part_workers(args: argparse.Namespace, folder: Path) -> list[str]:
-    clients, messages, rounds = args.echo_clients * 2, args.echo_messages, args.echo_rounds
-    lines = Report(f"(e) --workers 2 against one worker (both in cluster mode, one Redis): "
-                   f"echo {clients} clients x {messages} messages, {rounds} rounds each, "
-                   f"alternating; then {args.held:,} connections held")
+    held = args.held
+    lines = Report(f"(e) --workers 2 against one worker (both in cluster mode, one Redis), "
+                   f"alternating rounds; {held:,} connections held by each")
+    binary, why_not = ws_echo_load.build(folder)
+    if binary is None:
+        lines.append(f"  the C load client is not available ({why_not}): the Python client "
+                     f"only, whose CPU shares the cores with the workers")
     async with AsyncExitStack() as stack:
         redis = PrivateRedis(folder / "redis").start()
         stack.callback(redis.stop)
@@ -778,76 +793,170 @@ async def part_workers(args: argparse.Namespace, folder: Path) -> list[str]:
             workers = Workers(count, folder / name, redis.url, name)
             stack.callback(workers.stop)
             setups[name] = await workers.ready()
-        client = bench_server.ClientHandle()
-        stack.callback(client.stop)
-        await client.call("arm", 0)
         operators = {name: await stack.enter_async_context(_control(w.control_url))
                      for name, w in setups.items()}
         await wait_live(operators["two"], 2)
-        rates: dict[str, list[float]] = {name: [] for name in setups}
-        cpu: dict[str, list[float]] = {name: [] for name in setups}
-        spread: dict[str, list[str]] = {name: [] for name in setups}
-        client_cpu: dict[str, list[float]] = {name: [] for name in setups}
-        assert client.process.pid is not None
-        client_pid = client.process.pid
-        for round_index in range(rounds):
-            for name in (list(setups) if round_index % 2 == 0 else list(setups)[::-1]):
-                workers = setups[name]
-                await client.call("open", workers.port, clients, "echo")
-                await _wait_total(operators[name], clients)
-                groups = (await operators[name].ok("list", limit=1))["groups"]["nodes"]
-                spread[name].append("/".join(str(groups[n]) for n in sorted(groups)))
-                pids = workers.pids()
-                before = sum(cpu_seconds(pid) for pid in pids)
-                client_before = cpu_seconds(client_pid)
-                elapsed = await client.call("echo", "echo", messages, 32, 64)
-                used = sum(cpu_seconds(pid) for pid in pids) - before
-                client_cpu[name].append((cpu_seconds(client_pid) - client_before)
-                                        / (clients * messages))
-                await client.call("close", "echo")
-                await _wait_total(operators[name], 0)
-                rates[name].append(clients * messages / elapsed)
-                cpu[name].append(used / (clients * messages))
-        med = bench_server._median
-        for name in setups:
-            lines.append(f"  {name} worker{'s' if name == 'two' else ''}: "
-                         f"{med(rates[name]):,.0f} msg/s ({min(rates[name]):,.0f}-"
-                         f"{max(rates[name]):,.0f}), workers' CPU {med(cpu[name]) * 1e6:.1f} "
-                         f"us/msg, the client's {med(client_cpu[name]) * 1e6:.1f} us/msg, "
-                         f"workers' CPU use {med(rates[name]) * med(cpu[name]):.2f} cores, "
-                         f"clients per worker {', '.join(spread[name])}")
-        ratio = med(rates["two"]) / med(rates["one"])
-        lines.append(f"  two/one throughput {ratio:.2f} (goal >= 1.7: "
-                     f"{'ok' if ratio >= 1.7 else 'OVER BUDGET'}); CPU per message "
-                     f"{med(cpu['two']) / med(cpu['one']):.2f}  [{load()}]")
-        # What two cores allow with the load generator on them too: every
-        # message costs the workers' CPU and the client's, out of 2 cores
-        # (less what the machine's other processes take).
-        # One worker uses one core at most; the client takes its share of the rest.
-        cores = os.cpu_count() or 2
-        one_at_most = min(1 / med(cpu["one"]), cores / (med(cpu["one"]) + med(client_cpu["one"])))
-        two_at_most = min(2 / med(cpu["two"]),
-                          cores / (med(cpu["two"]) + med(client_cpu["two"])))
-        lines.append(f"  on {cores} idle cores with the client on them: one worker at most "
-                     f"{one_at_most:,.0f} msg/s, two at most {two_at_most:,.0f} msg/s: "
-                     f"{two_at_most / one_at_most:.2f}x (from the CPU per message of workers "
-                     f"and client); this run's processes got "
-                     f"{med(rates['one']) * (med(cpu['one']) + med(client_cpu['one'])):.2f} "
-                     f"(one) and {med(rates['two']) * (med(cpu['two']) + med(client_cpu['two'])):.2f}"
-                     f" (two) cores")
+        if binary is not None:
+            await _workers_c_rounds(args, binary, setups, operators, lines)
+        await _workers_python_rounds(args, setups, operators, lines, stack,
+                                     hold=binary is None)
+    return lines
+
+
+def _spread(values: list[float], scale: float = 1.0, fmt: str = ",.0f") -> str:
+    """The median (min-max) of some figures."""
+    med = bench_server._median
+    return (f"{med(values) * scale:{fmt}} ({min(values) * scale:{fmt}}-"
+            f"{max(values) * scale:{fmt}})")
+
+
+async def _workers_c_rounds(args: argparse.Namespace, binary: Path, setups: dict[str, Workers],
+                            operators: dict[str, Control], lines: Report) -> None:
+    """The C client's rounds: both setups hold ``--held`` connections throughout;
+    each round echoes on all of them for ``--load-seconds``, alternating setups."""
+    held, seconds, rounds = args.held, args.load_seconds, args.load_rounds
+    lines.append(f" C client (ws_echo_load.c, cc -O2): {held:,} connections each, "
+                 f"{args.load_window} masked text frames of {args.load_size} B in flight "
+                 f"per connection{' (sent as one burst)' if args.load_burst else ''}, "
+                 f"{args.load_pace_us} us pause between its event loop's turns; "
+                 f"{rounds} rounds of {seconds:g} s each, ABAB")
+    loads: dict[str, ws_echo_load.EchoLoad] = {}
+    try:
         for name, workers in setups.items():
             pids = workers.pids()
             before = sum(rss_bytes(pid) for pid in pids)
-            await client.call("open", workers.port, args.held, "held")
-            await _wait_total(operators[name], args.held)
+            load_client = ws_echo_load.EchoLoad(binary, workers.port, held, args.load_window,
+                                                args.load_size, burst=args.load_burst,
+                                                pace_us=args.load_pace_us)
+            loads[name] = load_client
+            opened = await load_client.open()
+            await _wait_total(operators[name], opened["opened"])
             groups = (await operators[name].ok("list", limit=1))["groups"]["nodes"]
             grown = sum(rss_bytes(pid) for pid in pids) - before
-            lines.append(f"  {name}: {args.held:,} connections held, per worker "
-                         f"{', '.join(f'{n} {c:,}' for n, c in sorted(groups.items()))}; "
-                         f"RSS +{grown / args.held:,.0f} B per connection")
-            await client.call("close", "held")
+            lines.append(f"  {name}: {opened['opened']:,} of {held:,} connections open "
+                         f"({opened['failed']} failed, {opened['seconds']:.1f} s), held per "
+                         f"worker {', '.join(f'{n} {c:,}' for n, c in sorted(groups.items()))}; "
+                         f"RSS +{grown / max(1, opened['opened']):,.0f} B per connection "
+                         f"[{load()}]")
+        rates: dict[str, list[float]] = {name: [] for name in setups}
+        cpu: dict[str, list[float]] = {name: [] for name in setups}
+        client_cpu: dict[str, list[float]] = {name: [] for name in setups}
+        share: dict[str, list[float]] = {name: [] for name in setups}
+        problems: list[str] = []
+        loads_seen: list[float] = []
+        for round_index in range(rounds):
+            for name in (list(setups) if round_index % 2 == 0 else list(setups)[::-1]):
+                pids = setups[name].pids()
+                before = sum(cpu_seconds(pid) for pid in pids)
+                figures = await loads[name].echo(seconds)
+                used = sum(cpu_seconds(pid) for pid in pids) - before
+                loads_seen.append(os.getloadavg()[0])
+                if figures["messages"] == 0:
+                    problems.append(f"{name}: no message echoed in round {round_index + 1}")
+                    continue
+                rates[name].append(figures["rate"])
+                # The workers' CPU over the round and its drain, per message echoed in both.
+                cpu[name].append(used / max(1, figures["echoed"]))
+                client_cpu[name].append(figures["cpu_seconds"] / figures["messages"])
+                share[name].append(client_cpu[name][-1] / (client_cpu[name][-1] + cpu[name][-1]))
+                for key in ("closed_by_server", "bad_frames", "lost_in_flight"):
+                    if figures[key]:
+                        problems.append(f"{name} round {round_index + 1}: {key} {figures[key]}")
+        for problem in problems:
+            lines.append(f"  ! {problem}")
+        if not all(rates.values()):
+            lines.append("  no figures: a setup echoed nothing")
+            return
+        med = bench_server._median
+        for name in setups:
+            lines.append(f"  {name} worker{'s' if name == 'two' else ''}: "
+                         f"{_spread(rates[name])} msg/s, workers' CPU "
+                         f"{_spread(cpu[name], 1e6, '.1f')} us/msg, the client's "
+                         f"{_spread(client_cpu[name], 1e6, '.1f')} us/msg (its share of the CPU "
+                         f"{med(share[name]) * 100:.0f}%), cores used: workers "
+                         f"{med(rates[name]) * med(cpu[name]):.2f}, client "
+                         f"{med(rates[name]) * med(client_cpu[name]):.2f}")
+        ratio = med(rates["two"]) / med(rates["one"])
+        pairs = [two / one for one, two in zip(rates["one"], rates["two"])]
+        lines.append(f"  two/one throughput {ratio:.2f} (round by round {_spread(pairs, 1, '.2f')}"
+                     f"; goal >= 1.7: {'ok' if ratio >= 1.7 else 'OVER BUDGET'}); workers' CPU "
+                     f"per message two/one {med(cpu['two']) / med(cpu['one']):.2f}  "
+                     f"[load {min(loads_seen):.1f}-{max(loads_seen):.1f} over the rounds]")
+        cores = os.cpu_count() or 2
+        one_at_most = min(1 / med(cpu["one"]),
+                          cores / (med(cpu["one"]) + med(client_cpu["one"])))
+        two_at_most = min(2 / med(cpu["two"]),
+                          cores / (med(cpu["two"]) + med(client_cpu["two"])))
+        lines.append(f"  on {cores} idle cores with this client on them: one worker at most "
+                     f"{one_at_most:,.0f} msg/s, two at most {two_at_most:,.0f}: "
+                     f"{two_at_most / one_at_most:.2f}x (from the CPU per message)")
+    finally:
+        for name, load_client in loads.items():
+            load_client.stop()
+    for name in loads:
+        await _wait_total(operators[name], 0)
+
+
+async def _workers_python_rounds(args: argparse.Namespace, setups: dict[str, Workers],
+                                 operators: dict[str, Control], lines: Report,
+                                 stack: AsyncExitStack, hold: bool) -> None:
+    """The Python client's rounds (``bench_server``'s lean clients, a fixed number of
+    messages in windows of 32), as before the C client; with ``hold``, also the
+    held connections (when there is no C client to hold them)."""
+    clients, messages, rounds = args.echo_clients * 2, args.echo_messages, args.echo_rounds
+    lines.append(f" Python client (bench_server.py's lean clients): {clients} clients x "
+                 f"{messages} messages, windows of 32, {rounds} rounds each, ABAB")
+    client = bench_server.ClientHandle()
+    stack.callback(client.stop)
+    await client.call("arm", 0)
+    rates: dict[str, list[float]] = {name: [] for name in setups}
+    cpu: dict[str, list[float]] = {name: [] for name in setups}
+    spread: dict[str, list[str]] = {name: [] for name in setups}
+    client_cpu: dict[str, list[float]] = {name: [] for name in setups}
+    assert client.process.pid is not None
+    client_pid = client.process.pid
+    for round_index in range(rounds):
+        for name in (list(setups) if round_index % 2 == 0 else list(setups)[::-1]):
+            workers = setups[name]
+            await client.call("open", workers.port, clients, "echo")
+            await _wait_total(operators[name], clients)
+            groups = (await operators[name].ok("list", limit=1))["groups"]["nodes"]
+            spread[name].append("/".join(str(groups[n]) for n in sorted(groups)))
+            pids = workers.pids()
+            before = sum(cpu_seconds(pid) for pid in pids)
+            client_before = cpu_seconds(client_pid)
+            elapsed = await client.call("echo", "echo", messages, 32, 64)
+            used = sum(cpu_seconds(pid) for pid in pids) - before
+            client_cpu[name].append((cpu_seconds(client_pid) - client_before)
+                                    / (clients * messages))
+            await client.call("close", "echo")
             await _wait_total(operators[name], 0)
-    return lines
+            rates[name].append(clients * messages / elapsed)
+            cpu[name].append(used / (clients * messages))
+    med = bench_server._median
+    for name in setups:
+        lines.append(f"  {name} worker{'s' if name == 'two' else ''}: "
+                     f"{_spread(rates[name])} msg/s, workers' CPU {med(cpu[name]) * 1e6:.1f} "
+                     f"us/msg, the client's {med(client_cpu[name]) * 1e6:.1f} us/msg, "
+                     f"clients per worker {', '.join(spread[name])}")
+    ratio = med(rates["two"]) / med(rates["one"])
+    lines.append(f"  two/one throughput {ratio:.2f} with the Python client (goal >= 1.7: "
+                 f"{'ok' if ratio >= 1.7 else 'OVER BUDGET'}); CPU per message "
+                 f"{med(cpu['two']) / med(cpu['one']):.2f}  [{load()}]")
+    if not hold:
+        return
+    for name, workers in setups.items():
+        pids = workers.pids()
+        before = sum(rss_bytes(pid) for pid in pids)
+        await client.call("open", workers.port, args.held, "held")
+        await _wait_total(operators[name], args.held)
+        groups = (await operators[name].ok("list", limit=1))["groups"]["nodes"]
+        grown = sum(rss_bytes(pid) for pid in pids) - before
+        lines.append(f"  {name}: {args.held:,} connections held, per worker "
+                     f"{', '.join(f'{n} {c:,}' for n, c in sorted(groups.items()))}; "
+                     f"RSS +{grown / args.held:,.0f} B per connection")
+        await client.call("close", "held")
+        await _wait_total(operators[name], 0)
 
 
 @asynccontextmanager
@@ -973,8 +1082,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--echo-clients", type=int, default=20)
     parser.add_argument("--echo-messages", type=int, default=3000)
     parser.add_argument("--echo-rounds", type=int, default=9)
-    parser.add_argument("--held", type=int, default=4000,
-                        help="(e) connections held by each setup")
+    parser.add_argument("--held", type=int, default=2000,
+                        help="(e) connections held by each setup (the C client echoes on all)")
+    parser.add_argument("--load-rounds", type=int, default=8, help="(e) C client rounds each")
+    parser.add_argument("--load-seconds", type=float, default=5.0,
+                        help="(e) seconds of one C client round")
+    parser.add_argument("--load-window", type=int, default=4,
+                        help="(e) C client: messages in flight per connection")
+    parser.add_argument("--load-size", type=int, default=64, help="(e) C client: bytes a message")
+    parser.add_argument("--load-pace-us", type=int, default=2000,
+                        help="(e) C client: microseconds it sleeps between event-loop turns, so "
+                             "that echoes pile up (fewer syscalls per message; 0: none)")
+    parser.add_argument("--load-burst", action="store_true",
+                        help="(e) C client: send a connection's window in one write when the "
+                             "last came back (as the Python client does), not one by one")
     parser.add_argument("--fleet-records", type=int, default=10_000, help="(d) per node")
     parser.add_argument("--fleet-steps", default="10,8,6,4,2", help="(d) node counts")
     args = parser.parse_args(argv)
@@ -983,6 +1104,7 @@ def main(argv: list[str] | None = None) -> int:
         args.send_connections, args.send_reps, args.one_reps = 300, 6, 20
         args.echo_clients, args.echo_messages, args.echo_rounds = 5, 300, 2
         args.fleet_records, args.fleet_steps, args.held = 1000, "3,2", 200
+        args.load_rounds, args.load_seconds = 2, 1.0
     bench_server._raise_file_limit()
 
     def interrupted(signum: int, frame: Any) -> None:
