@@ -474,11 +474,17 @@ def describe_event(event: Event) -> Text | None:
     if kind == NODE_EVENT:
         return _describe_node(data)
     if kind == EventKind.SLOW_CONSUMER:
+        # The limit is on the write buffer plus the kernel's send queue: a
+        # client that stopped reading has most of it in the kernel, and "0 B
+        # buffered" alone would say it was closed for nothing.
+        queued = data.get("kernel_queued")
+        kernel = (f" + {human_bytes(queued)} in the kernel's send queue"
+                  if isinstance(queued, int) and queued else "")
         return Text.assemble(
             ("! ", "bold red"),
             (f"slow consumer {data.get('user', '?')} {data.get('path', '')} "
-             f"{data.get('id', '')}: {human_bytes(data.get('buffered'))} buffered, closing "
-             "with 1008", "red"))
+             f"{data.get('id', '')}: {human_bytes(data.get('buffered'))} buffered{kernel}, "
+             "closing with 1008", "red"))
     return None
 
 

@@ -46,6 +46,21 @@ def test_an_action_is_about_the_connections_its_selector_names() -> None:
     assert connection_ids(closed(1000)) == {"c1"}
 
 
+def test_a_slow_consumer_line_counts_the_kernel_send_queue() -> None:
+    """A slow consumer's line says what passed the limit: its buffer and, when
+    known, the kernel's send queue (a client that stopped reading has it there)."""
+    from wsconsole.console.widgets.event_log import describe_event
+
+    data = {"id": "c1", "user": "mallory", "path": "/feed", "buffered": 0,
+            "kernel_queued": 2_500_000}
+    line = describe_event(Event(EventKind.SLOW_CONSUMER, 0.0, data))
+    assert line is not None
+    assert "0 B buffered + 2.4 MiB in the kernel's send queue, closing with 1008" in line.plain
+    line = describe_event(Event(EventKind.SLOW_CONSUMER, 0.0, {**data, "buffered": 2048,
+                                                              "kernel_queued": None}))
+    assert line is not None and "2.0 KiB buffered, closing with 1008" in line.plain
+
+
 def test_close_summary_counts_abnormal_codes_of_the_last_five_minutes() -> None:
     """1006×3 1008×1 in 5 min, most frequent first; older closes and normal ones not counted."""
     window = CloseCodeWindow()
