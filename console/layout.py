@@ -11,7 +11,8 @@ Three rules, each a function of widths:
   :func:`visible_columns`;
 * the status bar drops its least important parts first (the listen address,
   then opened/closed, then the uptime), never cutting one mid-word:
-  :func:`fit_parts`.
+  :func:`fit_parts`; the close summary beside the rates keeps its most
+  frequent code and counts the rest (:func:`fit_closes`).
 
 Pure: no textual, no asyncio, no network (rich's ``Text`` only).
 """
@@ -28,6 +29,7 @@ __all__ = [
     "CELL_PADDING",
     "groups_visible",
     "visible_columns",
+    "fit_closes",
     "fit_parts",
 ]
 
@@ -108,3 +110,38 @@ def fit_parts(parts: Sequence[tuple[int, Text]], width: int | None) -> Text:
     if width is not None and line.cell_len > width:
         line.truncate(width, overflow="ellipsis")
     return line
+
+
+def fit_closes(summary: str, width: int | None) -> Text:
+    """The status bar's close summary (``1006×12 1008×5 4001×1 in 5 min``) in
+    ``width`` cells: the rarer codes go first, counted in ``+N more``, then the
+    window, then the words "abnormal closes"; the most frequent code stays.
+    Empty for an empty summary; ``width`` None: all of it."""
+    if not summary:
+        return Text()
+    text, _, window = summary.rpartition(" in ")
+    tokens = text.split()
+    codes = [token for token in tokens if "×" in token]
+    more = sum(int(token[1:]) for token in tokens if token.startswith("+") and token[1:].isdigit())
+    counts = [int(code.partition("×")[2] or 0) for code in codes]
+
+    def line(label: str, kept: int, span: bool) -> Text:
+        rest = more + sum(counts[kept:])
+        out = Text(no_wrap=True, overflow="ellipsis")
+        out.append(label, style="dim")
+        out.append(" ".join(codes[:kept]), style="bold red")
+        if rest:
+            out.append(f" +{rest} more", style="red")
+        if span:
+            out.append(f" in {window}", style="dim")
+        return out
+
+    candidates = [line("abnormal closes ", kept, True) for kept in range(len(codes), 0, -1)]
+    candidates += [line("abnormal closes ", 1, False), line("closes ", 1, False),
+                   line("", 1, False)]
+    for candidate in candidates:
+        if width is None or candidate.cell_len <= width:
+            return candidate
+    shortest = candidates[-1]
+    shortest.truncate(max(width or 0, 0), overflow="ellipsis")
+    return shortest

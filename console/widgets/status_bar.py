@@ -16,7 +16,7 @@ from textual.widgets import Sparkline, Static
 from wsconsole.server.protocol import HubState
 
 from ..formatting import human_bytes, human_duration, human_rate
-from ..layout import fit_parts
+from ..layout import fit_closes, fit_parts
 from ..link import LinkState, LinkStatus, stale_note
 from ..output import counted
 from ..view_state import cluster_mode, link_health, nodes_summary
@@ -25,6 +25,10 @@ __all__ = ["StatusBar", "FittedLine", "SPARKLINE_SAMPLES"]
 
 SPARKLINE_SAMPLES = 60
 """Stats samples kept for the sparklines (one a second: the last minute)."""
+_RATE_MIN_WIDTH = 22
+_SPARKLINE_MIN_ROOM = 11
+"""A sparkline's least useful width, its margins included: below it, the close
+summary (the problems) has their room."""
 
 _STATE_STYLES = {HubState.SERVING: "bold green", HubState.DRAINING: "bold yellow",
                  HubState.STOPPED: "bold red"}
@@ -105,6 +109,12 @@ class StatusBar(Widget):
         max-width: 40;
         margin: 0 2 0 1;
     }
+    StatusBar.no-sparklines Sparkline {
+        display: none;
+    }
+    StatusBar.no-sparklines #rates-in {
+        margin: 0 2 0 0;
+    }
     StatusBar #rates-in-spark > .sparkline--max-color { color: $success; }
     StatusBar #rates-in-spark > .sparkline--min-color { color: $success 30%; }
     StatusBar #rates-out-spark > .sparkline--max-color { color: $accent; }
@@ -176,14 +186,26 @@ class StatusBar(Widget):
         """Show the abnormal close codes of the last minutes, e.g. ``1006×3 1008×1 in 5 min``
         (empty: there were none)."""
         self.closes = summary
+        self._render_closes()
+
+    def on_resize(self) -> None:
+        self._render_closes()
+
+    def _render_closes(self) -> None:
+        # The summary is never cut mid-word: on a narrow terminal the
+        # sparklines give it their room, and then it keeps its most frequent
+        # code and counts the rest (layout.fit_closes).
         if not self.is_mounted:
             return
-        line = Text(no_wrap=True, overflow="ellipsis")
-        if summary:
-            line.append("abnormal closes ", style="dim")
-            line.append(summary.rpartition(" in ")[0], style="bold red")
-            line.append(" in " + summary.rpartition(" in ")[2], style="dim")
-        self._show("#closes", line)
+        rates = sum(max(_RATE_MIN_WIDTH, self._shown[s].cell_len if s in self._shown else 0)
+                    for s in ("#rates-in", "#rates-out"))
+        width = self.size.width
+        room = width - 2 - rates - 2 if width else None  # the line's padding, the summary's
+        full = fit_closes(self.closes, None).cell_len
+        sparklines = room is None or room - full >= 2 * _SPARKLINE_MIN_ROOM
+        self.set_class(not sparklines, "no-sparklines")
+        self._show("#closes", fit_closes(self.closes, room if sparklines or room is None
+                                         else max(room - 2, 0)))
 
     def show_link(self, link: LinkState) -> None:
         """Show the control link's health; while an attempt is due, count down to it.
@@ -303,3 +325,4 @@ class StatusBar(Widget):
         ))
         self.query_one("#rates-in-spark", Sparkline).data = list(self._in)
         self.query_one("#rates-out-spark", Sparkline).data = list(self._out)
+        self._render_closes()  # the rates' widths leave it more or less room

@@ -201,8 +201,15 @@ async def test_at_100x30_the_layout_adapts_and_the_palette_tells_the_truth(
             table = screen.table
             await wait_for(lambda: {"connected_at", "msgs_in", "msgs_out", "buffered"}
                            <= set(table.shown))
-            line = screen.query_one(StatusBar).query_one("#status-line")
+            bar = screen.query_one(StatusBar)
+            line = bar.query_one("#status-line")
             assert "connections" in line.shown and "…" not in line.shown
+            # The close summary beside the rates is not cut either: the
+            # sparklines give it their room.
+            bar.show_closes("1006×12 1008×5 4001×1 in 5 min")
+            assert str(bar.query_one("#closes").render()) == \
+                "abnormal closes 1006×12 1008×5 4001×1 in 5 min"
+            assert bar.has_class("no-sparklines")
             await pilot.press("G")
             await wait_for(lambda: panel.display)
             await pilot.press("G")
@@ -300,6 +307,23 @@ def test_the_status_line_drops_whole_parts_least_important_first():
     assert fit_parts(parts, 40).plain == "demo  serving  up 1h02m  16 connections"
     assert fit_parts(parts, 30).plain == "demo  serving  16 connections"
     assert fit_parts(parts, 8).plain == "demo  s…"
+
+
+def test_the_close_summary_keeps_its_most_frequent_code_and_counts_the_rest():
+    """A narrow status bar drops the rarer codes (counted in +N more), then the
+    window, then the words, never a code cut in half."""
+    from wsconsole.console.layout import fit_closes
+
+    summary = "1006×12 1008×5 4001×1 in 5 min"
+    assert fit_closes(summary, None).plain == "abnormal closes " + summary
+    assert fit_closes(summary, 46).plain == "abnormal closes " + summary
+    assert fit_closes(summary, 45).plain == "abnormal closes 1006×12 +6 more in 5 min"
+    assert fit_closes(summary, 39).plain == "abnormal closes 1006×12 +6 more"
+    assert fit_closes(summary, 30).plain == "closes 1006×12 +6 more"
+    assert fit_closes(summary, 15).plain == "1006×12 +6 more"
+    assert fit_closes("1006×3 1008×2 1011×1 4001×1 +3 more in 5 min", 40).plain == \
+        "abnormal closes 1006×3 +7 more in 5 min"
+    assert fit_closes("", 40).plain == ""
 
 
 # Stale while the link is down
