@@ -39,7 +39,7 @@ from ..formatting import (
     human_latency,
     literal,
 )
-from ..link import LinkState
+from ..link import LinkState, stale_note
 from ..messages import CommandFailed
 from ..output import printable
 from ..view_state import refusal
@@ -131,6 +131,7 @@ class DetailScreen(Screen[None]):
 
     def _link_changed(self, state: LinkState) -> None:
         self.refresh_bindings()
+        self._show()  # stale, or no longer
 
     def _server_event(self, event: Event) -> None:
         if self.connection_id not in connection_ids(event):
@@ -221,6 +222,11 @@ class DetailScreen(Screen[None]):
         title = Text.assemble(("connection ", "dim"), (str(c["id"]), "bold"))
         if self.closed:
             title.append("  closed", style="bold red")
+        link = self.console.link_state
+        if not link.up:
+            # Nothing is fetched while the link is down: what is shown is as of then.
+            title.append(f"  {stale_note(link.down_since) if link.stale else 'not connected'}"
+                         ": the link is down", style="bold yellow")
         close = self.closed_with
         # Every value below comes from a client or the server: a str cell of a
         # Rich table is markup, so they are Text.

@@ -24,7 +24,7 @@ from wsconsole.console.client import ControlClient, hello_problem
 from wsconsole.console.layout import GROUPS_MIN_WIDTH, fit_parts, groups_visible, \
     visible_columns
 from wsconsole.console.link import LinkState, LinkStatus
-from wsconsole.console.screens import ComposeScreen
+from wsconsole.console.screens import ComposeScreen, DetailScreen
 from wsconsole.console.widgets import ChoiceSet, GroupsPanel, StatusBar
 from wsconsole.console.view_state import link_banner, link_health
 from wsconsole.server import serve
@@ -240,8 +240,6 @@ async def test_a_mutating_key_with_a_read_only_token_says_why(monkeypatch):
     say why too, and the view stays."""
     from websockets.asyncio.client import connect
 
-    from wsconsole.console.screens import DetailScreen
-
     async with demo_server() as server:
         ann = await connect(f"{public_url(server)}/?user=ann")
         app = console(control_url(server), token=READ_ONLY)
@@ -342,10 +340,19 @@ async def test_while_the_link_is_down_everything_shown_says_stale():
             line = bar.query_one("#status-line")
             await wait_for(lambda: app.link_state.up and "serving" in line.shown)
             assert "STALE" not in line.shown
+            # A detail view open meanwhile says it too (no connection: it is closed).
+            detail = DetailScreen({"id": "0123456789"})
+            await app.push_screen(detail)
+            summary = detail.query_one("#detail-summary")
+            await wait_for(lambda: detail.closed)
+            assert "link is down" not in str(summary.border_title)
             server.close()
             await server.wait_closed()
             await wait_for(lambda: app.link_state.stale)
             since = time.strftime("%H:%M:%S", time.localtime(app.link_state.down_since))
+            await wait_for(lambda: f"stale since {since}: the link is down"
+                           in str(summary.border_title))
+            app.pop_screen()
             await wait_for(lambda: f"STALE SINCE {since}" in line.shown)
             state = next(text for _, text in line.parts if text.plain.startswith("stopp")
                          or text.plain.startswith("serving") or text.plain.startswith("drain"))
