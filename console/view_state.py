@@ -657,7 +657,7 @@ def drain(stats: Mapping[str, Any], *, started_with: int | None, mode: str,
         if isinstance(deadline, (int, float)) and now is not None:
             text += f" {deadline_text(deadline, now)}"
     else:
-        text = f"Graceful shutdown: closing; {open_now} of {total} connections left."
+        text = f"Graceful shutdown: closing; {open_now} of {counted(total, 'connection')} left."
     if done:
         text = text if text.endswith("has stopped.") else text.rstrip(".") + \
             "; the server has stopped."

@@ -413,6 +413,8 @@ def test_a_graceful_shutdown_counts_down_and_cannot_be_escalated() -> None:
     shown = drain({"state": "draining", "connections": 3}, started_with=4, mode="graceful",
                   stopped=False)
     assert shown.text == "Graceful shutdown: closing; 3 of 4 connections left."
+    assert drain({"state": "draining", "connections": 1}, started_with=1, mode="graceful",
+                 stopped=False).text == "Graceful shutdown: closing; 1 of 1 connection left."
     assert not shown.can_escalate and (shown.total, shown.closed) == (4, 1)
     # More open than at the start (counts arrive late): the bar grows, never overflows.
     assert drain({"state": "draining", "connections": 5}, started_with=4, mode="graceful",
