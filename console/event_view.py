@@ -25,6 +25,7 @@ __all__ = [
     "categorize",
     "EventFilter",
     "connection_ids",
+    "is_about",
     "CloseCodeWindow",
     "CLOSE_SUMMARY_WINDOW",
     "CLOSE_SUMMARY_BUCKET",
@@ -102,6 +103,17 @@ def connection_ids(event: Event) -> frozenset[str]:
     if isinstance(selector, dict) and isinstance(selector.get("ids"), list):
         ids.update(str(i) for i in selector["ids"][:100])
     return frozenset(ids)
+
+
+def is_about(event: Event, connection_id: str) -> bool:
+    """Whether ``event`` is about the connection ``connection_id``: its own
+    event, or an action whose selector names it, in full or by the unique
+    prefix the operator typed (``kick --id 79c1``)."""
+    ids = connection_ids(event)
+    if connection_id in ids:
+        return True
+    return event.kind == EventKind.OPERATOR_ACTION and any(
+        i and connection_id.startswith(i) for i in ids)
 
 
 CLOSE_SUMMARY_WINDOW = 300.0

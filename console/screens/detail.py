@@ -30,7 +30,7 @@ from wsconsole.server.errors import UnknownConnection, WsconsoleError
 from wsconsole.server.protocol import EventKind
 from wsconsole.server.wire import Event
 
-from ..event_view import connection_ids
+from ..event_view import is_about
 from ..formatting import (
     describe_close,
     describe_connection,
@@ -134,7 +134,7 @@ class DetailScreen(Screen[None]):
         self._show()  # stale, or no longer
 
     def _server_event(self, event: Event) -> None:
-        if self.connection_id not in connection_ids(event):
+        if not is_about(event, self.connection_id):
             return
         self.history = [*self.history, event][-MAX_EVENTS:]
         if event.kind == EventKind.CONNECTION_CLOSED:

@@ -37,7 +37,7 @@ from ..event_view import (
     EventCategory,
     EventFilter,
     categorize,
-    connection_ids,
+    is_about,
 )
 from ..formatting import describe_close, human_bytes, human_duration
 from ..output import printable
@@ -213,7 +213,7 @@ class EventLog(ScrollView, can_focus=True):
 
     def events_of(self, connection_id: str) -> list[Event]:
         """The events received about one connection, oldest first."""
-        return [e for e in self.recent if connection_id in connection_ids(e)]
+        return [e for e in self.recent if is_about(e, connection_id)]
 
     # Filtering
 

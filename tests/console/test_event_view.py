@@ -8,6 +8,7 @@ from wsconsole.console.event_view import (
     EventFilter,
     categorize,
     connection_ids,
+    is_about,
 )
 from wsconsole.server.wire import Event, EventKind
 
@@ -44,6 +45,13 @@ def test_an_action_is_about_the_connections_its_selector_names() -> None:
                                                   "args": {"selector": {"ids": ["a", "b"]}}})
     assert connection_ids(action) == {"a", "b"}
     assert connection_ids(closed(1000)) == {"c1"}
+    # The detail view's events: a selector may name it by the prefix typed.
+    kick = Event(EventKind.OPERATOR_ACTION, 0, {"op": "disconnect",
+                                                "args": {"selector": {"ids": ["79c1"]}}})
+    assert is_about(kick, "79c1344f01") and not is_about(kick, "7a00000000")
+    assert is_about(closed(1000), "c1") and not is_about(closed(1000), "c10")
+    assert not is_about(Event(EventKind.OPERATOR_ACTION, 0, {"args": {"selector": {"ids": [""]}}}),
+                        "c1")
 
 
 def test_a_slow_consumer_line_counts_the_kernel_send_queue() -> None:
