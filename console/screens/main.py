@@ -79,6 +79,9 @@ FILTER_DEBOUNCE = 0.25
 rows (Enter asks at once)."""
 # Shift and a letter sorts by that column (k9s' keys); hidden from the footer,
 # which says "s/⇧" beside Sort, and listed in the help as one row.
+_NEEDS_PARKED_NOTE = frozenset({"detail", "send", "disconnect"})
+"""The keys of the selected row, which say why when the cursor is parked."""
+
 _SORT_BINDINGS: list[BindingType] = [
     Binding(letter, f"sort_by('{letter}')", f"Sort by {header}", id=f"sort_{key}", show=False,
             tooltip=f"Sort by {header}; again reverses")
@@ -696,6 +699,11 @@ class MainScreen(Screen[None]):
         # the key is the Input's and never gets here.)
         for binding in self._bindings.key_to_bindings.get(event.key, ()):
             why = refusal(binding.action, self.link_state)
+            if why is None and binding.action in _NEEDS_PARKED_NOTE and self.table.parked:
+                # The cursor was parked when its connection went: say so,
+                # or enter, m and d seem broken.
+                why = ("the connection under the cursor has gone: none is selected "
+                       "(↑/↓ chooses one)")
             if why is not None and self.check_action(binding.action, ()) is None:
                 self.notify(why, title="Not sent", severity="warning", markup=False,
                             timeout=3)

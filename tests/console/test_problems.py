@@ -167,6 +167,10 @@ async def test_detail_wraps_shows_its_events_and_once_closed_its_code_and_no_act
             await wait_for(lambda: app.screen is screen and table.row_count == 1)
             assert table.parked and table.selected_id is None
             assert screen.check_action("disconnect", ()) is None
+            await pilot.press("d")  # nothing, and says why
+            await wait_for(lambda: any("under the cursor has gone" in n.message
+                                       for n in app._notifications))
+            assert app.screen is screen
             await pilot.press("down")
             assert not table.parked and table.selected_id is not None
 
