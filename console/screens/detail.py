@@ -303,7 +303,9 @@ class DetailScreen(Screen[None]):
         # Both columns fixed: a long value wraps within its column (its row
         # grows), instead of running off behind a horizontal scroll bar.
         padding = 2 * table.cell_padding
-        names = min(max((len(name) for name, _ in rows), default=4), _NAME_WIDTH)
+        # At most two fifths of a narrow table: the values need the room more.
+        names = min(max((len(name) for name, _ in rows), default=4), _NAME_WIDTH,
+                    max(8, width * 2 // 5))
         table.add_column("name", key="name", width=names)
         table.add_column("value", key="value", width=max(10, width - names - 2 * padding))
         for name, value in rows:

@@ -149,6 +149,14 @@ async def test_detail_wraps_shows_its_events_and_once_closed_its_code_and_no_act
             assert headers.virtual_size.width <= headers.scrollable_content_region.width
             events = detail.query_one("#detail-events-text")
             await wait_for(lambda: "+ bob /chat" in drawn(events))
+            # At 80x20 the events keep a place under the response headers, and
+            # the header names leave the values most of their table.
+            await pilot.resize_terminal(80, 20)
+            pane = detail.query_one("#detail-events")
+            await wait_for(lambda: headers.columns["value"].width
+                           > headers.columns["name"].width
+                           and pane.region.height >= 5 and pane.region.bottom <= 19)
+            await pilot.resize_terminal(*SIZE)
 
             await pilot.press("d")
             await wait_for(lambda: isinstance(app.screen, DisconnectScreen)
