@@ -730,7 +730,10 @@ class Workers:
              "--control-port", "0", "--token", TOKEN, "--redis", redis_url,
              "--cluster-secret-file", str(secret), "--log-level", "warning", *CLUSTER_FLAGS],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            cwd=REPO, text=True)
+            cwd=REPO, text=True,
+            # A session of its own: with autogroup scheduling a session gets one
+            # fair share of the CPU; the load client must not take it from them.
+            start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -781,6 +784,7 @@ async def part_workers(args: argparse.Namespace, folder: Path) -> list[str]:
     held = args.held
     lines = Report(f"(e) --workers 2 against one worker (both in cluster mode, one Redis), "
                    f"alternating rounds; {held:,} connections held by each")
+    lines.append(f"  scheduler: {_autogroup()}")
     binary, why_not = ws_echo_load.build(folder)
     if binary is None:
         lines.append(f"  the C load client is not available ({why_not}): the Python client "
@@ -801,6 +805,20 @@ async def part_workers(args: argparse.Namespace, folder: Path) -> list[str]:
         await _workers_python_rounds(args, setups, operators, lines, stack,
                                      hold=binary is None)
     return lines
+
+
+def _autogroup() -> str:
+    """Whether Linux shares the CPU between sessions first (autogroup), and so what
+    a busy machine leaves the workers."""
+    try:
+        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return "autogroup unknown"
+    if not enabled:
+        return "autogroup off (the CPU is shared between processes)"
+    return ("autogroup on: the CPU is shared between sessions first, so on a busy machine "
+            "the workers of a setup (one session) get one session's share, one worker or "
+            "two; the load client runs in a session of its own")
 
 
 def _spread(values: list[float], scale: float = 1.0, fmt: str = ",.0f") -> str:

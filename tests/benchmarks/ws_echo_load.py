@@ -49,8 +49,10 @@ class EchoLoad:
                    "--size", str(size), "--pace-us", str(pace_us), "--path", path]
         if burst:
             command.append("--burst")
+        # A session of its own: with autogroup scheduling its CPU comes out of its
+        # own share, not the server's.
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, bufsize=1)
+                                        text=True, bufsize=1, start_new_session=True)
         self.opened: dict[str, Any] = {}
 
     async def _line(self, timeout: float) -> dict[str, Any]:
