@@ -1,5 +1,6 @@
-"""Cluster mode with a real redis-server and three real `wsconsole serve` nodes:
-an operator attached to any node sees and acts on the whole fleet."""
+"""Cluster mode with a real redis-server and three real `wsconsole serve` nodes
+(the fleet of tests/cluster/conftest.py, shared with test_operator_side.py): an
+operator attached to any node sees and acts on the whole fleet."""
 
 from __future__ import annotations
 
@@ -7,32 +8,12 @@ import asyncio
 import json
 from contextlib import AsyncExitStack
 
-import pytest
-
-from wsconsole.server.cluster.redis_server import PrivateRedis
 from wsconsole.server.protocol import EventKind
 
 from tests.helpers import TIMEOUT, wait_for
-from tests.cluster.cluster_helpers import READ_ONLY_TOKEN, Node, operator, user
+from tests.cluster.cluster_helpers import READ_ONLY_TOKEN, operator, user
 
 EVERYONE = {"everyone": True}
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    """Redis and nodes a, b and c, for the whole file; a and b allow the tap, c does not."""
-    folder = tmp_path_factory.mktemp("cluster")
-    with PrivateRedis(folder / "redis") as redis:
-        # Started at once, as start_nodes does, but c without the tap.
-        nodes = [Node("a", redis.url, folder, "--allow-tap"),
-                 Node("b", redis.url, folder, "--allow-tap"), Node("c", redis.url, folder)]
-        try:
-            for node in nodes:
-                node.ready()
-            yield {node.name: node for node in nodes}
-        finally:
-            for node in nodes:
-                node.stop()
 
 
 async def all_live(ctl, names=("a", "b", "c")) -> list[dict]:

@@ -1,8 +1,9 @@
 """The operator's side of a cluster: `wsconsole ls`, `nodes`, `send` and the
 console, attached to one node of a real redis-server and three real nodes.
 
-One cluster for the file (module scope); the test that stops a node with
-SIGSTOP resumes it and waits until it answers again before it ends.
+The fleet of tests/cluster/conftest.py, shared with test_cluster.py; the test
+that stops a node with SIGSTOP resumes it and waits until it answers again
+before it ends.
 """
 
 from __future__ import annotations
@@ -17,28 +18,11 @@ from wsconsole.console.app import ConsoleApp
 from wsconsole.console.cli import main
 from wsconsole.console.client import ControlClient
 from wsconsole.console.widgets import GroupsPanel, StatusBar
-from wsconsole.server.cluster.redis_server import PrivateRedis
 
-from tests.cluster.cluster_helpers import TOKEN, start_nodes, user
+from tests.cluster.cluster_helpers import TOKEN, user
 from tests.helpers import TIMEOUT, wait_for
 
 NAMES = ("a", "b", "c")
-# A node under SIGSTOP stays named as missing (not gone, which requests stop
-# waiting for) for as long as a test looks at it, however busy the machine.
-SLOW_TO_GO = ("--suspect-after", "5", "--gone-after", "30")
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    """Redis and nodes a, b and c, for the whole file."""
-    folder = tmp_path_factory.mktemp("operator")
-    with PrivateRedis(folder / "redis") as redis:
-        nodes = start_nodes(list(NAMES), redis.url, folder, *SLOW_TO_GO)
-        try:
-            yield {node.name: node for node in nodes}
-        finally:
-            for node in nodes:
-                node.stop()
 
 
 @pytest.fixture(autouse=True)
