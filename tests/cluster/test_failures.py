@@ -26,10 +26,10 @@ def cluster(tmp_path_factory):
     redis = PrivateRedis(folder / "redis").start()
     # Started together (the cost of one start): k is killed, z shut down alone,
     # w1 and w2 form another cluster on the same Redis.
-    # p takes a node for gone after 5 s of silence (each node judges by its own
+    # p takes a node for gone after 3 s of silence (each node judges by its own
     # settings), so that a stopped q stays expected by p; q sees k go quickly.
     # q allows the tap: k taps it, then is killed.
-    options = {"p": ("--suspect-after", "1", "--gone-after", "5"), "q": ("--allow-tap",)}
+    options = {"p": ("--suspect-after", "1", "--gone-after", "3"), "q": ("--allow-tap",)}
     nodes = [Node(name, redis.url, folder, *options.get(name, ()))
              for name in ("p", "q", "k", "z")]
     nodes += [Node(name, redis.url, folder / "other", "--cluster", "other")
@@ -127,7 +127,7 @@ async def test_a_node_is_shut_down_alone_and_says_goodbye(cluster):
         assert await asyncio.to_thread(node.process.wait, TIMEOUT * 2) == 0
         said = time.monotonic()
         await wait_health(ctl, "z", "gone")
-        assert time.monotonic() - said < 1  # its goodbye, not 5 s of silence (p's gone)
+        assert time.monotonic() - said < 1  # its goodbye, not 3 s of silence (p's gone)
         # p's own state (all nodes would wait for k, killed above, at p's deadline).
         assert (await ctl.ok("stats", node="p"))["state"] == "serving"
 
@@ -246,7 +246,7 @@ async def test_without_redis_each_node_serves_and_answers_for_its_own(cluster):
         await wait_health(ctl, "q", "live")
         await wait_for(lambda: _has(ctl, "quinn"), TIMEOUT)
 
-        # k, killed above, goes for p 5 s after its last heartbeat: once Redis
+        # k, killed above, goes for p 3 s after its last heartbeat: once Redis
         # is away nobody goes, and k would stay expected. The nodes expected
         # then (q, and whoever this worker's tests above left running) are
         # the ones named missing.
