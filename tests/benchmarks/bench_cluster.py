@@ -61,7 +61,7 @@ both alike; compare the ratios, not the absolute figures across runs.
     whole part, counted per worker by the control plane, with the RSS each
     costs; then ``--load-rounds`` rounds (8) of ``--load-seconds`` (5 s)
     alternating the setups ABAB, every connection keeping ``--load-window``
-    (4) masked text frames in flight. Each round gives the messages echoed
+    (16) masked text frames in flight. Each round gives the messages echoed
     per second, the workers' CPU per message (``/proc``), the client's own
     (``getrusage``) and its share of the CPU; medians and ranges, the ratio
     of medians and round by round. Then the Python client's rounds as before
@@ -1105,7 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-rounds", type=int, default=8, help="(e) C client rounds each")
     parser.add_argument("--load-seconds", type=float, default=5.0,
                         help="(e) seconds of one C client round")
-    parser.add_argument("--load-window", type=int, default=4,
+    parser.add_argument("--load-window", type=int, default=16,
                         help="(e) C client: messages in flight per connection")
     parser.add_argument("--load-size", type=int, default=64, help="(e) C client: bytes a message")
     parser.add_argument("--load-pace-us", type=int, default=2000,
