@@ -169,6 +169,32 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.dist = "worksteal"
 
 
+# The few tests that take seconds each (a browser, every screenshot, a fleet
+# whose nodes are stopped and killed) run first: the workers' queues are split
+# in two and an idle worker takes from the end of a busy one's, so a long test
+# at the end of the collection (tests/web sorts last) left one worker running
+# it alone for its whole length while the other had nothing left to do.
+SLOW_FIRST = (
+    "tests/web/test_browser.py",
+    "tests/console/test_boundaries.py",
+    "tests/cluster/test_failures.py",
+    "tests/cluster/test_demo_nodes.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    rootdir = Path(str(config.rootpath))
+
+    def slow_rank(item) -> int:
+        try:
+            where = Path(str(item.path)).relative_to(rootdir).as_posix()
+        except ValueError:
+            return len(SLOW_FIRST)
+        return SLOW_FIRST.index(where) if where in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=slow_rank)  # stable: the order within each file stays
+
+
 def _whole_suite(config: pytest.Config) -> bool:
     """True for the default run: no files, folders or ``-k``/``-m`` narrowing it."""
     return (config.args_source is pytest.Config.ArgsSource.TESTPATHS

@@ -3,6 +3,7 @@ the login rate and the console's command line. No server, no browser."""
 
 from __future__ import annotations
 
+from pathlib import Path
 import pytest
 
 from wsconsole.console.web.sessions import LoginLimiter, SessionStore
@@ -191,3 +192,12 @@ def test_the_rules_are_pure_and_the_cli_loads_no_web_extra() -> None:
     assert not roots(pure) & {"asyncio", "aiohttp", "websockets", "textual", "textual_serve"}
     assert "wsconsole.console.web.command" in cli
     assert not roots(cli) & {"aiohttp", "textual_serve"}
+
+
+def test_ci_runs_the_browser_test():
+    """.ci/run turns the Chromium session on before the test command (the
+    default run skips it for time, and says so): CI always drives a browser."""
+    script = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
+    turned_on = script.find('export WSCONSOLE_TEST_BROWSER="${WSCONSOLE_TEST_BROWSER:-1}"')
+    assert 0 <= turned_on < script.find(".venv/bin/pytest")
+    assert "apt-get install -y -q chromium" in script
