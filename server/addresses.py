@@ -8,7 +8,9 @@ Pure: must never import asyncio, websockets or textual.
 
 from __future__ import annotations
 
-__all__ = ["host_port"]
+import ipaddress
+
+__all__ = ["host_port", "is_loopback"]
 
 
 def host_port(host: str, port: int | str) -> str:
@@ -16,3 +18,17 @@ def host_port(host: str, port: int | str) -> str:
     if ":" in host and not host.startswith("["):
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+def is_loopback(host: str | None) -> bool:
+    """True if binding to ``host`` exposes nothing beyond this machine (the
+    control listener's and the web console's rule)."""
+    if host is None or host == "":
+        return False  # every interface
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        # A host name could resolve to anything: treat it as exposed.
+        return False

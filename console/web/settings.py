@@ -16,7 +16,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from wsconsole.server.addresses import host_port
+from wsconsole.server.addresses import host_port, is_loopback
 from wsconsole.server.errors import ConfigError
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "check_settings",
     "allowed_origins",
     "origin_of",
-    "is_loopback_bind",
     "DEFAULT_WEB_PORT",
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_SESSION_TTL",
@@ -88,20 +87,6 @@ class WebSettings:
         return "https" if self.tls else "http"
 
 
-def is_loopback_bind(host: str | None) -> bool:
-    """True if binding to ``host`` exposes nothing beyond this machine (the
-    control listener's rule: the empty host is every interface, a name other
-    than ``localhost`` could resolve to anything)."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _is_wildcard(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.strip("[]")).is_unspecified
@@ -133,7 +118,7 @@ def allowed_origins(settings: WebSettings, port: int) -> frozenset[str]:
     if settings.origins:
         return frozenset(origin_of(origin) for origin in settings.origins)
     hosts = [settings.host]
-    if is_loopback_bind(settings.host):
+    if is_loopback(settings.host):
         hosts += ["localhost", "127.0.0.1", "::1"]
     return frozenset(origin_of(f"{settings.scheme}://{host_port(host, port)}") for host in hosts)
 
@@ -143,7 +128,7 @@ def check_settings(settings: WebSettings) -> None:
     if (settings.cert is None) != (settings.key is None):
         raise ConfigError("the web console's TLS needs both a certificate and a key "
                           "(--cert, --key)")
-    if not is_loopback_bind(settings.host) and not settings.tls and not settings.insecure:
+    if not is_loopback(settings.host) and not settings.tls and not settings.insecure:
         raise ConfigError(
             f"refusing to serve the web console on {settings.host or 'every interface'} "
             "without TLS: tokens and session cookies would cross the network in clear "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import http
-import ipaddress
 import json
 import logging
 import socket
@@ -32,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from .. import wire
-from ..addresses import host_port
+from ..addresses import host_port, is_loopback
 from ..config import ControlConfig
 from ..errors import (
     ConfigError,
@@ -99,18 +98,6 @@ class FrameSizesOnlyLogger(RedactingLogger):
         kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
         super().log(level, msg, *args, **kwargs)
 
-
-def is_loopback(host: str | None) -> bool:
-    """True if binding to ``host`` exposes nothing beyond this machine."""
-    if host is None or host == "":
-        return False  # every interface
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        # A host name could resolve to anything: treat it as exposed.
-        return False
 
 
 class Session:
