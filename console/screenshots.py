@@ -25,7 +25,7 @@ from wsconsole.server.wire import Event, EventKind
 
 from .app import ConsoleApp
 from .screens import ComposeScreen, DetailScreen, ShutdownScreen, TapScreen
-from .widgets import GroupsPanel
+from .widgets import GroupsPanel, KeysFooter
 
 __all__ = ["SampleControlClient", "SampleClusterClient", "write_screenshots", "NOW", "SIZE",
            "SHOTS"]
@@ -329,21 +329,10 @@ class SampleClusterClient(SampleControlClient):
 
 
 def footer_current(screen: Screen[Any]) -> bool:
-    """True when the footer of ``screen`` shows the keys its bindings say now.
-
-    Textual's Footer rebuilds itself after a refresh whenever the bindings may
-    have changed; in between it shows no keys or the old ones. FooterKey is
-    Textual's own widget, found by its type's name: were it renamed, no
-    screenshot would ever be ready, and the screenshot test fails loudly.
-    """
-    wanted = {(binding.action, not enabled)
-              for _, binding, enabled, _ in screen.active_bindings.values() if binding.show}
-    palette = screen.active_bindings.get(screen.app.COMMAND_PALETTE_BINDING)
-    if palette is not None and screen.app.ENABLE_COMMAND_PALETTE:
-        wanted.add((palette.binding.action, not palette.enabled))
-    shown = {(key.action, key.has_class("-disabled"))  # type: ignore[attr-defined]
-             for key in screen.query("Footer FooterKey")}
-    return bool(shown) and shown == wanted
+    """True when the footer of ``screen`` has drawn the keys its bindings say now
+    (it draws them on the refresh after they change)."""
+    footer = next(iter(screen.query(KeysFooter)), None)
+    return footer is not None and footer.is_current()
 
 
 SETTLE_TIMEOUT = 60.0

@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Label, RadioButton, RadioSet, Static, TextArea
+from textual.widgets import Button, Label, RadioButton, RadioSet, Static, TextArea
 
 from wsconsole.server.errors import WsconsoleError
 from wsconsole.server.protocol import EventKind
@@ -48,7 +48,7 @@ def sent_summary(label: str, result: dict[str, Any], shown: int) -> str:
         text += f" ({shown} when confirmed)"
     return (text + f": delivered {result.get('delivered', 0)}, skipped "
             f"{result.get('skipped', 0)}" + missing_note(result))
-from ..widgets import ChoiceSet
+from ..widgets import ChoiceSet, KeysFooter
 
 __all__ = ["ComposeScreen", "check_message", "sent_summary", "RECOUNT_DELAY"]
 
@@ -115,7 +115,7 @@ class ComposeScreen(ModalScreen["str | None"]):
                 yield Button("Cancel", id="compose-cancel")
         # The dialog's own keys: the main screen's footer would show keys that
         # do nothing while the dialog is up.
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#compose-dialog").border_title = "Compose"

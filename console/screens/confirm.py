@@ -9,13 +9,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from wsconsole.server.protocol import MAX_CLOSE_REASON_BYTES, check_close_reason, parse_close_code
 
 from ..formatting import literal, missing_note, routed
 from ..link import ControlLink
 from ..output import counted
+from ..widgets import KeysFooter
 
 __all__ = ["DisconnectScreen", "run_disconnect"]
 
@@ -72,7 +73,7 @@ class DisconnectScreen(ModalScreen["dict[str, Any] | None"]):
                 yield Button("Cancel", id="confirm-no")
         # The dialog's own keys: the main screen's footer would show keys that
         # do nothing while the dialog is up.
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#confirm-dialog").border_title = "Disconnect"

@@ -16,9 +16,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, Static
+from textual.widgets import Button, Label, Static
 
 from ..formatting import literal
+from ..widgets import KeysFooter
 
 __all__ = ["ServerStoppedScreen"]
 
@@ -46,7 +47,7 @@ class ServerStoppedScreen(ModalScreen[bool]):
             with Horizontal(id="ended-buttons"):
                 yield Button("Quit", variant="primary", id="ended-quit")
                 yield Button("Stay", id="ended-stay")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#ended-dialog").border_title = "Stopped"

@@ -101,7 +101,7 @@ class MainScreen(Screen[None]):
 
     CSS_PATH = "main.tcss"
     # The event log expanded (E) keeps the status bar and the keys in view.
-    ALLOW_IN_MAXIMIZED_VIEW = "StatusBar, #banner, Footer"
+    ALLOW_IN_MAXIMIZED_VIEW = "StatusBar, #banner, KeysFooter"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="filter",

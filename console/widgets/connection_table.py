@@ -164,6 +164,12 @@ class ConnectionTable(DataTable[Any]):
         for key in order:
             cells = self._cells[key]
             self.add_row(*(cells[index] for index in indexes), key=key)
+        # Each column as wide as its widest cell now, from the widths kept: left
+        # to Textual's measure once idle, the rows drawn before it stayed cut
+        # short at the headers' widths until something laid the screen out.
+        self._fit_columns([(index, self.columns[ColumnKey(COLUMNS[index][0])])
+                           for index in indexes])
+        self._skip_measuring_new_rows()
         if not order:
             return
         if selected is not None and selected in self._cells:

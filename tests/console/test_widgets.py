@@ -36,13 +36,19 @@ def no_link() -> ControlLink:
 
 
 class KeysScreen(Screen[None]):
-    """One key whose availability the test switches."""
+    """One key whose availability the test switches, and keys to fill the line."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("x", "act", "Act", id="act")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("x", "act", "Act", id="act"),
+        Binding("y", "other('y')", "Why not", id="why"),
+        Binding("z", "other('z')", "Zebra stripes", id="zebra"),
+        Binding("question_mark", "other('help')", "Help", id="help"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
         self.allowed = True
+        self.pressed: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield KeysFooter()
@@ -51,30 +57,57 @@ class KeysScreen(Screen[None]):
         return self.allowed if action == "act" else True
 
     def action_act(self) -> None:
-        """Nothing: the key only has to be shown."""
+        self.pressed.append("act")
+
+    def action_other(self, name: str) -> None:
+        self.pressed.append(name)
 
 
-def footer_keys(screen: Screen[None]) -> list[object]:
-    return list(screen.query("FooterKey"))
+def footer_keys(screen: Screen[None]) -> list[str]:
+    """The descriptions of the keys the screen's footer drew last, left to right."""
+    return [key.description for key in screen.query_one(KeysFooter).drawn]
 
 
-async def test_keys_footer_is_rebuilt_only_when_its_keys_change() -> None:
-    """Asking the footer to refresh with the same keys keeps its key widgets; a key
-    that becomes unavailable rebuilds it without that key."""
+async def test_keys_footer_draws_again_only_when_its_keys_change() -> None:
+    """Asking the footer to refresh with the same keys changes nothing; a key that
+    becomes unavailable leaves the line, drawn again in place (no widget per key)."""
     app = App[None]()
-    async with app.run_test(size=(40, 5)):
+    async with app.run_test(size=(80, 5)):
         screen = KeysScreen()
         await app.push_screen(screen)
-        await wait_for(lambda: any(key.action == "act" for key in footer_keys(screen)))
-        before = footer_keys(screen)
+        footer = screen.query_one(KeysFooter)
+        await wait_for(lambda: "Act" in footer_keys(screen))
+        changes = footer.changes
         screen.refresh_bindings()
         await screen.wait_for_refresh()
-        await screen.wait_for_refresh()
-        assert footer_keys(screen) == before
+        assert footer.changes == changes
         screen.allowed = False
         screen.refresh_bindings()
-        await wait_for(lambda: footer_keys(screen) != before)
-        assert not any(key.action == "act" for key in footer_keys(screen))
+        await wait_for(lambda: "Act" not in footer_keys(screen))
+        assert footer_keys(screen) == ["Why not", "Zebra stripes", "Help", "palette"]
+        assert footer.changes == changes + 1 and not footer.children
+
+
+async def test_keys_footer_leaves_out_whole_keys_when_narrow_and_clicks_press_keys() -> None:
+    """Too narrow for every key, the footer leaves out whole keys, the last first and
+    Help after every other, never half a word; a click on a key presses it."""
+    app = App[None]()
+    async with app.run_test(size=(36, 5)) as pilot:
+        screen = KeysScreen()
+        await app.push_screen(screen)
+        footer = screen.query_one(KeysFooter)
+        await wait_for(lambda: footer.is_current() and footer.drawn)
+        assert footer_keys(screen) == ["Act", "Help", "palette"]
+        line = footer.render_line(0).text
+        assert "Why" not in line and "Zeb" not in line and line.rstrip().endswith("palette")
+        await pilot.click(KeysFooter, offset=(1, 0))
+        await wait_for(lambda: screen.pressed == ["act"])
+        help_at = line.index("?")
+        await pilot.click(KeysFooter, offset=(help_at, 0))
+        await wait_for(lambda: screen.pressed == ["act", "help"])
+        await pilot.resize_terminal(80, 5)
+        await wait_for(lambda: footer_keys(screen) == ["Act", "Why not", "Zebra stripes",
+                                                       "Help", "palette"])
 
 
 async def test_groups_panel_marks_kinds_the_server_truncated() -> None:
@@ -144,7 +177,8 @@ async def test_the_disconnect_dialog_has_its_keys_and_shows_the_whole_close_code
     async with app.run_test(size=SIZE) as pilot:
         dialog = DisconnectScreen(describe_connection(MARKED_UP), {"ids": ["c1"]}, 1)
         await app.push_screen(dialog)
-        await wait_for(lambda: any(key.action == "cancel" for key in dialog.query("FooterKey")))
+        await wait_for(lambda: any(key.action == "cancel"
+                                    for key in dialog.query_one(KeysFooter).drawn))
         code = dialog.query_one("#confirm-code")
         await pilot.press("tab")
         await wait_for(lambda: code.has_focus)
@@ -159,4 +193,4 @@ async def test_the_compose_dialog_has_a_footer_of_its_own_keys() -> None:
         dialog = ComposeScreen(no_link(), [("everyone", {"everyone": True})])
         await app.push_screen(dialog)
         await wait_for(lambda: {"send", "cancel"} <= {
-            key.action for key in dialog.query("Footer FooterKey")})
+            key.action for key in dialog.query_one(KeysFooter).drawn})
