@@ -227,10 +227,17 @@ class MainScreen(Screen[None]):
         with Horizontal(id="body"):
             yield GroupsPanel(id="groups")
             with Vertical(id="table-column"):
-                yield Input(placeholder="filter as you type: guest, user=guest* path=/api/* "
-                            "topic=lobby id=3f (Enter closes, Esc cancels)", id="filter")
-                yield ConnectionTable(clock=self.clock, id="connections")
-        yield EventLog(clock=self.clock, id="events")
+                # Kept: check_action reads them for each of the screen's keys
+                # whenever the footer asks which work (a DOM query each cost
+                # about as much as the rest of check_action).
+                self._filter_box = Input(
+                    placeholder="filter as you type: guest, user=guest* path=/api/* "
+                                "topic=lobby id=3f (Enter closes, Esc cancels)", id="filter")
+                yield self._filter_box
+                self._table = ConnectionTable(clock=self.clock, id="connections")
+                yield self._table
+        self._event_log = EventLog(clock=self.clock, id="events")
+        yield self._event_log
         yield TooSmallNotice(id="too-small")
         yield KeysFooter()
 
@@ -278,11 +285,11 @@ class MainScreen(Screen[None]):
 
     @property
     def table(self) -> ConnectionTable:
-        return self.query_one(ConnectionTable)
+        return self._table
 
     @property
     def event_log(self) -> EventLog:
-        return self.query_one(EventLog)
+        return self._event_log
 
     @property
     def link_state(self) -> LinkState:
@@ -565,7 +572,7 @@ class MainScreen(Screen[None]):
 
     @property
     def filter_box(self) -> Input:
-        return self.query_one("#filter", Input)
+        return self._filter_box
 
     def action_filter(self) -> None:
         """Show the filter input, holding the current filter."""

@@ -34,11 +34,15 @@ from textual.widget import Widget
 __all__ = ["KeysFooter", "FooterKey", "shown_keys"]
 
 
-def shown_keys(screen: Screen[Any]) -> tuple[tuple[str, Binding, bool, str], ...]:
-    """What a footer of ``screen`` shows now: each key, its binding, enabled, tooltip."""
+def shown_keys(screen: Screen[Any], active: dict[str, Any] | None = None,
+               ) -> tuple[tuple[str, Binding, bool, str], ...]:
+    """What a footer of ``screen`` shows now: each key, its binding, enabled, tooltip
+    (from ``active``, the screen's active bindings, when given)."""
+    if active is None:
+        active = screen.active_bindings
     return tuple(
         (key, binding, enabled, tooltip)
-        for key, (_, binding, enabled, tooltip) in screen.active_bindings.items()
+        for key, (_, binding, enabled, tooltip) in active.items()
         if binding.show
     )
 
@@ -161,16 +165,18 @@ class KeysFooter(Widget, can_focus=False):
         if not self.is_attached or not self.app.app_focus:
             return
         screen = self.screen
-        bindings = shown_keys(screen)
+        # Each look at the active bindings asks every key's check_action.
+        active = screen.active_bindings
+        bindings = shown_keys(screen, active)
         if bindings == self._bindings:
             return
         self._bindings = bindings
-        self._items, self._palette = self._collect(screen, bindings)
+        self._items, self._palette = self._collect(screen, bindings, active)
         self.changes += 1
         self.refresh()
 
     def _collect(self, screen: Screen[Any], bindings: Iterable[tuple[str, Binding, bool, str]],
-                 ) -> tuple[tuple[_Item, ...], FooterKey | None]:
+                 active: dict[str, Any]) -> tuple[tuple[_Item, ...], FooterKey | None]:
         app = screen.app
         # One key per action (the first of its keys), in the bindings' order;
         # consecutive actions of one group side by side (Textual's Footer's rules).
@@ -195,9 +201,9 @@ class KeysFooter(Widget, can_focus=False):
                 items.extend(_Item((k,), None, k.binding_id in self.keep) for k in keys)
         palette = None
         if self.show_command_palette and app.ENABLE_COMMAND_PALETTE:
-            active = screen.active_bindings.get(app.COMMAND_PALETTE_BINDING)
-            if active is not None:
-                _, binding, enabled, tooltip = active
+            palette_binding = active.get(app.COMMAND_PALETTE_BINDING)
+            if palette_binding is not None:
+                _, binding, enabled, tooltip = palette_binding
                 palette = FooterKey(binding.key, app.get_key_display(binding),
                                     binding.description, binding.action, enabled,
                                     tooltip or binding.tooltip or binding.description, binding.id)
