@@ -19,7 +19,9 @@ and Esc, and waits after each for the screen to show what it asked for;
 the figure of a step is the process's CPU time from the key to the screen
 settled (the server's share, one ``list`` of a page, is in it: about a
 millisecond). Also counted: layouts of the whole screen
-(``Screen._refresh_layout``) and rebuilds of the footer, per step.
+(``Screen._refresh_layout``) and rebuilds of the footer (its recomposes:
+Textual's ``Footer`` recomposed at each change of the keys; ``KeysFooter``
+draws them in place since session 5, so today's console counts none), per step.
 
 With ``--baseline REV`` the console of that git revision (its ``console/``,
 against today's server) takes every other round, ABBA; the report is the
