@@ -39,7 +39,7 @@ class KeysScreen(Screen[None]):
     """One key whose availability the test switches, and keys to fill the line."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("x", "act", "Act", id="act"),
+        Binding("x", "act", "Act", id="act", tooltip="Does the act"),
         Binding("y", "other('y')", "Why not", id="why"),
         Binding("z", "other('z')", "Zebra stripes", id="zebra"),
         Binding("question_mark", "other('help')", "Help", id="help"),
@@ -90,7 +90,8 @@ async def test_keys_footer_draws_again_only_when_its_keys_change() -> None:
 
 async def test_keys_footer_leaves_out_whole_keys_when_narrow_and_clicks_press_keys() -> None:
     """Too narrow for every key, the footer leaves out whole keys, the last first and
-    Help after every other, never half a word; a click on a key presses it."""
+    Help after every other, never half a word; a click on a key presses it, and
+    hovering it shows its tooltip."""
     app = App[None]()
     async with app.run_test(size=(36, 5)) as pilot:
         screen = KeysScreen()
@@ -100,6 +101,8 @@ async def test_keys_footer_leaves_out_whole_keys_when_narrow_and_clicks_press_ke
         assert footer_keys(screen) == ["Act", "Help", "palette"]
         line = footer.render_line(0).text
         assert "Why" not in line and "Zeb" not in line and line.rstrip().endswith("palette")
+        await pilot.hover(KeysFooter, offset=(1, 0))
+        await wait_for(lambda: footer.tooltip == "Does the act")
         await pilot.click(KeysFooter, offset=(1, 0))
         await wait_for(lambda: screen.pressed == ["act"])
         help_at = line.index("?")
