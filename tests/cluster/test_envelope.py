@@ -98,3 +98,38 @@ def test_a_message_is_acted_on_once():
     later = ReplayGuard(window=60)
     assert later.first_time("a", NOW, NOW) and not later.first_time("a", NOW, NOW + 10)
     assert later.first_time("b", NOW + 100, NOW + 100) and len(later) == 1
+
+
+@pytest.fixture(params=["orjson", "json"])
+def reading_codec(request):
+    """Unseal with each codec (nodes with and without orjson), then put orjson back."""
+    from wsconsole.server.cluster import envelope
+
+    yield request.param
+    envelope.use_codec("orjson")
+
+
+def test_nodes_with_and_without_orjson_understand_each_other(reading_codec):
+    """What one codec writes the other reads, byte for byte the same JSON
+    values; both refuse NaN and Infinity, and what orjson cannot write (an
+    integer past 64 bits) is written by the standard library."""
+    import hashlib
+    import hmac
+
+    from wsconsole.server.cluster import envelope
+
+    body = {"args": {"limit": 5, "text": "h\u00e9 \u2603", "big": 2 ** 70, "f": 0.1},
+            "per_node": {"a": {"count": 2}}, "codes": {1006: 3}}
+    for writing in ("orjson", "json"):
+        envelope.use_codec(writing)
+        data = seal(message(body=body), SECRET)
+        envelope.use_codec(reading_codec)
+        got = check(data).body
+        expected_big = 2 ** 70 if reading_codec == "json" else float(2 ** 70)
+        assert got == {**body, "args": {**body["args"], "big": expected_big},
+                       "codes": {"1006": 3}}
+    text = b'{"v": 1, "kind": "request", "f": NaN}'
+    for constant in (text, text.replace(b"NaN", b"Infinity")):
+        signed = (b"wsc1." + hmac.new(SECRET, constant, hashlib.sha256).hexdigest().encode()
+                  + b"." + constant)
+        assert refusal(signed) == DropReason.MALFORMED
