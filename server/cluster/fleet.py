@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import secrets
@@ -75,6 +76,12 @@ values in that order) and ``keys`` (each row's sort value; its id is the
 row's), instead of ``connections`` as objects and ``keys`` as ``[value, id]``.
 A node that does not know it answers in objects, which merge as well."""
 
+GROUPS_KNOWN = "groups_known"
+"""A ``list`` request's ``groups_known`` (in its body, beside ``args``): for
+each node, the ``groups_version`` of its groups that the requester holds. A
+node whose groups are still those answers ``groups_version`` alone, without
+``groups``; a node that does not know it answers its groups as before."""
+
 _START_WAIT = 1.0
 """Seconds ``start`` waits for Redis before it says it serves locally."""
 _EVENT_FLUSH = 0.1
@@ -91,6 +98,21 @@ def owner_of(connection_id: str) -> str | None:
     """The node a cluster connection id names (``web-1/0a1b2c3d4e`` -> ``web-1``)."""
     node, separator, _ = connection_id.rpartition(ID_SEPARATOR)
     return node if separator and node else None
+
+
+class _NodeGroups:
+    """One node's groups of a ``list``, as it answered them."""
+
+    __slots__ = ("version", "limit", "groups", "truncated")
+
+    def __init__(self, version: str | None, limit: int, groups: dict[str, Any],
+                 truncated: bool) -> None:
+        self.version = version
+        """The node's ``groups_version`` of them (its instance and its registry's
+        version: a restarted node never repeats one); None: it sent none."""
+        self.limit = limit
+        self.groups = groups
+        self.truncated = truncated
 
 
 class _Gather:
@@ -161,6 +183,16 @@ class ClusterFleet(Fleet):
         """How this node asks the others for their ``list`` pages: :data:`ROWS_COLUMNS`,
         or None for rows as objects (what nodes before it asked; the benchmark
         measures one against the other in one run)."""
+        self.groups_cache = True
+        """Whether this node keeps each node's ``list`` groups (and their sum) until
+        their version changes, and asks the others for their groups only then
+        (:data:`GROUPS_KNOWN`). False: every page ships and sums every node's
+        groups, as before (the benchmark measures one against the other)."""
+        self._node_groups: dict[str, _NodeGroups] = {}
+        """Each node's groups as last answered, by node (this one's included)."""
+        self._summed_groups: tuple[Any, dict[str, dict[str, int]], bool] | None = None
+        """(key, summed groups, truncated) of the last sum: reused while no node's
+        groups changed."""
         self.request_observers: list[Callable[[str, bool, float], None]] = []
         """Called with (operation, partial, seconds) when a request to other nodes
         ends (the metrics' cluster requests and their durations)."""
@@ -640,7 +672,10 @@ class ClusterFleet(Fleet):
                     gather.done.set_result(None)
         try:
             if local is not None and self.node in targets:
-                # This node's part is answered while the others work on theirs.
+                # This node's part is answered while the others work on theirs
+                # (once the request is out: computing it while the publish
+                # waits for Redis's answer was measured not to pay, as the
+                # others' answers come later anyway).
                 try:
                     gathered.results[self.node] = await local()
                 except WsconsoleError as exc:
@@ -739,7 +774,10 @@ class ClusterFleet(Fleet):
         if op == "tap_stop":
             return self.taps.stop_part(message.src, args["tap"]), None
         if op == "list":
-            return self._local_page(args, columns=message.body.get("rows") == ROWS_COLUMNS), None
+            known = message.body.get(GROUPS_KNOWN)
+            known = known.get(self.node) if isinstance(known, dict) else None
+            return self._local_page(args, columns=message.body.get("rows") == ROWS_COLUMNS,
+                                    known=known if isinstance(known, str) else None), None
         if op == "get":
             return (await self.local.get(args["id"])).result, None
         if op == "send":
@@ -759,18 +797,23 @@ class ClusterFleet(Fleet):
             return result, answer.start
         raise InternalError(f"{op} is not asked of other nodes")
 
-    def _local_page(self, args: dict[str, Any], *, columns: bool = False) -> dict[str, Any]:
-        """This node's part of a ``list``: its page, the rows' sort keys, its size.
+    def groups_version(self) -> str:
+        """This node's ``groups_version`` in a cluster's ``list``: its instance and
+        its registry's version (every register, unregister, subscribe and
+        unsubscribe changes it), so that a restarted node never repeats one."""
+        return f"{self.instance}.{self.hub.registry.version}"
+
+    def _local_page(self, args: dict[str, Any], *, columns: bool = False,
+                    known: str | None = None) -> dict[str, Any]:
+        """This node's part of a ``list``: its page, the rows' sort keys, its size,
+        and with groups their ``groups_version``.
 
         ``columns`` (what a requester asks with ``"rows": "columns"`` in the
         request's body) answers in the compact shape (:data:`ROWS_COLUMNS`).
+        ``known``: the ``groups_version`` the requester holds of this node's
+        groups (:data:`GROUPS_KNOWN`); if they are still those, they are not sent.
         """
-        registry = self.hub.registry
-        page, result = node_page(
-            registry, user=args["user"], path=args["path"], topic=args["topic"],
-            id_prefix=args["id_prefix"], sort=args["sort"], limit=args["limit"],
-            cursor=args["cursor"], groups=args["groups"], group_limit=args["group_limit"])
-        result["count"] = len(registry)
+        page, result = self._own_page(args, known)
         if columns:
             # The field names once, each row its values in that order, and
             # each key its value alone (its id is the row's): half the bytes
@@ -784,6 +827,23 @@ class ClusterFleet(Fleet):
         # The requester merges the nodes' pages by these keys (merge_pages).
         result["keys"] = [list(key) for key in page.keys]
         return result
+
+    def _own_page(self, args: dict[str, Any], known: str | None
+                  ) -> tuple[Page, dict[str, Any]]:
+        """This node's page of a ``list`` with its size, its groups unless they are
+        ``known``'s, and their version."""
+        registry = self.hub.registry
+        groups = args["groups"]
+        version = self.groups_version() if groups else None
+        page, result = node_page(
+            registry, user=args["user"], path=args["path"], topic=args["topic"],
+            id_prefix=args["id_prefix"], sort=args["sort"], limit=args["limit"],
+            cursor=args["cursor"], groups=groups and known != version,
+            group_limit=args["group_limit"])
+        result["count"] = len(registry)
+        if version is not None:
+            result["groups_version"] = version
+        return page, result
 
     # The operations
 
@@ -807,30 +867,40 @@ class ClusterFleet(Fleet):
                 "group_limit": group_limit}
         # A cursor that is not one is refused here, before anyone is asked.
         decode_cursor(cursor, sort)
+        # The groups this node holds of each node, as this request starts: a node
+        # whose groups are still those sends their version alone.
+        known: dict[str, _NodeGroups] = {}
+        if groups and self.groups_cache:
+            known = {name: entry for name, entry in self._node_groups.items()
+                     if entry.limit == group_limit}
+        extra: dict[str, Any] = {"rows": self.list_rows} if self.list_rows else {}
+        if remote_known := {name: entry.version for name, entry in known.items()
+                            if name != self.node}:
+            extra[GROUPS_KNOWN] = remote_known
 
         own: list[Page] = []
 
         async def local() -> dict[str, Any]:
             # This node's page merges as it is: nothing to check, nor to decode.
-            registry = self.hub.registry
-            page, result = node_page(registry, **args)
-            result["count"] = len(registry)
+            entry = known.get(self.node)
+            page, result = self._own_page(args, entry.version if entry is not None else None)
             own.append(Page(records=result["connections"], total=page.total,
                             next_cursor=page.next_cursor, keys=page.keys))
             return result
 
         gathered = await self._scatter("list", {k: v for k, v in args.items() if v is not None},
                                        targets=self._targets(node), timeout=timeout,
-                                       role=Role.READ_ONLY, local=local,
-                                       extra={"rows": self.list_rows} if self.list_rows
-                                       else None)
+                                       role=Role.READ_ONLY, local=local, extra=extra or None)
         gathered.raise_single_error()
         pages: dict[str, dict[str, Any]] = {}
+        node_groups: dict[str, _NodeGroups] = {}
         node_pages: list[Page] = []
         fields: list[str] | None = None
         for name, answer in gathered.results.items():
             page = own[0] if name == self.node and own else _page_of(answer)
-            if page is None:
+            entry = (_groups_of(answer, known.get(name), group_limit)
+                     if groups and page is not None else None)
+            if page is None or (groups and entry is None):
                 # An answer that is no page (a bug, or a node of another
                 # version) is named, never merged nor silently left out.
                 gathered.missing[name] = "malformed list answer"
@@ -844,19 +914,52 @@ class ClusterFleet(Fleet):
                     page = _with_dict_rows(page, answer["fields"])
             pages[name] = answer
             node_pages.append(page)
+            if entry is not None:
+                node_groups[name] = entry
         merged = merge_pages(node_pages, sort=sort, limit=limit)
         rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
                 for row in merged.records]
         result: dict[str, Any] = {"connections": rows, "total": merged.total,
                                   "next_cursor": merged.next_cursor}
         if groups:
-            result["groups"], result["groups_truncated"] = merge_groups(
-                ((r.get("groups") or {}, bool(r.get("groups_truncated")))
-                 for r in pages.values()), group_limit)
-            for kind in ("users", "paths", "topics"):
-                result["groups"].setdefault(kind, {})
-            result["groups"]["nodes"] = {name: pages[name]["count"] for name in sorted(pages)}
+            summed, truncated, version = self._sum_groups(node_groups, group_limit)
+            result["groups"] = {**summed, "nodes": {name: pages[name]["count"]
+                                                    for name in sorted(pages)}}
+            result["groups_truncated"] = truncated
+            if version is not None:
+                # The same while no node's groups changed (and the same nodes
+                # answered): a console that holds them is sent the page alone.
+                result["groups_version"] = version
         return Answer(result=result, missing=gathered.all_missing())
+
+    def _sum_groups(self, node_groups: dict[str, _NodeGroups], limit: int
+                    ) -> tuple[dict[str, dict[str, int]], bool, int | None]:
+        """The nodes' groups summed, whether any was cut, and the sum's version
+        (None unless every node gave its own); the last sum is reused while
+        no node's groups changed."""
+        if self.groups_cache:
+            for name, entry in node_groups.items():
+                if entry.version is not None:
+                    self._node_groups[name] = entry
+            for name in [name for name in self._node_groups
+                         if name != self.node and name not in self.table]:
+                del self._node_groups[name]  # forgotten nodes are not kept
+        key: Any = None
+        if all(entry.version is not None for entry in node_groups.values()):
+            key = (limit, tuple(sorted((name, entry.version)
+                                       for name, entry in node_groups.items())))
+            last = self._summed_groups
+            if self.groups_cache and last is not None and last[0] == key:
+                return last[1], last[2], _version_of(key)
+        summed, truncated = merge_groups(
+            ((entry.groups, entry.truncated) for entry in node_groups.values()), limit)
+        for kind in ("users", "paths", "topics"):
+            summed.setdefault(kind, {})
+        if key is None:
+            return summed, truncated, None
+        if self.groups_cache:
+            self._summed_groups = (key, summed, truncated)
+        return summed, truncated, _version_of(key)
 
     async def get(self, connection_id: str, *, node: str | None = None,
                   timeout: float | None = None) -> Answer:
@@ -1076,6 +1179,31 @@ def _page_of(result: Any) -> Page | None:
             keys and (set(map(type, keys)) != {list} or set(map(len, keys)) != {2})):
         return None
     return Page(records=connections, total=result["total"], next_cursor=cursor, keys=keys)
+
+
+def _groups_of(answer: dict[str, Any], known: _NodeGroups | None, limit: int
+               ) -> _NodeGroups | None:
+    """A node's groups in its ``list`` answer: those it sent, or those held
+    (``known``) if it answered their version alone; None if neither."""
+    version = answer.get("groups_version")
+    if not isinstance(version, str):
+        version = None
+    groups = answer.get("groups")
+    if groups is None:
+        if known is not None and version is not None and version == known.version:
+            return known
+        return None
+    if not isinstance(groups, dict) or not all(isinstance(counts, dict)
+                                               for counts in groups.values()):
+        return None
+    return _NodeGroups(version, limit, groups, bool(answer.get("groups_truncated")))
+
+
+def _version_of(key: Any) -> int:
+    """A ``groups_version`` (an integer, as one node's is) for a sum of groups:
+    53 bits of a digest of the nodes' versions, exact in every JSON reader."""
+    digest = hashlib.blake2b(repr(key).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 11
 
 
 def _with_dict_rows(page: Page, fields: list[str]) -> Page:

@@ -126,6 +126,35 @@ async def test_pages_asked_as_objects_or_as_columns_merge_alike(fleet):
                 assert await setter.recv() == "columns"
 
 
+async def test_groups_follow_every_node_and_skip_when_nothing_changed(fleet):
+    """A node keeps the others' groups until they change: the summed groups
+    follow a connection that opens or closes on any node, and a console that
+    sends back the page's groups_version gets the page alone while no node's
+    groups changed (as from a single node)."""
+    a, b, c = fleet["a"], fleet["b"], fleet["c"]
+    async with operator(a) as ctl, user(b, "bob", room="lobby"):
+        await all_live(ctl)
+        await wait_for(lambda: _total(ctl, 1), TIMEOUT)
+        first = await ctl.ok("list")
+        assert first["groups"]["users"] == {"bob": 1}
+        version = first["groups_version"]
+        assert isinstance(version, int)
+        same = await ctl.ok("list", groups_since=version)
+        assert "groups" not in same and same["groups_version"] == version
+        assert [row["user"] for row in same["connections"]] == ["bob"]
+        async with user(c, "cy"):
+            await wait_for(lambda: _total(ctl, 2), TIMEOUT)
+            changed = await ctl.ok("list", groups_since=version)
+            assert changed["groups_version"] != version
+            assert changed["groups"]["users"] == {"bob": 1, "cy": 1}
+            assert changed["groups"]["topics"] == {"lobby": 1}
+            assert changed["groups"]["nodes"] == {"a": 0, "b": 1, "c": 1}
+        await wait_for(lambda: _total(ctl, 1), TIMEOUT)
+        after = await ctl.ok("list", groups_since=changed["groups_version"])
+        assert after["groups"]["users"] == {"bob": 1}
+        assert after["groups"]["nodes"] == {"a": 0, "b": 1, "c": 0}
+
+
 async def _total(ctl, n: int) -> bool:
     return (await ctl.ok("list", groups=False))["total"] == n
 
