@@ -27,9 +27,13 @@ both alike; compare the ratios, not the absolute figures across runs.
     file limit of 20,000); a second phase does the same with real sockets
     (lean clients of ``bench_server.py``) at 3 x ``--real`` against
     3 x ``--real`` on one node. Goal: cluster p99 within 2x the local p99.
-    Two cluster series alternate with the local one: c0 asks the other
-    nodes for their rows as columns (today's), c1 as objects (the shape
-    before: ``list_rows:objects``), so that one run measures the change. CPU
+    Two cluster series (both asked of c0) take turns by blocks of
+    ``--block`` pages, ABBA, every node switched between blocks
+    (``cluster_mode:``): ``now`` (messages in orjson, each node's groups
+    kept until they change) and ``before`` (the standard library's json,
+    every node's groups shipped and summed with every page), each cluster
+    page paired with a single node's. Printed: p50 (p25-p75) and p99 of
+    each, x the single node's, and the ratios of each round's medians. CPU
     per request is charged to each kind from ``/proc`` around every request.
     Then a ``get`` of a connection of c1 from c0 against one of the single
     node: the round trip that a second round (keys first, then the winning
@@ -365,19 +369,6 @@ def full(result: Any) -> Any:
     return result
 
 
-def report_pair(label: str, cluster: list[float], local: list[float],
-                name: str = "cluster", goal: bool = True) -> list[str]:
-    ratio = percentile(cluster, 0.99) / percentile(local, 0.99)
-    verdict = "ok" if ratio <= PAGE_GOAL else "OVER BUDGET"
-    lines = [f"  {label}"] if label else []
-    return lines + [
-        f"    {name:<16} p50 {ms(percentile(cluster, 0.5))} ms  p99 "
-        f"{ms(percentile(cluster, 0.99))} ms  (vs local: p50 x"
-        f"{percentile(cluster, 0.5) / percentile(local, 0.5):.2f}, p99 x{ratio:.2f}"
-        + (f", goal <= {PAGE_GOAL:g}: {verdict}" if goal else "") + ")",
-    ]
-
-
 def report_local(local: list[float]) -> str:
     return (f"    {'local':<16} p50 {ms(percentile(local, 0.5))} ms  p99 "
             f"{ms(percentile(local, 0.99))} ms  [{len(local)} each, {load()}]")
@@ -389,46 +380,111 @@ LIST_REQUESTS = {
 }
 
 
-async def list_phase(ctls: dict[str, Control], reps: int, pids: dict[str, int],
+LIST_MODES = ("now", "before")
+"""The cluster's two ways of answering a page, measured in the same run:
+``now`` (orjson, each node's groups kept until they change) and ``before``
+(the standard library's json, every node's groups shipped and summed with
+every page), switched on every node between blocks (``cluster_mode:``)."""
+
+
+async def list_phase(ctls: dict[str, Control], nodes: list[BenchNode], reps: int,
+                     block: int, pids: dict[str, int],
                      get_ids: tuple[str, str] | None = None) -> list[str]:
-    """``list`` from the cluster (rows as columns, on c0; rows as objects, the
-    shape before, on c1) and from the single node, alternating; with
-    ``get_ids`` also a ``get`` of one connection of c1 from c0 against one of
-    the single node's: one round trip to another node, what a second round
-    (keys first, then the winning rows) would add to a page."""
+    """``list`` from the cluster (asked of c0) in each of :data:`LIST_MODES`
+    and from the single node. The modes take turns by blocks of ``block``
+    pages, ABBA (now, before, before, now, ...), every node switched between
+    blocks; each cluster page is paired with a single node's page (the pair's
+    order flips each time). With ``get_ids`` also a ``get`` of one
+    connection of c1 from c0 against one of the single node's: one round
+    trip to another node, what a second round (keys first, then the winning
+    rows) would add to a page."""
     lines = Report()  # printed as it goes
-    for label, args in LIST_REQUESTS.items():
-        def ask(ctl: Control, args: dict[str, Any] = args) -> Timed:
-            return lambda: _list(ctl, args)
-        cpu = KindCpu(pids, await idle_cpu(pids, IDLE_SECONDS))
-        times = await alternate({kind: ask(ctl) for kind, ctl in ctls.items()}, reps, cpu)
-        lines.append(f"  {label}")
-        lines += report_pair("", times["columns"], times["local"], "cluster (columns)")
-        lines += report_pair("", times["objects"], times["local"], "cluster (objects)",
-                             goal=False)
-        lines.append(report_local(times["local"]))
-        lines.append(f"    columns / objects: p50 x{_ratio(times, 0.5):.2f}, "
-                     f"p99 x{_ratio(times, 0.99):.2f}")
-        for kind in ctls:
-            lines.append(cpu_line(kind, cpu.per_request(kind)))
+    async with AsyncExitStack() as stack:
+        switches = [await stack.enter_async_context(
+            connect(f"{node.public_url}/bench?user=bench", max_size=None)) for node in nodes]
+
+        async def switch(mode: str) -> None:
+            for ws in switches:
+                await ws.send(f"cluster_mode:{mode}")
+            for ws in switches:
+                await asyncio.wait_for(ws.recv(), START_TIMEOUT)
+
+        for label, args in LIST_REQUESTS.items():
+            cpu = KindCpu(pids, await idle_cpu(pids, IDLE_SECONDS))
+            times: dict[str, list[float]] = {name: [] for name in (*LIST_MODES, "local")}
+            rounds: list[dict[str, list[float]]] = []
+            for round_index in range((reps + block - 1) // block):
+                order = LIST_MODES if round_index % 2 == 0 else LIST_MODES[::-1]
+                this_round: dict[str, list[float]] = {name: [] for name in times}
+                for mode in order:
+                    await switch(mode)
+                    await _list(ctls["cluster"], args)  # warm-up: the first page ships groups
+                    for index in range(block):
+                        pair = [(mode, ctls["cluster"]), ("local", ctls["local"])]
+                        for name, ctl in pair if index % 2 == 0 else pair[::-1]:
+                            cpu.before()
+                            started = time.perf_counter()
+                            await _list(ctl, args)
+                            elapsed = time.perf_counter() - started
+                            cpu.after(name, elapsed)
+                            times[name].append(elapsed)
+                            this_round[name].append(elapsed)
+                rounds.append(this_round)
+            await switch("now")
+            lines.append(f"  {label}: {len(times['now'])} pages of each mode in blocks of "
+                         f"{block}, ABBA; {len(times['local'])} single node pages")
+            lines += list_figures(times, rounds)
+            for kind in times:
+                lines.append(cpu_line(kind, cpu.per_request(kind)))
     if get_ids is not None:
         remote_id, solo_id = get_ids
         cpu = KindCpu(pids, await idle_cpu(pids, IDLE_SECONDS))
-        times = await alternate({"columns": lambda: ctls["columns"].ok("get", id=remote_id),
+        times = await alternate({"cluster": lambda: ctls["cluster"].ok("get", id=remote_id),
                                  "local": lambda: ctls["local"].ok("get", id=solo_id)},
                                 reps, cpu)
         lines.append("  get of one connection: of c1 from c0 (one round trip between "
                      "nodes) against the single node's own")
-        lines += report_pair("", times["columns"], times["local"], "cluster", goal=False)
+        lines.append(f"    cluster p50 {ms(percentile(times['cluster'], 0.5))} ms  p99 "
+                     f"{ms(percentile(times['cluster'], 0.99))} ms")
         lines.append(report_local(times["local"]))
-        lines.append(f"    the round trip adds {ms(percentile(times['columns'], 0.5) - percentile(times['local'], 0.5))} ms at p50")
-        for kind in ("columns", "local"):
+        lines.append(f"    the round trip adds {ms(percentile(times['cluster'], 0.5) - percentile(times['local'], 0.5))} ms at p50")
+        for kind in ("cluster", "local"):
             lines.append(cpu_line(kind, cpu.per_request(kind)))
     return lines
 
 
-def _ratio(times: dict[str, list[float]], q: float) -> float:
-    return percentile(times["columns"], q) / percentile(times["objects"], q)
+def list_figures(times: dict[str, list[float]], rounds: list[dict[str, list[float]]]
+                 ) -> list[str]:
+    """Each series' p50 (p25-p75) and p99, × the single node's, the goal's
+    verdict, and the ratios of each round's medians (median and range: what
+    the machine's drift over the run disturbs least)."""
+    local = times["local"]
+    lines = []
+    for name, series in times.items():
+        line = (f"    {name:<7} p50 {ms(percentile(series, 0.5))} ms "
+                f"({ms(percentile(series, 0.25))}-{ms(percentile(series, 0.75))})  p99 "
+                f"{ms(percentile(series, 0.99))} ms")
+        if name != "local":
+            ratio = percentile(series, 0.99) / percentile(local, 0.99)
+            line += (f"  (x local: p50 {percentile(series, 0.5) / percentile(local, 0.5):.2f}, "
+                     f"p99 {ratio:.2f}")
+            if name == "now":
+                line += f", goal <= {PAGE_GOAL:g}: {'ok' if ratio <= PAGE_GOAL else 'OVER BUDGET'}"
+            line += ")"
+        else:
+            line += f"  [{load()}]"
+        lines.append(line)
+
+    def by_round(a: str, b: str, q: float) -> str:
+        ratios = sorted(percentile(r[a], q) / percentile(r[b], q) for r in rounds)
+        return (f"{percentile(ratios, 0.5):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})")
+
+    lines.append(f"    each round's medians: now/local {by_round('now', 'local', 0.5)}, "
+                 f"before/local {by_round('before', 'local', 0.5)}, now/before "
+                 f"{by_round('now', 'before', 0.5)}; now/before pooled p50 "
+                 f"{percentile(times['now'], 0.5) / percentile(times['before'], 0.5):.2f}, "
+                 f"p99 {percentile(times['now'], 0.99) / percentile(times['before'], 0.99):.2f}")
+    return lines
 
 
 def cpu_line(kind: str, per_request: dict[str, float]) -> str:
@@ -453,12 +509,9 @@ async def part_list(args: argparse.Namespace, folder: Path) -> list[str]:
         cluster_nodes = await start_nodes(stack, ["c0", "c1", "c2"], folder, redis.url)
         (solo,) = await start_nodes(stack, ["solo"], folder, None)
         cluster = await stack.enter_async_context(operator(cluster_nodes[0]))
-        objects = await stack.enter_async_context(operator(cluster_nodes[1]))
         local = await stack.enter_async_context(operator(solo))
         await wait_live(cluster, 3)
-        await wait_live(objects, 3)
-        await cluster_nodes[1].command("list_rows:objects")  # the shape before, on c1
-        ctls = {"columns": cluster, "objects": objects, "local": local}
+        ctls = {"cluster": cluster, "local": local}
         client = bench_server.ClientHandle()
         stack.callback(client.stop)
         await client.call("arm", 0)
@@ -476,7 +529,7 @@ async def part_list(args: argparse.Namespace, folder: Path) -> list[str]:
         await _wait_total(local, 3 * real)
         lines.append(f" real sockets: 3 nodes x {real:,} against one node with {3 * real:,} "
                      f"[{load()}]")
-        await list_phase(ctls, args.reps, pids)
+        await list_phase(ctls, cluster_nodes, args.reps, args.block, pids)
         await client.call("close", "cluster")
         await client.call("close", "local")
         await _wait_total(cluster, 0)
@@ -492,7 +545,8 @@ async def part_list(args: argparse.Namespace, folder: Path) -> list[str]:
         remote_id = (await cluster.ok("list", node="c1", limit=1, groups=False)
                      )["connections"][0]["id"]
         solo_id = (await local.ok("list", limit=1, groups=False))["connections"][0]["id"]
-        await list_phase(ctls, args.reps, pids, (remote_id, solo_id))
+        await list_phase(ctls, cluster_nodes, args.reps, args.block, pids,
+                         (remote_id, solo_id))
     return lines
 
 
@@ -985,41 +1039,40 @@ async def _control(url: str) -> AsyncIterator[Control]:
 
 
 async def part_merge(args: argparse.Namespace, folder: Path) -> list[str]:
-    """The CPU of a cluster page's steps, in this process: no sockets, no Redis."""
+    """The CPU of a cluster page's steps, in this process: no sockets, no Redis.
+
+    The requester is a real :class:`ClusterFleet` whose ``list`` runs as it
+    does on a node, but its scatter hands it the others' answers as sealed
+    bytes made beforehand (with their groups, or with their version alone
+    when the requester holds them). For each mode (``before``: the standard
+    library's json, groups shipped and summed with every page; ``now``:
+    orjson, groups kept until they change) and each shape (rows as columns,
+    as objects: the shape before columns)."""
     from bench_registry import FleetBuilder
 
     from wsconsole.server import wire
+    from wsconsole.server.cluster import envelope
     from wsconsole.server.cluster import fleet as cluster_fleet
-    from wsconsole.server.cluster.envelope import Message, MessageKind, seal, unseal
+    from wsconsole.server.cluster.envelope import MessageKind
     from wsconsole.server.fleet import node_page
-    from wsconsole.server.registry import ConnectionRegistry, Page, merge_groups, merge_pages
+    from wsconsole.server.registry import ConnectionRegistry
 
     per_node = args.records // 3
     lines = Report(f"(a') a page of 100 with groups, the CPU of its steps in one process "
                    f"(process time, {args.reps} each): 3 registries x {per_node:,} synthetic "
                    f"records against one of {3 * per_node:,}")
-    registries = []
+    settings = ClusterSettings("redis://127.0.0.1", secret=SECRET)
+    nodes = []
     for seed in range(3):
         registry = ConnectionRegistry()
         FleetBuilder(per_node, seed).fill(registry)
-        registries.append(registry)
+        hub = type("Hub", (), {"registry": registry, "node": f"c{seed}"})()
+        nodes.append(cluster_fleet.ClusterFleet(hub, settings))  # type: ignore[arg-type]
+    requester, others = nodes[0], nodes[1:]
     solo = ConnectionRegistry()
     FleetBuilder(3 * per_node, 99).fill(solo)
-    request = dict(user=None, path=None, topic=None, id_prefix=None, sort="connected_at",
-                   limit=100, cursor=None, groups=True, group_limit=200)
-
-    class Answering:  # what _local_page reads of a fleet: its hub's registry
-        def __init__(self, registry: ConnectionRegistry) -> None:
-            self.hub = type("Hub", (), {"registry": registry})()
-
-    def answer(registry: ConnectionRegistry, columns: bool) -> dict[str, Any]:
-        return cluster_fleet.ClusterFleet._local_page(Answering(registry),  # type: ignore[arg-type]
-                                                      request, columns=columns)
-
-    def sealed(body: dict[str, Any]) -> bytes:
-        return seal(Message(kind=MessageKind.REPLY, cluster="bench", src="c1", dst="c0",
-                            id="1", op="list", body={"ok": True, "result": body},
-                            ts=time.time()), SECRET)
+    page_args = dict(user=None, path=None, topic=None, id_prefix=None, sort="connected_at",
+                     limit=100, cursor=None, groups=True, group_limit=200)
 
     def cpu_us(step: Callable[[], Any]) -> float:
         step()
@@ -1029,45 +1082,73 @@ async def part_merge(args: argparse.Namespace, folder: Path) -> list[str]:
         return (time.process_time() - started) / args.reps * 1e6
 
     def local_page() -> str:
-        _, result = node_page(solo, **request)
+        _, result = node_page(solo, **page_args)
         result["groups"]["nodes"] = {"solo": len(solo)}
         return wire.encode_reply(1, result)
 
+    def answer(node: Any, columns: bool, known: str | None) -> bytes:
+        result = node._local_page(page_args, columns=columns, known=known)
+        return node._seal(MessageKind.REPLY, body={"ok": True, "result": result}, dst="c0",
+                          id="1", op="list")
+
     local = cpu_us(local_page)
-    for shape, columns in (("columns", True), ("objects", False)):
-        payloads = [sealed(answer(registry, columns)) for registry in registries[1:]]
+    loop = asyncio.get_running_loop()
+    for mode, codec, cache in (("before", "json", False), ("now", "orjson", True)):
+        envelope.use_codec(codec)
+        for shape, columns in (("columns", True), ("objects", False)):
+            requester.groups_cache = cache
+            requester._node_groups.clear()
+            requester._summed_groups = None
+            requester.list_rows = cluster_fleet.ROWS_COLUMNS if columns else None
+            with_groups = [answer(node, columns, None) for node in others]
+            versions = [node.groups_version() for node in others]
+            without = [answer(node, columns, version) for node, version in zip(others, versions)]
 
-        def requester() -> str:
-            page, own = node_page(registries[0], **request)
-            own["count"] = len(registries[0])
-            pages = [Page(records=own["connections"], total=page.total,
-                          next_cursor=page.next_cursor, keys=page.keys)]
-            answers = [own]
-            fields = None
-            for payload in payloads:
-                result = unseal(payload, SECRET, cluster="bench", now=time.time(),
-                                max_skew=30, max_bytes=1 << 23).body["result"]
-                merged_page = cluster_fleet._page_of(result)
-                assert merged_page is not None
-                fields = result.get("fields", fields)
-                pages.append(merged_page)
-                answers.append(result)
-            merged = merge_pages(pages, sort="connected_at", limit=100)
-            rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
-                    for row in merged.records]
-            groups, _ = merge_groups(((a["groups"], a["groups_truncated"]) for a in answers),
-                                     200)
-            return wire.encode_reply(1, {"connections": rows, "total": merged.total,
-                                         "next_cursor": merged.next_cursor, "groups": groups})
+            async def scatter(op: str, scattered: dict[str, Any], *, targets: list[str],
+                              timeout: Any, role: Any, local: Any, extra: Any = None) -> Any:
+                gathered = cluster_fleet._Gathered()
+                gathered.results[requester.node] = await local()
+                known = (extra or {}).get(cluster_fleet.GROUPS_KNOWN, {})
+                for node, full, short in zip(others, with_groups, without):
+                    payload = short if known.get(node.node) == node.groups_version() else full
+                    gathered.results[node.node] = requester._unseal(
+                        payload, guard=False).body["result"]
+                return gathered
 
-        answering = cpu_us(lambda: sealed(answer(registries[1], columns)))
-        merging = cpu_us(requester)
-        lines.append(f"  rows as {shape}: {len(payloads[0]):,} bytes a page; the answering "
-                     f"node's page and seal {answering:,.0f} us; the requester's own page, "
-                     f"2 unseals, merge and reply {merging:,.0f} us (x{merging / local:.2f} "
-                     f"the single node's)")
+            requester._scatter = scatter  # type: ignore[method-assign]
+
+            answering = cpu_us(lambda: answer(others[0], columns, None))
+            answering_known = cpu_us(lambda: answer(others[0], columns, versions[0]))
+            merging = await loop.run_in_executor(None, _in_new_loop, cpu_us, requester,
+                                                 page_args, scatter)
+            lines.append(
+                f"  {mode} ({codec}, groups {'kept' if cache else 'shipped every page'}), rows "
+                f"as {shape}: {len(with_groups[0]):,} bytes a page ({len(without[0]):,} "
+                f"without groups); the answering node's page and seal {answering:,.0f} us "
+                f"({answering_known:,.0f} without groups); the requester's own page, 2 "
+                f"unseals, merge and reply {merging:,.0f} us (x{merging / local:.2f} the "
+                f"single node's)")
+    envelope.use_codec("orjson")
     lines.append(f"  the single node's page and reply {local:,.0f} us  [{load()}]")
     return lines
+
+
+def _in_new_loop(cpu_us: Callable[[Callable[[], Any]], float], requester: Any,
+                 page_args: dict[str, Any], scatter: Any) -> float:
+    """The requester's CPU per page, its ``list`` run on an event loop of this thread."""
+    from wsconsole.server import wire
+
+    loop = asyncio.new_event_loop()
+    try:
+        def page() -> str:
+            answer = loop.run_until_complete(requester.list(**page_args, node=None,
+                                                            timeout=None))
+            assert not answer.missing, answer.missing
+            return wire.encode_reply(1, answer.result)
+
+        return cpu_us(page)
+    finally:
+        loop.close()
 
 
 PARTS = {"merge": part_merge, "list": part_list, "send": part_send, "echo": part_echo, "fleet": part_fleet,
@@ -1090,6 +1171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=300, help="timed requests of each kind")
     parser.add_argument("--records", type=int, default=30_000,
                         help="(a) synthetic records in all (a third per cluster node)")
+    parser.add_argument("--block", type=int, default=25,
+                        help="(a) pages of one cluster mode in a row (the modes alternate ABBA)")
     parser.add_argument("--real", type=int, default=1000,
                         help="(a) real sockets per cluster node (3x on the single node)")
     parser.add_argument("--send-connections", type=int, default=9000, help="(b) in all")
@@ -1118,7 +1201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet-steps", default="10,8,6,4,2", help="(d) node counts")
     args = parser.parse_args(argv)
     if args.quick:
-        args.reps, args.records, args.real = 20, 3000, 100
+        args.reps, args.records, args.real, args.block = 20, 3000, 100, 5
         args.send_connections, args.send_reps, args.one_reps = 300, 6, 20
         args.echo_clients, args.echo_messages, args.echo_rounds = 5, 300, 2
         args.fleet_records, args.fleet_steps, args.held = 1000, "3,2", 200

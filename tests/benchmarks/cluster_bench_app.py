@@ -6,7 +6,11 @@ synthetic connection records (no sockets) to its registry, the fleet of
 the node as cluster ids do; the reply is ``filled TOTAL``.
 ``list_rows:objects`` (or ``list_rows:columns``) sets how this node asks
 the others for their ``list`` pages (``ClusterFleet.list_rows``), so that a
-run can time both shapes side by side. Every other message is echoed. A synthetic record has no live connection behind it
+run can time both shapes side by side. ``cluster_mode:before`` makes the
+node write and read its messages with the standard library's json and keep
+no groups between pages (what every page cost before orjson and the groups
+cache), ``cluster_mode:now`` undoes it; ``codec:json|orjson`` and
+``groups_cache:on|off`` set one of the two. Every other message is echoed. A synthetic record has no live connection behind it
 (``handle`` None): it can be listed, counted and sampled, never sent to,
 so the benchmarks that send use real sockets.
 
@@ -22,6 +26,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from wsconsole.server import hub_of
+from wsconsole.server.cluster import envelope
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -65,6 +70,17 @@ async def handler(connection: ServerConnection) -> None:
                 shape = message.partition(":")[2]
                 hub.cluster.list_rows = None if shape == "objects" else shape
                 await connection.send(f"list_rows {shape}")
+            elif isinstance(message, str) and message.startswith(
+                    ("cluster_mode:", "codec:", "groups_cache:")):
+                what, _, value = message.partition(":")
+                if what == "cluster_mode":
+                    codec, cache = ("json", False) if value == "before" else ("orjson", True)
+                else:
+                    codec = value if what == "codec" else envelope.codec()
+                    cache = (value == "on") if what == "groups_cache" else hub.cluster.groups_cache
+                envelope.use_codec(codec)
+                hub.cluster.groups_cache = cache
+                await connection.send(f"{what} {value}")
             else:
                 await connection.send(message)
     except ConnectionClosed:
