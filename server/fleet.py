@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import ServerStateError, TapDisabled, UnknownConnection, UnknownNode
 from .protocol import HubState, NodeHealth, Role, ShutdownMode
+from .registry import SUMMARY_FIELDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .hub import Hub, Listener
@@ -194,22 +195,27 @@ class Fleet(ABC):
 
 def node_page(registry: ConnectionRegistry, *, user: str | None, path: str | None,
               topic: str | None, id_prefix: str | None, sort: str, limit: int,
-              cursor: str | None, groups: bool, group_limit: int,
+              cursor: str | None, groups: bool, group_limit: int, columns: bool = False,
               ) -> tuple[Page, dict[str, Any]]:
     """One node's answer to ``list``, in the wire's shape, and the page it came from.
 
     The one place a node turns its registry into a page: the local fleet
     answers with it, and each node of a cluster answers its part with it
-    (adding the rows' sort keys for the merge).
+    (adding the rows' sort keys for the merge). ``columns``: the rows as
+    ``fields`` (once) and ``rows`` (each its values in that order) instead of
+    ``connections`` (a cluster node's part; no dict is made per row).
     """
     # Live fields as of the last sample: nothing here walks the fleet.
     page = registry.query(user=user, path=path, topic=topic, id_prefix=id_prefix,
                           sort=sort, limit=limit, cursor=cursor)
-    result: dict[str, Any] = {
-        "connections": [record.summary() for record in page.records],
-        "total": page.total,
-        "next_cursor": page.next_cursor,
-    }
+    result: dict[str, Any]
+    if columns:
+        result = {"fields": list(SUMMARY_FIELDS),
+                  "rows": [record.summary_row() for record in page.records]}
+    else:
+        result = {"connections": [record.summary() for record in page.records]}
+    result["total"] = page.total
+    result["next_cursor"] = page.next_cursor
     if groups:
         result["groups"], result["groups_truncated"] = registry.groups(group_limit)
     return page, result

@@ -48,7 +48,7 @@ import secrets
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
 from itertools import chain, islice
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import AmbiguousId, SelectorError
@@ -59,6 +59,7 @@ from .redaction import DEFAULT_RULES, RedactionRules
 __all__ = [
     "ConnectionRecord",
     "ConnectionRegistry",
+    "SUMMARY_FIELDS",
     "Selector",
     "Page",
     "SORT_KEYS",
@@ -78,6 +79,11 @@ __all__ = [
 
 
 _NO_TOPICS: frozenset[str] = frozenset()
+
+SUMMARY_FIELDS = ("id", "node", "user", "path", "query", "remote", "connected_at",
+                  "last_activity", "msgs_in", "bytes_in", "msgs_out", "bytes_out",
+                  "buffered", "kernel_queued", "latency", "topics")
+"""The fields of :meth:`ConnectionRecord.summary`, in its order."""
 
 
 class ConnectionRecord:
@@ -205,6 +211,14 @@ class ConnectionRecord:
             "latency": self.latency,
             "topics": sorted(self.topics),
         }
+
+    def summary_row(self) -> list[Any]:
+        """:meth:`summary`'s values in :data:`SUMMARY_FIELDS` order, without the
+        dict (a cluster node's page as columns)."""
+        return [self.id, self.node, self.user, self.path, self.query, self.remote,
+                self.connected_at, self.last_activity, self.msgs_in, self.bytes_in,
+                self.msgs_out, self.bytes_out, self.buffered, self.kernel_queued,
+                self.latency, sorted(self.topics)]
 
     def detail(self) -> dict[str, Any]:
         """The record in full, headers included, with secrets redacted."""
@@ -1083,12 +1097,15 @@ def merge_pages(pages: Iterable[Page], *, sort: str, limit: int) -> Page:
     _, descending = _parse_sort(sort)
     _check_limit(limit)
     pages = list(pages)
-    streams = []
+    pairs: list[tuple[tuple[Any, str], Any]] = []
     for page in pages:
         if len(page.keys) != len(page.records):
             raise ValueError("every row of a page to merge needs its key")
-        streams.append(zip(map(tuple, page.keys), page.records))
-    merged = list(islice(heapq.merge(*streams, key=_first, reverse=descending), limit + 1))
+        pairs.extend(zip(map(tuple, page.keys), page.records))
+    # One sort of the sorted runs, in C (timsort merges runs; the keys hold the
+    # ids, unique across nodes): cheaper than heapq.merge's generator per row.
+    pairs.sort(key=_FIRST, reverse=descending)
+    merged = pairs[:limit + 1]
     more = len(merged) > limit or any(page.next_cursor is not None for page in pages)
     merged = merged[:limit]
     keys = [key for key, _ in merged]
@@ -1131,5 +1148,4 @@ def merge_groups(answers: Iterable[tuple[Mapping[str, Mapping[str, int]], bool]]
     return merged, truncated
 
 
-def _first(pair: tuple[Any, Any]) -> Any:
-    return pair[0]
+_FIRST = itemgetter(0)

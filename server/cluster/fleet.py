@@ -813,22 +813,19 @@ class ClusterFleet(Fleet):
         ``known``: the ``groups_version`` the requester holds of this node's
         groups (:data:`GROUPS_KNOWN`); if they are still those, they are not sent.
         """
-        page, result = self._own_page(args, known)
+        page, result = self._own_page(args, known, columns=columns)
         if columns:
             # The field names once, each row its values in that order, and
             # each key its value alone (its id is the row's): half the bytes
             # of rows as objects, and what costs a page its time between
             # nodes is encoding and decoding them.
-            summaries = result.pop("connections")
-            result["fields"] = list(summaries[0]) if summaries else []
-            result["rows"] = [list(summary.values()) for summary in summaries]
             result["keys"] = [key[0] for key in page.keys]
             return result
         # The requester merges the nodes' pages by these keys (merge_pages).
         result["keys"] = [list(key) for key in page.keys]
         return result
 
-    def _own_page(self, args: dict[str, Any], known: str | None
+    def _own_page(self, args: dict[str, Any], known: str | None, *, columns: bool
                   ) -> tuple[Page, dict[str, Any]]:
         """This node's page of a ``list`` with its size, its groups unless they are
         ``known``'s, and their version."""
@@ -839,7 +836,7 @@ class ClusterFleet(Fleet):
             registry, user=args["user"], path=args["path"], topic=args["topic"],
             id_prefix=args["id_prefix"], sort=args["sort"], limit=args["limit"],
             cursor=args["cursor"], groups=groups and known != version,
-            group_limit=args["group_limit"])
+            group_limit=args["group_limit"], columns=columns)
         result["count"] = len(registry)
         if version is not None:
             result["groups_version"] = version
@@ -882,9 +879,11 @@ class ClusterFleet(Fleet):
 
         async def local() -> dict[str, Any]:
             # This node's page merges as it is: nothing to check, nor to decode.
+            # Its rows as columns too: only the winners become objects.
             entry = known.get(self.node)
-            page, result = self._own_page(args, entry.version if entry is not None else None)
-            own.append(Page(records=result["connections"], total=page.total,
+            page, result = self._own_page(args, entry.version if entry is not None else None,
+                                          columns=True)
+            own.append(Page(records=result["rows"], total=page.total,
                             next_cursor=page.next_cursor, keys=page.keys))
             return result
 

@@ -13,6 +13,7 @@ from wsconsole.server.redaction import redact_headers
 from wsconsole.server.registry import (
     SORT_KEYS,
     SORTED_BY,
+    SUMMARY_FIELDS,
     ConnectionRecord,
     ConnectionRegistry,
     Page,
@@ -53,6 +54,16 @@ def test_groups_are_counted_by_user_path_and_topic(registry):
     assert registry.topic_counts() == {"lobby": 2, "dev": 1}
     assert registry.count(user="ann") == 2 and registry.count(topic="nope") == 0
     assert len(registry) == 4
+
+
+def test_a_summary_row_is_the_summary_without_its_names(registry):
+    """A cluster node ships its rows as columns: each row holds the summary's
+    values in SUMMARY_FIELDS order, every field of the summary, nothing else."""
+    for record in registry:
+        record.msgs_in, record.latency = 7, 0.25
+        summary = record.summary()
+        assert tuple(summary) == SUMMARY_FIELDS
+        assert record.summary_row() == list(summary.values())
 
 
 def test_selectors_combine_kinds_with_and(registry):
