@@ -21,21 +21,75 @@ request's own steps took (:class:`TimedSteps`), not the time it spent
 waiting: a cluster request that waits two seconds for other nodes' answers
 costs the milliseconds it ran, not two seconds of the budget.
 
+That time is the loop thread's CPU time (:func:`request_clock`), less the
+garbage collections that ran meanwhile: a full collection at 10,000
+connections walks the whole heap for 0.2-1 s, whichever step's allocation set
+it off, and charged to a request it made the operator's next requests wait
+five times as long (the share's inverse); the machine's other processes
+taking the core are not the request's doing either. While a control listener
+runs, a ``gc.callbacks`` entry (:func:`watch_collections`) adds up each
+thread's time in the collector: two clock readings a collection.
+
 Must never import textual or ``wsconsole.console``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 import time
 from collections import deque
 from typing import Any, Callable, Coroutine, Generator, Generic, TypeVar
 
 from ..limits import DEFAULT_CONTROL_LOOP_BURST, DEFAULT_CONTROL_LOOP_SHARE
 
-__all__ = ["FairTurns", "TimedSteps"]
+__all__ = ["FairTurns", "TimedSteps", "request_clock", "watch_collections",
+           "unwatch_collections"]
 
 T = TypeVar("T")
+
+
+class _CollectorTime(threading.local):
+    """This thread's CPU seconds in the garbage collector (while watched)."""
+
+    seconds = 0.0
+    started = 0.0
+
+
+_collector_time = _CollectorTime()
+_watchers = 0
+
+
+def _on_collection(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _collector_time.started = time.thread_time()
+    else:
+        _collector_time.seconds += time.thread_time() - _collector_time.started
+
+
+def watch_collections() -> None:
+    """Start adding up the collector's time for :func:`request_clock` (counted:
+    each call wants one :func:`unwatch_collections`)."""
+    global _watchers
+    _watchers += 1
+    if _on_collection not in gc.callbacks:
+        gc.callbacks.append(_on_collection)
+
+
+def unwatch_collections() -> None:
+    """Undo one :func:`watch_collections`; the last one removes the callback."""
+    global _watchers
+    _watchers = max(0, _watchers - 1)
+    if not _watchers and _on_collection in gc.callbacks:
+        gc.callbacks.remove(_on_collection)
+
+
+def request_clock() -> float:
+    """Seconds of this thread's CPU time outside the garbage collector (what
+    :class:`TimedSteps` charges a request; collections count only while
+    watched)."""
+    return time.thread_time() - _collector_time.seconds
 
 
 class TimedSteps(Generic[T]):
@@ -44,7 +98,8 @@ class TimedSteps(Generic[T]):
     ``timed = TimedSteps(coro); result = await timed; timed.seconds``. It
     drives the coroutine the way ``yield from`` would, passing every future
     it waits on through to the task (and cancellation back in), and times
-    each ``send``/``throw``: that is when the request holds the loop.
+    each ``send``/``throw`` with :func:`request_clock`: that is when the
+    request holds the loop.
     """
 
     __slots__ = ("_coroutine", "seconds")
@@ -56,7 +111,7 @@ class TimedSteps(Generic[T]):
 
     def __await__(self) -> Generator[Any, Any, T]:
         coroutine = self._coroutine
-        clock = time.perf_counter
+        clock = request_clock
         value: Any = None
         error: BaseException | None = None
         while True:

@@ -50,7 +50,7 @@ from ..responses import http_response
 from .audit import AuditLog
 from .auth import Authenticator, authorize
 from .events import EventStream
-from .fairness import FairTurns, TimedSteps
+from .fairness import FairTurns, TimedSteps, unwatch_collections, watch_collections
 from .operations import Operations, ReplyFirst
 from .tap_stream import TapStreams
 
@@ -204,6 +204,8 @@ class ControlListener:
             self.audit.close()
             raise
         self._tls = ssl_context is not None
+        # The requests' turns are charged their own time, not the collector's.
+        watch_collections()
         # The backlog hears this node's events from the hub directly: in a
         # cluster, a listener on the fleet would make every other node forward
         # its events here. Operator actions come by the audit log.
@@ -225,6 +227,7 @@ class ControlListener:
         self.hub.remove_listener(self._remember)
         self._server.close(close_connections=True, code=1001, reason="server stopped")
         await self._server.wait_closed()
+        unwatch_collections()
         self.audit.close()
 
     def _remember(self, kind: str, data: dict[str, Any]) -> None:

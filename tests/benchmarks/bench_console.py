@@ -105,6 +105,123 @@ async def _stdin_closed() -> None:
 # The server
 
 
+class ServerProbe:
+    """What the server did while a console round was measured: its loop's
+    stalls, its garbage collections, and its time on the console's requests.
+
+    - **loop stall**: a 10 ms ticker's lateness (a request that arrives then
+      waits at least that long);
+    - **GC pauses**: ``gc.callbacks`` time every collection (wall and CPU),
+      by generation;
+    - **control requests**: for each request of the console, the wait for its
+      turn (:class:`~wsconsole.server.control.fairness.FairTurns`), the time
+      its handler ran (``list``: the fleet's page, groups and all) and the
+      time its reply took to be written (backpressure), and the event frames
+      sent to the subscribed console.
+    """
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.measuring = False
+        self.reset()
+
+    def reset(self) -> None:
+        self.stalls: list[float] = []
+        self.gc: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.gc_cpu: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.turn_waits: list[float] = []
+        self.handlers: dict[str, list[float]] = {}
+        self.reply_writes: list[float] = []
+        self.event_frames = 0
+        self.event_writes: list[float] = []
+        self.cpu = time.process_time()
+        self.wall = time.perf_counter()
+        self.opened = self.server.hub.opened_total
+
+    def install(self) -> None:
+        import gc
+
+        from websockets.asyncio.server import ServerConnection
+
+        started = [0.0, 0.0]
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                started[:] = time.perf_counter(), time.process_time()
+            elif self.measuring:
+                generation = info["generation"]
+                self.gc[generation].append(time.perf_counter() - started[0])
+                self.gc_cpu[generation].append(time.process_time() - started[1])
+
+        gc.callbacks.append(on_gc)
+        control = self.server.control
+        turns, operations = control.turns, control.operations
+        take, run = turns.take, operations.run
+
+        async def timed_take() -> None:
+            before = time.perf_counter()
+            await take()
+            if self.measuring:
+                self.turn_waits.append(time.perf_counter() - before)
+
+        async def timed_run(session: Any, request: Any) -> Any:
+            before = time.perf_counter()
+            try:
+                return await run(session, request)
+            finally:
+                if self.measuring:
+                    self.handlers.setdefault(request.op, []).append(
+                        time.perf_counter() - before)
+
+        turns.take, operations.run = timed_take, timed_run
+        send = ServerConnection.send
+        connections = control.connections
+
+        async def timed_send(connection: Any, message: Any, *rest: Any, **kwargs: Any) -> None:
+            if connection not in connections or not self.measuring:
+                return await send(connection, message, *rest, **kwargs)
+            before = time.perf_counter()
+            await send(connection, message, *rest, **kwargs)
+            took = time.perf_counter() - before
+            if isinstance(message, str) and message.startswith('{"event"'):
+                self.event_frames += 1
+                self.event_writes.append(took)
+            else:
+                self.reply_writes.append(took)
+
+        ServerConnection.send = timed_send  # type: ignore[method-assign]
+
+    async def tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            if self.measuring:
+                self.stalls.append(loop.time() - before - 0.01)
+
+    def report(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self.wall
+        young = self.gc[0] + self.gc[1]
+        return {
+            "cpu": (time.process_time() - self.cpu) / wall,
+            "stall": _quantiles(self.stalls),
+            "gc_full": len(self.gc[2]), "gc_full_max": max(self.gc[2], default=0.0),
+            "gc_full_cpu_max": max(self.gc_cpu[2], default=0.0),
+            "gc_full_cpu": sum(self.gc_cpu[2]),
+            "gc_young_cpu": sum(self.gc_cpu[0]) + sum(self.gc_cpu[1]),
+            "gc_young": len(young), "gc_young_max": max(young, default=0.0),
+            "gc_seconds": sum(young) + sum(self.gc[2]),
+            "turn_wait": _quantiles(self.turn_waits),
+            "turn_wait_over_10ms": sum(1 for w in self.turn_waits if w > 0.010),
+            "list_handler": _quantiles(self.handlers.get("list", [])),
+            "handlers": {op: len(v) for op, v in self.handlers.items()},
+            "reply_write": _quantiles(self.reply_writes),
+            "event_frames_per_s": self.event_frames / wall,
+            "event_write": _quantiles(self.event_writes),
+            "opened_per_s": (self.server.hub.opened_total - self.opened) / wall,
+        }
+
+
 async def server_role(args: argparse.Namespace) -> None:
     from urllib.parse import parse_qs
 
@@ -112,6 +229,7 @@ async def server_role(args: argparse.Namespace) -> None:
 
     from wsconsole.server import serve
     from wsconsole.server.config import ControlConfig
+    from wsconsole.server.loop_policy import GcPolicy, apply_gc_policy, describe_gc
     from wsconsole.server.serving import hub_of
 
     async def handler(connection: Any) -> None:
@@ -131,12 +249,30 @@ async def server_role(args: argparse.Namespace) -> None:
     server = serve(handler, HOST, 0, node="bench", ping_interval=None,
                    control=ControlConfig(host=HOST, port=0, token=os.environ[TOKEN_ENV]))
     await server
-    _emit(port=int(server.hub.listen[0].rpartition(":")[2]), control_url=server.control.url)
+    # As `wsconsole serve` does with the policy it is given (--gc-freeze).
+    policy = GcPolicy(freeze=args.server_gc_freeze)
+    freezer = apply_gc_policy(policy, server.hub)
+    probe = ServerProbe(server)
+    probe.install()
+    ticker = asyncio.get_running_loop().create_task(probe.tick())
+    _emit(port=int(server.hub.listen[0].rpartition(":")[2]), control_url=server.control.url,
+          gc=describe_gc(policy))
+    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(args.max_seconds):
-            await _stdin_closed()
+            # "start" and "report" frame a console round's window; EOF stops.
+            while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+                if line == "start":
+                    probe.reset()
+                    probe.measuring = True
+                elif line == "report":
+                    probe.measuring = False
+                    _emit(**probe.report(), thaws=freezer.thaws if freezer else 0)
     except TimeoutError:
         pass
+    ticker.cancel()
+    if freezer is not None:
+        freezer.stop()
     server.close()
     async with asyncio.timeout(30):
         await server.wait_closed()
@@ -281,13 +417,26 @@ _CHARACTERS = {"enter": "\r", "escape": "\x1b"}
 
 
 class _Probe:
-    """A key pressed, waiting for the frame that shows what it asked for."""
+    """A key pressed, waiting for the frame that shows what it asked for; the
+    times of its steps on the way (``stamps``): its ``list`` request sent and
+    answered, the page applied to the table."""
 
-    def __init__(self, name: str, shown: Any) -> None:
+    def __init__(self, name: str, shown: Any, asked: Any) -> None:
         self.name = name
         self.shown = shown
+        """main screen -> True once the page asked for is there."""
+        self.asked = asked
+        """main screen -> True once the view asks for what the key asked."""
         self.pressed = time.perf_counter()
+        self.stamps: dict[str, float] = {}
         self.done = asyncio.get_running_loop().create_future()
+
+
+KEY_STEPS = ("sent", "received", "applying", "applied")
+"""A key's steps, in order, after it is pressed and before its frame."""
+KEY_STAGES = ("key to request sent", "list round trip", "reply to apply",
+              "apply", "applied to frame")
+"""The time between two steps (pressed, KEY_STEPS, frame), named."""
 
 
 async def console_role(args: argparse.Namespace) -> None:
@@ -304,8 +453,14 @@ async def console_role(args: argparse.Namespace) -> None:
 
         async def list_connections(self, **kwargs: Any) -> dict[str, Any]:
             sent = time.perf_counter()
+            # The keys whose view this request is for (the first request each).
+            mine = [p for p in probes if "sent" not in p.stamps and p.asked(app.main_screen)]
+            for probe in mine:
+                probe.stamps["sent"] = sent
             page = await super().list_connections(**kwargs)
             page["_bench_received"] = received = time.perf_counter()
+            for probe in mine:
+                probe.stamps.setdefault("received", received)
             if measuring[0]:
                 round_trips.append(received - sent)
             return page
@@ -339,6 +494,10 @@ async def console_role(args: argparse.Namespace) -> None:
                 probes.remove(probe)
                 if not probe.done.done():
                     probe.done.set_result(now - probe.pressed)
+                    steps = [probe.pressed, *(probe.stamps.get(s) for s in KEY_STEPS), now]
+                    if all(step is not None for step in steps):
+                        for stage, (a, b) in zip(KEY_STAGES, zip(steps, steps[1:])):
+                            key_stages[stage].append(b - a)
 
     app._display = display  # type: ignore[method-assign]
 
@@ -358,6 +517,22 @@ async def console_role(args: argparse.Namespace) -> None:
                 cpu_stalls.append(time.process_time() - cpu_before)
 
     key_latency: dict[str, list[float]] = {"next_page": [], "filter": []}
+    key_stages: dict[str, list[float]] = {stage: [] for stage in KEY_STAGES}
+
+    def time_applies(table: Any) -> None:
+        apply_page = table.apply_page
+
+        def timed_apply_page(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            mine = [p for p in probes if "applying" not in p.stamps and p.shown(app.main_screen)]
+            try:
+                return apply_page(*args, **kwargs)
+            finally:
+                for probe in mine:
+                    probe.stamps["applying"] = started
+                    probe.stamps["applied"] = time.perf_counter()
+
+        table.apply_page = timed_apply_page
 
     def post_key(key: str) -> None:
         # As a terminal's key would arrive (no Pilot: its waits for idle would
@@ -368,8 +543,8 @@ async def console_role(args: argparse.Namespace) -> None:
         else:
             app.post_message(events.Key(key, _CHARACTERS.get(key)))
 
-    async def press(name: str, key: str, shown: Any) -> None:
-        probe = _Probe(name, shown)
+    async def press(name: str, key: str, shown: Any, asked: Any) -> None:
+        probe = _Probe(name, shown, asked)
         probes.append(probe)
         post_key(key)
         try:
@@ -395,6 +570,7 @@ async def console_role(args: argparse.Namespace) -> None:
 
     async with app.run_test(size=TERMINAL_SIZE):
         main = app.main_screen
+        time_applies(main.table)
         async with asyncio.timeout(60):
             while main.view.page is None or not main.table.row_count:
                 await asyncio.sleep(0.05)
@@ -404,6 +580,7 @@ async def console_role(args: argparse.Namespace) -> None:
         cpu_start = time.process_time()
         wall_start = time.perf_counter()
         measuring[0] = True
+        _emit(measuring=True)  # the parent starts the server's window now
         profiler = None
         if args.profile:
             import cProfile
@@ -421,7 +598,8 @@ async def console_role(args: argparse.Namespace) -> None:
             target = main.view.page_number + 1
             if main.view.has_pages:
                 await press("next_page", "]", lambda m, t=target: m.view.page_number == t
-                            and m.view.page is not None)
+                            and m.view.page is not None,
+                            lambda m, t=target: m.view.page_number == t)
                 post_key("[")
                 await until(lambda: main.view.page_number == target - 1, "[")
             await asyncio.sleep(args.key_interval)
@@ -433,7 +611,8 @@ async def console_role(args: argparse.Namespace) -> None:
                 post_key(character)
             await until(lambda: main.filter_box.value == f"user={user}", "the filter typed")
             await press("filter", "enter",
-                        lambda m, u=user: m.view.filter.user == u and m.view.page is not None)
+                        lambda m, u=user: m.view.filter.user == u and m.view.page is not None,
+                        lambda m, u=user: m.view.filter.user == u)
             post_key("escape")
             await until(lambda: main.view.filter.empty, "the filter cleared")
         while time.perf_counter() < deadline:
@@ -453,7 +632,8 @@ async def console_role(args: argparse.Namespace) -> None:
           pages=len(page_latency), round_trip=_quantiles(round_trips),
           next_page=_quantiles(key_latency["next_page"]),
           filter=_quantiles(key_latency["filter"]),
-          keys=sum(len(v) for v in key_latency.values()), rss_start=rss_start, rss_end=rss_end)
+          keys=sum(len(v) for v in key_latency.values()), rss_start=rss_start, rss_end=rss_end,
+          key_stages={stage: _quantiles(v) for stage, v in key_stages.items()})
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -492,6 +672,12 @@ class Child:
         if not line:
             raise RuntimeError(f"{self.process.args[3]} exited ({self.process.wait()})")
         return json.loads(line)
+
+    def tell(self, line: str) -> None:
+        """One line on the child's stdin."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
 
     def cpu_seconds(self) -> float:
         """User and system CPU time of the process so far (Linux)."""
@@ -547,24 +733,44 @@ FIGURES: list[tuple[str, str, Any]] = [
     ("] next page to screen p99", "ms", lambda r: r["next_page"]["p99"] * 1000),
     ("/ filter enter to screen p50", "ms", lambda r: r["filter"]["p50"] * 1000),
     ("/ filter enter to screen p99", "ms", lambda r: r["filter"]["p99"] * 1000),
+    *((f"a key: {stage} {q}", "ms",
+       lambda r, stage=stage, q=q: r.get("key_stages", {}).get(stage, {}).get(q, float("nan"))
+       * 1000) for stage in KEY_STAGES for q in ("p50", "p99")),
     ("RSS at start", "MB", lambda r: r["rss_start"]),
     ("RSS at end", "MB", lambda r: r["rss_end"]),
+    # The server's side of the same window: where a key's round trip went.
+    ("server CPU, share of a core", "%", lambda r: r["server_cpu"] * 100),
+    ("server loop stall p99", "ms", lambda r: r["server"]["stall"]["p99"] * 1000),
+    ("server loop stall max", "ms", lambda r: r["server"]["stall"]["max"] * 1000),
+    ("server full GCs per round", "", lambda r: r["server"]["gc_full"]),
+    ("server longest full GC", "ms", lambda r: r["server"]["gc_full_max"] * 1000),
+    ("server longest full GC, CPU", "ms", lambda r: r["server"]["gc_full_cpu_max"] * 1000),
+    ("server longest young GC", "ms", lambda r: r["server"]["gc_young_max"] * 1000),
+    ("server list handler p50", "ms", lambda r: r["server"]["list_handler"]["p50"] * 1000),
+    ("server list handler p99", "ms", lambda r: r["server"]["list_handler"]["p99"] * 1000),
+    ("server turn wait p99", "ms", lambda r: r["server"]["turn_wait"]["p99"] * 1000),
+    ("server turn wait max", "ms", lambda r: r["server"]["turn_wait"]["max"] * 1000),
+    ("server reply write p99", "ms", lambda r: r["server"]["reply_write"]["p99"] * 1000),
+    ("server event frames per second", "/s", lambda r: r["server"]["event_frames_per_s"]),
+    ("load average", "", lambda r: r["load_average"]),
 ]
 _BUDGETS = {"console CPU, share of a core": CPU_BUDGET * 100}
 for _label, _unit, _ in FIGURES:
-    if _unit == "ms" and "p99" in _label and "gap" not in _label and "trip" not in _label:
+    if _unit == "ms" and "p99" in _label and "gap" not in _label and "trip" not in _label \
+            and not _label.startswith("a key: "):
         _BUDGETS[_label] = LATENCY_BUDGET * 1000
 
 
 def _report(rounds: dict[str, list[dict[str, Any]]], out: Any) -> None:
     names = list(rounds)
-    header = f"{'figure':<34}" + "".join(f"{n:>14}" for n in names)
+    header = f"{'figure':<44}" + "".join(f"{n:>14}" for n in names)
     if len(names) == 2:
         header += f"{names[1].split()[0] + '/' + names[0].split()[0]:>16}"
     out(header)
     for label, unit, read in FIGURES:
         medians = [statistics.median(read(r) for r in rounds[n]) for n in names]
-        line = f"{label + ' (' + unit + ')':<34}" + "".join(f"{m:>14.1f}" for m in medians)
+        name = f"{label} ({unit})" if unit else label
+        line = f"{name:<44}" + "".join(f"{m:>14.1f}" for m in medians)
         if len(names) == 2:
             base, now = medians
             line += f"{(now / base if base else float('nan')):>14.2f}"
@@ -587,14 +793,17 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, list[dict[str, 
     # Every child stops by itself after this long, whatever the parent does.
     limit = ["--max-seconds", str(120 + args.connections / 100 + 3 * args.rounds * (
         round_seconds + 30))]
-    server = Child("server", [*limit, "--loop", args.server_loop], env)
+    server = Child("server", [*limit, "--loop", args.server_loop,
+                              "--server-gc-freeze" if args.server_gc_freeze
+                              else "--no-server-gc-freeze"], env)
     load: Child | None = None
     try:
         first = server.read(60)
         out(f"bench_console: {args.connections} connections, churn {args.churn:g}/s opens "
             f"(each lives 1-3 s), traffic {args.traffic:g} msgs/s; console rounds of "
             f"{args.warmup:g} s warm-up + {args.seconds:g} s; server on "
-            f"{args.server_loop}, console on {' and '.join(args.loops)}; load average "
+            f"{args.server_loop} ({first['gc']}), console on {' and '.join(args.loops)}; "
+            "load average "
             f"{os.getloadavg()[0]:.2f}")
         load = Child("load", [*limit, "--port", str(first["port"]), "--connections",
                               str(args.connections), "--churn", str(args.churn),
@@ -622,14 +831,19 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, list[dict[str, 
                 *([] if args.keys else ["--no-keys"]),
                 *(["--profile", f"{args.profile}.{index + 1}"] if args.profile else [])],
                 variant_env)
-            others = [server.cpu_seconds(), load.cpu_seconds(), time.perf_counter()]
             try:
+                console.read(120 + round_seconds)  # its window starts
+                server.tell("start")
+                others = [server.cpu_seconds(), load.cpu_seconds(), time.perf_counter()]
                 figures = console.read(120 + round_seconds)
+                server.tell("report")
             finally:
                 console.stop()
             wall = time.perf_counter() - others[2]
             figures["server_cpu"] = (server.cpu_seconds() - others[0]) / wall
             figures["load_cpu"] = (load.cpu_seconds() - others[1]) / wall
+            figures["server"] = server.read(30)
+            figures["load_average"] = os.getloadavg()[0]
             rounds[name].append(figures)
             out(f"round {index + 1} ({name}): CPU {figures['cpu'] * 100:.1f}%, "
                 f"{figures['frames_per_s']:.1f} frames/s, stall p99 "
@@ -640,7 +854,26 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, list[dict[str, 
                 f"{_fmt(figures['next_page']['p99'])} ms, / p99 "
                 f"{_fmt(figures['filter']['p99'])} ms, RSS {figures['rss_start']:.0f} -> "
                 f"{figures['rss_end']:.0f} MB; server CPU {figures['server_cpu'] * 100:.0f}%, "
-                f"load's {figures['load_cpu'] * 100:.0f}%, load average {os.getloadavg()[0]:.2f}")
+                f"load's {figures['load_cpu'] * 100:.0f}%, load average "
+                f"{figures['load_average']:.2f}")
+            stages = figures["key_stages"]
+            out("  a key (] and Enter), p50 / p99 ms: " + "; ".join(
+                f"{stage} {_fmt(stages[stage]['p50'])} / {_fmt(stages[stage]['p99'])}"
+                for stage in KEY_STAGES))
+            side = figures["server"]
+            out(f"  server: loop stall p99 {_fmt(side['stall']['p99'])} / max "
+                f"{_fmt(side['stall']['max'])} ms; {side['gc_full']} full GCs (longest "
+                f"{_fmt(side['gc_full_max'])} ms, CPU {_fmt(side['gc_full_cpu_max'])} ms; "
+                f"{side['thaws']} thaws so far), young GCs longest "
+                f"{_fmt(side['gc_young_max'])} ms, {side['gc_young']} of them; CPU in "
+                f"collections {_fmt(side['gc_full_cpu'])} ms full, "
+                f"{_fmt(side['gc_young_cpu'])} ms young; list handler p50 "
+                f"{_fmt(side['list_handler']['p50'])} / p99 {_fmt(side['list_handler']['p99'])}"
+                f" ms; turn wait p99 {_fmt(side['turn_wait']['p99'])} / max "
+                f"{_fmt(side['turn_wait']['max'])} ms ({side['turn_wait_over_10ms']} over "
+                f"10 ms); reply write p99 "
+                f"{_fmt(side['reply_write']['p99'])} ms; {side['event_frames_per_s']:.0f} "
+                f"event frames/s")
         out("")
         _report({n: r for n, r in rounds.items() if r}, out)
         return rounds
@@ -679,6 +912,12 @@ def main(argv: list[str] | None = None) -> int:
                              "round (ABBA), against the same server")
     parser.add_argument("--server-loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the server's event loop (the load stays on asyncio's)")
+    parser.add_argument("--server-gc-freeze", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="the server freezes the garbage collector's objects after its "
+                             "start and each full collection, as `wsconsole serve "
+                             "--gc-freeze` does (default; --no-server-gc-freeze: Python's "
+                             "collector as it is, the runs before session 5)")
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--quick", action="store_true",
