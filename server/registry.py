@@ -184,7 +184,8 @@ class ConnectionRecord:
         # do (an empty set costs 216 bytes per connection).
         self.topics: set[str] | frozenset[str] = _NO_TOPICS
         self.handle = handle
-        """Opaque reference to the live connection; the registry never touches it."""
+        """Opaque reference to the live connection; the registry never touches it.
+        None once the connection is gone (the hub lets go of it then)."""
         self.redaction = redaction
         """What :meth:`detail` hides of the headers (the server's rules, with
         the names its operator added); the query is redacted before it is stored."""
