@@ -2,7 +2,7 @@
 
 Textual's Footer mounts a widget per key and recomposes (all of them
 unmounted, about 16 mounted again, a layout of the whole screen) each time
-the keys change: ``/`` (only Esc shows while the filter box has the focus),
+the keys change: ``/`` (the filter box's keys while it has the focus),
 Enter and Esc (the others come back), the page keys coming and going. That
 was about a third of what such a key cost the console. This footer is one
 widget that draws its line from the screen's active bindings: when the keys
@@ -31,7 +31,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
 
-__all__ = ["KeysFooter", "FooterKey", "shown_keys"]
+__all__ = ["KeysFooter", "DrawnKey", "shown_keys"]
 
 
 def shown_keys(screen: Screen[Any], active: dict[str, Any] | None = None,
@@ -48,7 +48,7 @@ def shown_keys(screen: Screen[Any], active: dict[str, Any] | None = None,
 
 
 @dataclass(frozen=True)
-class FooterKey:
+class DrawnKey:
     """One key as the footer draws it."""
 
     key: str
@@ -66,7 +66,7 @@ class FooterKey:
 class _Item:
     """What the footer leaves out or shows as a whole: a key, or a group's keys."""
 
-    keys: tuple[FooterKey, ...]
+    keys: tuple[DrawnKey, ...]
     label: str | None
     """A group's name, after its keys; None for a single key."""
     keep: bool
@@ -83,7 +83,7 @@ class _Item:
 PALETTE_BORDER = "▏"
 
 
-def _palette_width(key: FooterKey) -> int:
+def _palette_width(key: DrawnKey) -> int:
     return Text(f"{PALETTE_BORDER}{key.display} {key.description} ").cell_len
 
 
@@ -133,14 +133,14 @@ class KeysFooter(Widget, can_focus=False):
         self.show_command_palette = show_command_palette
         self._bindings: tuple[tuple[str, Binding, bool, str], ...] | None = None
         self._items: tuple[_Item, ...] = ()
-        self._palette: FooterKey | None = None
-        self.drawn: tuple[FooterKey, ...] = ()
+        self._palette: DrawnKey | None = None
+        self.drawn: tuple[DrawnKey, ...] = ()
         """The keys of the line drawn last, left to right (the palette's last)."""
         self.changes = 0
         """How many times the keys changed (each is one line drawn again)."""
         # Columns of the line drawn last: (start, end, key) for each key.
-        self._spans: list[tuple[int, int, FooterKey]] = []
-        self._hover: FooterKey | None = None
+        self._spans: list[tuple[int, int, DrawnKey]] = []
+        self._hover: DrawnKey | None = None
         self._update_pending = False
         self._drawn_from: tuple[tuple[str, Binding, bool, str], ...] | None = None
 
@@ -176,16 +176,16 @@ class KeysFooter(Widget, can_focus=False):
         self.refresh()
 
     def _collect(self, screen: Screen[Any], bindings: Iterable[tuple[str, Binding, bool, str]],
-                 active: dict[str, Any]) -> tuple[tuple[_Item, ...], FooterKey | None]:
+                 active: dict[str, Any]) -> tuple[tuple[_Item, ...], DrawnKey | None]:
         app = screen.app
         # One key per action (the first of its keys), in the bindings' order;
         # consecutive actions of one group side by side (Textual's Footer's rules).
-        per_action: dict[str, FooterKey] = {}
+        per_action: dict[str, DrawnKey] = {}
         groups: dict[str, Binding.Group | None] = {}
         for key, binding, enabled, tooltip in bindings:
             if binding.action in per_action:
                 continue
-            per_action[binding.action] = FooterKey(
+            per_action[binding.action] = DrawnKey(
                 key, app.get_key_display(binding), binding.description, binding.action,
                 enabled, tooltip or binding.tooltip or binding.description, binding.id)
             groups[binding.action] = binding.group
@@ -193,7 +193,7 @@ class KeysFooter(Widget, can_focus=False):
         for group, actions in groupby(per_action, groups.__getitem__):
             keys = [per_action[action] for action in actions]
             if group is not None and len(keys) > 1:
-                grouped = tuple(FooterKey(k.key, k.display, "", k.action, k.enabled,
+                grouped = tuple(DrawnKey(k.key, k.display, "", k.action, k.enabled,
                                           k.tooltip, k.binding_id) for k in keys)
                 keep = any(k.binding_id in self.keep for k in keys)
                 items.append(_Item(grouped, group.description, keep))
@@ -204,12 +204,12 @@ class KeysFooter(Widget, can_focus=False):
             palette_binding = active.get(app.COMMAND_PALETTE_BINDING)
             if palette_binding is not None:
                 _, binding, enabled, tooltip = palette_binding
-                palette = FooterKey(binding.key, app.get_key_display(binding),
+                palette = DrawnKey(binding.key, app.get_key_display(binding),
                                     binding.description, binding.action, enabled,
                                     tooltip or binding.tooltip or binding.description, binding.id)
         return tuple(items), palette
 
-    def _fit(self, width: int) -> tuple[list[_Item], FooterKey | None]:
+    def _fit(self, width: int) -> tuple[list[_Item], DrawnKey | None]:
         """The items that fit in ``width`` columns whole, and the palette if it fits."""
         palette = self._palette
         room = width
@@ -238,10 +238,10 @@ class KeysFooter(Widget, can_focus=False):
         hover_style = self.get_component_rich_style("keys-footer--hover")
         dim = Style(dim=True)
         line = Text(no_wrap=True, overflow="crop", end="")
-        spans: list[tuple[int, int, FooterKey]] = []
-        drawn: list[FooterKey] = []
+        spans: list[tuple[int, int, DrawnKey]] = []
+        drawn: list[DrawnKey] = []
 
-        def add_key(key: FooterKey, text: str, style: Style) -> None:
+        def add_key(key: DrawnKey, text: str, style: Style) -> None:
             start = line.cell_len
             hovered = self._hover is not None and key == self._hover
             style = hover_style if hovered else style
@@ -286,7 +286,7 @@ class KeysFooter(Widget, can_focus=False):
         return (self.is_attached and self._drawn_from is not None
                 and self._drawn_from == shown_keys(self.screen))
 
-    def key_at(self, x: int) -> FooterKey | None:
+    def key_at(self, x: int) -> DrawnKey | None:
         """The key drawn at column ``x`` of the footer, if any."""
         for start, end, key in self._spans:
             if start <= x < end:
@@ -309,7 +309,7 @@ class KeysFooter(Widget, can_focus=False):
     def on_leave(self, event: events.Leave) -> None:
         self._hover_on(None)
 
-    def _hover_on(self, key: FooterKey | None) -> None:
+    def _hover_on(self, key: DrawnKey | None) -> None:
         if key == self._hover:
             return
         self._hover = key
