@@ -677,6 +677,10 @@ class MainScreen(Screen[None]):
             return False  # the table is hidden: its keys would act on rows out of sight
         if action == "collapse_events":
             return self.maximized is not None
+        if action == "filter" and self.filter_box.has_focus:
+            # In the box a / is typed (paths start with one). Textual does not
+            # know "slash" for a character, so it left / Filter in the footer.
+            return False
         if self.problems:
             if action == "clear_filter" and not self.filter_box.has_class("open"):
                 return True  # esc leaves the problems view

@@ -456,6 +456,11 @@ async def test_footer_shows_the_keys_that_work_now() -> None:
             # A filter on its way can be cleared before its rows arrive.
             screen._set_view(screen.view.filtered(parse_filter("user=cy")))
             assert screen.view.page is None and screen.check_action("clear_filter", ())
+            # In the open box a / is typed, not a key: only Esc is shown.
+            await pilot.press("slash")
+            await wait_for(lambda: screen.filter_box.has_focus)
+            assert "slash" not in footer_keys(screen) and "escape" in footer_keys(screen)
+            await pilot.press("escape")
             await apply_filter(pilot, app, "user=ann")
             await wait_for(lambda: [r["user"] for r in rows(app)] == ["ann"])
             keys = footer_keys(screen)
