@@ -18,23 +18,41 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual._segment_tools import line_crop
 from textual.binding import Binding, BindingType
+from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import Column, ColumnKey
+from textual.widgets.data_table import Column, ColumnKey, RowKey
 
 from ..formatting import human_bytes, human_count, human_duration, human_latency, literal
 from ..layout import visible_columns
 from ..output import printable
 from ..view_state import COLUMNS, header_arrow, sort_for_header
 
+if TYPE_CHECKING:
+    from rich.text import JustifyMethod
+
 __all__ = ["ConnectionTable"]
+
+_PLAIN_JUSTIFY = frozenset({None, "default", "left", "right"})
+_Cell = tuple[str, str, "JustifyMethod | None"]
+"""A cell as the table compares it: its text, style and justification."""
+
+
+def _text(cell: _Cell) -> Text:
+    """The cell as DataTable shows it (never markup: ids, users and paths are
+    the clients' choice)."""
+    text, style, justify = cell
+    return Text(text, style=style, justify=justify)
+
 
 def _draws_same(before: Any, after: Any) -> bool:
     """Whether two cell values draw the same lines (rich's Text compares only
@@ -91,11 +109,19 @@ class ConnectionTable(DataTable[Any]):
         # most a page's rows by the columns. Before DataTable's __init__, whose
         # watchers clear it.
         self._drawn_cells: dict[tuple[int, int], tuple[Any, tuple[Any, ...], Any]] = {}
+        # Line of the table (y) -> (how drawn, its cells' values, its strip).
+        self._drawn_lines: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], Strip]] = {}
+        # Styles that cost a walk of the stylesheet to compute, kept until the
+        # styles change: a zebra row's style, a cell's mouse metadata.
+        self._row_styles: dict[tuple[bool, Style], Style] = {}
+        self._meta_styles: dict[tuple[int, int], Style] = {}
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=1)
         self.clock = clock
         self.sort_key = "connected_at"
         """The server's sort key of the rows shown, ``-`` prefix for descending."""
-        self._cells: dict[str, tuple[Any, ...]] = {}
+        # Each row's cells as (text, style, justify), in COLUMNS order: compared
+        # as plain values, made into Text only for the cells that changed.
+        self._cells: dict[str, tuple[_Cell, ...]] = {}
         # Each row's cell widths in terminal cells, in COLUMNS order.
         self._widths: dict[str, tuple[int, ...]] = {}
         self._summaries: dict[str, dict[str, Any]] = {}
@@ -163,7 +189,7 @@ class ConnectionTable(DataTable[Any]):
         indexes = self._shown_indexes
         for key in order:
             cells = self._cells[key]
-            self.add_row(*(cells[index] for index in indexes), key=key)
+            self.add_row(*(_text(cells[index]) for index in indexes), key=key)
         # Each column as wide as its widest cell now, from the widths kept: left
         # to Textual's measure once idle, the rows drawn before it stayed cut
         # short at the headers' widths until something laid the screen out.
@@ -257,22 +283,95 @@ class ConnectionTable(DataTable[Any]):
             self.empty_text = text
             self.refresh()
 
-    # Drawing: a cell that did not change is not rendered again
+    # Drawing: a line or a cell that did not change is not drawn again
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        # DataTable keys its line, row and cell renders on a counter that every
+        # change moves, and works out the row's styles again for each line:
+        # each page drew every visible line anew, about 90% of the console's
+        # time per page. A body line here is kept while its cells' values
+        # draw the same and its place, widths, cursor and styles are the same
+        # (a page where ages did not move draws no line), and a line that
+        # changed draws only its changed cells (``_render_cell``). Overrides a
+        # private method of Textual's DataTable: pinned by
+        # tests/console/test_connection_table.py.
+        if self.fixed_columns or self.cursor_type != "row" or (
+                self._labelled_row_exists and self.show_row_labels):
+            return super()._render_line(y, x1, x2, base_style)
+        try:
+            row_key, line_in_row = self._get_offsets(y)
+        except LookupError:
+            return super()._render_line(y, x1, x2, base_style)
+        if row_key is self._header_row_key or line_in_row:
+            return super()._render_line(y, x1, x2, base_style)
+        row_index = self._row_locations.get(row_key)
+        columns = self.ordered_columns
+        widths = tuple(column.get_render_width(self) for column in columns)
+        width = self.size.width
+        cursor = self.cursor_coordinate.row == row_index
+        hover = self.hover_coordinate.row == row_index
+        row_style = self._row_style(row_index, base_style)
+        signature = (x1, x2, width, row_index, widths, base_style, row_style, cursor, hover,
+                     self.show_cursor, self._show_hover_cursor,
+                     # Only the cursor's and the hover's styles follow the focus.
+                     self._pseudo_class_state if cursor or hover else None, self.cell_padding)
+        data = self._data[row_key]
+        cells = tuple(data.get(column.key) for column in columns)
+        drawn = self._drawn_lines.get(y)
+        if (drawn is not None and drawn[0] == signature
+                and all(map(_draws_same, drawn[1], cells))):
+            return drawn[2]
+        strip = self._draw_line(row_index, x1, x2, width, widths, base_style, row_style,
+                                cursor, hover)
+        self._drawn_lines[y] = (signature, cells, strip)
+        return strip
+
+    def _row_style(self, row_index: int, base_style: Style) -> Style:
+        """A body row's style (zebra stripes), computed once until the styles change."""
+        key = (bool(row_index % 2), base_style)
+        row_style = self._row_styles.get(key)
+        if row_style is None:
+            row_style = self._row_styles[key] = self._get_row_style(row_index, base_style)
+        return row_style
+
+    def _draw_line(self, row_index: int, x1: int, x2: int, width: int, widths: tuple[int, ...],
+                   base_style: Style, row_style: Style, cursor: bool, hover: bool) -> Strip:
+        """One body line, as DataTable's ``_render_line`` draws it for a row cursor."""
+        segments: list[Segment] = []
+        for column_index, cell_width in enumerate(widths):
+            segments.extend(self._render_cell(row_index, column_index, row_style, cell_width,
+                                              cursor, hover)[0])
+        # The rest of the line, as wide as the table, styled as the row (and cursor).
+        extend_style, _ = self._get_styles_to_render_cell(
+            False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
+            False, False)
+        extend_style = row_style + extend_style + self._meta_style(row_index, 0, True)
+        segments.append(Segment(" " * max(0, width - sum(widths)), extend_style))
+        return Strip(line_crop(segments, x1, x2, width)).adjust_cell_length(
+            width, base_style).simplify()
+
+    def _meta_style(self, row_index: int, column_index: int, outside: bool = False) -> Style:
+        """The mouse's metadata of a cell (which row and column it is)."""
+        key = (row_index, -1 - column_index if outside else column_index)
+        style = self._meta_styles.get(key)
+        if style is None:
+            meta: dict[str, Any] = {"row": row_index, "column": column_index}
+            if outside:
+                meta["out_of_bounds"] = True
+            style = self._meta_styles[key] = Style.from_meta(meta)
+        return style
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False) -> Any:
-        # DataTable keys its cell renders on a counter that every update_cell
-        # moves, so each page drew every visible cell anew: about 90% of the
-        # console's time per page. What a body cell draws depends only on its
-        # value, its place (the lines carry the row and column index for the
-        # mouse), its width and its styles, not on which connection it shows:
-        # so its lines are kept by place, and reused while the value there
-        # draws the same. A new page (], a filter, Esc) draws only the cells
-        # whose text differs from the cell that was in their place; the focus
-        # moving to the filter box and back draws only the cursor's row (the
-        # table has no tint of its own when focused). Overrides a private
-        # method of Textual's DataTable: pinned by
-        # tests/console/test_connection_table.py.
+        # What a body cell draws depends only on its value, its place (the
+        # lines carry the row and column index for the mouse), its width and
+        # its styles, not on which connection it shows: so its lines are kept
+        # by place, and reused while the value there draws the same. A new
+        # page (], a filter, Esc) draws only the cells whose text differs from
+        # the cell that was in their place; the focus moving to the filter box
+        # and back draws only the cursor's row (the table has no tint of its
+        # own when focused). Overrides a private method of Textual's
+        # DataTable: pinned by tests/console/test_connection_table.py.
         if row_index < 0 or column_index < 0:
             return super()._render_cell(row_index, column_index, base_style, width,
                                         cursor, hover)
@@ -285,20 +384,56 @@ class ConnectionTable(DataTable[Any]):
         cached = self._drawn_cells.get(place)
         if cached is not None and cached[1] == signature and _draws_same(cached[0], value):
             return cached[2]
-        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        lines = self._draw_cell(row_index, column_index, value, base_style, width, cursor,
+                                hover)
         self._drawn_cells[place] = (value, signature, lines)
         return lines
+
+    def _draw_cell(self, row_index: int, column_index: int, value: Any, base_style: Style,
+                   width: int, cursor: bool, hover: bool) -> list[list[Segment]]:
+        """A body cell's lines: a one-line text of one style is laid out here
+        (Rich's layout of a padded, styled renderable cost 0.3-0.6 ms a cell, and a
+        page under churn changes about two cells a row); anything else by DataTable."""
+        pad = self.cell_padding
+        inner = width - 2 * pad
+        if (type(value) is not Text or value._spans or value.justify not in _PLAIN_JUSTIFY
+                or value.cell_len > inner or "\n" in value.plain or "\t" in value.plain
+                or (value.justify == "right" and value.plain.endswith(" "))):
+            return super()._render_cell(row_index, column_index, base_style, width,
+                                        cursor, hover)
+        component_style, post_style = self._get_styles_to_render_cell(
+            False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        # As DataTable's Styled(Padding(cell), pre_style, post_style) draws it:
+        # the padding in the cell's style, the text and its justification in
+        # the text's style on top.
+        outer = base_style + self._meta_style(row_index, column_index) + component_style
+        text_style = self.app.console.get_style(value.style)
+        inner_style = outer + text_style + post_style
+        outer_style = outer + post_style
+        plain = value.plain
+        fill = " " * (inner - value.cell_len)
+        padding = Segment(" " * pad, outer_style) if pad else None
+        if value.justify == "right":
+            body = [Segment(fill + plain, inner_style)]
+        elif value.justify == "left":
+            body = [Segment(plain + fill, inner_style)]
+        else:
+            body = [Segment(plain, inner_style), Segment(fill, outer_style)]
+        return [[padding, *body, padding] if padding is not None else body]
 
     def _clear_caches(self) -> None:
         super()._clear_caches()
         self._drawn_cells.clear()
+        self._drawn_lines.clear()
+        self._row_styles.clear()
 
     def clear(self, columns: bool = False) -> ConnectionTable:
         # The lines kept by place stay right whatever rows come next (see
         # _render_cell): a new page reuses those its cells draw the same.
-        kept = self._drawn_cells.copy()
+        kept, lines = self._drawn_cells.copy(), self._drawn_lines.copy()
         super().clear(columns)
-        self._drawn_cells = kept
+        self._drawn_cells, self._drawn_lines = kept, lines
         return self
 
     def notify_style_update(self) -> None:
@@ -309,6 +444,7 @@ class ConnectionTable(DataTable[Any]):
         # the hover's cells are drawn anew.
         self._drawn_cells = {place: drawn for place, drawn in self._drawn_cells.items()
                              if not (drawn[1][2] or drawn[1][3])}
+        self._row_styles.clear()
 
     def render_line(self, y: int) -> Strip:
         # An empty table says so, one line under its header, inside its borders.
@@ -361,28 +497,37 @@ class ConnectionTable(DataTable[Any]):
             self._summaries.pop(gone, None)
         indexes = self._shown_indexes
         columns = [(index, self.columns[ColumnKey(COLUMNS[index][0])]) for index in indexes]
+        # Rows whose cells changed in place: only their lines are drawn again.
+        changed: list[str] = []
         for connection in connections:
             key = connection["id"]
             cells = self._format(connection, now)
-            widths = tuple(cell.cell_len for cell in cells)
             self._summaries[key] = connection
             previous = self._cells.get(key)
             if previous is None:
                 # Textual measures a new row's cells
-                self.add_row(*(cells[index] for index in indexes), key=key)
+                self.add_row(*(_text(cells[index]) for index in indexes), key=key)
+                self._widths[key] = tuple(cell_len(cell[0]) for cell in cells)
             elif previous != cells:
-                old_widths = self._widths[key]
+                widths = self._widths[key] = tuple(
+                    old if cell == before else cell_len(cell[0])
+                    for old, cell, before in zip(self._widths[key], cells, previous))
+                row = self._data[RowKey(key)]
                 for index, column in columns:
                     new = cells[index]
                     if previous[index] == new:
                         continue
                     # Measured only when it outgrows its column (one measure);
                     # a column that may shrink is measured once, below.
-                    grows = (widths[index] != old_widths[index]
-                             and widths[index] > column.content_width)
-                    self.update_cell(key, column.key, new, update_width=grows)
+                    if widths[index] > column.content_width:
+                        self.update_cell(key, column.key, _text(new), update_width=True)
+                    else:
+                        # update_cell repaints the whole table: the row alone, below.
+                        row[column.key] = _text(new)
+                        changed.append(key)
             self._cells[key] = cells
-            self._widths[key] = widths
+        if changed:
+            self._update_count += 1  # DataTable's own caches of rows and cells
         self._fit_columns(columns)
         self._skip_measuring_new_rows()
         self.fit_width()
@@ -390,6 +535,7 @@ class ConnectionTable(DataTable[Any]):
         if current_order != new_order:
             rank = {key: index for index, key in enumerate(new_order)}
             self.sort("id", key=lambda value: rank.get(str(value), len(rank)))
+        self._repaint_rows(changed)
         if selected is not None and selected in self._cells:
             index = self.get_row_index(selected)
             if index != self.cursor_row:
@@ -414,9 +560,9 @@ class ConnectionTable(DataTable[Any]):
         for connection in connections:
             key = connection["id"]
             cells = self._format(connection, now)
-            self.add_row(*(cells[index] for index in indexes), key=key)
+            self.add_row(*(_text(cells[index]) for index in indexes), key=key)
             self._cells[key] = cells
-            self._widths[key] = tuple(cell.cell_len for cell in cells)
+            self._widths[key] = tuple(cell_len(cell[0]) for cell in cells)
             self._summaries[key] = connection
         # clear() keeps the widths of the rows that went: each column as wide
         # as its header and the new rows.
@@ -433,6 +579,29 @@ class ConnectionTable(DataTable[Any]):
         self.move_cursor(row=min(cursor_row, len(connections) - 1), animate=False,
                          scroll=False)
         self.scroll_to(y=scroll_y, animate=False, immediate=True)
+
+    def _repaint_rows(self, keys: list[str]) -> None:
+        """Repaint the lines of these rows (those on screen), not the whole table.
+
+        ``update_cell`` repaints every line of the table, and the screen then
+        composes the table's whole region again; under churn most rows change
+        every second, but a quiet page changes a few. Uses DataTable's
+        ``_refresh_region`` (scrolled, and skipped when out of sight): pinned by
+        tests/console/test_connection_table.py.
+        """
+        if not keys:
+            return
+        width = max(self.virtual_size.width, self.size.width)
+        top = self.header_height if self.show_header else 0
+        # Every row is one line: runs of neighbouring rows are one region each.
+        start = end = -2
+        for index in sorted({self.get_row_index(key) for key in keys}):
+            if index != end + 1:
+                if start >= 0:
+                    self._refresh_region(Region(0, top + start, width, end - start + 1))
+                start = index
+            end = index
+        self._refresh_region(Region(0, top + start, width, end - start + 1))
 
     def _skip_measuring_new_rows(self) -> None:
         """Leave out Textual's measure of the rows just added.
@@ -465,24 +634,29 @@ class ConnectionTable(DataTable[Any]):
             if wanted > column.content_width:
                 column.content_width = wanted
             elif wanted < column.content_width:
-                self.update_cell(widest_row, column.key, self._cells[widest_row][index],
+                self.update_cell(widest_row, column.key, _text(self._cells[widest_row][index]),
                                  update_width=True)
 
     @staticmethod
-    def _format(c: dict[str, Any], now: float) -> tuple[Any, ...]:
-        def right(value: str, style: str = "") -> Text:
-            return Text(value, justify="right", style=style)
+    def _format(c: dict[str, Any], now: float) -> tuple[_Cell, ...]:
+        """A connection's cells, in COLUMNS order, as (text, style, justify)."""
+        def as_is(value: Any, style: str = "") -> _Cell:
+            # As formatting.literal: shown as it is, control characters escaped.
+            return ("" if value is None else printable(value, keep_lines=True), style, None)
+
+        def right(value: str, style: str = "") -> _Cell:
+            return (value, style, "right")
 
         buffered = c.get("buffered") or 0
         latency = c.get("latency") or 0.0
         idle = now - (c.get("last_activity") or now)
         return (
             # Ids, users, paths and addresses come from clients: never markup.
-            literal(c["id"]),
-            literal(c.get("node"), "dim"),
-            literal(c.get("user"), "bold"),
-            literal(c.get("path")),
-            literal(c.get("remote"), "dim"),
+            as_is(c["id"]),
+            as_is(c.get("node"), "dim"),
+            as_is(c.get("user"), "bold"),
+            as_is(c.get("path")),
+            as_is(c.get("remote"), "dim"),
             right(human_duration(now - (c.get("connected_at") or now))),
             right(human_duration(idle), "dim" if idle < 60 else "yellow"),
             right(human_count(c.get("msgs_in"))),

@@ -38,6 +38,19 @@ def drawn(table: ConnectionTable) -> str:
     return "\n".join(table.render_line(y).text for y in range(table.outer_size.height))
 
 
+def count_drawn_cells(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (row, column) of every body cell the table draws anew from now on."""
+    drawn_cells: list[tuple[int, int]] = []
+    draw_cell = ConnectionTable._draw_cell
+
+    def counting(self: Any, row_index: int, column_index: int, *args: Any) -> Any:
+        drawn_cells.append((row_index, column_index))
+        return draw_cell(self, row_index, column_index, *args)
+
+    monkeypatch.setattr(ConnectionTable, "_draw_cell", counting)
+    return drawn_cells
+
+
 def width_of(table: ConnectionTable, key: str) -> int:
     return next(c.content_width for c in table.ordered_columns if c.key.value == key)
 
@@ -130,18 +143,18 @@ async def test_a_new_page_replaces_the_rows_and_keeps_the_cursor_line():
 async def test_only_the_cells_that_changed_are_drawn_again(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A page where one counter moved draws that column's cells again and reuses
-    the others (DataTable drew every visible cell after any update). Pins
-    Textual's ``DataTable._render_cell``, which ConnectionTable overrides."""
-    from textual.widgets import DataTable
+    the others (DataTable drew every visible cell after any update), and a page
+    where nothing moved draws no line at all. Pins Textual's
+    ``DataTable._render_line``, which ConnectionTable overrides."""
+    drawn_cells = count_drawn_cells(monkeypatch)
+    drawn_lines: list[int] = []
+    draw_line = ConnectionTable._draw_line
 
-    drawn_cells: list[tuple[int, int]] = []
-    render_cell = DataTable._render_cell
+    def counting_lines(self: Any, row_index: int, *args: Any) -> Any:
+        drawn_lines.append(row_index)
+        return draw_line(self, row_index, *args)
 
-    def counting(self: Any, row_index: int, column_index: int, *args: Any, **kwargs: Any) -> Any:
-        drawn_cells.append((row_index, column_index))
-        return render_cell(self, row_index, column_index, *args, **kwargs)
-
-    monkeypatch.setattr(DataTable, "_render_cell", counting)
+    monkeypatch.setattr(ConnectionTable, "_draw_line", counting_lines)
     app = Harness()
     async with app.run_test(size=(160, 12)) as pilot:
         table = app.query_one(ConnectionTable)
@@ -156,6 +169,15 @@ async def test_only_the_cells_that_changed_are_drawn_again(
                    if column.key.value == "msgs_in"]
         body = {cell for cell in drawn_cells if cell[0] >= 0}
         assert body and {column for _, column in body} == set(msgs_in)
+        assert drawn_lines  # through ConnectionTable's lines, not DataTable's
+
+        drawn_cells.clear()
+        drawn_lines.clear()
+        table.apply_page([dict(row, msgs_in=11) for row in page])
+        table.refresh()  # every line asked for again: none drawn
+        await pilot.pause()
+        assert "11" in drawn(table)
+        assert not drawn_lines and not drawn_cells
 
 
 async def test_a_new_page_and_the_focus_draw_only_what_looks_different(
@@ -165,21 +187,14 @@ async def test_a_new_page_and_the_focus_draw_only_what_looks_different(
     and counters), and the focus going to another widget and back draws only
     the cursor's row; Textual does not measure the page's rows again (the
     table knows their widths). Pins ``DataTable._render_cell`` and ``_new_rows``."""
-    from textual.widgets import DataTable, Input
-
-    drawn_cells: list[tuple[int, int]] = []
-    render_cell = DataTable._render_cell
-
-    def counting(self: Any, row_index: int, column_index: int, *args: Any, **kwargs: Any) -> Any:
-        drawn_cells.append((row_index, column_index))
-        return render_cell(self, row_index, column_index, *args, **kwargs)
+    from textual.widgets import Input
 
     class WithInput(Harness):
         def compose(self) -> ComposeResult:
             yield Input()
             yield ConnectionTable(clock=lambda: self.now[0])
 
-    monkeypatch.setattr(DataTable, "_render_cell", counting)
+    drawn_cells = count_drawn_cells(monkeypatch)
     app = WithInput()
     async with app.run_test(size=(160, 14)) as pilot:
         table = app.query_one(ConnectionTable)
@@ -203,3 +218,48 @@ async def test_a_new_page_and_the_focus_draw_only_what_looks_different(
             await pilot.pause()
             assert "user-b4" in drawn(table)
             assert {row for row, _ in drawn_cells if row >= 0} <= {table.cursor_row}
+
+
+def styled_cells(strip: Any) -> list[tuple[str, Any]]:
+    """A drawn line as (character, style) pairs, whatever its segments."""
+    return [(character, segment.style) for segment in strip for character in segment.text]
+
+
+async def test_lines_are_drawn_as_datatable_draws_them() -> None:
+    """The table's own drawing of its lines and cells (kept lines, plain text laid
+    out without Rich) shows what DataTable's would, character by character and
+    style by style: wide characters, a trailing space, a tab (DataTable's
+    path), warnings in colour, the cursor's row, focused or not. Pins the
+    private names ConnectionTable draws with: DataTable's ``_render_line``,
+    ``_render_cell``, ``_get_offsets``, ``_get_row_style``,
+    ``_get_styles_to_render_cell``, ``_data``, ``_update_count`` and
+    ``_refresh_region``."""
+    from textual.widgets import DataTable
+
+    for name in ("_render_line", "_render_cell", "_get_offsets", "_get_row_style",
+                 "_get_styles_to_render_cell", "_refresh_region"):
+        assert callable(getattr(DataTable, name))
+    app = Harness()
+    async with app.run_test(size=(150, 9)) as pilot:
+        table = app.query_one(ConnectionTable)
+        assert isinstance(table._data, dict) and isinstance(table._update_count, int)
+        table.focus()
+        table.apply_page([
+            summary("a1", user="ünï 名前", msgs_in=3), summary("b2", user="bob ", buffered=300_000,
+                                                            latency=0.5),
+            summary("c3", path="/x\ty", last_activity=NOW - 100), summary("d4", node=None),
+        ])
+        await pilot.pause()
+        table.move_cursor(row=2)
+        await pilot.pause()
+        for _ in ("focused", "not focused"):
+            ours = [styled_cells(table.render_line(y)) for y in range(table.size.height)]
+            table._clear_caches()
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(ConnectionTable, "_render_line", DataTable._render_line)
+                patch.setattr(ConnectionTable, "_render_cell", DataTable._render_cell)
+                theirs = [styled_cells(table.render_line(y)) for y in range(table.size.height)]
+            table._clear_caches()
+            assert ours == theirs
+            table.blur()
+            await pilot.pause()
