@@ -74,6 +74,8 @@ if TYPE_CHECKING:  # pragma: no cover - the app module imports this one
 __all__ = ["MainScreen"]
 
 _PAGES = Binding.Group("Page", compact=True)
+CLOSES_INTERVAL = 0.25
+"""Seconds at most from a close to the status bar's summary of close codes."""
 FILTER_DEBOUNCE = 0.25
 """Seconds the filter waits after the last key typed before it asks for the
 rows (Enter asks at once)."""
@@ -207,6 +209,7 @@ class MainScreen(Screen[None]):
         self.page_missing: dict[str, str] = {}
         """Nodes that did not answer the last page's request, and why."""
         self._refresh_timer: Timer | None = None
+        self._closes_timer: Timer | None = None
         self._banner_shown: tuple[str, str] | None = None
         self._list_worker: Worker[None] | None = None
         self._listing: PageRequest | None = None
@@ -351,13 +354,19 @@ class MainScreen(Screen[None]):
         banner.set_class(kind == "warning", "warning")
 
     def _server_event(self, event: Event) -> None:
-        if self.event_log.add_event(event) and event.kind == EventKind.CONNECTION_CLOSED:
-            self._show_closes()
+        if (self.event_log.add_event(event) and event.kind == EventKind.CONNECTION_CLOSED
+                and self._closes_timer is None):
+            # Under churn closes come by the hundred a second: the summary is
+            # counted and shown once per CLOSES_INTERVAL, not once per close.
+            self._closes_timer = self.set_timer(CLOSES_INTERVAL, self._show_closes)
         if event.kind in _CHANGES_ROWS:
             self._refresh_soon()
 
     def _show_closes(self) -> None:
         """The status bar's summary of the last minutes' abnormal close codes."""
+        if self._closes_timer is not None:
+            self._closes_timer.stop()
+            self._closes_timer = None
         self.query_one(StatusBar).show_closes(self.event_log.closes.summary(self.clock()))
 
     def action_reconnect(self) -> None:

@@ -185,8 +185,9 @@ class StatusBar(Widget):
     def show_closes(self, summary: str) -> None:
         """Show the abnormal close codes of the last minutes, e.g. ``1006×3 1008×1 in 5 min``
         (empty: there were none)."""
-        self.closes = summary
-        self._render_closes()
+        if summary != self.closes:
+            self.closes = summary
+            self._render_closes()
 
     def on_resize(self) -> None:
         self._render_closes()
