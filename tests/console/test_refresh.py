@@ -97,3 +97,36 @@ async def test_pages_get_through_from_a_server_slower_than_the_refreshes():
             await live.client("bob")
             await wait_for(lambda: len(rows(app)) == 2)
             await wait_for(lambda: len(log) >= 4)
+
+
+async def test_stats_samples_repaint_what_shows_them_not_the_whole_screen(monkeypatch: Any):
+    """Stats samples keep coming (here ten a second) and the status bar shows each,
+    without the whole screen being drawn again for each sample: that cost a full
+    frame a second at 10,000 connections. Pins Textual's
+    ``Compositor.render_full_update``, counted here."""
+    from textual._compositor import Compositor
+
+    from wsconsole.console.widgets import StatusBar
+
+    full_frames = [0]
+    render_full_update = Compositor.render_full_update
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        full_frames[0] += 1
+        return render_full_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(Compositor, "render_full_update", counting)
+    async with live_server() as live:
+        await live.client("ann")
+        app = recording_app(live.control_url, [], stats_interval=0.1)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: len(rows(app)) == 1)
+            await pilot.pause()
+            samples: list[Any] = []
+            app.watch(app, "stats", lambda sample: samples.append(sample), init=False)
+            full_frames[0] = 0
+            await wait_for(lambda: len(samples) >= 4)
+            await pilot.pause()
+            assert "1 connection" in app.main_screen.query_one(StatusBar).query_one(
+                "#status-line").shown
+            assert full_frames[0] == 0
