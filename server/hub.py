@@ -187,6 +187,11 @@ class Hub:
         self._observers: list[Any] = []
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._plans: dict[Selector, _SendPlan] = {}
+        self._plans_version = -1
+        # Connections that wrote the first frames of a fragmented message, by
+        # id (Hub.fragment_sent), until a send sees them done.
+        self._fragmenting: dict[str, ConnectionRecord] = {}
 
     # Lifecycle, driven by WsconsoleServer
 
@@ -301,6 +306,9 @@ class Hub:
         # --gc-freeze stay in memory until the next thaw. Without the cycle,
         # a connection closed cleanly is freed at once by its reference count.
         record.handle = None
+        self._fragmenting.pop(record.id, None)
+        if self._plans:
+            self._plans.clear()  # they would keep closed connections alive
         closed = self.closed_totals
         closed.msgs_in += record.msgs_in
         closed.bytes_in += record.bytes_in
@@ -433,6 +441,11 @@ class Hub:
         extension (permessage-deflate keeps its own compressor) goes through
         its own protocol, as websockets' ``broadcast`` does.
 
+        Who shares the frame is worked out once per selector and registry
+        version (a :class:`_SendPlan`), not per message: a send then reads,
+        per recipient, its protocol's state, its transport (the write) and
+        its record (the counts), nothing else.
+
         What a client holds (write buffer plus the kernel's queue, a system
         call) is measured only once a connection has been sent an eighth of
         the limit since it was last measured, so a broadcast costs no call
@@ -447,54 +460,74 @@ class Hub:
             opcode, method = BINARY, "send_binary"
         else:
             raise TypeError("message must be str or bytes")
-        records = self.registry.select(selector)
+        plan = self._plan(selector)
+        records = plan.records
         sample = [record.id for record in records[:10]]
         if dry_run:
             return SendResult(len(records), 0, 0, sample, dry_run=True)
-        plain = _SharedFrame(Frame(opcode, payload).serialize(mask=False, extensions=[]))
-        shared = [plain]
-        compressed: dict[tuple[int, int], _SharedFrame | None] = {}
-        skipped = 0
-        # Three passes. First, who gets what: the shared frame, where websockets
-        # would have written exactly these bytes in this order (nothing queued
-        # or half sent, no debug line to log, no tap; no extension, or only
-        # permessage-deflate without context takeover, whose bytes are the
-        # same for every connection with the same settings); else the
-        # connection's own protocol, as websockets' broadcast does.
-        own: list[ConnectionRecord] = []
-        # A tapped connection's protocol has its send_frame hooked (the tap
-        # shows what it is sent): its own path, so the tap sees the message.
-        tapped = self.taps.tapped if self.taps is not None else None
-        # Bound once: most recipients share the plain frame.
-        plain_record, plain_transport = plain.records.append, plain.transports.append
-        for record in records:
-            connection = record.handle
-            protocol = connection.protocol
+        frame = Frame(opcode, payload).serialize(mask=False, extensions=[])
+        # Three passes. First, who gets what. The plan's plain connections
+        # (no extension, no debug logger) get the shared frame: websockets
+        # would have written exactly these bytes, as long as the connection
+        # is open (read here, per recipient: a closing one stays in the plan's
+        # closing list), is not halfway through a fragmented message and is
+        # not tapped. Those two are rare and known without reading each
+        # connection (self._fragmenting, taps.tapped): such connections take
+        # the long way below. Nor is protocol.writes read: websockets drains
+        # it (send_data) in the same step as it fills it.
+        for protocol in plan.protocols:
             # _state, not the state property: a Python call less per
             # recipient (pinned by tests/server/test_dropin.py).
-            if protocol._state is not OPEN or connection.send_in_progress is not None:
-                skipped += 1
-                continue
-            if not (protocol.writes or protocol.expect_continuation_frame or protocol.debug
-                    or (tapped and record.id in tapped)):
-                extensions = protocol.extensions
-                if not extensions:
-                    plain_record(record)
-                    plain_transport(connection.transport)
+            if protocol._state is not OPEN:
+                plan.set_aside_closing()
+                break
+        skipped = len(plan.closing)
+        plain = _SharedFrame(frame, plan.plain, plan.transports)
+        shared = [plain]
+        checked = plan.others
+        fragmenting = self._fragmenting
+        if fragmenting:
+            _settle(fragmenting)
+        tapped = self.taps.tapped if self.taps is not None else None
+        if fragmenting or tapped:
+            plain.records, plain.transports, held = _without(
+                plan.plain, plan.transports, fragmenting, tapped)
+            if held:
+                checked = checked + held
+        # The long way, per recipient: what websockets' broadcast reads, and
+        # what makes a connection's bytes its own.
+        compressed: dict[tuple[int, int], _SharedFrame | None] = {}
+        own: list[ConnectionRecord] = []
+        if checked:
+            settled = _SharedFrame(frame)
+            shared.append(settled)
+            for record in checked:
+                connection = record.handle
+                protocol = connection.protocol
+                if protocol._state is not OPEN or connection.send_in_progress is not None:
+                    skipped += 1
                     continue
-                if len(extensions) == 1:
-                    group = _compressed_once(extensions[0], opcode, payload, compressed, shared)
-                    if group is not None:
-                        group.records.append(record)
-                        group.transports.append(connection.transport)
+                if not (protocol.writes or protocol.expect_continuation_frame
+                        or protocol.debug or (tapped and record.id in tapped)):
+                    extensions = protocol.extensions
+                    if not extensions:
+                        settled.records.append(record)
+                        settled.transports.append(connection.transport)
                         continue
-            try:
-                getattr(protocol, method)(payload)
-                connection.send_data()  # counts, as for any frame
-            except Exception:
-                skipped += 1
-            else:
-                own.append(record)
+                    if len(extensions) == 1:
+                        group = _compressed_once(extensions[0], opcode, payload,
+                                                 compressed, shared)
+                        if group is not None:
+                            group.records.append(record)
+                            group.transports.append(connection.transport)
+                            continue
+                try:
+                    getattr(protocol, method)(payload)
+                    connection.send_data()  # counts, as for any frame
+                except Exception:
+                    skipped += 1
+                else:
+                    own.append(record)
         # Then the writes, in a loop as tight as the floor's: Python work
         # between two writes makes the kernel's loopback path dearer too (the
         # reader's wake-ups), beyond its own cost (bench_broadcast.py).
@@ -514,7 +547,9 @@ class Hub:
             sharing = group.records
             if group.failed:
                 skipped += len(group.failed)
-                sharing = [r for r in sharing if r.handle.transport not in group.failed]
+                failed_set = set(map(id, group.failed))
+                sharing = [r for r, t in zip(sharing, group.transports)
+                           if id(t) not in failed_set]
             delivered += len(sharing)
             frame_size = len(group.frame)
             if limit is None:
@@ -540,6 +575,27 @@ class Hub:
         self.operator_sends += 1
         self.observe("on_send", result)
         return result
+
+    def _plan(self, selector: Selector) -> _SendPlan:
+        """The send plan of a selector as of the registry's current version."""
+        plans = self._plans
+        version = self.registry.version
+        if self._plans_version != version:
+            plans.clear()
+            self._plans_version = version
+        plan = plans.get(selector)
+        if plan is None:
+            if len(plans) >= _PLANS_KEPT:
+                del plans[next(iter(plans))]
+            plan = plans[selector] = _SendPlan(self.registry.select(selector))
+        return plan
+
+    def fragment_sent(self, record: ConnectionRecord) -> None:
+        """A connection wrote a frame that does not end its message (the
+        tracked connection's ``send_data`` saw it): until it is seen done,
+        :meth:`send` checks it the long way (websockets sets
+        ``send_in_progress`` in the same step, before the first fragment)."""
+        self._fragmenting[record.id] = record
 
     async def send_everywhere(
         self, selector: Selector, message: str | bytes, *, timeout: float | None = None
@@ -711,11 +767,97 @@ class _SharedFrame:
 
     __slots__ = ("frame", "records", "transports", "failed")
 
-    def __init__(self, frame: bytes) -> None:
+    def __init__(self, frame: bytes, records: list[ConnectionRecord] | None = None,
+                 transports: list[Any] | None = None) -> None:
         self.frame = frame
-        self.records: list[ConnectionRecord] = []
-        self.transports: list[Any] = []
+        self.records: list[ConnectionRecord] = [] if records is None else records
+        self.transports: list[Any] = [] if transports is None else transports
         self.failed: list[Any] = []
+
+
+_PLANS_KEPT = 8
+"""Send plans kept per registry version (the selectors sent to lately)."""
+
+
+class _SendPlan:
+    """Who a selector's sends go to, for one version of the registry.
+
+    Built once per selector and registry version (register, unregister,
+    subscribe and unsubscribe change it) from what does not change while a
+    connection is open: its protocol's extensions and debug flag, its
+    transport. ``plain`` are the records of connections without either, with
+    their ``transports`` and ``protocols`` side by side (a send reads the
+    protocols' state, writes to the transports and counts on the records,
+    each list in turn, and touches nothing else of a connection); ``others``
+    go through their own protocols (or a frame compressed once). Lists are
+    replaced, never changed in place: a send in progress keeps its own.
+    """
+
+    __slots__ = ("records", "plain", "transports", "protocols", "others", "closing")
+
+    def __init__(self, records: list[ConnectionRecord]) -> None:
+        self.records = records
+        """Every record the selector matched (recipients, closing ones included)."""
+        self.plain: list[ConnectionRecord] = []
+        self.transports: list[Any] = []
+        self.protocols: list[Any] = []
+        self.others: list[ConnectionRecord] = []
+        self.closing: list[ConnectionRecord] = []
+        """Plain connections seen closing: skipped (closing is for good)."""
+        for record in records:
+            connection = record.handle
+            protocol = connection.protocol
+            if protocol.extensions or protocol.debug:
+                self.others.append(record)
+            else:
+                self.plain.append(record)
+                self.transports.append(connection.transport)
+                self.protocols.append(protocol)
+
+    def set_aside_closing(self) -> None:
+        """Move the plain connections that are no longer open to ``closing``."""
+        plain: list[ConnectionRecord] = []
+        transports: list[Any] = []
+        protocols: list[Any] = []
+        closing = list(self.closing)
+        for record, transport, protocol in zip(self.plain, self.transports, self.protocols):
+            if protocol._state is OPEN:
+                plain.append(record)
+                transports.append(transport)
+                protocols.append(protocol)
+            else:
+                closing.append(record)
+        self.plain, self.transports, self.protocols = plain, transports, protocols
+        self.closing = closing
+
+
+def _settle(fragmenting: dict[str, ConnectionRecord]) -> None:
+    """Forget the connections whose fragmented message is over."""
+    for key, record in list(fragmenting.items()):
+        connection = record.handle
+        protocol = connection.protocol
+        if connection.send_in_progress is None and not (
+                protocol.expect_continuation_frame or protocol.writes):
+            del fragmenting[key]
+
+
+def _without(
+    records: list[ConnectionRecord], transports: list[Any],
+    fragmenting: dict[str, ConnectionRecord], tapped: dict[str, Any] | None,
+) -> tuple[list[ConnectionRecord], list[Any], list[ConnectionRecord]]:
+    """``records`` and their ``transports`` less the fragmenting or tapped
+    ones, and those apart (they take the long way)."""
+    kept: list[ConnectionRecord] = []
+    kept_transports: list[Any] = []
+    held: list[ConnectionRecord] = []
+    for record, transport in zip(records, transports):
+        key = record.id
+        if key in fragmenting or (tapped and key in tapped):
+            held.append(record)
+        else:
+            kept.append(record)
+            kept_transports.append(transport)
+    return kept, kept_transports, held
 
 
 def _compressed_once(

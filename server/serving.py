@@ -105,7 +105,10 @@ def default_identify(connection: ServerConnection) -> str:
 #
 # Per message in: one increment in data_received (bytes) and one in
 # process_event (messages); out: a look at the first byte of each serialized
-# frame in send_data. Each hook adds to websockets' method and then calls it:
+# frame in send_data (a frame that does not end its message is also told to
+# the hub: Hub.send shares no frame with a connection halfway through a
+# fragmented message, without reading each one's send_in_progress). Each
+# hook adds to websockets' method and then calls it:
 # no websockets code is copied. Totals are summed from records when read, and
 # last activity is sampled once a second by the hub, so the clock is never
 # read per message (tests/benchmarks/bench_server.py keeps this within budget).
@@ -207,8 +210,13 @@ def _tracked_connection_class(
                 for chunk in self.protocol.writes:
                     if chunk:
                         record.bytes_out += len(chunk)
-                        if chunk[0] & 0x8F in _FIN_DATA_FIRST_BYTES:
+                        first = chunk[0]
+                        if first & 0x8F in _FIN_DATA_FIRST_BYTES:
                             record.msgs_out += 1
+                        elif not first & 0x80:
+                            # A fragment that does not end its message: no
+                            # broadcast may share a frame with it until it ends.
+                            hub.fragment_sent(record)
             base_send_data(self)
 
         def connection_made(self, transport: Any) -> None:

@@ -148,10 +148,38 @@ async def test_many_broadcasts_keep_their_order_on_every_connection(mixed):
         assert [await recv(client) for _ in range(50)] == [f"m{i}" for i in range(50)], name
 
 
+async def test_a_send_reaches_the_group_as_it_is_after_joins_leaves_opens_and_closes(mixed):
+    """Who a send reaches is worked out once per change of the groups and
+    kept: a connection that joined a topic since the last send to it gets
+    the next one, one that left does not, a new connection gets the next
+    broadcast, and one that closed is no longer among the recipients."""
+    server, clients = mixed
+    hub = server.hub
+    odd, everyone = Selector(topic="odd"), Selector(everyone=True)
+    assert hub.send(odd, "before").delivered == 3
+    plain1 = records_by_user(server)["plain1"].handle
+    assert hub.subscribe(plain1, "odd")
+    assert hub.send(odd, "joined").delivered == 4
+    assert hub.unsubscribe(plain1, "odd")
+    assert hub.send(odd, "left").delivered == 3
+    async with connect(url(server, "late"), compression=None) as late:
+        await wait_for(lambda: len(hub.registry) == len(clients) + 1)
+        assert hub.send(everyone, "all").delivered == len(clients) + 1
+        assert await recv(late) == "all"
+    await wait_for(lambda: len(hub.registry) == len(clients))
+    result = hub.send(everyone, "after")
+    assert (result.recipients, result.delivered) == (len(clients), len(clients))
+    for name, client in clients.items():
+        expected = (["before", "joined", "left"] if name.endswith("0")
+                    else ["joined"] if name == "plain1" else []) + ["all", "after"]
+        assert [await recv(client) for _ in expected] == expected, name
+
+
 @pytest.mark.parametrize("compression", [None, "deflate"])
 async def test_a_connection_that_is_closing_is_skipped_and_the_others_still_receive(compression):
     """A connection whose closing handshake started is skipped (not delivered,
-    not counted) while the rest of the broadcast goes out."""
+    not counted) while the rest of the broadcast goes out, in the next
+    broadcast too."""
     async with serve(listen, "127.0.0.1", 0, compression=compression) as server:
         async with connect(url(server, "ann"), compression=compression) as ann, \
                 connect(url(server, "bob"), compression=compression) as bob:
@@ -161,10 +189,11 @@ async def test_a_connection_that_is_closing_is_skipped_and_the_others_still_rece
             closing = asyncio.create_task(records["ann"].handle.close(4000, "bye"))
             await wait_for(lambda: records["ann"].handle.protocol.close_sent is not None)
             sent_before = records["ann"].msgs_out
-            result = server.hub.send(Selector(everyone=True), "late")
-            assert (result.recipients, result.delivered, result.skipped) == (2, 1, 1)
-            assert records["ann"].msgs_out == sent_before
-            assert await recv(bob) == "late"
+            for message in ("late", "later"):
+                result = server.hub.send(Selector(everyone=True), message)
+                assert (result.recipients, result.delivered, result.skipped) == (2, 1, 1)
+                assert records["ann"].msgs_out == sent_before
+                assert await recv(bob) == message
             ann.transport.resume_reading()
             await closing
             assert ann.close_code == 4000

@@ -803,6 +803,52 @@ async def test_live_connections_have_the_attributes_the_hub_reads():
             assert connection in server.connections
 
 
+async def test_send_in_progress_is_set_with_the_first_fragment_in_hand():
+    """Hub.send reads no connection's send_in_progress: a connection is taken
+    for halfway through a fragmented message from its first fragment on
+    (send_data sees it, Hub.fragment_sent). websockets must set
+    send_in_progress only once it holds the first fragment, and send it in
+    the same step: while an async iterable is still producing its first
+    fragment, send_in_progress is None; once a fragment went out, it is set
+    and the hub knows."""
+    first, second = asyncio.Event(), asyncio.Event()
+    started, sent = asyncio.Event(), asyncio.Event()
+    seen: list[Any] = []
+
+    async def fragments() -> Any:
+        started.set()
+        await first.wait()
+        yield "one, "
+        sent.set()
+        await second.wait()
+        yield "two"
+
+    async def handler(connection: ServerConnection) -> None:
+        seen.append(connection)
+        await connection.send(fragments())
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        async with connect(uri(server), compression=None) as client:
+            async with asyncio.timeout(TIMEOUT):
+                await started.wait()
+            (connection,) = seen
+            (record,) = server.hub.registry
+            assert connection.send_in_progress is None, (
+                "websockets now sets send_in_progress before it has the first fragment: "
+                "Hub.send must read it per recipient again (server/hub.py)")
+            first.set()
+            async with asyncio.timeout(TIMEOUT):
+                await sent.wait()
+            assert connection.send_in_progress is not None
+            assert record.id in server.hub._fragmenting
+            second.set()
+            async with asyncio.timeout(TIMEOUT):
+                assert await client.recv() == "one, two"
+        await wait_for(lambda: not server.hub.registry)
+        assert not server.hub._fragmenting, "a closed connection is forgotten"
+
+
 async def test_each_frame_reaches_process_event_and_each_write_send_data():
     """websockets still feeds every parsed frame to process_event and every
     write through send_data: ours counts a text, a binary and a fragmented
