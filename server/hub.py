@@ -26,6 +26,7 @@ from .errors import ServerStateError
 from .limits import HandshakeLimiter
 from .protocol import EventKind, HubState, ShutdownMode
 from .redaction import DEFAULT_RULES, RedactionRules
+from .patterns import parse_pattern
 from .registry import ConnectionRecord, ConnectionRegistry, Selector
 from .tap import TapEnd
 from .sampler import Sampler, Totals, current_totals, kernel_queued, pending_bytes, read_connection
@@ -187,7 +188,7 @@ class Hub:
         self._observers: list[Any] = []
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._plans: dict[Selector, _SendPlan] = {}
+        self._plans: dict[tuple[str, ...] | Selector, _SendPlan] = {}
         self._plans_version = -1
         # Connections that wrote the first frames of a fragmented message, by
         # id (Hub.fragment_sent), until a send sees them done.
@@ -274,7 +275,17 @@ class Hub:
             handle=connection,
             redaction=self.redaction,
         )
+        before = self.registry.version
         self.registry.add(record)
+        if self._plans:
+            def joined(key: tuple[str, ...], plan: _SendPlan) -> None:
+                kind = key[0]
+                if kind == "everyone" or (kind == "user" and key[1] == record.user) or (
+                        kind == "path" and key[1] == record.path) or (
+                        kind == "topic" and key[1] in record.topics):
+                    plan.add(record)
+
+            self._plans_follow(before, joined)
         self.opened_total += 1
         connection.wsc_record = record  # type: ignore[attr-defined]
         taps = self.taps
@@ -298,7 +309,10 @@ class Hub:
     def unregister(self, connection: ServerConnection) -> None:
         """Forget a connection; called from ``connection_lost``, so on every exit."""
         record: ConnectionRecord | None = getattr(connection, "wsc_record", None)
-        if record is None or self.registry.remove(record.id) is None:
+        if record is None:
+            return
+        before = self.registry.version
+        if self.registry.remove(record.id) is None:
             return
         # The record and the connection refer to each other: left so, every
         # closed connection would wait for the cycle collector (a full
@@ -308,7 +322,7 @@ class Hub:
         record.handle = None
         self._fragmenting.pop(record.id, None)
         if self._plans:
-            self._plans.clear()  # they would keep closed connections alive
+            self._plans_follow(before, lambda key, plan: plan.remove(record))
         closed = self.closed_totals
         closed.msgs_in += record.msgs_in
         closed.bytes_in += record.bytes_in
@@ -403,7 +417,11 @@ class Hub:
         record = self.record_of(connection)
         if record is None or record.id not in self.registry:
             return False
+        before = self.registry.version
         changed = self.registry.subscribe(record.id, topic)
+        if changed and self._plans:
+            self._plans_follow(before, lambda key, plan: plan.add(record)
+                               if key == ("topic", topic) else None)
         if changed and self.taps is not None and self.taps.active:
             self.taps.membership_changed(record)
         return changed
@@ -413,7 +431,11 @@ class Hub:
         record = self.record_of(connection)
         if record is None:
             return False
+        before = self.registry.version
         changed = self.registry.unsubscribe(record.id, topic)
+        if changed and self._plans:
+            self._plans_follow(before, lambda key, plan: plan.remove(record)
+                               if key == ("topic", topic) else None)
         if changed and self.taps is not None and self.taps.active:
             self.taps.membership_changed(record)
         return changed
@@ -460,11 +482,13 @@ class Hub:
             opcode, method = BINARY, "send_binary"
         else:
             raise TypeError("message must be str or bytes")
+        if dry_run:
+            records = self.registry.select(selector)
+            return SendResult(len(records), 0, 0, [record.id for record in records[:10]],
+                              dry_run=True)
         plan = self._plan(selector)
         records = plan.records
         sample = [record.id for record in records[:10]]
-        if dry_run:
-            return SendResult(len(records), 0, 0, sample, dry_run=True)
         frame = Frame(opcode, payload).serialize(mask=False, extensions=[])
         # Three passes. First, who gets what. The plan's plain connections
         # (no extension, no debug logger) get the shared frame: websockets
@@ -583,12 +607,30 @@ class Hub:
         if self._plans_version != version:
             plans.clear()
             self._plans_version = version
-        plan = plans.get(selector)
+        key = _plan_key(selector)
+        plan = plans.get(key)
         if plan is None:
             if len(plans) >= _PLANS_KEPT:
                 del plans[next(iter(plans))]
-            plan = plans[selector] = _SendPlan(self.registry.select(selector))
+            plan = plans[key] = _SendPlan(self.registry.select(selector))
         return plan
+
+    def _plans_follow(self, before: int, change: Callable[[tuple[str, ...], _SendPlan], None],
+                      ) -> None:
+        """The groups changed (the registry was at version ``before``): apply
+        ``change`` to the plans of everyone and of one group (a connection
+        opened or closed, joined or left a topic: no plan is made again
+        under churn); drop the others (ids, several fields, wildcards)."""
+        plans = self._plans
+        if self._plans_version != before:  # the registry changed behind our back
+            plans.clear()
+            return
+        for key in list(plans):
+            if type(key) is tuple:
+                change(key, plans[key])
+            else:
+                del plans[key]
+        self._plans_version = self.registry.version
 
     def fragment_sent(self, record: ConnectionRecord) -> None:
         """A connection wrote a frame that does not end its message (the
@@ -776,59 +818,126 @@ class _SharedFrame:
 
 
 _PLANS_KEPT = 8
-"""Send plans kept per registry version (the selectors sent to lately)."""
+"""Send plans kept (the selectors sent to lately)."""
+
+
+def _plan_key(selector: Selector) -> tuple[str, ...] | Selector:
+    """What a plan is kept under: ``("everyone",)`` or ``(field, name)`` for
+    one group by its exact name, plans that follow the groups' changes; else
+    the selector itself, a plan made again after any change."""
+    if selector.ids is not None:
+        return selector
+    key: tuple[str, ...] = ("everyone",)
+    for field_name in ("user", "path", "topic"):
+        value = getattr(selector, field_name)
+        if value is not None:
+            if len(key) > 1:
+                return selector
+            if selector.patterns:
+                value = parse_pattern(value, field_name).literal
+                if value is None:
+                    return selector
+            key = (field_name, value)
+    return key
 
 
 class _SendPlan:
-    """Who a selector's sends go to, for one version of the registry.
+    """Who a selector's sends go to.
 
-    Built once per selector and registry version (register, unregister,
-    subscribe and unsubscribe change it) from what does not change while a
-    connection is open: its protocol's extensions and debug flag, its
-    transport. ``plain`` are the records of connections without either, with
-    their ``transports`` and ``protocols`` side by side (a send reads the
-    protocols' state, writes to the transports and counts on the records,
-    each list in turn, and touches nothing else of a connection); ``others``
-    go through their own protocols (or a frame compressed once). Lists are
-    replaced, never changed in place: a send in progress keeps its own.
+    Made from what does not change while a connection is open: its
+    protocol's extensions and debug flag, its transport. ``plain`` are the
+    records of connections without either, with their ``transports`` and
+    ``protocols`` side by side (a send reads the protocols' state, writes to
+    the transports and counts on the records, each list in turn, and
+    touches nothing else of a connection); ``others`` go through their own
+    protocols (or a frame compressed once).
+
+    A connection that opens, closes, joins or leaves a group is added or
+    taken out in O(1) (positions by id; a removal moves the last entry into
+    the gap): under churn a plan is not made again.
     """
 
-    __slots__ = ("records", "plain", "transports", "protocols", "others", "closing")
+    __slots__ = ("records", "at", "plain", "transports", "protocols", "plain_at",
+                 "others", "others_at", "closing")
 
     def __init__(self, records: list[ConnectionRecord]) -> None:
         self.records = records
         """Every record the selector matched (recipients, closing ones included)."""
+        self.at = {record.id: index for index, record in enumerate(records)}
         self.plain: list[ConnectionRecord] = []
         self.transports: list[Any] = []
         self.protocols: list[Any] = []
+        self.plain_at: dict[str, int] = {}
         self.others: list[ConnectionRecord] = []
+        self.others_at: dict[str, int] = {}
         self.closing: list[ConnectionRecord] = []
         """Plain connections seen closing: skipped (closing is for good)."""
         for record in records:
-            connection = record.handle
-            protocol = connection.protocol
-            if protocol.extensions or protocol.debug:
-                self.others.append(record)
-            else:
-                self.plain.append(record)
-                self.transports.append(connection.transport)
-                self.protocols.append(protocol)
+            self._place(record)
+
+    def _place(self, record: ConnectionRecord) -> None:
+        connection = record.handle
+        protocol = connection.protocol
+        if protocol.extensions or protocol.debug:
+            self.others_at[record.id] = len(self.others)
+            self.others.append(record)
+        else:
+            self.plain_at[record.id] = len(self.plain)
+            self.plain.append(record)
+            self.transports.append(connection.transport)
+            self.protocols.append(protocol)
+
+    def add(self, record: ConnectionRecord) -> None:
+        """A connection that joined since the plan was made."""
+        if record.id not in self.at:
+            self.at[record.id] = len(self.records)
+            self.records.append(record)
+            self._place(record)
+
+    def remove(self, record: ConnectionRecord) -> None:
+        """A connection that left since the plan was made."""
+        key = record.id
+        index = self.at.pop(key, None)
+        if index is None:
+            return
+        _swap_out(self.records, self.at, index)
+        index = self.plain_at.pop(key, None)
+        if index is not None:
+            self._swap_out_plain(index)
+            return
+        index = self.others_at.pop(key, None)
+        if index is not None:
+            _swap_out(self.others, self.others_at, index)
+        else:
+            self.closing.remove(record)
+
+    def _swap_out_plain(self, index: int) -> None:
+        plain, transports, protocols = self.plain, self.transports, self.protocols
+        last, last_transport, last_protocol = plain.pop(), transports.pop(), protocols.pop()
+        if index < len(plain):
+            plain[index], transports[index], protocols[index] = (
+                last, last_transport, last_protocol)
+            self.plain_at[last.id] = index
 
     def set_aside_closing(self) -> None:
         """Move the plain connections that are no longer open to ``closing``."""
-        plain: list[ConnectionRecord] = []
-        transports: list[Any] = []
-        protocols: list[Any] = []
-        closing = list(self.closing)
-        for record, transport, protocol in zip(self.plain, self.transports, self.protocols):
-            if protocol._state is OPEN:
-                plain.append(record)
-                transports.append(transport)
-                protocols.append(protocol)
-            else:
-                closing.append(record)
-        self.plain, self.transports, self.protocols = plain, transports, protocols
-        self.closing = closing
+        protocols = self.protocols
+        found = [index for index, protocol in enumerate(protocols)
+                 if protocol._state is not OPEN]
+        # From the end: the entry moved into a gap is then never one to move.
+        for index in reversed(found):
+            record = self.plain[index]
+            del self.plain_at[record.id]
+            self._swap_out_plain(index)
+            self.closing.append(record)
+
+
+def _swap_out(items: list[ConnectionRecord], at: dict[str, int], index: int) -> None:
+    """Remove ``items[index]`` (its id already out of ``at``) by moving the last one there."""
+    last = items.pop()
+    if index < len(items):
+        items[index] = last
+        at[last.id] = index
 
 
 def _settle(fragmenting: dict[str, ConnectionRecord]) -> None:

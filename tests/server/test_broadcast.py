@@ -156,6 +156,7 @@ async def test_a_send_reaches_the_group_as_it_is_after_joins_leaves_opens_and_cl
     server, clients = mixed
     hub = server.hub
     odd, everyone = Selector(topic="odd"), Selector(everyone=True)
+    assert hub.send(everyone, "first").delivered == len(clients)
     assert hub.send(odd, "before").delivered == 3
     plain1 = records_by_user(server)["plain1"].handle
     assert hub.subscribe(plain1, "odd")
@@ -170,9 +171,49 @@ async def test_a_send_reaches_the_group_as_it_is_after_joins_leaves_opens_and_cl
     result = hub.send(everyone, "after")
     assert (result.recipients, result.delivered) == (len(clients), len(clients))
     for name, client in clients.items():
-        expected = (["before", "joined", "left"] if name.endswith("0")
+        expected = ["first"] + (["before", "joined", "left"] if name.endswith("0")
                     else ["joined"] if name == "plain1" else []) + ["all", "after"]
         assert [await recv(client) for _ in expected] == expected, name
+
+
+async def test_under_churn_broadcasts_and_topic_sends_reach_exactly_who_is_there():
+    """Connections that close, open, join and leave between sends (the plans
+    for everyone and for the topic follow each change without being made
+    again) never miss a send they belong to and never get one they do not."""
+    async with serve(listen, "127.0.0.1", 0, compression=None) as server:
+        hub = server.hub
+        everyone, room = Selector(everyone=True), Selector(topic="room")
+        clients = {}
+        for index in range(5):
+            clients[f"c{index}"] = await connect(url(server, f"c{index}", "room"),
+                                                 compression=None)
+        await wait_for(lambda: hub.registry.topic_counts().get("room") == 5)
+        received: dict[str, list[str]] = {name: [] for name in clients}
+        try:
+            assert hub.send(everyone, "a").delivered == 5
+            assert hub.send(room, "b").delivered == 5
+            for name in clients:
+                received[name] += ["a", "b"]
+            await clients.pop("c0").close()  # the first: the last one takes its place
+            await wait_for(lambda: len(hub.registry) == 4)
+            clients["c5"] = await connect(url(server, "c5"), compression=None)
+            await wait_for(lambda: len(hub.registry) == 5)
+            records = records_by_user(server)
+            assert hub.subscribe(records["c5"].handle, "room")
+            assert hub.unsubscribe(records["c1"].handle, "room")
+            await clients.pop("c4").close()  # the last
+            await wait_for(lambda: len(hub.registry) == 4)
+            result, in_room = hub.send(everyone, "c"), hub.send(room, "d")
+            assert (result.recipients, result.delivered) == (4, 4)
+            assert (in_room.recipients, in_room.delivered) == (3, 3)
+            received["c5"] = []
+            for name in ("c1", "c2", "c3", "c5"):
+                received[name] += ["c"] if name == "c1" else ["c", "d"]
+            for name, client in clients.items():
+                assert [await recv(client) for _ in received[name]] == received[name], name
+        finally:
+            for client in clients.values():
+                await client.close()
 
 
 @pytest.mark.parametrize("compression", [None, "deflate"])
