@@ -128,6 +128,7 @@ class ConnectionTable(DataTable[Any]):
         # Styles that cost a walk of the stylesheet to compute, kept until the
         # styles change: a zebra row's style, a cell's mouse metadata.
         self._row_styles: dict[tuple[bool, Style], Style] = {}
+        self._drawn_header: tuple[tuple[Any, ...], tuple[Any, ...], Strip] | None = None
         self._meta_styles: dict[tuple[int, int], Style] = {}
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=1)
         self.clock = clock
@@ -316,12 +317,14 @@ class ConnectionTable(DataTable[Any]):
             row_key, line_in_row = self._get_offsets(y)
         except LookupError:
             return super()._render_line(y, x1, x2, base_style)
-        if row_key is self._header_row_key or line_in_row:
+        if line_in_row:
             return super()._render_line(y, x1, x2, base_style)
-        row_index = self._row_locations.get(row_key)
         columns = self.ordered_columns
         widths = tuple(column.get_render_width(self) for column in columns)
         width = self.size.width
+        if row_key is self._header_row_key:
+            return self._header_line(y, x1, x2, width, widths, base_style, columns)
+        row_index = self._row_locations.get(row_key)
         cursor = self.cursor_coordinate.row == row_index
         hover = self.hover_coordinate.row == row_index
         row_style = self._row_style(row_index, base_style)
@@ -338,6 +341,23 @@ class ConnectionTable(DataTable[Any]):
         strip = self._draw_line(row_index, x1, x2, width, widths, base_style, row_style,
                                 cursor, hover)
         self._drawn_lines[y] = (signature, cells, strip)
+        return strip
+
+    def _header_line(self, y: int, x1: int, x2: int, width: int, widths: tuple[int, ...],
+                     base_style: Style, columns: list[Column]) -> Strip:
+        """The header, drawn by DataTable and kept while its labels, widths and
+        styles are the same: DataTable draws it anew after every change of a
+        cell, and every page changes cells."""
+        signature = (x1, x2, width, widths, base_style, self.cursor_coordinate.row < 0,
+                     self.hover_coordinate.row < 0, self.show_cursor, self._show_hover_cursor,
+                     self._pseudo_class_state, self.cell_padding)
+        labels = tuple(column.label for column in columns)
+        drawn = self._drawn_header
+        if (drawn is not None and drawn[0] == signature
+                and all(map(_draws_same, drawn[1], labels))):
+            return drawn[2]
+        strip = super()._render_line(y, x1, x2, base_style)
+        self._drawn_header = (signature, labels, strip)
         return strip
 
     def _row_style(self, row_index: int, base_style: Style) -> Style:
@@ -360,7 +380,10 @@ class ConnectionTable(DataTable[Any]):
             False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
             False, False)
         extend_style = row_style + extend_style + self._meta_style(row_index, 0, True)
-        segments.append(Segment(" " * max(0, width - sum(widths)), extend_style))
+        rest = width - sum(widths)
+        segments.append(Segment(" " * max(0, rest), extend_style))
+        if x1 == 0 and x2 >= width and rest >= 0:
+            return Strip(segments, width).simplify()  # as wide as the table: nothing to crop
         return Strip(line_crop(segments, x1, x2, width)).adjust_cell_length(
             width, base_style).simplify()
 
@@ -441,6 +464,7 @@ class ConnectionTable(DataTable[Any]):
         self._drawn_cells.clear()
         self._drawn_lines.clear()
         self._row_styles.clear()
+        self._drawn_header = None
 
     def clear(self, columns: bool = False) -> ConnectionTable:
         # The lines kept by place stay right whatever rows come next (see
@@ -459,6 +483,7 @@ class ConnectionTable(DataTable[Any]):
         self._drawn_cells = {place: drawn for place, drawn in self._drawn_cells.items()
                              if not (drawn[1][2] or drawn[1][3])}
         self._row_styles.clear()
+        self._drawn_header = None
 
     def render_line(self, y: int) -> Strip:
         # An empty table says so, one line under its header, inside its borders.
