@@ -159,13 +159,13 @@ async def test_only_the_cells_that_changed_are_drawn_again(
     from textual.widgets import DataTable
 
     datatable_lines = [0]
-    render_line = DataTable._render_line
+    render_line_in_row = DataTable._render_line_in_row
 
-    def counting_datatable_lines(self: Any, *args: Any) -> Any:
+    def counting_datatable_lines(self: Any, *args: Any, **kwargs: Any) -> Any:
         datatable_lines[0] += 1  # the header, drawn by DataTable
-        return render_line(self, *args)
+        return render_line_in_row(self, *args, **kwargs)
 
-    monkeypatch.setattr(DataTable, "_render_line", counting_datatable_lines)
+    monkeypatch.setattr(DataTable, "_render_line_in_row", counting_datatable_lines)
     app = Harness()
     async with app.run_test(size=(160, 12)) as pilot:
         table = app.query_one(ConnectionTable)
