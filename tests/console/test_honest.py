@@ -25,7 +25,7 @@ from wsconsole.console.layout import GROUPS_MIN_WIDTH, fit_parts, groups_visible
     visible_columns
 from wsconsole.console.link import LinkState, LinkStatus
 from wsconsole.console.screens import ComposeScreen, DetailScreen
-from wsconsole.console.widgets import ChoiceSet, GroupsPanel, StatusBar
+from wsconsole.console.widgets import ChoiceSet, GroupsPanel, KeysFooter, StatusBar
 from wsconsole.console.view_state import link_banner, link_health
 from wsconsole.server import serve
 from wsconsole.server.config import ControlConfig
@@ -210,6 +210,14 @@ async def test_at_100x30_the_layout_adapts_and_the_palette_tells_the_truth(
             assert str(bar.query_one("#closes").render()) == \
                 "abnormal closes 1006×12 1008×5 4001×1 in 5 min"
             assert bar.has_class("no-sparklines")
+            # The footer leaves out whole keys (Textual's cut "Disconnect all
+            # shown" mid-word), keeps ? Help and the palette's key.
+            footer = screen.query_one(KeysFooter)
+            await wait_for(footer.is_current)
+            keys_line = footer.render_line(0).text.rstrip()
+            assert keys_line.endswith("^p palette") and " ? Help " in keys_line
+            for key in footer.drawn:
+                assert key.description in keys_line
             await pilot.press("G")
             await wait_for(lambda: panel.display)
             await pilot.press("G")
