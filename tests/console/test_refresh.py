@@ -122,6 +122,9 @@ async def test_stats_samples_repaint_what_shows_them_not_the_whole_screen(monkey
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(lambda: len(rows(app)) == 1)
             await pilot.pause()
+            # The first frames (the screen shown, the focus set) redraw it all:
+            # one drawn after them, the screen has nothing left to draw.
+            await app.main_screen.wait_for_refresh()
             samples: list[Any] = []
             app.watch(app, "stats", lambda sample: samples.append(sample), init=False)
             full_frames[0] = 0
