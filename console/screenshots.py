@@ -25,7 +25,7 @@ from wsconsole.server.wire import Event, EventKind
 
 from .app import ConsoleApp
 from .screens import ComposeScreen, DetailScreen, ShutdownScreen, TapScreen
-from .widgets import GroupsPanel, KeysFooter
+from .widgets import GroupsPanel, KeysFooter, StatusBar
 
 __all__ = ["SampleControlClient", "SampleClusterClient", "write_screenshots", "NOW", "SIZE",
            "SHOTS"]
@@ -385,8 +385,12 @@ async def _shoot(out: Path) -> list[Path]:
         # so the sparklines have every sample too), after the console's own
         # "connected" line, the backlog between its two marks.
         logged = 1 + len(_sample_events(_sample_connections())) + 2
+        # The close summary beside the rates is shown a moment after the closes
+        # (the status bar counts them at most every CLOSES_INTERVAL), and its
+        # width decides the sparklines'.
+        status = main.query_one(StatusBar)
         await until(lambda: main.table.row_count == everyone
-                    and len(main.event_log.entries) == logged)
+                    and len(main.event_log.entries) == logged and status.closes)
         app.clear_notifications()
         main.table.move_cursor(row=2)
         await save("main", lambda: main.table.cursor_row == 2 and no_notifications())
