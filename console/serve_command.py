@@ -95,18 +95,19 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                        help="event loop: uvloop (pip install 'wsconsole[fast]'), asyncio's "
                        "own, or auto: uvloop when installed (default: $WSCONSOLE_LOOP, "
                        "then auto)")
-    group.add_argument("--gc-freeze", action="store_true",
+    group.add_argument("--gc-freeze", action=argparse.BooleanOptionalAction, default=True,
                        help="freeze the garbage collector's objects once the server is up "
-                       "and after each full collection: shorter pauses at many "
-                       "connections, for a little memory (see docs/benchmarks.md)")
+                       "and after each full collection: a third of the pauses at many "
+                       "connections, for a little memory (default; --no-gc-freeze: "
+                       "Python's collector as it is; see docs/benchmarks.md)")
     from wsconsole.server.loop_policy import DEFAULT_THAW_AFTER_CLOSES
 
     group.add_argument("--gc-thaw-after", type=_count, metavar="N",
                        default=DEFAULT_THAW_AFTER_CLOSES,
                        help="with --gc-freeze: after N closed connections, thaw and collect "
-                       "everything once (one long pause), since a frozen connection that "
-                       f"closes is never freed until then (default: {DEFAULT_THAW_AFTER_CLOSES:,}"
-                       "; 0: never)")
+                       "everything once (one long pause), since what a frozen connection "
+                       "leaves in reference cycles when it closes is never freed until then "
+                       f"(default: {DEFAULT_THAW_AFTER_CLOSES:,}; 0: never)")
     group.add_argument("--gc-threshold", type=_positive, metavar="N",
                        help="allocations between two young collections (Python: 700)")
 
@@ -121,10 +122,10 @@ def loop_kind_from_args(args: argparse.Namespace) -> Any:
 
 
 def gc_policy_from_args(args: argparse.Namespace) -> Any:
-    """The ``GcPolicy`` for ``--gc-freeze``, ``--gc-thaw-after`` and ``--gc-threshold``."""
-    from wsconsole.server.loop_policy import GcPolicy
-
-    from wsconsole.server.loop_policy import DEFAULT_THAW_AFTER_CLOSES
+    """The ``GcPolicy`` for ``--gc-freeze`` (on unless ``--no-gc-freeze``),
+    ``--gc-thaw-after`` and ``--gc-threshold``; a Namespace made by hand without
+    them (a test's) leaves the collector as Python has it."""
+    from wsconsole.server.loop_policy import DEFAULT_THAW_AFTER_CLOSES, GcPolicy
 
     return GcPolicy(freeze=getattr(args, "gc_freeze", False),
                     threshold0=getattr(args, "gc_threshold", None),

@@ -56,10 +56,10 @@ async def serve_and_echo(*options: str) -> str:
     return out
 
 
-async def test_serve_loop_asyncio_gc_freeze_runs_on_asyncio_and_says_what_it_froze():
-    """`serve --loop asyncio --gc-freeze` serves on asyncio's loop even when uvloop is there,
-    and prints that the collector froze the start's objects (and how many)."""
-    out = await serve_and_echo("--loop", "asyncio", "--gc-freeze")
+async def test_serve_loop_asyncio_runs_on_asyncio_and_freezes_the_collector_by_default():
+    """`serve --loop asyncio` serves on asyncio's loop even when uvloop is there, and, as
+    by default, prints that the collector froze the start's objects (and how many)."""
+    out = await serve_and_echo("--loop", "asyncio")
     line = next(line for line in out.splitlines() if "event loop:" in line)
     assert line.startswith("wsconsole: event loop: asyncio (Python")
     assert "garbage collector: frozen after start and after each full collection (" in line
@@ -67,10 +67,25 @@ async def test_serve_loop_asyncio_gc_freeze_runs_on_asyncio_and_says_what_it_fro
     assert frozen > 10_000  # the imports and the listeners at least
 
 
+def test_no_gc_freeze_leaves_pythons_collector_and_gc_freeze_is_the_default():
+    """`serve` freezes the collector unless told `--no-gc-freeze` (demo likewise);
+    the thaw's count and the young threshold keep their options."""
+    from wsconsole.console.cli import build_parser
+    from wsconsole.console.serve_command import gc_policy_from_args
+
+    parser = build_parser()
+    assert gc_policy_from_args(parser.parse_args(["serve"])).freeze
+    assert gc_policy_from_args(parser.parse_args(["demo"])).freeze
+    policy = gc_policy_from_args(parser.parse_args(["serve", "--no-gc-freeze"]))
+    assert policy.is_default
+    policy = gc_policy_from_args(parser.parse_args(["serve", "--gc-thaw-after", "0"]))
+    assert policy.freeze and policy.thaw_after_closes is None
+
+
 @needs_uvloop
 async def test_serve_loop_uvloop_runs_on_uvloop_and_says_so():
     """`serve --loop uvloop` serves on uvloop and prints its version."""
-    out = await serve_and_echo("--loop", "uvloop")
+    out = await serve_and_echo("--loop", "uvloop", "--no-gc-freeze")
     assert (f"wsconsole: event loop: uvloop {uvloop.__version__}; garbage collector: "
             "Python's defaults") in out
 
