@@ -11,7 +11,9 @@ Three kinds of process, so that each has its own open-file limit and the
 console's CPU time is its own:
 
 - a **server** (``--role server``): ``wsconsole.server.serve`` with an echo
-  handler (``?room=`` joins a topic) and its control listener on loopback;
+  handler (``?room=`` joins a topic) and its control listener on loopback,
+  its collector frozen as ``wsconsole serve`` freezes it
+  (``--no-server-gc-freeze``: Python's collector as it is);
 - a **load** (``--role load``): ``--connections`` lean clients (websockets'
   own handshake, then raw frames) with users, paths and rooms drawn from
   pools, plus churn: ``--churn`` new connections a second, each a user never
@@ -39,7 +41,13 @@ What a console round measures, in the console's own process:
   shows it;
 - **keys to screen**: ``]`` (next page) and ``enter`` on a ``/`` filter, from
   the key event to the first frame showing the page or filter asked for;
-- **memory**: RSS at the start and end of the window.
+- **memory**: RSS at the start and end of the window;
+- **where a key's time went**: from the key to its action, to its ``list``
+  request sent, the round trip, the reply applied, the apply, the frame;
+- **the server's side** of the same window (:class:`ServerProbe`): its loop's
+  stalls, its garbage collections (wall and CPU), and for the console's
+  requests the wait for their turn, the ``list`` handler's time (wall, and
+  CPU less the collector's), the reply's write, the event frames sent.
 
 The script exits 0; figures over the goals of issue 10 (15% of a core,
 100 ms p99) are marked OVER BUDGET. Loopback only; every loop is bounded
