@@ -26,8 +26,8 @@ connection referred to each other), so the connection itself is freed at
 once; what stays of one that was frozen and then closed is asyncio's
 transport (it refers to itself through a bound method) and, for one dropped
 without a close frame, websockets' protocol with its parser's exception:
-1.9 KB and 6 objects per closed connection measured (6.7 KB and 33 objects
-before the hub let go). So the freezer counts the connections closed since
+1.8-1.9 KB and about 6 objects per closed connection measured (6.7 KB and
+33 objects before the hub let go; tests/benchmarks/bench_gc_leftover.py). So the freezer counts the connections closed since
 its last thaw and, past ``thaw_after_closes``, thaws: unfreezes, collects
 everything once (one pause as long as Python's own full collection) and
 freezes again. The memory held by dead connections stays bounded (10,000
