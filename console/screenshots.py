@@ -390,7 +390,8 @@ async def _shoot(out: Path) -> list[Path]:
         # width decides the sparklines'.
         status = main.query_one(StatusBar)
         await until(lambda: main.table.row_count == everyone
-                    and len(main.event_log.entries) == logged and status.closes)
+                    and len(main.event_log.entries) == logged
+                    and status.closes == main.event_log.closes.summary(NOW))
         app.clear_notifications()
         main.table.move_cursor(row=2)
         await save("main", lambda: main.table.cursor_row == 2 and no_notifications())

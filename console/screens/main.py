@@ -210,6 +210,7 @@ class MainScreen(Screen[None]):
         """Nodes that did not answer the last page's request, and why."""
         self._refresh_timer: Timer | None = None
         self._closes_timer: Timer | None = None
+        self._closes_shown_at = -math.inf
         self._banner_shown: tuple[str, str] | None = None
         self._list_worker: Worker[None] | None = None
         self._listing: PageRequest | None = None
@@ -357,8 +358,13 @@ class MainScreen(Screen[None]):
         if (self.event_log.add_event(event) and event.kind == EventKind.CONNECTION_CLOSED
                 and self._closes_timer is None):
             # Under churn closes come by the hundred a second: the summary is
-            # counted and shown once per CLOSES_INTERVAL, not once per close.
-            self._closes_timer = self.set_timer(CLOSES_INTERVAL, self._show_closes)
+            # counted and shown at once for a close after a quiet while, then
+            # at most once per CLOSES_INTERVAL, not once per close.
+            wait = self._closes_shown_at + CLOSES_INTERVAL - time.monotonic()
+            if wait <= 0:
+                self._show_closes()
+            else:
+                self._closes_timer = self.set_timer(wait, self._show_closes)
         if event.kind in _CHANGES_ROWS:
             self._refresh_soon()
 
@@ -367,6 +373,7 @@ class MainScreen(Screen[None]):
         if self._closes_timer is not None:
             self._closes_timer.stop()
             self._closes_timer = None
+        self._closes_shown_at = time.monotonic()
         self.query_one(StatusBar).show_closes(self.event_log.closes.summary(self.clock()))
 
     def action_reconnect(self) -> None:
