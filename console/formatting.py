@@ -6,6 +6,7 @@ the filter syntax and the number formats are tested with plain values.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from dataclasses import dataclass, replace
@@ -134,6 +135,12 @@ def natural_key(name: str) -> tuple[tuple[Any, ...], str]:
     """
     # re.split with a group alternates text and digits, text first: the
     # parts at the same position are always both str or both int.
+    return _natural_key(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _natural_key(name: str) -> tuple[tuple[Any, ...], str]:
+    # Asked for every group name with every page under churn: kept.
     parts = re.split(r"([0-9]+)", name)
     return tuple(int(part) if index % 2 else part.casefold()
                  for index, part in enumerate(parts)), name

@@ -70,6 +70,7 @@ class GroupsPanel(Tree[GroupKey]):
         self._missing: dict[str, str] = {}
         self.truncated = False
         """True when the server sent only the largest groups."""
+        self._labels: dict[GroupKey, tuple[tuple[int | None, bool], Text]] = {}
 
     def on_mount(self) -> None:
         self.border_title = "Groups"
@@ -123,6 +124,7 @@ class GroupsPanel(Tree[GroupKey]):
             _relabel(self._everyone, self._label(("everyone", None), total))
         for key in [k for k in self._group_nodes if k not in counts]:
             self._group_nodes.pop(key).remove()
+            self._labels.pop(key, None)
         longest = max(sum(1 for (k, _) in counts if k == kind) for kind, _, _ in _SECTIONS)
         for kind, _, title in _SECTIONS:
             section = self._sections[kind]
@@ -148,6 +150,18 @@ class GroupsPanel(Tree[GroupKey]):
             self.border_subtitle = "largest groups only" if truncated else ""
 
     def _label(self, key: GroupKey, count: int | None) -> Text:
+        kind, value = key
+        if kind in ("user", "path", "topic"):
+            # Asked for every group with every page: the label of a user, path
+            # or topic depends only on its count and whether it is the active one.
+            drawn = (count, key == self._active)
+            kept = self._labels.get(key)
+            if kept is None or kept[0] != drawn:
+                kept = self._labels[key] = (drawn, self._draw_label(key, count))
+            return kept[1]
+        return self._draw_label(key, count)
+
+    def _draw_label(self, key: GroupKey, count: int | None) -> Text:
         kind, value = key
         name = "All" if kind == "everyone" else printable(value)
         active = key == self._active
