@@ -10,6 +10,7 @@ Run it from the repository root (it is not collected by pytest)::
                                                                       # server_no_context_takeover
     python tests/benchmarks/bench_broadcast.py --deflate mixed        # half the clients offer it
     python tests/benchmarks/bench_broadcast.py --quick                # smoke run, seconds
+    python tests/benchmarks/bench_broadcast.py --no-sockets           # the Python alone (asyncio)
 
 The servers (bare ``websockets.asyncio.server.serve`` and
 ``wsconsole.server.serve``, the same settings) run in this process; the
@@ -40,6 +41,11 @@ of every phase, printed with its spread (min-max). Between rounds every
 client must have received the message (else a WARNING names the missing
 frames), and ``gc.collect()`` runs, so that no round pays for another's
 garbage.
+
+``--no-sockets`` replaces the transports' ``write`` by a function that does
+nothing while the figures are measured (asyncio's loop only: uvloop's
+transport is a C type): what is left is the Python around each write, per
+recipient, with no kernel in it; nothing reaches the clients.
 
 The script exits 0 (unless it breaks); a ratio off its goal (hub.send within
 1.15x of the floor, at least 1.3x faster than websockets' broadcast, without
@@ -110,6 +116,8 @@ class BroadcastConfig:
     """none: compression off on both servers; context: websockets' default
     permessage-deflate, offered by every client; no-context: the server also
     asks for server_no_context_takeover; mixed: half the clients offer it."""
+    no_sockets: bool = False
+    """Writes replaced by a function that does nothing: the Python alone."""
 
 
 def server_settings(deflate: str) -> dict[str, Any]:
@@ -123,6 +131,10 @@ def server_settings(deflate: str) -> dict[str, Any]:
             server_max_window_bits=12, client_max_window_bits=12,
             server_no_context_takeover=True, compress_settings={"memLevel": 5})]
     return settings  # context, mixed: websockets' default deflate
+
+
+def _no_write(transport: Any, data: Any) -> None:
+    """``transport.write`` for ``--no-sockets``: nothing."""
 
 
 def floor_send(connections: list[Any], frame: bytes) -> None:
@@ -200,17 +212,27 @@ async def _phase(
     else:
         sends.append(("bare: websockets broadcast", lambda: broadcast(connections, MESSAGE)))
 
-    for round_index in range(config.rounds):
-        shift = round_index % len(sends)
-        for name, send in sends[shift:] + sends[:shift]:
-            figure = figures.setdefault(name, Figure(name, kind))
-            await client.call("arm", n)
-            gc.collect()
-            start = time.thread_time()
-            send()
-            figure.cpu.append(time.thread_time() - start)
-            received, _ = await client.call("wait_broadcast")
-            figure.missing += n - received
+    transport_class = type(connections[0].transport)
+    real_write = transport_class.write
+    if config.no_sockets:
+        transport_class.write = _no_write  # asyncio's: a Python class
+    try:
+        for round_index in range(config.rounds):
+            shift = round_index % len(sends)
+            for name, send in sends[shift:] + sends[:shift]:
+                figure = figures.setdefault(name, Figure(name, kind))
+                if not config.no_sockets:
+                    await client.call("arm", n)
+                gc.collect()
+                start = time.thread_time()
+                send()
+                figure.cpu.append(time.thread_time() - start)
+                if not config.no_sockets:
+                    received, _ = await client.call("wait_broadcast")
+                    figure.missing += n - received
+    finally:
+        if config.no_sockets:
+            transport_class.write = real_write
 
     await client.call("close", "mass")
     await _wait_for(lambda: count() == 0, "connections to leave")
@@ -275,6 +297,9 @@ def _report(
         f"message: {len(MESSAGE)} B text; {config.rounds} rounds x {config.phases * 2} "
         "phases (ABBA); CPU time of the sending thread, median (min-max)",
     ]
+    if config.no_sockets:
+        lines.append("--no-sockets: transport.write does nothing; the Python around the "
+                     "writes alone (us/recipient), nothing sent")
 
     def verdict(ok: bool) -> str:
         return "within goal" if ok else "OVER BUDGET"
@@ -305,7 +330,7 @@ def _report(
         speedup = bcast_to_floor / to_floor
         direct = figures["bare: websockets broadcast"].median / figures[
             "ours: hub.send everyone"].median
-        strict = config.deflate == "none"
+        strict = config.deflate == "none" and not config.no_sockets
         lines += [
             f"ratio hub.send / floor at {n}: {to_floor:.3f} (median of the rounds' ratios, "
             f"same connections; goal <= {FLOOR_GOAL}) "
@@ -330,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deflate", choices=DEFLATE_MODES, default="none",
                         help="compression (none)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--no-sockets", action="store_true",
+                        help="writes do nothing: the Python alone (asyncio's loop only)")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
                         help="the server's event loop (the clients stay on asyncio's)")
     args = parser.parse_args(argv)
@@ -344,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             setattr(config, name, value)
     if min(config.sizes) < 2 or config.rounds < 1 or config.phases < 1:
         parser.error("sizes must be at least 2, rounds and phases at least 1")
+    config.no_sockets = args.no_sockets
+    if args.no_sockets and args.loop == "uvloop":
+        parser.error("--no-sockets replaces asyncio's transport.write: not on uvloop")
     needed = max(config.sizes) + 64
     limit = _raise_file_limit()
     if limit < needed:
