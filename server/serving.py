@@ -29,6 +29,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from .addresses import host_port
+from .cycles import release_closed_connection, release_transport
 from .errors import IdentifyError
 from .exhaustion import ACCEPT_FAILURE_LOG_INTERVAL, AcceptFailureLog, open_file_limit
 from .hub import DEFAULT_SLOW_CONSUMER_LIMIT, Hub
@@ -240,6 +241,7 @@ def _tracked_connection_class(
                 self.wsc_handshake = _SHED
                 transport.write(SHED_RESPONSES[shed])
                 transport.close()
+                release_transport(transport)
                 return
             self.wsc_handshake = key
             super().connection_made(transport)
@@ -256,6 +258,10 @@ def _tracked_connection_class(
             finally:
                 # However it ended: accepted, refused, timed out, cancelled.
                 self._wsc_handshake_ended()
+                if self.connection_lost_waiter.done():
+                    # Lost during the handshake: what the handshake stored
+                    # since connection_lost must not hold it in a cycle.
+                    release_closed_connection(self)
             # Register here rather than in a wrapper around the user's handler:
             # a wrapper coroutine would add a frame to every resume of the
             # handler, i.e. to every message. websockets calls the handler
@@ -285,6 +291,9 @@ def _tracked_connection_class(
             finally:
                 self._wsc_handshake_ended()
                 hub.unregister(self)
+                # Nothing of a closed connection waits for the collector
+                # (frozen, it would wait for the next thaw): server/cycles.py.
+                release_closed_connection(self)
 
     TrackedServerConnection.__qualname__ = "Tracked" + base.__name__
     return TrackedServerConnection

@@ -8,13 +8,23 @@ operator. ``tests/benchmarks/soak.py`` is the long version of this.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import weakref
+from typing import Any
 
+import pytest
 from websockets.asyncio.client import connect
+from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 
+from wsconsole.server import serve
 from wsconsole.server.registry import ConnectionRecord
 
-from tests.helpers import wait_for
+from tests.conftest import TEST_LOOP
+from tests.helpers import TIMEOUT, wait_for
 from tests.server.control_helpers import control, running
 
 CHURN = 60
@@ -68,3 +78,89 @@ async def test_closed_connections_leave_no_record_index_task_or_object() -> None
         # Nothing else holds a record or a connection: no list of the closed kept anywhere.
         assert alive(ConnectionRecord) == 0
         assert alive("TrackedServerConnection") == 0
+
+
+class _Watched(ServerConnection):
+    """websockets' connection, watched by weak references (it and its transport)."""
+
+    refs: list[weakref.ref[Any]] = []
+
+    def connection_made(self, transport: Any) -> None:
+        self.refs.append(weakref.ref(self))
+        self.refs.append(weakref.ref(transport))
+        super().connection_made(transport)
+
+
+async def _echo(connection: ServerConnection) -> None:
+    try:
+        async for message in connection:
+            await connection.send(message)
+    except ConnectionClosed:
+        pass
+
+
+async def _end_one(port: int, kind: str) -> None:
+    if kind in ("clean", "dropped"):
+        ws = await connect(f"ws://127.0.0.1:{port}/?user=u", ping_interval=None)
+        await ws.send("x")
+        assert await ws.recv() == "x"
+        if kind == "clean":
+            await ws.close()
+        else:
+            ws.transport.abort()  # no close frame
+        return
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if kind == "bad request":
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    elif kind == "not http":
+        writer.write(b"\x16\x03\x01 hello\r\n\r\n")
+    # "timed out": nothing sent before open_timeout
+    async with asyncio.timeout(TIMEOUT):
+        await reader.read()
+    writer.close()
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector() -> None:
+    """With the collector off (as ``wsconsole serve`` freezes it), a connection closed
+    cleanly, dropped without a close frame, refused as a bad request or as no HTTP,
+    or timed out in its handshake is freed at once, it and its transport: memory
+    does not grow while frozen."""
+    _Watched.refs = []
+    async with serve(_echo, "127.0.0.1", 0, create_connection=_Watched,
+                     open_timeout=0.2, ping_interval=None) as server:
+        await _end_one(server.port, "clean")  # what a first connection allocates once
+        gc.collect()
+        _Watched.refs = []
+        gc.disable()
+        try:
+            kinds = ["clean", "dropped", "bad request", "not http", "timed out"]
+            await asyncio.gather(*(_end_one(server.port, kind) for kind in kinds))
+            await wait_for(lambda: len(_Watched.refs) == 2 * len(kinds)
+                           and not server.hub.registry and not server.connections)
+            try:
+                await wait_for(lambda: all(ref() is None for ref in _Watched.refs))
+            except TimeoutError:
+                left = [type(ref()).__name__ for ref in _Watched.refs if ref() is not None]
+                pytest.fail(f"kept in reference cycles after close: {left}")
+        finally:
+            gc.enable()
+
+
+def test_the_private_names_broken_cycles_rely_on_are_there() -> None:
+    """server/cycles.py breaks cycles through names that websockets and asyncio do
+    not document: if one is renamed, this says which, before memory grows."""
+    from websockets.http11 import Request
+    from websockets.server import ServerProtocol
+
+    request = Request("/", Headers())
+    assert hasattr(request, "_exception"), "websockets' Request._exception is gone"
+    protocol = ServerProtocol()
+    assert protocol.parser_exc is None and protocol.handshake_exc is None
+    assert "connection_exc" in Connection.__init__.__code__.co_names, (
+        "websockets' ServerConnection.connection_exc is gone")
+    if TEST_LOOP == "asyncio":
+        from asyncio import selector_events
+
+        names = selector_events._SelectorSocketTransport.__init__.__code__.co_names
+        assert "_read_ready_cb" in names, (
+            "asyncio's _SelectorSocketTransport._read_ready_cb is gone")

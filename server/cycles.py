@@ -1,0 +1,73 @@
+"""Break the reference cycles a closed connection would leave for the collector.
+
+With ``gc.freeze`` (``wsconsole serve`` freezes by default, see
+:mod:`wsconsole.server.loop_policy`) an object in a reference cycle is freed
+only by a thaw's full collection, which walks every connection: the longest
+pause of the server at 10,000 connections. A connection that ends leaves
+nothing in a cycle once :func:`release_closed_connection` has run, so it is
+freed by its reference count at once, frozen or not (issue 10;
+tests/benchmarks/bench_gc_leftover.py finds and counts what is left).
+
+The cycles found (``gc.DEBUG_SAVEALL`` after closing connections, every way
+a connection ends), and how each is broken here:
+
+- asyncio's ``_SelectorSocketTransport`` keeps its read callback, a bound
+  method of itself, in ``_read_ready_cb`` (every connection, on asyncio's
+  loop; uvloop's transports have none). asyncio has removed the reader
+  before it calls ``connection_lost``, so nothing calls it again: set to
+  None. A private name of CPython's, pinned by a test.
+- websockets keeps the exceptions that ended a connection: the parser's
+  (``protocol.parser_exc``: a connection dropped without a close frame, a
+  protocol error), the handshake's (``protocol.handshake_exc``, and
+  ``request._exception``: a bad request, a timeout, a refused upgrade) and
+  the transport's (``connection.connection_exc``). Each exception's
+  traceback holds the frames it went through (the parser's generator, the
+  handshake), whose locals hold the protocol or the connection that holds
+  the exception. The tracebacks are dropped (the exceptions, their types
+  and messages, stay: ``ConnectionClosed.__cause__`` still says why); the
+  frames were websockets' internals, and a log line with ``exc_info`` is
+  written before the connection ends, when it is written at all.
+
+Must never import textual or ``wsconsole.console``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["release_closed_connection", "release_transport", "drop_tracebacks"]
+
+
+def drop_tracebacks(exc: BaseException | None) -> None:
+    """Drop the traceback of ``exc`` and of every exception it chains to
+    (``__cause__``, ``__context__``)."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending.append(current.__cause__)
+        pending.append(current.__context__)
+
+
+def release_transport(transport: Any) -> None:
+    """Break asyncio's transport's cycle with itself, once it was closed
+    (asyncio removes its reader when it closes, so it reads no more)."""
+    if getattr(transport, "_read_ready_cb", None) is not None:
+        transport._read_ready_cb = None
+
+
+def release_closed_connection(connection: Any) -> None:
+    """Break what would keep ``connection`` (a websockets ``ServerConnection``
+    whose ``connection_lost`` has run) and its transport in reference cycles."""
+    release_transport(getattr(connection, "transport", None))
+    protocol = connection.protocol
+    drop_tracebacks(protocol.parser_exc)
+    drop_tracebacks(protocol.handshake_exc)
+    drop_tracebacks(getattr(connection, "connection_exc", None))
+    request = getattr(connection, "request", None)
+    if request is not None:
+        drop_tracebacks(getattr(request, "_exception", None))
