@@ -19,20 +19,21 @@ collection, so that the objects alive then (the imports, the listeners, the
 connections open then) are not walked again: a full collection walks what was
 made since, not the whole fleet.
 
-The price: what a closed connection leaves in reference cycles is freed
-only by the cycle collector, and the collector never looks at frozen
-objects. The hub lets go of a closed connection (its record and the
-connection referred to each other), so the connection itself is freed at
-once; what stays of one that was frozen and then closed is asyncio's
-transport (it refers to itself through a bound method) and, for one dropped
-without a close frame, websockets' protocol with its parser's exception:
-1.8-1.9 KB and about 6 objects per closed connection measured (6.7 KB and
-33 objects before the hub let go; tests/benchmarks/bench_gc_leftover.py). So the freezer counts the connections closed since
-its last thaw and, past ``thaw_after_closes``, thaws: unfreezes, collects
-everything once (one pause as long as Python's own full collection) and
-freezes again. The memory held by dead connections stays bounded (10,000
-closes: about 20 MB) and the long pauses come once per that many closes
-instead of once every few seconds of churn.
+The price: what is left in reference cycles is freed only by the cycle
+collector, and the collector never looks at frozen objects. A closed
+connection leaves nothing in cycles (the hub lets go of its record,
+server/cycles.py breaks asyncio's and websockets' cycles when it ends: 0.0
+objects per close, every way of ending, on both loops;
+tests/benchmarks/bench_gc_leftover.py; 1.8 KB and about 6 objects before),
+so it is freed at once, frozen or not. What the application or the control
+plane leaves in cycles is not, so the freezer counts the connections closed
+since its last thaw and, past ``thaw_after_closes``, thaws: unfreezes,
+collects everything once (one pause as long as Python's own full
+collection, 0.5-1 s at 10,000 connections) and freezes again. A thaw that
+found almost nothing (under 0.1 object per close) doubles the closes to the
+next, up to 64 times ``thaw_after_closes``: the long pause comes once an
+hour or so under heavy churn rather than once a minute, while garbage that
+does accumulate still brings the thaws back to every ``thaw_after_closes``.
 
 ``wsconsole serve`` and ``demo`` freeze by default (``--no-gc-freeze``
 leaves Python's collector as it is); :func:`wsconsole.server.serve`, a
@@ -75,6 +76,17 @@ collect everything once (about 20 MB of what dead connections left at most)."""
 
 THAW_CHECK_INTERVAL = 1.0
 """Seconds between two looks at the count of closed connections."""
+
+THAW_FOUND_NOTHING = 0.1
+"""Objects freed per closed connection under which a thaw found nothing: a
+closed connection leaves none in cycles (server/cycles.py), so what a thaw
+frees is what the application or the control plane left."""
+
+THAW_BACKOFF_LIMIT = 64
+"""At most this many times ``thaw_after_closes`` between two thaws (640,000
+closes by default: about an hour at 180 closes a second), so that garbage
+of the application's own stays bounded (under 0.1 object a close: 64,000
+objects at most)."""
 
 
 class LoopChoice(StrEnum):
@@ -186,16 +198,26 @@ _installed: _FreezeAfterFullCollections | None = None
 
 
 class GcFreezer:
-    """Thaws the frozen heap once enough connections have closed (see the module)."""
+    """Thaws the frozen heap once enough connections have closed (see the module).
+
+    A thaw that finds (almost) nothing to free (fewer than
+    :data:`THAW_FOUND_NOTHING` objects per connection closed since the last)
+    doubles the closes until the next, up to :data:`THAW_BACKOFF_LIMIT` times
+    ``thaw_after_closes``; one that finds more comes back to ``thaw_after_closes``.
+    """
 
     def __init__(self, hub: Any, thaw_after_closes: int,
                  check_interval: float = THAW_CHECK_INTERVAL) -> None:
         self.hub = hub
         self.thaw_after_closes = thaw_after_closes
+        self.next_thaw_after = thaw_after_closes
+        """Closes from the last thaw to the next (grows while thaws find nothing)."""
         self.check_interval = check_interval
         self.thaws = 0
         self.last_thaw_seconds = 0.0
         """CPU seconds of the last thaw's full collection (a pause of the loop)."""
+        self.last_thaw_freed = 0
+        """Objects the last thaw's collection freed."""
         self._closed_at_thaw = self._closed()
         self._task: asyncio.Task[None] | None = None
 
@@ -213,21 +235,29 @@ class GcFreezer:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.check_interval)
-            if self._closed() - self._closed_at_thaw >= self.thaw_after_closes:
+            if self._closed() - self._closed_at_thaw >= self.next_thaw_after:
                 self.thaw()
 
     def thaw(self) -> None:
         """Unfreeze, collect everything once (the callback freezes again)."""
         import time
 
-        self._closed_at_thaw = self._closed()
+        closed = self._closed()
+        closes = max(1, closed - self._closed_at_thaw)
+        self._closed_at_thaw = closed
         started = time.process_time()
         gc.unfreeze()
-        gc.collect()
+        freed = gc.collect()
         if _installed is None:  # pragma: no cover - the policy was undone meanwhile
             return
         self.last_thaw_seconds = time.process_time() - started
+        self.last_thaw_freed = freed
         self.thaws += 1
+        if freed < closes * THAW_FOUND_NOTHING:
+            self.next_thaw_after = min(2 * self.next_thaw_after,
+                                       THAW_BACKOFF_LIMIT * self.thaw_after_closes)
+        else:
+            self.next_thaw_after = self.thaw_after_closes
 
 
 def apply_gc_policy(policy: GcPolicy, hub: Any = None) -> GcFreezer | None:
@@ -271,7 +301,8 @@ def describe_gc(policy: GcPolicy) -> str:
         return "garbage collector: Python's defaults"
     parts = []
     if policy.freeze:
-        thaw = (f"thawed every {policy.thaw_after_closes:,} closed connections"
+        thaw = (f"thawed after {policy.thaw_after_closes:,} closed connections, then "
+                f"up to {THAW_BACKOFF_LIMIT}x as many while thaws find nothing"
                 if policy.thaw_after_closes else "never thawed")
         parts.append("frozen after start and after each full collection "
                      f"({gc.get_freeze_count():,} objects frozen), {thaw}")

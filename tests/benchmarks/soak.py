@@ -6,6 +6,7 @@ Run it from the repository root (it is not collected by pytest)::
     python tests/benchmarks/soak.py --minutes 30       # the figures in docs/benchmarks.md
     python tests/benchmarks/soak.py --console none     # the server side alone
     python tests/benchmarks/soak.py --tracemalloc      # and where the growth was allocated
+    python tests/benchmarks/soak.py --console none --churn 50 --gc-freeze   # frozen, never thawed
 
 In one process, as ``wsconsole demo`` puts it together: the embedded server
 with the demo application and its control listener, the demo's simulated
@@ -93,6 +94,11 @@ class SoakConfig:
     """Frames per traceback when tracing allocations (0: off; slows the run a lot)."""
     budget: float = 1.0
     """MB a minute of growth after the warm-up above which the run says OVER BUDGET."""
+    gc_freeze: bool = False
+    """Freeze the collector as ``wsconsole serve`` does (off: as the library call leaves it)."""
+    gc_thaw_after: int = 0
+    """With ``gc_freeze``: closed connections between thaws (0: never thaw, so that
+    whatever a closed connection leaves frozen shows as growth)."""
 
 
 @dataclass
@@ -259,6 +265,12 @@ async def run_soak(config: SoakConfig, out: Callable[[str], Any] = print) -> dic
         control=ControlConfig(host=HOST, port=0, token=token),
     )
     await server
+    freezer = None
+    if config.gc_freeze:
+        from wsconsole.server.loop_policy import GcPolicy, apply_gc_policy
+
+        freezer = apply_gc_policy(
+            GcPolicy(freeze=True, thaw_after_closes=config.gc_thaw_after or None), server.hub)
     public = f"ws://{server.hub.listen[0]}"
     simulator = Simulator(public, seed=config.seed, guests=config.guests)
     simulator.start()
@@ -267,7 +279,10 @@ async def run_soak(config: SoakConfig, out: Callable[[str], Any] = print) -> dic
     out(f"soak: {config.minutes:g} min, sample every {config.interval:g} s, warm-up "
         f"{config.warmup:g} min; console {config.console}; churn {config.churn:g}/s; "
         f"{len(simulator.residents)} residents, {config.guests} guests, ticker and slow reader")
-    out(f"Python {sys.version.split()[0]}, pid {os.getpid()}")
+    out(f"Python {sys.version.split()[0]}, pid {os.getpid()}; collector "
+        + (f"frozen, thawed every {config.gc_thaw_after:,} closes" if config.gc_freeze
+           and config.gc_thaw_after else "frozen, never thawed" if config.gc_freeze
+           else "as Python has it"))
 
     app: ConsoleApp | None = None
     bare: BareConsole | None = None
@@ -287,6 +302,14 @@ async def run_soak(config: SoakConfig, out: Callable[[str], Any] = print) -> dic
         await simulator.stop()
         if bare is not None:
             await bare.stop()
+    if config.gc_freeze:
+        out(f"collector: {gc.get_freeze_count():,} objects frozen, "
+            f"{freezer.thaws if freezer else 0} thaws")
+        if freezer is not None:
+            freezer.stop()
+        from wsconsole.server.loop_policy import restore_gc_defaults
+
+        restore_gc_defaults()
     result["left_behind"] = await _left_behind(server, out)
     server.close()
     async with asyncio.timeout(10):
@@ -433,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="FRAMES", help="trace allocations (10 frames unless given)")
     parser.add_argument("--budget", type=float, default=defaults.budget,
                         help=f"MB/min after warm-up that is OVER BUDGET (default: {defaults.budget:g})")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="freeze the collector as `wsconsole serve` does")
+    parser.add_argument("--gc-thaw-after", type=int, default=defaults.gc_thaw_after,
+                        metavar="CLOSES", help="with --gc-freeze: thaw after this many closes "
+                        "(default: 0, never)")
     args = parser.parse_args(argv)
     config = SoakConfig(**vars(args))
 

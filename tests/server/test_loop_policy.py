@@ -16,8 +16,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.helpers import TIMEOUT, wait_for
 from tests.server.test_serve_command import WSCONSOLE, start, stop
+from wsconsole.server.cycles import release_closed_connection
 from wsconsole.server.errors import ConfigError
 from wsconsole.server.loop_policy import (
+    THAW_FOUND_NOTHING,
     GcFreezer,
     GcPolicy,
     LoopChoice,
@@ -188,7 +190,8 @@ async def test_on_uvloop_connections_past_the_descriptors_are_dropped_unlogged()
 async def test_frozen_closed_connections_are_freed_at_once_and_cycles_by_the_next_thaw():
     """With --gc-freeze, a connection that closes, cleanly or not, is freed at once (the
     hub breaks the cycle between it and its record: frozen, a cycle is never collected);
-    what is left in cycles is freed once thaw_after_closes connections closed."""
+    what is left in cycles is freed once thaw_after_closes connections closed; a thaw
+    that finds nothing doubles the closes to the next one."""
     from wsconsole.server import serve
 
     async def echo(connection):
@@ -226,6 +229,24 @@ async def test_frozen_closed_connections_are_freed_at_once_and_cycles_by_the_nex
             await wait_for(lambda: freezer.thaws == 1)
             assert garbage() is None
             assert gc.get_freeze_count() > 0  # frozen again after the thaw
+            assert freezer.next_thaw_after == 2  # it found something: as often as asked
+
+            # Closed connections that leave nothing: the thaws grow rarer.
+            freezer.stop()
+            for client in clients:
+                release_closed_connection(client)  # the client's side is not ours to clean
+            clients = [await connect(f"ws://127.0.0.1:{server.port}") for _ in range(10)]
+            await wait_for(lambda: len(server.hub.registry) == 10)
+            gc.collect()  # frozen, server side and client side
+            for client in clients:
+                await client.close()
+                release_closed_connection(client)
+            await wait_for(lambda: not server.connections and not server.hub.registry)
+            del clients, client
+            gc.collect()  # what was not frozen: the thaw below finds only what was
+            freezer.thaw()
+            assert freezer.last_thaw_freed < 10 * THAW_FOUND_NOTHING
+            assert freezer.next_thaw_after == 4
         finally:
             if freezer is not None:
                 freezer.stop()
