@@ -6,6 +6,7 @@ Run it from the repository root (it is not collected by pytest)::
     python tests/benchmarks/bench_console.py --baseline b9feedd       # and an older console beside it
     python tests/benchmarks/bench_console.py --quick                  # smoke run, a few seconds
     python tests/benchmarks/bench_console.py --loops asyncio uvloop   # the console on both loops
+    python tests/benchmarks/bench_console.py --key-interval 2.5       # keys at an operator's pace
 
 Three kinds of process, so that each has its own open-file limit and the
 console's CPU time is its own:
@@ -40,7 +41,13 @@ What a console round measures, in the console's own process:
 - **page to screen**: from a ``list`` reply arriving to the first frame that
   shows it;
 - **keys to screen**: ``]`` (next page) and ``enter`` on a ``/`` filter, from
-  the key event to the first frame showing the page or filter asked for;
+  the key event to the first frame showing the page or filter asked for.
+  ``--key-interval SECONDS`` (default 1) is the pause before each of the two:
+  a cycle (``]``, ``[``; ``/``, typing, Enter, Esc: four pages that replace
+  the rows) every ``2 x SECONDS`` and the keys' own time, about 2.2 s by
+  default; ``--key-interval 2.5`` is a cycle every 5 s or so, an operator's
+  pace, to set the console's CPU beside the one at a key a second
+  (``--no-keys``: none);
 - **memory**: RSS at the start and end of the window;
 - **where a key's time went**: from the key to its action, to its ``list``
   request sent, the round trip, the reply applied, the apply, the frame;
@@ -642,8 +649,10 @@ async def console_role(args: argparse.Namespace) -> None:
         deadline = wall_start + args.seconds
         rng = random.Random(args.seed)
         cycles = 0
-        # At least one cycle of keys, however short the window (the smoke run).
-        while args.keys and (not cycles or time.perf_counter() < deadline - 1.5):
+        # At least one cycle of keys, however short the window (the smoke run);
+        # no cycle started that a longer --key-interval would run past the end.
+        last_start = deadline - 1.5 - 2 * max(0.0, args.key_interval - 1.0)
+        while args.keys and (not cycles or time.perf_counter() < last_start):
             cycles += 1
             await asyncio.sleep(args.key_interval)
             # ] to the next page (and back with [ untimed, so that there is a next page).
@@ -861,7 +870,8 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, list[dict[str, 
             f"(each lives 1-3 s), traffic {args.traffic:g} msgs/s; console rounds of "
             f"{args.warmup:g} s warm-up + {args.seconds:g} s; server on "
             f"{args.server_loop} ({first['gc']}), console on {' and '.join(args.loops)}; "
-            "load average "
+            + (f"keys after {args.key_interval:g} s pauses; " if args.keys else "no keys; ")
+            + "load average "
             f"{os.getloadavg()[0]:.2f}")
         load = Child("load", [*limit, "--port", str(first["port"]), "--connections",
                               str(args.connections), "--churn", str(args.churn),
@@ -904,7 +914,8 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, list[dict[str, 
             figures["load_average"] = os.getloadavg()[0]
             rounds[name].append(figures)
             out(f"round {index + 1} ({name}): CPU {figures['cpu'] * 100:.1f}%, "
-                f"{figures['frames_per_s']:.1f} frames/s, stall p99 "
+                f"{figures['frames_per_s']:.1f} frames/s, {figures['keys']} timed keys, "
+                f"stall p99 "
                 f"{_fmt(figures['stall']['p99'])} ms (CPU {_fmt(figures['cpu_stall']['p99'])}"
                 f" ms), list round trip p99 "
                 f"{_fmt(figures['round_trip']['p99'])} ms, page p99 "
@@ -965,8 +976,11 @@ def main(argv: list[str] | None = None) -> int:
                              "alternating ABBA)")
     parser.add_argument("--baseline", metavar="REV",
                         help="also run the console of this git revision")
-    parser.add_argument("--key-interval", type=float, default=1.0,
-                        help="seconds between timed keys")
+    parser.add_argument("--key-interval", type=float, metavar="SECONDS",
+                        help="seconds before each timed key (] and the / filter's Enter): "
+                             "a cycle of ], [, /, Enter, Esc every 2 x SECONDS or so "
+                             "(default 1, 0.1 with --quick: about 2.2 s; 2.5: an operator's pace, "
+                             "about 5 s)")
     parser.add_argument("--no-keys", dest="keys", action="store_false",
                         help="press no keys: the console only follows the server")
     parser.add_argument("--loops", nargs="+", choices=("asyncio", "uvloop"),
@@ -1009,9 +1023,12 @@ def main(argv: list[str] | None = None) -> int:
             resolve_loop(loop)  # uvloop missing: one line now, not in a child
         if args.quick:
             args.connections, args.churn, args.traffic = 200, 20.0, 50.0
-            args.warmup, args.key_interval = 0.5, 0.1
+            args.warmup = 0.5
+            if args.key_interval is None:
+                args.key_interval = 0.1
             args.seconds = 1.5 if args.seconds is None else args.seconds
         args.seconds = 20.0 if args.seconds is None else args.seconds
+        args.key_interval = 1.0 if args.key_interval is None else args.key_interval
         if args.rounds is None:
             args.rounds = 1 if args.quick else 2
         run(args, lambda line: print(line, flush=True))
