@@ -71,6 +71,40 @@ async def test_a_changed_cell_is_drawn_and_a_row_that_went_away_is_not():
         assert [str(key.value) for key in table.rows] == ["a1"]
 
 
+async def test_a_short_page_and_a_full_one_keep_the_table_still(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page of fewer rows than the table shows (a filter) and the next full
+    page (Esc) keep the rows' width: the scroll bar stays, and the screen is
+    not laid out again for it."""
+    import textual.screen as textual_screen
+
+    layouts = [0]
+    refresh_layout = textual_screen.Screen._refresh_layout
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        layouts[0] += 1
+        return refresh_layout(self, *args, **kwargs)
+
+    monkeypatch.setattr(textual_screen.Screen, "_refresh_layout", counted)
+    app = Harness()
+    async with app.run_test(size=(160, 12)) as pilot:
+        table = app.query_one(ConnectionTable)
+        full = [summary(f"a{n}") for n in range(20)]
+        table.apply_page(full)
+        await wait_for(lambda: "user-a5" in drawn(table), interval=0.02)
+        await pilot.pause()
+        width = table.scrollable_content_region.width
+        before = layouts[0]
+        for page, shown in ((full[:2], "user-a1"), (full, "user-a5")):
+            table.apply_page(page)
+            await wait_for(lambda shown=shown: shown in drawn(table), interval=0.02)
+            await pilot.pause()
+            assert table.show_vertical_scrollbar
+            assert table.scrollable_content_region.width == width
+        # The virtual height changes twice: one layout each, none for a scroll bar.
+        assert layouts[0] - before <= 2
+
+
 async def test_columns_follow_their_content_both_ways():
     """A path longer than its column widens it; when the row holding it goes, the
     column narrows back to the widest path left (or its header)."""
@@ -281,7 +315,8 @@ async def test_lines_are_drawn_as_datatable_draws_them() -> None:
         for _ in ("focused", "not focused"):
             ours = lines()
             with pytest.MonkeyPatch.context() as patch:
-                for name in ("_render_line", "_render_cell", "render_line", "render_lines"):
+                for name in ("_render_line", "_render_cell", "render_line", "render_lines",
+                             "rich_style"):
                     patch.setattr(ConnectionTable, name, getattr(DataTable, name))
                 theirs = lines()
             assert ours == theirs
