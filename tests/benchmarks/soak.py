@@ -56,6 +56,7 @@ from wsconsole.console.simulator import Simulator
 from wsconsole.console.tui_command import DEMO_NODE, DEMO_SLOW_CONSUMER_LIMIT, logging_silenced
 from wsconsole.server import serve
 from wsconsole.server.config import ControlConfig
+from wsconsole.server.cycles import release_closed_connection
 from wsconsole.server.demo_app import demo_handler
 
 __all__ = ["SoakConfig", "Sample", "main", "run_soak", "growth_per_minute"]
@@ -211,6 +212,11 @@ class Churn:
                 await asyncio.sleep(rng.uniform(0.0, 2.0))
                 if rng.random() < 0.2:
                     ws.transport.abort()  # gone without a close frame
+            # The client's side is in this process too: break its cycles as the
+            # server breaks its own, so that what a frozen run grows by is the
+            # server's (the simulator's few guests are left as they are).
+            await ws.wait_closed()
+            release_closed_connection(ws)
         except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
             self.failed += 1
 
