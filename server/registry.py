@@ -504,6 +504,11 @@ class ConnectionRegistry:
         self.version = 0
         """Counts every register, unregister, subscribe and unsubscribe: the same
         value means the same groups."""
+        self.samples_version = 0
+        """Counts the samples that changed a sampled value (what live orders sort
+        by, ``last_activity``, ``buffered``, ``latency``): with :attr:`version`
+        the same, every :meth:`query` returns the same records in the same
+        order (their live counters may have moved since)."""
 
     # Membership
 
@@ -871,6 +876,8 @@ class ConnectionRegistry:
             changed.append("buffered")
         if latency_moved:
             changed.append("latency")
+        if changed:
+            self.samples_version += 1
         return changed
 
     # Listing

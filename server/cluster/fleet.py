@@ -33,7 +33,8 @@ import json
 import logging
 import secrets
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .. import wire
@@ -47,7 +48,14 @@ from ..errors import (
 )
 from ..fleet import Answer, Fleet, LocalFleet, ShutdownAnswer, node_page, per_node_send
 from ..protocol import EventKind, HubState, NodeHealth, Role, ShutdownMode
-from ..registry import Page, Selector, decode_cursor, merge_groups, merge_pages
+from ..registry import (
+    SUMMARY_FIELDS,
+    Page,
+    Selector,
+    decode_cursor,
+    merge_groups,
+    merge_pages,
+)
 from .envelope import DropReason, Message, MessageKind, Refused, ReplayGuard, seal, unseal
 from .membership import Change, NodeTable
 from .settings import ClusterSettings, redacted_url
@@ -58,7 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .broker import Broker
 
 __all__ = ["ClusterFleet", "owner_of", "NO_REPLY", "BROKER_UNAVAILABLE", "ID_SEPARATOR",
-           "ROWS_COLUMNS"]
+           "ROWS_COLUMNS", "GROUPS_KNOWN", "PAGES_KNOWN", "LIVE_FIELDS"]
 
 logger = logging.getLogger("wsconsole.cluster")
 
@@ -82,6 +90,22 @@ each node, the ``groups_version`` of its groups that the requester holds. A
 node whose groups are still those answers ``groups_version`` alone, without
 ``groups``; a node that does not know it answers its groups as before."""
 
+PAGES_KNOWN = "pages_known"
+"""A ``list`` request's ``pages_known`` (in its body, beside ``args``): for each
+node, the ``page_version`` of its page of this same request (filters, sort,
+limit and cursor) that the requester holds. A node whose page is still that
+one (the same records in the same order, each showing the same values)
+answers ``page_version`` alone, without ``fields``, ``rows``, ``keys``,
+``total`` and ``next_cursor``; a node that does not know it answers its page."""
+LIVE_FIELDS = ("last_activity", "msgs_in", "bytes_in", "msgs_out", "bytes_out", "buffered",
+               "kernel_queued", "latency")
+"""The fields of a row that change without the registry's ``version`` changing
+(counters, as they are now; the sampler's values): a page kept while the
+registry's versions stay the same is still the page if these are."""
+_live_values = attrgetter(*LIVE_FIELDS)
+_KEPT_PAGES = 8
+"""Requests (filters, sort, limit, cursor) whose page a node keeps, and whose
+nodes' pages a requester holds: the console's page and poll, a few more."""
 _START_WAIT = 1.0
 """Seconds ``start`` waits for Redis before it says it serves locally."""
 _EVENT_FLUSH = 0.1
@@ -113,6 +137,62 @@ class _NodeGroups:
         self.limit = limit
         self.groups = groups
         self.truncated = truncated
+
+
+class _KeptPage:
+    """This node's page of one ``list`` request (rows as columns, without groups),
+    as it last answered it, and what it was made of."""
+
+    __slots__ = ("version", "registry_version", "samples_version", "records", "live",
+                 "result", "page")
+
+    def __init__(self, version: str | None, registry_version: int, samples_version: int,
+                 records: list[Any], result: dict[str, Any], keys: Any) -> None:
+        self.version = version
+        """Its ``page_version`` (this instance and a serial); None: not kept."""
+        self.registry_version = registry_version
+        self.samples_version = samples_version
+        self.records = records
+        self.live = list(map(_live_values, records))
+        """Each record's :data:`LIVE_FIELDS` as its row shows them."""
+        self.result = result
+        """``fields``, ``rows``, ``keys``, ``total`` and ``next_cursor``: never changed."""
+        self.page = Page(records=result["rows"], total=result["total"],
+                         next_cursor=result["next_cursor"], keys=keys)
+        """The same rows to merge, with their ``(value, id)`` keys."""
+
+    def still(self, registry: Any) -> bool:
+        """Whether the page is still this one: the same records in the same
+        order (no register, unregister, subscribe, unsubscribe, nor a sample
+        that moved a value), each showing the same values."""
+        return (registry.version == self.registry_version
+                and registry.samples_version == self.samples_version
+                and list(map(_live_values, self.records)) == self.live)
+
+
+class _HeldPage:
+    """A node's page of one ``list`` request, as the requester holds it."""
+
+    __slots__ = ("version", "page", "fields")
+
+    def __init__(self, version: str, page: Page, fields: Any) -> None:
+        self.version = version
+        self.page = page
+        self.fields = fields
+
+
+class _HeldQuery:
+    """What a requester holds of one ``list`` request: each node's page, and the
+    merged rows under the nodes' page versions."""
+
+    __slots__ = ("nodes", "merged_key", "merged", "rows")
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, _HeldPage] = {}
+        self.merged_key: Any = None
+        self.merged: Page | None = None
+        self.rows: list[Any] = []
+        """The merged page's rows as objects: never changed (a reply copies the list)."""
 
 
 class _Gather:
@@ -193,6 +273,17 @@ class ClusterFleet(Fleet):
         self._summed_groups: tuple[Any, dict[str, dict[str, int]], bool] | None = None
         """(key, summed groups, truncated) of the last sum: reused while no node's
         groups changed."""
+        self.page_cache = True
+        """Whether this node keeps its page of each recent ``list`` request and
+        answers its version alone to a requester that holds it
+        (:data:`PAGES_KNOWN`), and holds the others' pages and their merge.
+        False: every page is made, shipped and merged anew, as before (the
+        benchmark measures one against the other)."""
+        self._kept_pages: OrderedDict[tuple[Any, ...], _KeptPage] = OrderedDict()
+        """This node's pages of recent requests, the most recent last."""
+        self._held_pages: OrderedDict[tuple[Any, ...], _HeldQuery] = OrderedDict()
+        """Every node's pages of recent requests of this node, the most recent last."""
+        self._page_serial = 0
         self.request_observers: list[Callable[[str, bool, float], None]] = []
         """Called with (operation, partial, seconds) when a request to other nodes
         ends (the metrics' cluster requests and their durations)."""
@@ -776,8 +867,12 @@ class ClusterFleet(Fleet):
         if op == "list":
             known = message.body.get(GROUPS_KNOWN)
             known = known.get(self.node) if isinstance(known, dict) else None
-            return self._local_page(args, columns=message.body.get("rows") == ROWS_COLUMNS,
-                                    known=known if isinstance(known, str) else None), None
+            page_known = message.body.get(PAGES_KNOWN)
+            page_known = page_known.get(self.node) if isinstance(page_known, dict) else None
+            return self._local_page(
+                args, columns=message.body.get("rows") == ROWS_COLUMNS,
+                known=known if isinstance(known, str) else None,
+                page_known=page_known if isinstance(page_known, str) else None), None
         if op == "get":
             return (await self.local.get(args["id"])).result, None
         if op == "send":
@@ -804,31 +899,24 @@ class ClusterFleet(Fleet):
         return f"{self.instance}.{self.hub.registry.version}"
 
     def _local_page(self, args: dict[str, Any], *, columns: bool = False,
-                    known: str | None = None) -> dict[str, Any]:
+                    known: str | None = None, page_known: str | None = None
+                    ) -> dict[str, Any]:
         """This node's part of a ``list``: its page, the rows' sort keys, its size,
         and with groups their ``groups_version``.
 
         ``columns`` (what a requester asks with ``"rows": "columns"`` in the
-        request's body) answers in the compact shape (:data:`ROWS_COLUMNS`).
-        ``known``: the ``groups_version`` the requester holds of this node's
-        groups (:data:`GROUPS_KNOWN`); if they are still those, they are not sent.
+        request's body) answers in the compact shape (:data:`ROWS_COLUMNS`),
+        with the page's ``page_version``. ``known``: the ``groups_version``
+        the requester holds of this node's groups (:data:`GROUPS_KNOWN`);
+        ``page_known``: the ``page_version`` it holds of this page
+        (:data:`PAGES_KNOWN`); what is still that is not sent.
         """
-        page, result = self._own_page(args, known, columns=columns)
         if columns:
             # The field names once, each row its values in that order, and
             # each key its value alone (its id is the row's): half the bytes
             # of rows as objects, and what costs a page its time between
             # nodes is encoding and decoding them.
-            result["keys"] = [key[0] for key in page.keys]
-            return result
-        # The requester merges the nodes' pages by these keys (merge_pages).
-        result["keys"] = [list(key) for key in page.keys]
-        return result
-
-    def _own_page(self, args: dict[str, Any], known: str | None, *, columns: bool
-                  ) -> tuple[Page, dict[str, Any]]:
-        """This node's page of a ``list`` with its size, its groups unless they are
-        ``known``'s, and their version."""
+            return self._own_page(args, known, page_known)[1]
         registry = self.hub.registry
         groups = args["groups"]
         version = self.groups_version() if groups else None
@@ -836,7 +924,60 @@ class ClusterFleet(Fleet):
             registry, user=args["user"], path=args["path"], topic=args["topic"],
             id_prefix=args["id_prefix"], sort=args["sort"], limit=args["limit"],
             cursor=args["cursor"], groups=groups and known != version,
-            group_limit=args["group_limit"], columns=columns)
+            group_limit=args["group_limit"])
+        result["count"] = len(registry)
+        if version is not None:
+            result["groups_version"] = version
+        # The requester merges the nodes' pages by these keys (merge_pages).
+        result["keys"] = [list(key) for key in page.keys]
+        return result
+
+    def _page_part(self, args: dict[str, Any]) -> tuple[_KeptPage, Page]:
+        """This node's page of a ``list`` request as columns, without groups: the
+        one kept for the same request while it is still the page
+        (:meth:`_KeptPage.still`), else made anew (and kept); and as a
+        :class:`Page` to merge."""
+        registry = self.hub.registry
+        key = _page_key(args)
+        kept = self._kept_pages.get(key) if self.page_cache else None
+        if kept is None or not kept.still(registry):
+            page, result = node_page(
+                registry, user=args["user"], path=args["path"], topic=args["topic"],
+                id_prefix=args["id_prefix"], sort=args["sort"], limit=args["limit"],
+                cursor=args["cursor"], groups=False, group_limit=0, columns=True)
+            result["keys"] = [key[0] for key in page.keys]
+            version = None
+            if self.page_cache:
+                self._page_serial += 1
+                version = f"{self.instance}.{self._page_serial}"
+            kept = _KeptPage(version, registry.version, registry.samples_version,
+                             list(page.records), result, page.keys)
+            if version is not None:
+                self._kept_pages[key] = kept
+                while len(self._kept_pages) > _KEPT_PAGES:
+                    self._kept_pages.popitem(last=False)
+        else:
+            self._kept_pages.move_to_end(key)
+        return kept, kept.page
+
+    def _own_page(self, args: dict[str, Any], known: str | None,
+                  page_known: str | None = None) -> tuple[Page, dict[str, Any]]:
+        """This node's page of a ``list`` as columns, and its answer: the page
+        unless its version is ``page_known``, its size, its groups unless they
+        are ``known``'s, and their versions."""
+        registry = self.hub.registry
+        kept, page = self._page_part(args)
+        result: dict[str, Any]
+        if kept.version is None:
+            result = dict(kept.result)
+        elif page_known == kept.version:
+            result = {"page_version": kept.version}
+        else:
+            result = {**kept.result, "page_version": kept.version}
+        groups = args["groups"]
+        version = self.groups_version() if groups else None
+        if groups and known != version:
+            result["groups"], result["groups_truncated"] = registry.groups(args["group_limit"])
         result["count"] = len(registry)
         if version is not None:
             result["groups_version"] = version
@@ -874,17 +1015,22 @@ class ClusterFleet(Fleet):
         if remote_known := {name: entry.version for name, entry in known.items()
                             if name != self.node}:
             extra[GROUPS_KNOWN] = remote_known
+        # The pages of this request this node holds of each node, as it starts:
+        # a node whose page is still that one sends its version alone.
+        query = _page_key(args)
+        held = self._held_pages.get(query) if self.page_cache and self.list_rows else None
+        if held is not None and (remote_pages := {name: page.version for name, page
+                                                  in held.nodes.items() if name != self.node}):
+            extra[PAGES_KNOWN] = remote_pages
 
-        own: list[Page] = []
+        own: list[tuple[Page, dict[str, Any]]] = []
 
         async def local() -> dict[str, Any]:
             # This node's page merges as it is: nothing to check, nor to decode.
             # Its rows as columns too: only the winners become objects.
             entry = known.get(self.node)
-            page, result = self._own_page(args, entry.version if entry is not None else None,
-                                          columns=True)
-            own.append(Page(records=result["rows"], total=page.total,
-                            next_cursor=page.next_cursor, keys=page.keys))
+            page, result = self._own_page(args, entry.version if entry is not None else None)
+            own.append((page, result))
             return result
 
         gathered = await self._scatter("list", {k: v for k, v in args.items() if v is not None},
@@ -895,8 +1041,14 @@ class ClusterFleet(Fleet):
         node_groups: dict[str, _NodeGroups] = {}
         node_pages: list[Page] = []
         fields: list[str] | None = None
+        answered = _HeldQuery()
         for name, answer in gathered.results.items():
-            page = own[0] if name == self.node and own else _page_of(answer)
+            if name == self.node and own:
+                page, answer = own[0]
+                page_fields: Any = SUMMARY_FIELDS
+            else:
+                page, page_fields = _answered_page(
+                    answer, held.nodes.get(name) if held is not None else None)
             entry = (_groups_of(answer, known.get(name), group_limit)
                      if groups and page is not None else None)
             if page is None or (groups and entry is None):
@@ -904,20 +1056,21 @@ class ClusterFleet(Fleet):
                 # version) is named, never merged nor silently left out.
                 gathered.missing[name] = "malformed list answer"
                 continue
-            if page.records and isinstance(page.records[0], list):
+            version = answer.get("page_version")
+            if isinstance(version, str):
+                answered.nodes[name] = _HeldPage(version, page, page_fields)
+            if page.records and isinstance(page.records[0], (list, tuple)):
                 # Rows of values: kept as they are through the merge (most
                 # lose), under the field names of the first such page.
                 if fields is None:
-                    fields = answer["fields"]
-                elif answer["fields"] != fields:
-                    page = _with_dict_rows(page, answer["fields"])
+                    fields = list(page_fields)
+                elif list(page_fields) != fields:
+                    page = _with_dict_rows(page, page_fields)
             pages[name] = answer
             node_pages.append(page)
             if entry is not None:
                 node_groups[name] = entry
-        merged = merge_pages(node_pages, sort=sort, limit=limit)
-        rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
-                for row in merged.records]
+        merged, rows = self._merged(query, held, answered, node_pages, fields, sort, limit)
         result: dict[str, Any] = {"connections": rows, "total": merged.total,
                                   "next_cursor": merged.next_cursor}
         if groups:
@@ -930,6 +1083,32 @@ class ClusterFleet(Fleet):
                 # answered): a console that holds them is sent the page alone.
                 result["groups_version"] = version
         return Answer(result=result, missing=gathered.all_missing())
+
+    def _merged(self, query: tuple[Any, ...], held: _HeldQuery | None, answered: _HeldQuery,
+                node_pages: list[Page], fields: list[str] | None, sort: str, limit: int
+                ) -> tuple[Page, list[Any]]:
+        """The nodes' pages merged and the winning rows as objects: those held
+        while the same nodes answered the same page versions, else merged anew
+        (and held, with each node's page)."""
+        merged_key = None
+        if len(answered.nodes) == len(node_pages):
+            merged_key = tuple(sorted((name, page.version)
+                                      for name, page in answered.nodes.items()))
+        if held is not None and merged_key is not None and held.merged_key == merged_key:
+            assert held.merged is not None
+            self._held_pages.move_to_end(query)
+            return held.merged, list(held.rows)
+        merged = merge_pages(node_pages, sort=sort, limit=limit)
+        rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
+                for row in merged.records]
+        if self.page_cache and answered.nodes:
+            answered.merged_key, answered.merged, answered.rows = merged_key, merged, rows
+            self._held_pages[query] = answered
+            self._held_pages.move_to_end(query)
+            while len(self._held_pages) > _KEPT_PAGES:
+                self._held_pages.popitem(last=False)
+            rows = list(rows)
+        return merged, rows
 
     def _sum_groups(self, node_groups: dict[str, _NodeGroups], limit: int
                     ) -> tuple[dict[str, dict[str, int]], bool, int | None]:
@@ -1178,6 +1357,26 @@ def _page_of(result: Any) -> Page | None:
             keys and (set(map(type, keys)) != {list} or set(map(len, keys)) != {2})):
         return None
     return Page(records=connections, total=result["total"], next_cursor=cursor, keys=keys)
+
+
+def _page_key(args: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes a ``list`` request's page, groups aside."""
+    return (args["user"], args["path"], args["topic"], args["id_prefix"], args["sort"],
+            args["limit"], args["cursor"])
+
+
+def _answered_page(answer: Any, held: _HeldPage | None) -> tuple[Page | None, Any]:
+    """A node's page in its ``list`` answer and its rows' field names: the page
+    it sent, or the one held if it answered that one's ``page_version``
+    alone; (None, None) if neither."""
+    if isinstance(answer, dict) and "keys" not in answer:
+        version = answer.get("page_version")
+        if held is not None and isinstance(version, str) and version == held.version and (
+                isinstance(answer.get("count"), int)):
+            return held.page, held.fields
+        return None, None
+    page = _page_of(answer)
+    return page, (answer.get("fields") if page is not None else None)
 
 
 def _groups_of(answer: dict[str, Any], known: _NodeGroups | None, limit: int

@@ -7,10 +7,13 @@ the node as cluster ids do; the reply is ``filled TOTAL``.
 ``list_rows:objects`` (or ``list_rows:columns``) sets how this node asks
 the others for their ``list`` pages (``ClusterFleet.list_rows``), so that a
 run can time both shapes side by side. ``cluster_mode:before`` makes the
-node write and read its messages with the standard library's json and keep
-no groups between pages (what every page cost before orjson and the groups
-cache), ``cluster_mode:now`` undoes it; ``codec:json|orjson`` and
-``groups_cache:on|off`` set one of the two. Every other message is echoed. A synthetic record has no live connection behind it
+node keep no pages between requests (every page made, shipped and merged
+anew: what every page cost before the page cache, with orjson and the
+groups kept), ``cluster_mode:now`` undoes it; ``page_cache:on|off``,
+``codec:json|orjson`` and ``groups_cache:on|off`` set one of the three
+(``json`` and ``groups_cache:off`` together: the shape of every page
+before orjson and the groups cache). Every other message is echoed. A
+synthetic record has no live connection behind it
 (``handle`` None): it can be listed, counted and sampled, never sent to,
 so the benchmarks that send use real sockets.
 
@@ -71,15 +74,19 @@ async def handler(connection: ServerConnection) -> None:
                 hub.cluster.list_rows = None if shape == "objects" else shape
                 await connection.send(f"list_rows {shape}")
             elif isinstance(message, str) and message.startswith(
-                    ("cluster_mode:", "codec:", "groups_cache:")):
+                    ("cluster_mode:", "codec:", "groups_cache:", "page_cache:")):
                 what, _, value = message.partition(":")
+                cluster = hub.cluster
                 if what == "cluster_mode":
-                    codec, cache = ("json", False) if value == "before" else ("orjson", True)
+                    envelope.use_codec("orjson")
+                    cluster.groups_cache = True
+                    cluster.page_cache = value != "before"
+                elif what == "codec":
+                    envelope.use_codec(value)
+                elif what == "groups_cache":
+                    cluster.groups_cache = value == "on"
                 else:
-                    codec = value if what == "codec" else envelope.codec()
-                    cache = (value == "on") if what == "groups_cache" else hub.cluster.groups_cache
-                envelope.use_codec(codec)
-                hub.cluster.groups_cache = cache
+                    cluster.page_cache = value == "on"
                 await connection.send(f"{what} {value}")
             else:
                 await connection.send(message)
