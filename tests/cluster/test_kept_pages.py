@@ -1,0 +1,179 @@
+"""A node's kept `list` pages and the requester's held ones, with plain
+registries (no Redis, no sockets): a page answered by its version alone is
+exactly the page that would be made anew, whatever changed since."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from wsconsole.server.cluster import ClusterSettings
+from wsconsole.server.cluster import fleet as cluster_fleet
+from wsconsole.server.cluster.fleet import LIVE_FIELDS, PAGES_KNOWN, ClusterFleet
+from wsconsole.server.registry import SUMMARY_FIELDS, ConnectionRecord, ConnectionRegistry
+
+ARGS = {"user": None, "path": None, "topic": None, "id_prefix": None, "sort": "-msgs_in",
+        "limit": 3, "cursor": None, "groups": True, "group_limit": 10}
+FIXED_FIELDS = {"id", "node", "user", "path", "query", "remote", "connected_at"}
+"""The fields of a row that never change while its record is registered."""
+
+
+class StandInHub:
+    """What a ClusterFleet reads of its hub for a page: a registry and a name."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.registry = ConnectionRegistry()
+
+    def add(self, user: str, msgs_in: int = 0, *topics: str) -> ConnectionRecord:
+        record = ConnectionRecord(f"{self.node}/{self.registry.new_id()}", node=self.node,
+                                  user=user, path="/", connected_at=len(self.registry) + 1.0)
+        record.msgs_in = msgs_in
+        self.registry.add(record)
+        for topic in topics:
+            self.registry.subscribe(record.id, topic)
+        return record
+
+
+def fleet_of(node: str) -> tuple[ClusterFleet, StandInHub]:
+    hub = StandInHub(node)
+    settings = ClusterSettings("redis://127.0.0.1", secret=b"kept-pages-secret-0123456789abcdef")
+    return ClusterFleet(hub, settings), hub  # type: ignore[arg-type]
+
+
+def fresh(fleet: ClusterFleet, args: dict[str, Any] = ARGS) -> dict[str, Any]:
+    """The page as a node without kept pages answers it now."""
+    fleet.page_cache = False
+    try:
+        answer = fleet._local_page(args, columns=True)
+    finally:
+        fleet.page_cache = True
+    return {name: answer[name] for name in ("fields", "rows", "keys", "total", "next_cursor")}
+
+
+def test_every_field_of_a_row_is_fixed_live_or_versioned():
+    """What a kept page checks covers every field a row shows: fixed ones, the
+    live ones it compares, and topics (a subscribe changes the version)."""
+    assert set(SUMMARY_FIELDS) == FIXED_FIELDS | set(LIVE_FIELDS) | {"topics"}
+
+
+def test_a_kept_page_is_answered_by_its_version_until_anything_on_it_changes():
+    """The same request while nothing changed is answered by its page_version
+    alone; a counter that moved on a shown row, a sample that moved an order,
+    a connection that came or went and a subscribe each make the page anew,
+    equal to one made without kept pages."""
+    fleet, hub = fleet_of("b")
+    records = [hub.add(f"user{i}", i) for i in range(5)]
+    first = fleet._local_page(ARGS, columns=True)
+    version = first["page_version"]
+    assert first["rows"] and {k: first[k] for k in fresh(fleet)} == fresh(fleet)
+    again = fleet._local_page(ARGS, columns=True, page_known=version,
+                              known=first["groups_version"])
+    assert again == {"page_version": version, "count": 5,
+                     "groups_version": first["groups_version"]}
+
+    def changed(step) -> None:
+        nonlocal version
+        step()
+        answer = fleet._local_page(ARGS, columns=True, page_known=version)
+        assert answer["page_version"] != version
+        assert {k: answer[k] for k in fresh(fleet)} == fresh(fleet)
+        version = answer["page_version"]
+        assert fleet._local_page(ARGS, columns=True, page_known=version).keys() == {
+            "page_version", "count", "groups", "groups_truncated", "groups_version"}
+
+    def counted() -> None:  # the hub's hot path: no version, no sample
+        records[4].msgs_in += 1
+
+    changed(counted)
+    # A row not on the page moving changes nothing of it, until a sample puts
+    # it on the page (-msgs_in orders by the sampled count).
+    records[0].msgs_in += 100
+    assert fleet._local_page(ARGS, columns=True, page_known=version)["page_version"] == version
+    changed(lambda: hub.registry.sample_all(10.0))
+    assert fresh(fleet)["rows"][0][0] == records[0].id
+    changed(lambda: hub.add("late", 1000))
+    changed(lambda: hub.registry.remove(records[3].id))
+    changed(lambda: hub.registry.subscribe(records[4].id, "lobby"))
+
+
+def test_another_request_or_another_holder_gets_the_rows():
+    """A version is the page of one request: another cursor, sort or filter has
+    its own, and a requester that names an old version gets the page."""
+    fleet, hub = fleet_of("b")
+    for i in range(5):
+        hub.add(f"user{i}", i)
+    first = fleet._local_page(ARGS, columns=True)
+    other = fleet._local_page({**ARGS, "cursor": first["next_cursor"]}, columns=True,
+                              page_known=first["page_version"])
+    assert other["rows"] and other["page_version"] != first["page_version"]
+    stale = fleet._local_page(ARGS, columns=True, page_known="someone.1")
+    assert stale["rows"] == first["rows"] and stale["page_version"] == first["page_version"]
+
+
+def test_a_requester_merges_held_pages_as_it_merges_sent_ones():
+    """A requester that holds the other nodes' pages asks with pages_known and
+    merges the pages they answer by version as it would the rows; once a node's
+    page changed, the merge shows it."""
+    requester, own = fleet_of("a")
+    nodes = {name: fleet_of(name) for name in ("b", "c")}
+    others = [fleet for fleet, _ in nodes.values()]
+    for index, hub in enumerate([own, *(hub for _, hub in nodes.values())]):
+        for i in range(3):
+            hub.add(f"{hub.node}{i}", 10 * i + index)
+    asked: list[dict[str, Any]] = []
+
+    async def scatter(op: str, args: dict[str, Any], *, targets: list[str], timeout: Any,
+                      role: Any, local: Any, extra: Any = None) -> Any:
+        asked.append(extra or {})
+        gathered = cluster_fleet._Gathered()
+        gathered.results[requester.node] = await local()
+        for fleet in others:
+            known = (extra or {}).get(PAGES_KNOWN, {}).get(fleet.node)
+            gathered.results[fleet.node] = fleet._local_page(
+                {**ARGS, **args}, columns=True, page_known=known)
+        return gathered
+
+    requester._scatter = scatter  # type: ignore[method-assign]
+
+    def page() -> dict[str, Any]:
+        args = {k: v for k, v in ARGS.items() if k != "group_limit"}
+        answer = asyncio.run(requester.list(**args, group_limit=10, node=None, timeout=None))
+        assert not answer.missing
+        return answer.result
+
+    def fresh_merge() -> dict[str, Any]:
+        requester.page_cache = False
+        for fleet in others:
+            fleet.page_cache = False
+        try:
+            return page()
+        finally:
+            requester.page_cache = True
+            for fleet in others:
+                fleet.page_cache = True
+
+    first = page()
+    assert [row["msgs_in"] for row in first["connections"]] == [22, 21, 20]
+    second = page()
+    assert set(asked[-1][PAGES_KNOWN]) == {"b", "c"}
+    assert second == first and second["connections"] is not first["connections"]
+    b = nodes["b"][1].registry
+    (moved,) = [record for record in b.query(user="b2").records]
+    assert moved.msgs_in == 21
+    moved.msgs_in = 99  # on b's page: shown at once, ordered by its sample later
+    third = page()
+    assert [row["msgs_in"] for row in third["connections"]] == [22, 99, 20]
+    assert third == fresh_merge()
+    b.sample_all(5.0)
+    fourth = page()
+    assert [row["msgs_in"] for row in fourth["connections"]] == [99, 22, 20]
+    assert fourth == fresh_merge()
+
+
+@pytest.fixture(autouse=True)
+def _no_loop_left():
+    yield
+    asyncio.set_event_loop(None)
