@@ -18,6 +18,8 @@ ARGS = {"user": None, "path": None, "topic": None, "id_prefix": None, "sort": "-
         "limit": 3, "cursor": None, "groups": True, "group_limit": 10}
 FIXED_FIELDS = {"id", "node", "user", "path", "query", "remote", "connected_at"}
 """The fields of a row that never change while its record is registered."""
+SAMPLED_FIELDS = {"last_activity", "buffered", "latency"}
+"""The fields of a row only the registry's sampler writes (samples_version)."""
 
 
 class StandInHub:
@@ -55,8 +57,10 @@ def fresh(fleet: ClusterFleet, args: dict[str, Any] = ARGS) -> dict[str, Any]:
 
 def test_every_field_of_a_row_is_fixed_live_or_versioned():
     """What a kept page checks covers every field a row shows: fixed ones, the
-    live ones it compares, and topics (a subscribe changes the version)."""
-    assert set(SUMMARY_FIELDS) == FIXED_FIELDS | set(LIVE_FIELDS) | {"topics"}
+    live ones it compares, the sampled ones (a sample that moves one changes
+    samples_version) and topics (a subscribe changes the version)."""
+    assert set(SUMMARY_FIELDS) == (FIXED_FIELDS | set(LIVE_FIELDS) | SAMPLED_FIELDS
+                                   | {"topics"})
 
 
 def test_a_kept_page_is_answered_by_its_version_until_anything_on_it_changes():
@@ -94,6 +98,9 @@ def test_a_kept_page_is_answered_by_its_version_until_anything_on_it_changes():
     assert fleet._local_page(ARGS, columns=True, page_known=version)["page_version"] == version
     changed(lambda: hub.registry.sample_all(10.0))
     assert fresh(fleet)["rows"][0][0] == records[0].id
+    changed(lambda: hub.registry.sample_all(11.0, lambda record: (7, 0.0)))  # buffered
+    records[4].kernel_queued = 5  # as a detail measures it
+    changed(lambda: None)
     changed(lambda: hub.add("late", 1000))
     changed(lambda: hub.registry.remove(records[3].id))
     changed(lambda: hub.registry.subscribe(records[4].id, "lobby"))
