@@ -30,10 +30,13 @@ both alike; compare the ratios, not the absolute figures across runs.
     3 x ``--real`` on one node. Goal: cluster p99 within 2x the local p99.
     Two cluster series (both asked of c0) take turns by blocks of
     ``--block`` pages, ABBA, every node switched between blocks
-    (``cluster_mode:``): ``now`` (messages in orjson, each node's groups
-    kept until they change) and ``before`` (the standard library's json,
-    every node's groups shipped and summed with every page), each cluster
-    page paired with a single node's. Printed: p50 (p25-p75) and p99 of
+    (``cluster_mode:``): ``now`` (each node keeps its page of a request and
+    answers its version alone to a requester that holds it, and the
+    requester holds the nodes' pages and their merge) and ``before`` (every
+    page made, shipped and merged anew: main before the kept pages, and
+    what every page costs when every node's page changed since the last
+    one); both with orjson and the groups kept until they change. Each
+    cluster page is paired with a single node's. Printed: p50 (p25-p75) and p99 of
     each, x the single node's, and the ratios of each round's medians. CPU
     per request is charged to each kind from ``/proc`` around every request.
     Then a ``get`` of a connection of c1 from c0 against one of the single
@@ -41,7 +44,9 @@ both alike; compare the ratios, not the absolute figures across runs.
     rows) would add to every page.
 (a') ``merge``: the same page's steps in this process, CPU time only, for
     both shapes: the answering node's page and seal, the requester's own
-    page, unseals, merge and reply, against the single node's page and reply.
+    page, unseals, merge and reply, against the single node's page and reply;
+    ``before`` (json, groups every page), ``now`` (orjson, groups kept) and
+    ``kept`` (pages kept too: the other nodes answer versions alone).
 (b) ``send``: 3 nodes x 3,000 real connections against one node with 9,000:
     first to one user of c1 from c0's control plane (the request goes to
     every node; one has the user) against the same user on the single node,
@@ -387,9 +392,10 @@ LIST_REQUESTS = {
 
 LIST_MODES = ("now", "before")
 """The cluster's two ways of answering a page, measured in the same run:
-``now`` (orjson, each node's groups kept until they change) and ``before``
-(the standard library's json, every node's groups shipped and summed with
-every page), switched on every node between blocks (``cluster_mode:``)."""
+``now`` (each node's page of a request kept, and answered by its version
+alone while it is still the page) and ``before`` (every page made, shipped
+and merged anew), both in orjson with the groups kept, switched on every
+node between blocks (``cluster_mode:``)."""
 
 
 async def list_phase(ctls: dict[str, Control], nodes: list[BenchNode], reps: int,
@@ -1086,6 +1092,11 @@ async def part_merge(args: argparse.Namespace, folder: Path) -> list[str]:
         hub = type("Hub", (), {"registry": registry, "node": f"c{seed}"})()
         nodes.append(cluster_fleet.ClusterFleet(hub, settings))  # type: ignore[arg-type]
     requester, others = nodes[0], nodes[1:]
+    for node in others:
+        # Members of the requester's table, as their heartbeats make them: it
+        # keeps the groups (and pages) of the nodes it knows only.
+        requester.table.heard(node.node, node.instance, {}, now=time.monotonic(),
+                              wall=time.time(), stats=None, interval=None)
     solo = ConnectionRegistry()
     FleetBuilder(3 * per_node, 99).fill(solo)
     page_args = dict(user=None, path=None, topic=None, id_prefix=None, sort="connected_at",
@@ -1103,16 +1114,26 @@ async def part_merge(args: argparse.Namespace, folder: Path) -> list[str]:
         result["groups"]["nodes"] = {"solo": len(solo)}
         return wire.encode_reply(1, result)
 
-    def answer(node: Any, columns: bool, known: str | None) -> bytes:
-        result = node._local_page(page_args, columns=columns, known=known)
+    def answer(node: Any, columns: bool, known: str | None, page_known: str | None = None
+               ) -> bytes:
+        result = node._local_page(page_args, columns=columns, known=known,
+                                  page_known=page_known)
         return node._seal(MessageKind.REPLY, body={"ok": True, "result": result}, dst="c0",
                           id="1", op="list")
 
     local = cpu_us(local_page)
     loop = asyncio.get_running_loop()
-    for mode, codec, cache in (("before", "json", False), ("now", "orjson", True)):
+    modes = (("before", "json", False, False), ("now", "orjson", True, False),
+             ("kept", "orjson", True, True))
+    for mode, codec, cache, kept in modes:
         envelope.use_codec(codec)
         for shape, columns in (("columns", True), ("objects", False)):
+            if kept and not columns:
+                continue  # pages are kept as columns only
+            for node in nodes:
+                node.page_cache = kept
+                node._kept_pages.clear()
+                node._held_pages.clear()
             requester.groups_cache = cache
             requester._node_groups.clear()
             requester._summed_groups = None
@@ -1120,14 +1141,23 @@ async def part_merge(args: argparse.Namespace, folder: Path) -> list[str]:
             with_groups = [answer(node, columns, None) for node in others]
             versions = [node.groups_version() for node in others]
             without = [answer(node, columns, version) for node, version in zip(others, versions)]
+            pages = [node._own_page(page_args, None)[1].get("page_version") for node in others]
+            # Kept pages: what a node whose page and groups the requester holds
+            # answers (their versions alone).
+            unchanged = [answer(node, columns, version, page)
+                         for node, version, page in zip(others, versions, pages)]
 
             async def scatter(op: str, scattered: dict[str, Any], *, targets: list[str],
                               timeout: Any, role: Any, local: Any, extra: Any = None) -> Any:
                 gathered = cluster_fleet._Gathered()
                 gathered.results[requester.node] = await local()
                 known = (extra or {}).get(cluster_fleet.GROUPS_KNOWN, {})
-                for node, full, short in zip(others, with_groups, without):
-                    payload = short if known.get(node.node) == node.groups_version() else full
+                held = (extra or {}).get(cluster_fleet.PAGES_KNOWN, {})
+                for node, full, short, same, page in zip(others, with_groups, without,
+                                                         unchanged, pages):
+                    groups_held = known.get(node.node) == node.groups_version()
+                    payload = ((same if held.get(node.node) == page else short) if groups_held
+                               else full)
                     gathered.results[node.node] = requester._unseal(
                         payload, guard=False).body["result"]
                 return gathered
@@ -1135,14 +1165,18 @@ async def part_merge(args: argparse.Namespace, folder: Path) -> list[str]:
             requester._scatter = scatter  # type: ignore[method-assign]
 
             answering = cpu_us(lambda: answer(others[0], columns, None))
-            answering_known = cpu_us(lambda: answer(others[0], columns, versions[0]))
+            answering_known = cpu_us(lambda: answer(others[0], columns, versions[0],
+                                                    pages[0]))
             merging = await loop.run_in_executor(None, _in_new_loop, cpu_us, requester,
                                                  page_args, scatter)
             lines.append(
-                f"  {mode} ({codec}, groups {'kept' if cache else 'shipped every page'}), rows "
-                f"as {shape}: {len(with_groups[0]):,} bytes a page ({len(without[0]):,} "
-                f"without groups); the answering node's page and seal {answering:,.0f} us "
-                f"({answering_known:,.0f} without groups); the requester's own page, 2 "
+                f"  {mode} ({codec}, groups {'kept' if cache else 'shipped every page'}"
+                f"{', pages kept: answered by version' if kept else ''}), rows "
+                f"as {shape}: {len(with_groups[0]):,} bytes a page "
+                f"({len((unchanged if kept else without)[0]):,} "
+                f"without {'anything new' if kept else 'groups'}); the answering node's page "
+                f"and seal {answering:,.0f} us ({answering_known:,.0f} without "
+                f"{'anything new' if kept else 'groups'}); the requester's own page, 2 "
                 f"unseals, merge and reply {merging:,.0f} us (x{merging / local:.2f} the "
                 f"single node's)")
     envelope.use_codec("orjson")
