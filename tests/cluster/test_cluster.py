@@ -155,6 +155,35 @@ async def test_groups_follow_every_node_and_skip_when_nothing_changed(fleet):
         assert after["groups"]["nodes"] == {"a": 0, "b": 1, "c": 0}
 
 
+async def test_a_repeated_page_shows_at_once_what_moved_on_any_node(fleet):
+    """Asked again, the same page (answered from the pages the nodes keep and
+    the requester holds while nothing changed) shows at once a message counted
+    on another node's connection, a connection that opened there and one that
+    closed, in the order a page made anew has; its cursor pages on."""
+    a, b, c = fleet["a"], fleet["b"], fleet["c"]
+    async with operator(a) as ctl, user(b, "bob") as bob, user(c, "cy"):
+        await all_live(ctl)
+        await wait_for(lambda: _total(ctl, 2), TIMEOUT)
+        for _ in range(2):
+            first = await ctl.ok("list", sort="-msgs_in", groups=False)
+        counted = {row["user"]: row["msgs_in"] for row in first["connections"]}
+        await bob.send("hi")
+        assert await bob.recv() == "hi"
+        moved = await ctl.ok("list", sort="-msgs_in", groups=False)
+        assert {row["user"]: row["msgs_in"] for row in moved["connections"]} == {
+            **counted, "bob": counted["bob"] + 1}
+        async with user(c, "dee"):
+            await wait_for(lambda: _total(ctl, 3), TIMEOUT)
+            opened = await ctl.ok("list", limit=2)
+            shown = [row["user"] for row in opened["connections"]]
+            rest = await ctl.ok("list", limit=2, cursor=opened["next_cursor"])
+            assert shown + [row["user"] for row in rest["connections"]] == ["bob", "cy", "dee"]
+        await wait_for(lambda: _total(ctl, 2), TIMEOUT)
+        closed = await ctl.ok("list", limit=2)
+        assert [row["user"] for row in closed["connections"]] == ["bob", "cy"]
+        assert closed["next_cursor"] is None and "missing" not in closed
+
+
 async def _total(ctl, n: int) -> bool:
     return (await ctl.ok("list", groups=False))["total"] == n
 
