@@ -1179,9 +1179,50 @@ async def part_merge(args: argparse.Namespace, folder: Path) -> list[str]:
                 f"{'anything new' if kept else 'groups'}); the requester's own page, 2 "
                 f"unseals, merge and reply {merging:,.0f} us (x{merging / local:.2f} the "
                 f"single node's)")
+            if kept:
+                lines.append("    " + await _kept_under_churn(
+                    loop, cpu_us, requester, others, page_args, answer, versions, pages,
+                    without, local))
     envelope.use_codec("orjson")
     lines.append(f"  the single node's page and reply {local:,.0f} us  [{load()}]")
     return lines
+
+
+async def _kept_under_churn(loop: Any, cpu_us: Callable[[Callable[[], Any]], float],
+                            requester: Any, others: list[Any], page_args: dict[str, Any],
+                            answer: Callable[..., bytes], versions: list[str],
+                            pages: list[str], without: list[bytes], local: float) -> str:
+    """With pages kept, every page changed since the last one (a counter of a
+    shown row moved on every node): what keeping costs when it never pays."""
+    from wsconsole.server.cluster import fleet as cluster_fleet
+
+    def first_record(node: Any) -> Any:
+        return node.hub.registry.query(sort=page_args["sort"], limit=1).records[0]
+
+    shown = first_record(others[0])
+
+    def answering() -> bytes:
+        shown.msgs_in += 1
+        return answer(others[0], True, versions[0], pages[0])
+
+    own = first_record(requester)
+
+    async def scatter(op: str, scattered: dict[str, Any], *, targets: list[str],
+                      timeout: Any, role: Any, local: Any, extra: Any = None) -> Any:
+        own.msgs_in += 1  # the requester's own page changed, so the merge is made anew
+        gathered = cluster_fleet._Gathered()
+        gathered.results[requester.node] = await local()
+        for node, payload in zip(others, without):  # the others' pages, with their rows
+            gathered.results[node.node] = requester._unseal(payload, guard=False).body["result"]
+        return gathered
+
+    requester._scatter = scatter
+    changed = cpu_us(answering)
+    merging = await loop.run_in_executor(None, _in_new_loop, cpu_us, requester, page_args,
+                                         scatter)
+    return (f"kept, every page changed since the last one: the answering node's page and "
+            f"seal {changed:,.0f} us (groups known); the requester's own page, 2 unseals, "
+            f"merge and reply {merging:,.0f} us (x{merging / local:.2f} the single node's)")
 
 
 def _in_new_loop(cpu_us: Callable[[Callable[[], Any]], float], requester: Any,
