@@ -293,6 +293,12 @@ class ClusterFleet(Fleet):
         self._held_pages: OrderedDict[tuple[Any, ...], _HeldQuery] = OrderedDict()
         """Every node's pages of recent requests of this node, the most recent last."""
         self._page_serial = 0
+        self.pages_made = 0
+        """This node's ``list`` pages made anew while pages are kept (its own
+        requests' and the others')."""
+        self.pages_still = 0
+        """This node's ``list`` pages found still the page kept (its own
+        requests' and the others')."""
         self.request_observers: list[Callable[[str, bool, float], None]] = []
         """Called with (operation, partial, seconds) when a request to other nodes
         ends (the metrics' cluster requests and their durations)."""
@@ -962,10 +968,12 @@ class ClusterFleet(Fleet):
             kept = _KeptPage(version, registry.version, registry.samples_version,
                              list(page.records), result, page.keys)
             if version is not None:
+                self.pages_made += 1
                 self._kept_pages[key] = kept
                 while len(self._kept_pages) > _KEPT_PAGES:
                     self._kept_pages.popitem(last=False)
         else:
+            self.pages_still += 1
             self._kept_pages.move_to_end(key)
         return kept, kept.page
 

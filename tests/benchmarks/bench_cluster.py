@@ -420,6 +420,16 @@ async def list_phase(ctls: dict[str, Control], nodes: list[BenchNode], reps: int
             for ws in switches:
                 await asyncio.wait_for(ws.recv(), START_TIMEOUT)
 
+        async def page_counts() -> list[int]:
+            """Pages made anew and found still kept, summed over the nodes."""
+            counts = [0, 0]
+            for ws in switches:
+                await ws.send("page_counts")
+                _, made, still = str(await asyncio.wait_for(ws.recv(), START_TIMEOUT)).split()
+                counts[0] += int(made)
+                counts[1] += int(still)
+            return counts
+
         for label, args in LIST_REQUESTS.items():
             cpu = KindCpu(pids, await idle_cpu(pids, IDLE_SECONDS))
             times: dict[str, list[float]] = {name: [] for name in (*LIST_MODES, "local")}
@@ -435,6 +445,7 @@ async def list_phase(ctls: dict[str, Control], nodes: list[BenchNode], reps: int
                     await _list(ctl, call)
 
             rounds: list[dict[str, list[float]]] = []
+            counted = await page_counts()
             for round_index in range((reps + block - 1) // block):
                 order = LIST_MODES if round_index % 2 == 0 else LIST_MODES[::-1]
                 this_round: dict[str, list[float]] = {name: [] for name in times}
@@ -456,6 +467,9 @@ async def list_phase(ctls: dict[str, Control], nodes: list[BenchNode], reps: int
             lines.append(f"  {label}: {len(times['now'])} pages of each mode in blocks of "
                          f"{block}, ABBA; {len(times['local'])} single node pages")
             lines += list_figures(times, rounds)
+            made, still = (after - before for after, before in zip(await page_counts(), counted))
+            lines.append(f"    now: pages made anew {made}, found still kept {still} (all nodes, "
+                         f"{still / max(1, made + still):.0%} kept)")
             for kind in times:
                 lines.append(cpu_line(kind, cpu.per_request(kind)))
     if get_ids is not None:

@@ -12,7 +12,9 @@ anew: what every page cost before the page cache, with orjson and the
 groups kept), ``cluster_mode:now`` undoes it; ``page_cache:on|off``,
 ``codec:json|orjson`` and ``groups_cache:on|off`` set one of the three
 (``json`` and ``groups_cache:off`` together: the shape of every page
-before orjson and the groups cache). Every other message is echoed. A
+before orjson and the groups cache). ``page_counts`` answers ``page_counts
+MADE STILL``: the list pages this node made anew and found still kept
+(``ClusterFleet.pages_made``, ``pages_still``). Every other message is echoed. A
 synthetic record has no live connection behind it
 (``handle`` None): it can be listed, counted and sampled, never sent to,
 so the benchmarks that send use real sockets.
@@ -73,6 +75,10 @@ async def handler(connection: ServerConnection) -> None:
                 shape = message.partition(":")[2]
                 hub.cluster.list_rows = None if shape == "objects" else shape
                 await connection.send(f"list_rows {shape}")
+            elif message == "page_counts":
+                # How many list pages this node made anew and found still kept.
+                cluster = hub.cluster
+                await connection.send(f"page_counts {cluster.pages_made} {cluster.pages_still}")
             elif isinstance(message, str) and message.startswith(
                     ("cluster_mode:", "codec:", "groups_cache:", "page_cache:")):
                 what, _, value = message.partition(":")
