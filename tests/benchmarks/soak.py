@@ -70,6 +70,9 @@ TERMINAL_SIZE = (120, 40)
 CHURN_IN_FLIGHT = 50
 """Churn connections open at once at most; more are skipped, and counted."""
 
+PROBE_SLEEP = 0.005
+"""Seconds the stall probe sleeps between two looks at the clock."""
+
 
 @dataclass
 class SoakConfig:
@@ -116,7 +119,16 @@ class Sample:
     """Memory blocks Python's allocator has handed out (``sys.getallocatedblocks``):
     strings and bytes too, which the garbage collector does not track."""
     types: collections.Counter[str]
-    """Tracked objects by type (``module.qualname``)."""
+    """Tracked objects by type (``module.qualname``), the frozen ones left out
+    (``gc.get_objects`` does not list the permanent generation)."""
+    frozen: int = 0
+    """Objects in the permanent generation (``gc.get_freeze_count``)."""
+    thaws: int = 0
+    """Thaws the freezer has made so far."""
+    full_collections: int = 0
+    """Full (generation 2) collections so far (``gc.get_stats``)."""
+    stall: float = 0.0
+    """Longest lateness of the stall probe since the sample before, seconds."""
 
 
 def rss_mb() -> float:
@@ -221,6 +233,85 @@ class Churn:
             self.failed += 1
 
 
+class StallProbe:
+    """Sleeps ``PROBE_SLEEP`` again and again and records how late it wakes:
+    the loop's stalls (the server's and, in this one process, the clients').
+
+    The lateness is kept as a histogram of whole milliseconds, so that the
+    probe itself does not grow with the run."""
+
+    def __init__(self) -> None:
+        self.window_max = 0.0
+        """Longest lateness since :meth:`take_window`, seconds."""
+        self.histogram: collections.Counter[int] = collections.Counter()
+        """Wake-ups by lateness in whole ms, since :meth:`reset`."""
+        self.longest = 0.0
+        """Longest lateness since :meth:`reset`, seconds."""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def take_window(self) -> float:
+        longest, self.window_max = self.window_max, 0.0
+        return longest
+
+    def reset(self) -> None:
+        self.histogram.clear()
+        self.longest = 0.0
+
+    def p99(self) -> float:
+        """The 99th percentile of the lateness since :meth:`reset`, seconds."""
+        total = sum(self.histogram.values())
+        seen = 0
+        for ms in sorted(self.histogram):
+            seen += self.histogram[ms]
+            if seen >= 0.99 * total:
+                return ms / 1000
+        return 0.0
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(PROBE_SLEEP)
+            late = max(0.0, loop.time() - before - PROBE_SLEEP)
+            self.window_max = max(self.window_max, late)
+            self.longest = max(self.longest, late)
+            self.histogram[int(late * 1000)] += 1
+
+
+def collector_census(frozen: bool) -> dict[str, collections.Counter[str]]:
+    """What the collector holds, by type: ``reachable`` (tracked, not frozen),
+    ``frozen`` (the permanent generation) and ``garbage`` (what one full
+    collection, after a thaw when frozen, finds in reference cycles and frees).
+
+    It thaws: call it once, at the end of a run."""
+    reachable = object_types()
+    everything = reachable
+    if frozen:
+        gc.unfreeze()
+        everything = object_types()
+    frozen_types = everything - reachable
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        garbage: collections.Counter[str] = collections.Counter()
+        for obj in gc.garbage:
+            kind = type(obj)
+            garbage[f"{kind.__module__}.{kind.__qualname__}"] += 1
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    gc.collect()
+    return {"reachable": reachable, "frozen": frozen_types, "garbage": garbage}
+
+
 class BareConsole:
     """What a script does over the control plane: events, and a page a second."""
 
@@ -282,6 +373,8 @@ async def run_soak(config: SoakConfig, out: Callable[[str], Any] = print) -> dic
     simulator.start()
     churn = Churn(public, config.churn, config.seed)
     churn.start()
+    probe = StallProbe()
+    probe.start()
     out(f"soak: {config.minutes:g} min, sample every {config.interval:g} s, warm-up "
         f"{config.warmup:g} min; console {config.console}; churn {config.churn:g}/s; "
         f"{len(simulator.residents)} residents, {config.guests} guests, ticker and slow reader")
@@ -297,22 +390,38 @@ async def run_soak(config: SoakConfig, out: Callable[[str], Any] = print) -> dic
             app = ConsoleApp(lambda: ControlClient(server.control.url, token),
                              url=server.control.url)
             async with app.run_test(size=TERMINAL_SIZE):
-                result = await _measure(config, server, churn, app, out)
+                result = await _measure(config, server, churn, probe, freezer, app, out)
         else:
             if config.console == "client":
                 bare = BareConsole(server.control.url, token)
                 await bare.start()
-            result = await _measure(config, server, churn, None, out)
+            result = await _measure(config, server, churn, probe, freezer, None, out)
     finally:
+        await probe.stop()
         await churn.stop()
         await simulator.stop()
         if bare is not None:
             await bare.stop()
+    stats = gc.get_stats()
+    out("collections (generation 0, 1, 2): "
+        + ", ".join(f"{s['collections']:,} ({s['collected']:,} freed)" for s in stats))
     if config.gc_freeze:
         out(f"collector: {gc.get_freeze_count():,} objects frozen, "
-            f"{freezer.thaws if freezer else 0} thaws")
+            + (f"{freezer.thaws} thaws (the last freed {freezer.last_thaw_freed:,} objects "
+               f"in {freezer.last_thaw_seconds * 1000:.0f} ms of CPU; next after "
+               f"{freezer.next_thaw_after:,} closes)" if freezer else "never thawed"))
         if freezer is not None:
             freezer.stop()
+    result["census"] = census = collector_census(config.gc_freeze)
+    for name, what in (("frozen", "in the permanent generation"),
+                       ("garbage", "in reference cycles, freed by one full collection"
+                        + (" after a thaw" if config.gc_freeze else "")),
+                       ("reachable", "tracked and not frozen")):
+        counts = census[name]
+        out(f"{what}: {sum(counts.values()):,} objects; most: "
+            + (", ".join(f"{kind} {n:,}" for kind, n in counts.most_common(config.top))
+               or "none"))
+    if config.gc_freeze:
         from wsconsole.server.loop_policy import restore_gc_defaults
 
         restore_gc_defaults()
@@ -325,7 +434,8 @@ async def run_soak(config: SoakConfig, out: Callable[[str], Any] = print) -> dic
     return result
 
 
-async def _measure(config: SoakConfig, server: Any, churn: Churn, app: ConsoleApp | None,
+async def _measure(config: SoakConfig, server: Any, churn: Churn, probe: StallProbe,
+                   freezer: Any, app: ConsoleApp | None,
                    out: Callable[[str], Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -335,8 +445,9 @@ async def _measure(config: SoakConfig, server: Any, churn: Churn, app: ConsoleAp
     samples: list[Sample] = []
     baseline: Sample | None = None
     traced_baseline: Any = None
-    out(f"{'time':>6} {'RSS MB':>7} {'objects':>8} {'blocks':>8} {'open':>5} {'opened':>7} "
-        f"{'log':>5} {'tasks':>5}  grown most since warm-up")
+    out(f"{'time':>6} {'RSS MB':>7} {'objects':>8} {'frozen':>8} {'blocks':>8} {'open':>5} "
+        f"{'opened':>7} {'log':>5} {'tasks':>5} {'full':>4} {'thaws':>5} {'stall':>6} "
+        f"{'load':>5}  grown most since warm-up")
     next_at = started
     while True:
         next_at = min(next_at + config.interval, deadline)
@@ -344,10 +455,12 @@ async def _measure(config: SoakConfig, server: Any, churn: Churn, app: ConsoleAp
         now = loop.time()
         types = object_types()
         sample = Sample(now - started, rss_mb(), sum(types.values()), sys.getallocatedblocks(),
-                        types)
+                        types, gc.get_freeze_count(), freezer.thaws if freezer else 0,
+                        gc.get_stats()[2]["collections"], probe.take_window())
         samples.append(sample)
         if baseline is None and now >= warmup_end - 1e-6:
             baseline = sample
+            probe.reset()
             if config.tracemalloc:
                 traced_baseline = tracemalloc.take_snapshot()
         if baseline is None:
@@ -358,12 +471,14 @@ async def _measure(config: SoakConfig, server: Any, churn: Churn, app: ConsoleAp
             grown = ", ".join(f"{name} {delta:+d}"
                               for name, delta in _deltas(baseline.types, types, config.top))
         minutes, seconds = divmod(int(sample.elapsed), 60)
-        out(f"{minutes:3d}:{seconds:02d} {sample.rss:7.1f} {sample.objects:8d} {sample.blocks:8d} "
-            f"{len(hub.registry):5d} {hub.opened_total:7d} {_event_log_lines(app):>5} "
-            f"{len(asyncio.all_tasks()):5d}  {grown}")
+        out(f"{minutes:3d}:{seconds:02d} {sample.rss:7.1f} {sample.objects:8d} {sample.frozen:8d} "
+            f"{sample.blocks:8d} {len(hub.registry):5d} {hub.opened_total:7d} "
+            f"{_event_log_lines(app):>5} {len(asyncio.all_tasks()):5d} "
+            f"{sample.full_collections:4d} {sample.thaws:5d} {sample.stall * 1000:6.0f} "
+            f"{os.getloadavg()[0]:5.2f}  {grown}")
         if now >= deadline:
             break
-    return _summary(config, samples, baseline, traced_baseline, churn, hub, out)
+    return _summary(config, samples, baseline, traced_baseline, churn, probe, hub, out)
 
 
 def _deltas(before: collections.Counter[str], after: collections.Counter[str],
@@ -375,13 +490,14 @@ def _deltas(before: collections.Counter[str], after: collections.Counter[str],
 
 
 def _summary(config: SoakConfig, samples: list[Sample], baseline: Sample | None,
-             traced_baseline: Any, churn: Churn, hub: Any,
+             traced_baseline: Any, churn: Churn, probe: StallProbe, hub: Any,
              out: Callable[[str], Any]) -> dict[str, Any]:
     first, last = samples[0], samples[-1]
     after = [s for s in samples if baseline is not None and s.elapsed >= baseline.elapsed]
     rss_growth = growth_per_minute([(s.elapsed, s.rss) for s in after])
     objects_growth = growth_per_minute([(s.elapsed, s.objects) for s in after])
     blocks_growth = growth_per_minute([(s.elapsed, s.blocks) for s in after])
+    frozen_growth = growth_per_minute([(s.elapsed, s.frozen) for s in after])
     out("")
     out(f"connections opened {hub.opened_total} (churn {churn.opened}, churn failures "
         f"{churn.failed}, churn ticks skipped {churn.skipped}); "
@@ -391,8 +507,12 @@ def _summary(config: SoakConfig, samples: list[Sample], baseline: Sample | None,
         f"{last.rss:.1f} MB at the end ({last.elapsed / 60:.1f} min)")
     verdict = " OVER BUDGET" if rss_growth > config.budget else ""
     out(f"growth after warm-up: {rss_growth:+.2f} MB/min RSS, {objects_growth:+.0f} objects/min, "
-        f"{blocks_growth:+.0f} blocks/min (least squares over {len(after)} samples; "
-        f"budget {config.budget:g} MB/min){verdict}")
+        f"{blocks_growth:+.0f} blocks/min, {frozen_growth:+.0f} frozen objects/min "
+        f"(least squares over {len(after)} samples; budget {config.budget:g} MB/min){verdict}")
+    load = os.getloadavg()
+    out(f"loop stalls after warm-up: longest {probe.longest * 1000:.0f} ms, p99 "
+        f"{probe.p99() * 1000:.0f} ms (a {PROBE_SLEEP * 1000:g} ms sleep's lateness; server "
+        f"and clients share the loop); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if baseline is not None and len(after) > 1:
         span = max((last.elapsed - baseline.elapsed) / 60, 1e-9)
         per_minute = [(name, delta / span)
@@ -408,7 +528,8 @@ def _summary(config: SoakConfig, samples: list[Sample], baseline: Sample | None,
             for line in stat.traceback.format()[-8:]:
                 out(f"      {line}")
     return {"rss_growth_mb_per_min": rss_growth, "objects_growth_per_min": objects_growth,
-            "blocks_growth_per_min": blocks_growth,
+            "blocks_growth_per_min": blocks_growth, "frozen_growth_per_min": frozen_growth,
+            "longest_stall": probe.longest, "stall_p99": probe.p99(), "load": load,
             "rss_start": first.rss, "rss_end": last.rss,
             "rss_after_warmup": baseline.rss if baseline else None,
             "samples": [(s.elapsed, s.rss, s.objects, s.blocks) for s in samples]}
