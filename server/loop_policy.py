@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import platform
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Callable, Coroutine, TypeVar
@@ -78,9 +79,12 @@ THAW_CHECK_INTERVAL = 1.0
 """Seconds between two looks at the count of closed connections."""
 
 THAW_FOUND_NOTHING = 0.1
-"""Objects freed per closed connection under which a thaw found nothing: a
-closed connection leaves none in cycles (server/cycles.py), so what a thaw
-frees is what the application or the control plane left."""
+"""Memory blocks freed per closed connection under which a thaw found
+nothing: a closed connection leaves none in cycles (server/cycles.py), so
+what a thaw frees is what the application or the control plane left. Freed
+means given back to Python's allocator (``sys.getallocatedblocks``), not
+``gc.collect()``'s count, which leaves out the cycles freed by a
+generator's finalizer."""
 
 THAW_BACKOFF_LIMIT = 64
 """At most this many times ``thaw_after_closes`` between two thaws (640,000
@@ -201,7 +205,7 @@ class GcFreezer:
     """Thaws the frozen heap once enough connections have closed (see the module).
 
     A thaw that finds (almost) nothing to free (fewer than
-    :data:`THAW_FOUND_NOTHING` objects per connection closed since the last)
+    :data:`THAW_FOUND_NOTHING` memory blocks per connection closed since the last)
     doubles the closes until the next, up to :data:`THAW_BACKOFF_LIMIT` times
     ``thaw_after_closes``; one that finds more comes back to ``thaw_after_closes``.
     """
@@ -217,7 +221,8 @@ class GcFreezer:
         self.last_thaw_seconds = 0.0
         """CPU seconds of the last thaw's full collection (a pause of the loop)."""
         self.last_thaw_freed = 0
-        """Objects the last thaw's collection freed."""
+        """Memory blocks the last thaw's collection gave back (an object is one
+        or more: its own, its dict's values, a list's items, ...)."""
         self._closed_at_thaw = self._closed()
         self._task: asyncio.Task[None] | None = None
 
@@ -246,10 +251,19 @@ class GcFreezer:
         closes = max(1, closed - self._closed_at_thaw)
         self._closed_at_thaw = closed
         started = time.process_time()
+        before = sys.getallocatedblocks()
         gc.unfreeze()
-        freed = gc.collect()
+        gc.collect()
         if _installed is None:  # pragma: no cover - the policy was undone meanwhile
             return
+        # What the collection freed is the memory it gave back, not
+        # gc.collect()'s count: that leaves out a cycle freed by a generator's
+        # finalizer (a suspended generator whose frame holds its owner, as
+        # websockets' protocol and its parser did), so a thaw that freed every
+        # closed connection's protocol counted 0 and backed off. (Nor a count
+        # of tracked objects: a full collection untracks dicts and tuples
+        # that hold only atoms, which frees nothing.)
+        freed = max(0, before - sys.getallocatedblocks())
         self.last_thaw_seconds = time.process_time() - started
         self.last_thaw_freed = freed
         self.thaws += 1

@@ -286,10 +286,14 @@ class StallProbe:
             self.histogram[int(late * 1000)] += 1
 
 
-def collector_census(frozen: bool) -> dict[str, collections.Counter[str]]:
+def collector_census(frozen: bool) -> dict[str, Any]:
     """What the collector holds, by type: ``reachable`` (tracked, not frozen),
-    ``frozen`` (the permanent generation) and ``garbage`` (what one full
-    collection, after a thaw when frozen, finds in reference cycles and frees).
+    ``frozen`` (the permanent generation), ``garbage`` (what one full
+    collection, after a thaw when frozen, made disappear: freed, or a dict or
+    tuple of atoms untracked) and ``blocks_freed`` (the memory blocks it gave
+    back). Counted as what is gone, not as ``gc.collect()`` counts: a cycle
+    freed by a generator's finalizer is not in that count, nor in
+    ``gc.garbage`` with ``DEBUG_SAVEALL``.
 
     It thaws: call it once, at the end of a run."""
     reachable = object_types()
@@ -297,19 +301,13 @@ def collector_census(frozen: bool) -> dict[str, collections.Counter[str]]:
     if frozen:
         gc.unfreeze()
         everything = object_types()
-    frozen_types = everything - reachable
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        garbage: collections.Counter[str] = collections.Counter()
-        for obj in gc.garbage:
-            kind = type(obj)
-            garbage[f"{kind.__module__}.{kind.__qualname__}"] += 1
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
+    blocks = sys.getallocatedblocks()
     gc.collect()
-    return {"reachable": reachable, "frozen": frozen_types, "garbage": garbage}
+    blocks_freed = blocks - sys.getallocatedblocks()
+    gc.unfreeze()  # the freezer's callback froze what survived
+    after = object_types()
+    return {"reachable": reachable, "frozen": everything - reachable,
+            "garbage": everything - after, "after": after, "blocks_freed": blocks_freed}
 
 
 class BareConsole:
@@ -368,6 +366,13 @@ async def run_soak(config: SoakConfig, out: Callable[[str], Any] = print) -> dic
 
         freezer = apply_gc_policy(
             GcPolicy(freeze=True, thaw_after_closes=config.gc_thaw_after or None), server.hub)
+        # Everything was just collected and frozen: thawing to count it, then
+        # freezing again, leaves the collector as it was.
+        gc.unfreeze()
+        at_start = object_types()
+        gc.freeze()
+    else:
+        at_start = object_types()
     public = f"ws://{server.hub.listen[0]}"
     simulator = Simulator(public, seed=config.seed, guests=config.guests)
     simulator.start()
@@ -414,13 +419,19 @@ async def run_soak(config: SoakConfig, out: Callable[[str], Any] = print) -> dic
             freezer.stop()
     result["census"] = census = collector_census(config.gc_freeze)
     for name, what in (("frozen", "in the permanent generation"),
-                       ("garbage", "in reference cycles, freed by one full collection"
-                        + (" after a thaw" if config.gc_freeze else "")),
-                       ("reachable", "tracked and not frozen")):
+                       ("reachable", "tracked and not frozen"),
+                       ("garbage", "gone after one full collection"
+                        + (" after a thaw" if config.gc_freeze else "")
+                        + f" ({census['blocks_freed']:,} memory blocks given back)")):
         counts = census[name]
         out(f"{what}: {sum(counts.values()):,} objects; most: "
             + (", ".join(f"{kind} {n:,}" for kind, n in counts.most_common(config.top))
                or "none"))
+    alive = census["after"]
+    grown = _deltas(at_start, alive, config.top)
+    out(f"alive at the end ({sum(alive.values()):,} objects, frozen or not, garbage left out) "
+        f"against the start ({sum(at_start.values()):,}), grown most: "
+        + (", ".join(f"{kind} {n:+,}" for kind, n in grown) or "none"))
     if config.gc_freeze:
         from wsconsole.server.loop_policy import restore_gc_defaults
 

@@ -251,3 +251,45 @@ async def test_frozen_closed_connections_are_freed_at_once_and_cycles_by_the_nex
             if freezer is not None:
                 freezer.stop()
             restore_gc_defaults(threshold)
+
+
+class _ParkedParser:
+    """An owner and a suspended generator whose frame holds it: the cycle
+    websockets' protocol and its parser made, which the collector frees by
+    closing the generator and which ``gc.collect()`` does not count."""
+
+    def __init__(self) -> None:
+        self.parser = self._park()
+        next(self.parser)
+
+    def _park(self):
+        yield
+
+
+async def test_a_thaw_counts_cycles_freed_by_a_generators_finalizer_and_does_not_back_off():
+    """A thaw that frees cycles through suspended generators counts them (the memory
+    given back), so it does not take them for nothing and back off."""
+    from wsconsole.server import serve
+
+    async def idle(connection):
+        await connection.wait_closed()
+
+    threshold = gc.get_threshold()
+    async with serve(idle, "127.0.0.1", 0) as server:
+        try:
+            apply_gc_policy(GcPolicy(freeze=True, thaw_after_closes=None))
+            freezer = GcFreezer(server.hub, thaw_after_closes=1000)
+            parked = [_ParkedParser() for _ in range(500)]
+            alive = weakref.ref(parked[0])
+            gc.collect()  # a full collection: frozen after it
+            del parked
+            gc.collect()
+            assert alive() is not None  # frozen: not freed by a full collection
+            freezer.thaw()
+            assert alive() is None
+            # No connection closed (counted as one close): a block for each of
+            # 500 owners and their generators at least, where gc.collect() says 0.
+            assert freezer.last_thaw_freed >= 1000
+            assert freezer.next_thaw_after == 1000  # found something: not backed off
+        finally:
+            restore_gc_defaults(threshold)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import weakref
 from typing import Any
 
@@ -81,13 +82,15 @@ async def test_closed_connections_leave_no_record_index_task_or_object() -> None
 
 
 class _Watched(ServerConnection):
-    """websockets' connection, watched by weak references (it and its transport)."""
+    """websockets' connection, watched by weak references (it, its transport and
+    its protocol, whose parser held it in a cycle)."""
 
     refs: list[weakref.ref[Any]] = []
 
     def connection_made(self, transport: Any) -> None:
         self.refs.append(weakref.ref(self))
         self.refs.append(weakref.ref(transport))
+        self.refs.append(weakref.ref(self.protocol))
         super().connection_made(transport)
 
 
@@ -123,8 +126,8 @@ async def _end_one(port: int, kind: str) -> None:
 async def test_a_closed_connection_is_freed_without_the_garbage_collector() -> None:
     """With the collector off (as ``wsconsole serve`` freezes it), a connection closed
     cleanly, dropped without a close frame, refused as a bad request or as no HTTP,
-    or timed out in its handshake is freed at once, it and its transport: memory
-    does not grow while frozen."""
+    or timed out in its handshake is freed at once, it, its transport and its
+    protocol (with its compression contexts): memory does not grow while frozen."""
     _Watched.refs = []
     async with serve(_echo, "127.0.0.1", 0, create_connection=_Watched,
                      open_timeout=0.2, ping_interval=None) as server:
@@ -135,7 +138,7 @@ async def test_a_closed_connection_is_freed_without_the_garbage_collector() -> N
         try:
             kinds = ["clean", "dropped", "bad request", "not http", "timed out"]
             await asyncio.gather(*(_end_one(server.port, kind) for kind in kinds))
-            await wait_for(lambda: len(_Watched.refs) == 2 * len(kinds)
+            await wait_for(lambda: len(_Watched.refs) == 3 * len(kinds)
                            and not server.hub.registry and not server.connections)
             try:
                 await wait_for(lambda: all(ref() is None for ref in _Watched.refs))
@@ -156,6 +159,8 @@ def test_the_private_names_broken_cycles_rely_on_are_there() -> None:
     assert hasattr(request, "_exception"), "websockets' Request._exception is gone"
     protocol = ServerProtocol()
     assert protocol.parser_exc is None and protocol.handshake_exc is None
+    assert inspect.isgenerator(protocol.parser), "websockets' Protocol.parser is gone"
+    assert protocol.reader.eof is False, "websockets' Protocol.reader.eof is gone"
     assert "connection_exc" in Connection.__init__.__code__.co_names, (
         "websockets' ServerConnection.connection_exc is gone")
     if TEST_LOOP == "asyncio":
