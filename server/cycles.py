@@ -49,8 +49,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from websockets.asyncio.server import ServerConnection
+
 __all__ = ["release_closed_connection", "release_protocol", "release_transport",
-           "drop_tracebacks"]
+           "drop_tracebacks", "ReleasingServerConnection"]
 
 
 def drop_tracebacks(exc: BaseException | None) -> None:
@@ -98,3 +100,24 @@ def release_closed_connection(connection: Any) -> None:
     request = getattr(connection, "request", None)
     if request is not None:
         drop_tracebacks(getattr(request, "_exception", None))
+
+
+class ReleasingServerConnection(ServerConnection):
+    """websockets' connection, its cycles broken when it ends: the control
+    listener's (operators' connections, ``/metrics`` and ``/healthz``), which
+    the hub does not track. The public server's connections break theirs in
+    :mod:`wsconsole.server.serving`."""
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().handshake(*args, **kwargs)
+        finally:
+            if self.connection_lost_waiter.done():
+                # Lost during the handshake: what it stored since connection_lost.
+                release_closed_connection(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            release_closed_connection(self)

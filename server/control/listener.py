@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 from .. import wire
 from ..addresses import host_port, is_loopback
 from ..config import ControlConfig
+from ..cycles import ReleasingServerConnection
 from ..errors import (
     ConfigError,
     InternalError,
@@ -185,6 +186,9 @@ class ControlListener:
         )
         common: dict[str, Any] = dict(
             process_request=self._process_request,
+            # An operator's connection, a scrape: nothing left in cycles when
+            # it ends (frozen, it would wait for a thaw; server/cycles.py).
+            create_connection=ReleasingServerConnection,
             max_size=config.max_request_bytes,
             # Compression would let a small frame inflate past max_size checks'
             # intent, and control traffic is small anyway.

@@ -20,10 +20,13 @@ indexes and the metrics' label sets), sending a few messages, then closing
 normally or dropping the TCP connection.
 
 Every ``--interval`` seconds it prints the process's RSS, the number of
-Python objects and of allocated memory blocks, the open connections, the event log's lines, the asyncio
-tasks, and the object types that grew most since the warm-up. At the end:
+Python objects (the frozen ones apart) and of allocated memory blocks, the open connections, the event log's lines, the asyncio
+tasks, the full collections and thaws so far, the loop's longest stall, the
+load average, and the object types that grew most since the warm-up. At the end:
 the growth in MB per minute after the warm-up (least squares over the
-samples), the object types that grew per minute, and, once every client has
+samples), the loop's longest stall and p99, the object types that grew per
+minute, a census of the collector (frozen, tracked, and gone after one full
+collection, by type), and, once every client has
 gone, what the server still holds (it must be nothing per connection).
 
 The script exits 0 (unless it breaks); growth over ``--budget`` MB a minute

@@ -20,6 +20,7 @@ from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.server import ServerProtocol
 
 from wsconsole.server import serve
 from wsconsole.server.registry import ConnectionRecord
@@ -153,7 +154,6 @@ def test_the_private_names_broken_cycles_rely_on_are_there() -> None:
     """server/cycles.py breaks cycles through names that websockets and asyncio do
     not document: if one is renamed, this says which, before memory grows."""
     from websockets.http11 import Request
-    from websockets.server import ServerProtocol
 
     request = Request("/", Headers())
     assert hasattr(request, "_exception"), "websockets' Request._exception is gone"
@@ -169,3 +169,35 @@ def test_the_private_names_broken_cycles_rely_on_are_there() -> None:
         names = selector_events._SelectorSocketTransport.__init__.__code__.co_names
         assert "_read_ready_cb" in names, (
             "asyncio's _SelectorSocketTransport._read_ready_cb is gone")
+
+
+def _server_protocols() -> int:
+    return sum(1 for obj in gc.get_objects() if type(obj) is ServerProtocol)
+
+
+async def test_the_control_listeners_closed_connections_are_freed_without_the_garbage_collector() -> None:
+    """With the collector off, an operator's connection, a /healthz and a /metrics
+    request on the control listener leave no protocol behind once they end (frozen,
+    each would wait for a thaw)."""
+    from tests.server.control_helpers import control, http_request, running
+
+    async with running() as server:
+        async with control(server) as ctl:  # what a first connection allocates once
+            await ctl.ok("stats")
+        await http_request(server.control.port, "/metrics")
+        await wait_for(lambda: not server.control._server.connections)
+        gc.collect()
+        gc.disable()
+        try:
+            before = _server_protocols()
+            async with control(server) as ctl:
+                await ctl.ok("stats")
+            await http_request(server.control.port, "/healthz")
+            await http_request(server.control.port, "/metrics")
+            await wait_for(lambda: not server.control._server.connections)
+            try:
+                await wait_for(lambda: _server_protocols() <= before)
+            except TimeoutError:
+                pytest.fail(f"{_server_protocols() - before} protocols kept in cycles")
+        finally:
+            gc.enable()

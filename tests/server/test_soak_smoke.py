@@ -35,5 +35,7 @@ def test_short_soak_exits_zero_and_prints_growth_and_what_is_left() -> None:
     out = completed.stdout
     assert "RSS MB" in out and "(baseline)" in out
     assert "growth after warm-up:" in out
+    assert "loop stalls after warm-up: longest" in out and "load average" in out
+    assert "gone after one full collection" in out
     assert "after every client left, the server holds: records 0, user buckets 0, " \
            "path buckets 0, topic buckets 0, hub tasks 0, event listeners 0" in out
