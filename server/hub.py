@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -465,8 +466,9 @@ class Hub:
 
         Who shares the frame is worked out once per selector and registry
         version (a :class:`_SendPlan`), not per message: a send then reads,
-        per recipient, its protocol's state, its transport (the write) and
-        its record (the counts), nothing else.
+        per recipient, its transport (the write) and its record (the
+        counts), nothing else. A connection that starts closing leaves the
+        plans as it writes its close frame (:meth:`closing_started`).
 
         What a client holds (write buffer plus the kernel's queue, a system
         call) is measured only once a connection has been sent an eighth of
@@ -491,18 +493,14 @@ class Hub:
         # Three passes. First, who gets what. The plan's plain connections
         # (no extension, no debug logger) get the shared frame: websockets
         # would have written exactly these bytes, as long as the connection
-        # is open (read here, per recipient: a closing one stays in the plan's
-        # closing list), is not halfway through a fragmented message and is
-        # not tapped. Those two are rare and known without reading each
-        # connection (self._fragmenting, taps.tapped): such connections take
-        # the long way below. Nor is protocol.writes read: websockets drains
-        # it (send_data) in the same step as it fills it.
-        for protocol in plan.protocols:
-            # _state, not the state property: a Python call less per
-            # recipient (pinned by tests/server/test_dropin.py).
-            if protocol._state is not OPEN:
-                plan.set_aside_closing()
-                break
+        # is open, is not halfway through a fragmented message and is not
+        # tapped. All three are known without reading each connection: one
+        # that starts closing writes its close frame or its end of stream in
+        # the same step, and our send_data hook moves it to the plans'
+        # closing ones then (Hub.closing_started); the fragmenting and the
+        # tapped (self._fragmenting, taps.tapped) take the long way below.
+        # Nor is protocol.writes read: websockets drains it (send_data) in
+        # the same step as it fills it. Both pinned by tests/server/test_dropin.py.
         skipped = len(plan.closing)
         plain = _SharedFrame(frame, plan.plain, plan.transports)
         shared = [plain]
@@ -629,6 +627,15 @@ class Hub:
             else:
                 del plans[key]
         self._plans_version = self.registry.version
+
+    def closing_started(self, record: ConnectionRecord) -> None:
+        """A connection wrote its close frame or its end of stream (the
+        tracked connection's ``send_data`` saw it): its protocol left OPEN in
+        the same step (websockets queues the one as it changes the other,
+        and drains the queue right after), so :meth:`send` skips it from now
+        on without reading its state."""
+        for plan in self._plans.values():
+            plan.set_closing(record)
 
     def fragment_sent(self, record: ConnectionRecord) -> None:
         """A connection wrote a frame that does not end its message (the
@@ -844,30 +851,31 @@ class _SendPlan:
 
     Made from what does not change while a connection is open: its
     protocol's extensions and debug flag, its transport. ``plain`` are the
-    records of connections without either, with their ``transports`` and
-    ``protocols`` side by side (a send reads the protocols' state, writes to
-    the transports and counts on the records, each list in turn, and
-    touches nothing else of a connection); ``others`` go through their own
-    protocols (or a frame compressed once).
+    records of open connections without either, with their ``transports``
+    side by side (a send writes to the transports and counts on the
+    records, each list in turn, and touches nothing else of a connection);
+    ``others`` go through their own protocols (or a frame compressed once).
 
-    A connection that opens, closes, joins or leaves a group is added or
-    taken out in O(1) (positions by id; a removal moves the last entry into
-    the gap): under churn a plan is not made again. About 80 bytes per
-    connection: three list slots and one dict entry.
+    A connection that opens, closes, joins or leaves a group, or starts
+    closing, is added, taken out or set aside in O(1) (positions by id; a
+    removal moves the last entry into the gap): under churn a plan is not
+    made again. About 70 bytes per connection: two list slots and one dict
+    entry.
     """
 
-    __slots__ = ("plain", "transports", "protocols", "others", "at", "closing")
+    __slots__ = ("plain", "transports", "others", "at", "closing")
 
     def __init__(self, records: list[ConnectionRecord]) -> None:
         self.plain: list[ConnectionRecord] = []
         self.transports: list[Any] = []
-        self.protocols: list[Any] = []
         self.others: list[ConnectionRecord] = []
         self.at: dict[str, int] = {}
         """Each record's place by id: i in ``plain``, ~i in ``others``, or
         :data:`_CLOSING`."""
-        self.closing: list[ConnectionRecord] = []
-        """Plain connections seen closing: skipped (closing is for good)."""
+        self.closing: dict[str, ConnectionRecord] = {}
+        """Plain connections that started closing, by id: skipped (closing
+        is for good; a dict, so that each one's leaving costs O(1) when all
+        of them close at once)."""
         for record in records:
             self._place(record)
 
@@ -877,20 +885,25 @@ class _SendPlan:
 
     def sample(self) -> list[str]:
         """Up to ten recipients' ids."""
-        return [record.id for records in (self.plain, self.others, self.closing)
+        return [record.id for records in (self.plain, self.others,
+                                          list(islice(self.closing.values(), 10)))
                 for record in records[:10]][:10]
 
     def _place(self, record: ConnectionRecord) -> None:
         connection = record.handle
         protocol = connection.protocol
         if protocol.extensions or protocol.debug:
+            # The long way reads their state at each send.
             self.at[record.id] = ~len(self.others)
             self.others.append(record)
+        elif protocol._state is not OPEN:
+            # Closed before this plan was made (closing_started came first).
+            self.at[record.id] = _CLOSING
+            self.closing[record.id] = record
         else:
             self.at[record.id] = len(self.plain)
             self.plain.append(record)
             self.transports.append(connection.transport)
-            self.protocols.append(protocol)
 
     def add(self, record: ConnectionRecord) -> None:
         """A connection that joined since the plan was made."""
@@ -903,7 +916,7 @@ class _SendPlan:
         if index is None:
             return
         if index == _CLOSING:
-            self.closing.remove(record)
+            del self.closing[record.id]
         elif index >= 0:
             self._swap_out_plain(index)
         else:
@@ -914,23 +927,20 @@ class _SendPlan:
                 self.at[last.id] = index
 
     def _swap_out_plain(self, index: int) -> None:
-        plain, transports, protocols = self.plain, self.transports, self.protocols
-        last, last_transport, last_protocol = plain.pop(), transports.pop(), protocols.pop()
+        plain, transports = self.plain, self.transports
+        last, last_transport = plain.pop(), transports.pop()
         if index < len(plain):
-            plain[index], transports[index], protocols[index] = (
-                last, last_transport, last_protocol)
+            plain[index], transports[index] = last, last_transport
             self.at[last.id] = index
 
-    def set_aside_closing(self) -> None:
-        """Move the plain connections that are no longer open to ``closing``."""
-        found = [index for index, protocol in enumerate(self.protocols)
-                 if protocol._state is not OPEN]
-        # From the end: the entry moved into a gap is then never one to move.
-        for index in reversed(found):
-            record = self.plain[index]
-            self._swap_out_plain(index)
-            self.at[record.id] = _CLOSING
-            self.closing.append(record)
+    def set_closing(self, record: ConnectionRecord) -> None:
+        """A plain connection that started closing: skipped from now on."""
+        index = self.at.get(record.id)
+        if index is None or index < 0:  # not here, closing already, or the long way's
+            return
+        self._swap_out_plain(index)
+        self.at[record.id] = _CLOSING
+        self.closing[record.id] = record
 
 
 _CLOSING = -(1 << 62)

@@ -122,6 +122,10 @@ def default_identify(connection: ServerConnection) -> str:
 _FIN_DATA_FIRST_BYTES = frozenset({0x80, 0x81, 0x82})
 """First byte & 0x8F of a frame that ends a message: FIN with CONT, TEXT or BINARY."""
 
+_CLOSE_FIRST_BYTE = 0x88
+"""First byte of a close frame: FIN with CLOSE (a control frame is never
+fragmented nor compressed)."""
+
 
 def _shed_response(why: str) -> bytes:
     body = f"{why}; retry later\n".encode()
@@ -218,6 +222,14 @@ def _tracked_connection_class(
                             # A fragment that does not end its message: no
                             # broadcast may share a frame with it until it ends.
                             hub.fragment_sent(record)
+                        elif first == _CLOSE_FIRST_BYTE:
+                            # The protocol left OPEN as it queued this: no
+                            # broadcast may write to it any more.
+                            hub.closing_started(record)
+                    else:
+                        # The end of the stream: queued as the protocol left
+                        # OPEN (failing without a close frame) or after.
+                        hub.closing_started(record)
             base_send_data(self)
 
         def connection_made(self, transport: Any) -> None:

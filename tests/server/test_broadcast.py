@@ -216,22 +216,32 @@ async def test_under_churn_broadcasts_and_topic_sends_reach_exactly_who_is_there
                 await client.close()
 
 
+@pytest.mark.parametrize("who", ["server", "client"])
 @pytest.mark.parametrize("compression", [None, "deflate"])
-async def test_a_connection_that_is_closing_is_skipped_and_the_others_still_receive(compression):
-    """A connection whose closing handshake started is skipped (not delivered,
-    not counted) while the rest of the broadcast goes out, in the next
-    broadcast too."""
+async def test_a_connection_that_is_closing_is_skipped_and_the_others_still_receive(
+        compression, who):
+    """A connection whose closing handshake started, by the server or by the
+    client, is skipped (not delivered, not counted) while the rest of the
+    broadcast goes out, in the next broadcast too, also by a send plan made
+    while it was open (the close frame it wrote took it out)."""
     async with serve(listen, "127.0.0.1", 0, compression=compression) as server:
         async with connect(url(server, "ann"), compression=compression) as ann, \
                 connect(url(server, "bob"), compression=compression) as bob:
             await wait_for(lambda: len(server.hub.registry) == 2)
             records = records_by_user(server)
-            ann.transport.pause_reading()  # ann answers the close frame only later
-            closing = asyncio.create_task(records["ann"].handle.close(4000, "bye"))
-            await wait_for(lambda: records["ann"].handle.protocol.close_sent is not None)
+            everyone = Selector(everyone=True)
+            assert server.hub.send(everyone, "before").delivered == 2  # the plan is made
+            assert await recv(ann) == await recv(bob) == "before"
+            ann.transport.pause_reading()  # ann answers / sees the closing handshake only later
+            protocol = records["ann"].handle.protocol
+            if who == "server":
+                closing = asyncio.create_task(records["ann"].handle.close(4000, "bye"))
+            else:
+                closing = asyncio.create_task(ann.close(4000, "bye"))
+            await wait_for(lambda: protocol.close_sent is not None)
             sent_before = records["ann"].msgs_out
             for message in ("late", "later"):
-                result = server.hub.send(Selector(everyone=True), message)
+                result = server.hub.send(everyone, message)
                 assert (result.recipients, result.delivered, result.skipped) == (2, 1, 1)
                 assert records["ann"].msgs_out == sent_before
                 assert await recv(bob) == message

@@ -24,10 +24,12 @@ from websockets.asyncio.server import Server, ServerConnection, basic_auth
 from websockets.asyncio.server import serve as websockets_serve
 from websockets.asyncio.server import unix_serve as websockets_unix_serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import OPEN
+from websockets.client import ClientProtocol
 from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
 from werkzeug.routing import Map, Rule  # in the test extra: websockets' router needs it
 
 from tests.helpers import TIMEOUT, wait_for
@@ -780,6 +782,51 @@ def test_deflate_without_context_takeover_compresses_each_message_alone():
     for name in ("local_no_context_takeover", "local_max_window_bits",
                  "remote_max_window_bits", "compress_settings"):
         assert hasattr(connection_side, name), f"websockets renamed PerMessageDeflate.{name}"
+
+
+def _client_frame(opcode: Opcode, data: bytes = b"", **kwargs: Any) -> bytes:
+    return Frame(opcode, data, **kwargs).serialize(mask=True, extensions=[])
+
+
+LEAVING_OPEN = {
+    "send_close": lambda p: p.send_close(4000, "bye"),
+    "close frame received": lambda p: p.receive_data(
+        _client_frame(Opcode.CLOSE, Close(1000, "").serialize())),
+    "close frame with a bad code": lambda p: p.receive_data(
+        _client_frame(Opcode.CLOSE, b"\x03\xe7")),
+    "fail with a code": lambda p: p.fail(1011, "internal"),
+    "fail, abnormal closure": lambda p: p.fail(1006),
+    "end of stream received": lambda p: p.receive_eof(),
+    "unmasked frame received": lambda p: p.receive_data(
+        Frame(Opcode.TEXT, b"x").serialize(mask=False, extensions=[])),
+    "reserved bit set": lambda p: p.receive_data(b"\xa1\x81\x00\x00\x00\x00x"),
+    "message too big": lambda p: p.receive_data(_client_frame(Opcode.BINARY, b"x" * 65)),
+}
+
+
+@pytest.mark.parametrize("step", list(LEAVING_OPEN))
+def test_a_server_protocol_leaves_open_only_as_it_queues_a_close_frame_or_the_end(step):
+    """Hub.send reads no connection's state: a connection is taken out of the
+    send plans when our send_data hook sees it write a close frame or its end
+    of stream (Hub.closing_started). So every way out of OPEN must queue one
+    of them in the same step, for send_data to drain right after."""
+    client = ClientProtocol(parse_uri("ws://127.0.0.1/"))
+    client.send_request(client.connect())
+    protocol = ServerProtocol(max_size=64)
+    protocol.receive_data(b"".join(client.data_to_send()))
+    (request,) = protocol.events_received()
+    protocol.send_response(protocol.accept(request))
+    protocol.data_to_send()
+    assert protocol.state is OPEN
+    LEAVING_OPEN[step](protocol)
+    # Failing without a close frame (1006) stays OPEN until the end of the
+    # stream is received; it queued its own end, so Hub.send skips it too.
+    assert protocol.state is not OPEN or step == "fail, abnormal closure"
+    writes = protocol.data_to_send()
+    assert any(chunk == b"" or chunk[0] == 0x88 for chunk in writes), (
+        f"websockets now leaves OPEN on {step} without queueing a close frame or the end "
+        f"of the stream ({writes!r}): Hub.send must read each recipient's state again "
+        "(server/hub.py)")
 
 
 async def test_live_connections_have_the_attributes_the_hub_reads():
