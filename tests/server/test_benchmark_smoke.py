@@ -38,14 +38,17 @@ def test_quick_benchmark_exits_zero_and_prints_ratios() -> None:
     assert "ratio echo throughput ours/bare:" in out
     assert "ratio server CPU per message ours/bare:" in out
     assert "ratio memory per connection ours-bare:" in out
+    assert "ratio memory per connection ours-bare once a send was made:" in out
     assert "ratio send call to everyone ours/bare:" in out
     # prometheus_client is a dependency: the metrics section always runs.
     assert "ratio metrics render at" in out
 
 
 BROADCAST_SCRIPT = SCRIPT.parent / "bench_broadcast.py"
-BROADCAST_SMOKE_ARGS = ["--quick", "--deflate", "mixed", "--sizes", "20", "--rounds", "1"]
-"""--quick at 20 connections and one round a phase: every figure still printed."""
+BROADCAST_SMOKE_ARGS = ["--quick", "--deflate", "mixed", "--sizes", "20", "--rounds", "1",
+                        "--warm-up", "1", "--paused-readers", "--parts"]
+"""--quick at 20 connections and one round a phase (after one unmeasured), the
+clients paused during each send, the parts timed too: every figure printed."""
 
 
 @pytest.mark.timeout(QUICK_TIMEOUT + 30)
@@ -62,7 +65,8 @@ def test_quick_broadcast_benchmark_with_mixed_deflate_exits_zero_and_prints_rati
     assert completed.returncode == 0, completed.stderr
     out = completed.stdout
     for figure in ("bare: transport.write floor", "bare: websockets broadcast",
-                   "ours: hub.send everyone", "ours: hub.send topic=room"):
+                   "ours: hub.send everyone", "ours: hub.send topic=room",
+                   "part: protocol._state", "part: counts on the record"):
         assert figure in out
     assert "ratio hub.send / floor at 20:" in out
     assert "ratio broadcast / hub.send at 20:" in out
