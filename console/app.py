@@ -51,7 +51,7 @@ from .link import (
 from .messages import (
     ControlLinked,
     ControlLinkLost,
-    EventReceived,
+    EventsReceived,
     NodesListed,
     StatsSampled,
 )
@@ -132,8 +132,10 @@ class ConsoleApp(App[None]):
         self.nodes_interval = nodes_interval
         """Seconds between two requests for the nodes (a node event asks at once)."""
         self._nodes_worker: Worker[None] | None = None
-        self.server_events: Signal[Event] = Signal(self, "server_events")
-        """Every event of the server's stream but ``stats``, as it arrives."""
+        self.server_events: Signal[tuple[Event, ...]] = Signal(self, "server_events")
+        """Every event of the server's stream but ``stats``, as they arrive: in
+        batches of those that came together (hundreds a second under churn;
+        a batch costs the screens one call, not one per event)."""
         self.main_screen = MainScreen(clock=clock, poll_interval=poll_interval,
                                       refresh_delay=refresh_delay, page_size=page_size,
                                       min_refresh_interval=min_refresh_interval,
@@ -191,11 +193,18 @@ class ConsoleApp(App[None]):
             self.post_message(ControlLinked(hello))
             reason = "the control plane closed the connection"
             try:
-                async for event in client.events():
-                    if event.kind == EventKind.STATS:
-                        self.post_message(StatsSampled(event.data or {}))
-                    else:
-                        self.post_message(EventReceived(event))
+                async for batch in client.event_batches():
+                    others = []
+                    for event in batch:
+                        if event.kind == EventKind.STATS:
+                            if others:  # in the order they came
+                                self.post_message(EventsReceived(tuple(others)))
+                                others = []
+                            self.post_message(StatsSampled(event.data or {}))
+                        else:
+                            others.append(event)
+                    if others:
+                        self.post_message(EventsReceived(tuple(others)))
                 # How it ended, in the client's words: "closed by the server
                 # (code 1001: ...)", "was lost without a close frame (...)".
                 closed = getattr(client, "closed_reason", None)
@@ -268,23 +277,23 @@ class ConsoleApp(App[None]):
     def _stats_sampled(self, message: StatsSampled) -> None:
         self.stats = message.stats
 
-    @on(EventReceived)
-    def _event_received(self, message: EventReceived) -> None:
-        event = message.event
-        if event.kind == EventKind.STATE_CHANGED and isinstance(event.data, dict):
-            if event.data.get("node") in (None, self.link_state.hello.get("node")):
-                self.stats = with_state_change(self.stats, event.data)
-            else:
-                # Another node of the cluster: its state is in the nodes group,
-                # not in this node's status.
+    @on(EventsReceived)
+    def _events_received(self, message: EventsReceived) -> None:
+        for event in message.events:
+            if event.kind == EventKind.STATE_CHANGED and isinstance(event.data, dict):
+                if event.data.get("node") in (None, self.link_state.hello.get("node")):
+                    self.stats = with_state_change(self.stats, event.data)
+                else:
+                    # Another node of the cluster: its state is in the nodes
+                    # group, not in this node's status.
+                    self.refresh_nodes()
+            if event.kind == EventKind.DRAIN_ESCALATED and isinstance(event.data, dict):
+                self.stats = with_escalation(self.stats, event.data,
+                                             self.link_state.hello.get("node"))
+            if event.kind == NODE_EVENT:
+                # A node joined, went or changed: the whole picture, at once.
                 self.refresh_nodes()
-        if event.kind == EventKind.DRAIN_ESCALATED and isinstance(event.data, dict):
-            self.stats = with_escalation(self.stats, event.data,
-                                         self.link_state.hello.get("node"))
-        if event.kind == NODE_EVENT:
-            # A node joined, went or changed: the whole picture, at once.
-            self.refresh_nodes()
-        self.server_events.publish(event)
+        self.server_events.publish(message.events)
 
     def action_reconnect(self) -> None:
         """Retry the control link now (cancels the backoff wait)."""

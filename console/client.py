@@ -615,6 +615,30 @@ class ControlClient:
                 return
             yield item
 
+    async def event_batches(self) -> AsyncIterator[list[wire.Event]]:
+        """Events pushed after :meth:`subscribe`, every one that has arrived
+        since the last batch (at least one); ends when the connection closes.
+
+        Under churn events come by the hundred a second, and a consumer that
+        pays a fixed cost per item it handles (a message to post, a screen to
+        tell) pays it once a batch instead of once an event.
+        """
+        if self._reader is None:
+            return
+        while True:
+            queue = self._events
+            batch = [await queue.get()]
+            while not queue.empty() and batch[-1] is not _END:
+                batch.append(queue.get_nowait())
+            ended = batch[-1] is _END
+            if ended:
+                # Leave the marker for any other consumer, so it ends too.
+                self._push_event(batch.pop())
+            if batch:
+                yield batch
+            if ended:
+                return
+
 
 CONTROL_PLANE_SERVER = "server"
 """The ``hello`` result's field that names the server software: ``"wsconsole"``."""

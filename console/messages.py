@@ -21,7 +21,7 @@ __all__ = [
     "ControlLinked",
     "ControlLinkLost",
     "StatsSampled",
-    "EventReceived",
+    "EventsReceived",
     "NodesListed",
     "ActionCompleted",
     "CommandFailed",
@@ -63,10 +63,11 @@ class StatsSampled(Message):
 
 
 @dataclass
-class EventReceived(Message):
-    """One event of the server's event stream (other than ``stats``)."""
+class EventsReceived(Message):
+    """Events of the server's event stream (other than ``stats``), in the
+    order they came: every one that arrived since the last message."""
 
-    event: Event
+    events: tuple[Event, ...]
 
 
 @dataclass

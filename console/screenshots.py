@@ -231,6 +231,11 @@ class SampleControlClient:
         # Then a quiet, live-looking link that never changes what is shown.
         await asyncio.Event().wait()
 
+    async def event_batches(self) -> AsyncIterator[list[Event]]:
+        # One event a batch: each picture waits for what it shows, in order.
+        async for event in self.events():
+            yield [event]
+
     async def list_connections(self, *, user: str | None = None, path: str | None = None,
                                topic: str | None = None, id_prefix: str | None = None,
                                sort: str = "connected_at", limit: int = 100,

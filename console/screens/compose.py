@@ -124,11 +124,12 @@ class ComposeScreen(ModalScreen["str | None"]):
         self.dry_run(self.selector)
         server_events = getattr(self.app, "server_events", None)
         if server_events is not None:
-            server_events.subscribe(self, self._server_event)
+            server_events.subscribe(self, self._server_events)
 
-    def _server_event(self, event: Event) -> None:
+    def _server_events(self, events: tuple[Event, ...]) -> None:
         # Someone joined or left: the count shown may be out of date.
-        if event.kind in _CHANGES_COUNT and self._recount_timer is None and not self.sending:
+        if (self._recount_timer is None and not self.sending
+                and any(event.kind in _CHANGES_COUNT for event in events)):
             self._recount_timer = self.set_timer(RECOUNT_DELAY, self._recount)
 
     def _recount(self) -> None:

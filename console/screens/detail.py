@@ -122,7 +122,7 @@ class DetailScreen(Screen[None]):
         self.fetch()
         self.set_interval(self.interval, self.fetch)
         self.watch(self.console, "link_state", self._link_changed, init=False)
-        self.console.server_events.subscribe(self, self._server_event)
+        self.console.server_events.subscribe(self, self._server_events)
 
     @property
     def console(self) -> ConsoleApp:
@@ -133,11 +133,12 @@ class DetailScreen(Screen[None]):
         self.refresh_bindings()
         self._show()  # stale, or no longer
 
-    def _server_event(self, event: Event) -> None:
-        if not is_about(event, self.connection_id):
+    def _server_events(self, events: tuple[Event, ...]) -> None:
+        mine = [event for event in events if is_about(event, self.connection_id)]
+        if not mine:
             return
-        self.history = [*self.history, event][-MAX_EVENTS:]
-        if event.kind == EventKind.CONNECTION_CLOSED:
+        self.history = [*self.history, *mine][-MAX_EVENTS:]
+        if any(event.kind == EventKind.CONNECTION_CLOSED for event in mine):
             # Its code and reason, even if a fetch found it gone first; and
             # fetch now, so the view says closed without waiting for the next second.
             self._show()

@@ -273,7 +273,7 @@ class MainScreen(Screen[None]):
         self.watch(console, "link_state", self._link_changed, init=False)
         self.watch(console, "stats", self._stats_changed, init=False)
         self.watch(console, "nodes", self._nodes_changed, init=False)
-        console.server_events.subscribe(self, self._server_event)
+        console.server_events.subscribe(self, self._server_events)
         self.set_interval(self.poll_interval, self._poll)
 
     @property
@@ -354,9 +354,14 @@ class MainScreen(Screen[None]):
         banner.set_class(kind == "error", "error")
         banner.set_class(kind == "warning", "warning")
 
-    def _server_event(self, event: Event) -> None:
-        if (self.event_log.add_event(event) and event.kind == EventKind.CONNECTION_CLOSED
-                and self._closes_timer is None):
+    def _server_events(self, events: tuple[Event, ...]) -> None:
+        closed = changes_rows = False
+        for event in events:
+            if self.event_log.add_event(event) and event.kind == EventKind.CONNECTION_CLOSED:
+                closed = True
+            if event.kind in _CHANGES_ROWS:
+                changes_rows = True
+        if closed and self._closes_timer is None:
             # Under churn closes come by the hundred a second: the summary is
             # counted and shown at once for a close after a quiet while, then
             # at most once per CLOSES_INTERVAL, not once per close.
@@ -365,7 +370,7 @@ class MainScreen(Screen[None]):
                 self._show_closes()
             else:
                 self._closes_timer = self.set_timer(wait, self._show_closes)
-        if event.kind in _CHANGES_ROWS:
+        if changes_rows:
             self._refresh_soon()
 
     def _show_closes(self) -> None:

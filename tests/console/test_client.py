@@ -315,6 +315,30 @@ async def test_events_end_when_the_server_stops(live: Live):
     await client.close()
 
 
+async def test_event_batches_yield_every_event_waiting_in_order(live: Live):
+    """event_batches() yields the events that arrived since the last batch in one
+    list, in the order they came, and ends once the server has stopped."""
+    client = ControlClient(live.url, OPERATOR_TOKEN)
+    await client.connect()
+    await client.subscribe(stats_interval=60)
+    users = [f"u{index}" for index in range(5)]
+    for user in users:
+        await live.client(user=user)
+    async with asyncio.timeout(TIMEOUT):
+        # Every event read from the socket and waiting (the client's own queue).
+        while client._events.qsize() < len(users):
+            await asyncio.sleep(0.01)
+        batches = client.event_batches()
+        first = await anext(batches)
+    opened = [e.data["user"] for e in first if e.kind == wire.EventKind.CONNECTION_OPENED]
+    assert opened == users
+    await client.shutdown("graceful")
+    async with asyncio.timeout(TIMEOUT):
+        rest = [batch async for batch in batches]
+    assert all(rest) and not client.connected
+    await client.close()
+
+
 # Failures our server does not produce on purpose: a tiny websockets server
 # plays a broken or slow control plane.
 
