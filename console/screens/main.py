@@ -74,8 +74,11 @@ if TYPE_CHECKING:  # pragma: no cover - the app module imports this one
 __all__ = ["MainScreen"]
 
 _PAGES = Binding.Group("Page", compact=True)
-CLOSES_INTERVAL = 0.25
-"""Seconds at most from a close to the status bar's summary of close codes."""
+CLOSES_INTERVAL = 1.0
+"""Seconds at most from a close to the status bar's summary of close codes (a
+close after a quiet while is counted at once). Under churn the summary changes
+with every close, and each showing is a frame of its own: at most one a
+second, as the event log writes bursts (``event_log.BURST_FLUSH_INTERVAL``)."""
 FILTER_DEBOUNCE = 0.25
 """Seconds the filter waits after the last key typed before it asks for the
 rows (Enter asks at once)."""
@@ -255,6 +258,7 @@ class MainScreen(Screen[None]):
             if not shown and panel.has_focus:
                 self.table.focus()
             panel.display = shown
+            panel.catch_up()
 
     def action_toggle_groups(self) -> None:
         """Show or hide the groups panel."""

@@ -71,6 +71,9 @@ class GroupsPanel(Tree[GroupKey]):
         self.truncated = False
         """True when the server sent only the largest groups."""
         self._labels: dict[GroupKey, tuple[tuple[int | None, bool], Text]] = {}
+        # Counts and marks that arrived while the panel was hidden: applied when
+        # it shows again (see _apply).
+        self._behind = False
 
     def on_mount(self) -> None:
         self.border_title = "Groups"
@@ -87,6 +90,9 @@ class GroupsPanel(Tree[GroupKey]):
     def set_active(self, key: GroupKey) -> None:
         """Mark which group the table shows (after a filter typed with ``/``, too)."""
         previous, self._active = self._active, key
+        if not self.display:
+            self._behind = True
+            return
         for key in (previous, self._active):
             if key == ("everyone", None) and self._everyone is not None:
                 _relabel(self._everyone, self._label(key, self._total))
@@ -107,9 +113,17 @@ class GroupsPanel(Tree[GroupKey]):
         self._groups = groups
         self._apply(total, truncated)
 
+    def on_show(self) -> None:
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Show what arrived while the panel was hidden."""
+        if self._behind and self.display:
+            self._apply(None, self.truncated)
+
     def _apply(self, total: int | None, truncated: bool) -> None:
-        if self._everyone is None:
-            return
+        if total is not None:
+            self._total = total
         groups = self._groups
         counts: dict[GroupKey, int] = {}
         for kind, plural, _ in _SECTIONS:
@@ -119,9 +133,18 @@ class GroupsPanel(Tree[GroupKey]):
         for name in (*self._node_entries, *self._missing):
             counts.setdefault(("node", name), 0)
         self._counts = counts
-        if total is not None:
-            self._total = total
-            _relabel(self._everyone, self._label(("everyone", None), total))
+        if self._everyone is None:
+            return
+        if not self.display:
+            # Hidden (below GROUPS_MIN_WIDTH columns, or G): a tree that gains or
+            # loses a node lays the whole screen out, shown or not, and under
+            # churn the groups change with every page. Kept, applied once shown.
+            self._behind = True
+            self.truncated = truncated
+            return
+        self._behind = False
+        if self._total is not None:
+            _relabel(self._everyone, self._label(("everyone", None), self._total))
         for key in [k for k in self._group_nodes if k not in counts]:
             self._group_nodes.pop(key).remove()
             self._labels.pop(key, None)
@@ -145,9 +168,10 @@ class GroupsPanel(Tree[GroupKey]):
                     self._group_nodes[key] = section.add_leaf(label, data=key, before=following)
                 else:
                     _relabel(node, label)
-        if truncated != self.truncated:
-            self.truncated = truncated
-            self.border_subtitle = "largest groups only" if truncated else ""
+        self.truncated = truncated
+        subtitle = "largest groups only" if truncated else ""
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle
 
     def _label(self, key: GroupKey, count: int | None) -> Text:
         kind, value = key

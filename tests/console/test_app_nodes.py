@@ -31,6 +31,7 @@ async def test_one_node_is_a_column_a_group_and_a_filter() -> None:
             assert "node" not in table.shown
 
             groups = screen.query_one(GroupsPanel)
+            screen.action_toggle_groups()  # G: hidden at this width, its tree waits
             await wait_for(lambda: [n["node"] for n in app.nodes.nodes] == ["test-node"])
             await wait_for(lambda: str(groups._group_nodes[("node", "test-node")].label)
                            .strip() == "test-node 2")

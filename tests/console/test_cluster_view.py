@@ -134,6 +134,30 @@ async def test_groups_panel_lists_every_node_with_its_mark() -> None:
         assert str(node_c.label).strip() == "node-c 0 ? suspect"
 
 
+async def test_a_hidden_groups_panel_leaves_its_tree_and_catches_up_when_shown() -> None:
+    """While the panel is hidden (a narrow terminal), counts and the active group
+    change nothing in its tree (each change would lay the screen out); shown
+    again, it shows the latest ones."""
+    app = App[None]()
+    async with app.run_test(size=(40, 20)) as pilot:
+        panel = GroupsPanel()
+        await app.mount(panel)
+        panel.update_groups({"users": {"ann": 2, "bob": 1}}, 3)
+        panel.display = False
+        tree = [(str(node.label), [str(leaf.label) for leaf in node.children])
+                for node in panel.root.children]
+        panel.update_groups({"users": {"bob": 4, "cat": 1}}, 5, truncated=True)
+        panel.set_active(("user", "cat"))
+        assert [(str(node.label), [str(leaf.label) for leaf in node.children])
+                for node in panel.root.children] == tree
+        panel.display = True
+        await pilot.pause()
+        users = panel._sections["user"]
+        assert [str(leaf.label).strip() for leaf in users.children] == ["bob 4", "▶ cat 1"]
+        assert str(users.label) == "2+ users" and panel.border_subtitle == "largest groups only"
+        assert str(panel._everyone.label).strip() == "All 5 connections"
+
+
 async def test_status_bar_shows_the_nodes_of_a_cluster_only() -> None:
     app = App[None]()
     async with app.run_test(size=(160, 4)):

@@ -57,6 +57,7 @@ async def test_filter_as_you_type_sort_keys_and_honest_labels() -> None:
 
             # The counts say what they count.
             groups = screen.query_one(GroupsPanel)
+            screen.action_toggle_groups()  # G: hidden at this width, its tree waits
             await wait_for(lambda: groups._sections["user"].label.plain == "3 users")
             assert groups._everyone is not None
             assert groups._everyone.label.plain.endswith("All 3 connections")
