@@ -694,18 +694,10 @@ class ConnectionTable(DataTable[Any]):
         added since (a page of 100 rows: 1,300 measures, about 15 ms on this
         machine for each ], filter or Esc). The table already knows each cell's
         width and has fitted the columns to them (``_fit_columns``). Textual
-        still computes the table's size then, and a size that changed (columns
-        of other widths, fewer rows) lays the screen out again once idle: a
-        second frame of the whole table after the one that showed the page. So
-        the size is computed here, at once, and the page, the layout and the
-        table's lines go in one frame (with no new rows that is the columns'
-        widths summed). Pinned by tests/console/test_connection_table.py
-        (``_new_rows``, ``_require_update_dimensions``, ``_update_dimensions``).
+        still computes the table's size then. Pinned by
+        tests/console/test_connection_table.py (``_new_rows``).
         """
         self._new_rows.clear()
-        if self._require_update_dimensions and not self._updated_cells:
-            self._require_update_dimensions = False
-            self._update_dimensions(())
 
     def _fit_columns(self, columns: list[tuple[int, Column]]) -> None:
         """Make each column as wide as its widest cell (or its header).

@@ -349,25 +349,3 @@ async def test_new_titles_draw_only_the_border_lines(monkeypatch: pytest.MonkeyP
         assert "Connections, page 2" in strips[0].text and "user=ann" in strips[-1].text
         assert "user-a4" in "".join(strip.text for strip in strips)
 
-
-async def test_a_page_sets_the_tables_size_at_once() -> None:
-    """The table's virtual size follows a page as it is applied, not once Textual
-    is idle (which would lay the screen out and draw the table a second time).
-    Pins DataTable's ``_require_update_dimensions``, ``_update_dimensions`` and
-    ``_updated_cells``."""
-    from textual.widgets import DataTable
-
-    assert callable(DataTable._update_dimensions)
-    app = Harness()
-    async with app.run_test(size=(150, 12)) as pilot:
-        table = app.query_one(ConnectionTable)
-        assert isinstance(table._updated_cells, set)
-        table.apply_page([summary(f"a{n}") for n in range(5)])
-        await pilot.pause()
-        table.apply_page([summary(f"b{n}", user=f"a-much-longer-user-{n}") for n in range(3)])
-        assert not table._require_update_dimensions
-        size = table.virtual_size
-        assert size.height == table.header_height + 3
-        assert size.width == sum(column.get_render_width(table) for column in table.columns.values())
-        await pilot.pause()
-        assert table.virtual_size == size
