@@ -521,22 +521,25 @@ async def console_role(args: argparse.Namespace) -> None:
     def display(screen: Any, renderable: Any) -> None:
         original_display(screen, renderable)
         now = time.perf_counter()
-        if not measuring[0]:
-            return
         # None: an update of the screen that had nothing to draw, what changed
         # being out of sight (a page whose changed rows are scrolled off, or
         # whose cells read the same). The screen shows that page then: without
         # this, such a page waited for the next frame of anything else (the
         # close summary's, the event log's), up to a second.
-        if renderable is not None:
-            frames.append(now)
         main = app.main_screen
         page = main.view.page
         if page is not None and page is not last_page[0]:
+            # Followed before the window too: the page shown when it opens is
+            # not one its first frame shows (it was counted from its reply,
+            # before the window, to the window's first frame).
             last_page[0] = page
             received = page.get("_bench_received")
-            if received is not None:
+            if received is not None and measuring[0]:
                 page_latency.append(now - received)
+        if not measuring[0]:
+            return
+        if renderable is not None:
+            frames.append(now)
         for probe in list(probes):
             if probe.shown(main):
                 probes.remove(probe)
@@ -580,11 +583,11 @@ async def console_role(args: argparse.Namespace) -> None:
                 # the screen shows this page already, without a frame. Textual's
                 # private Widget._repaint_required and _dirty_regions.
                 page = app.main_screen.view.page
-                if (measuring[0] and page is not None and page is not last_page[0]
+                if (page is not None and page is not last_page[0]
                         and not table._repaint_required and not table._dirty_regions):
                     last_page[0] = page
                     received = page.get("_bench_received")
-                    if received is not None:
+                    if received is not None and measuring[0]:
                         page_latency.append(time.perf_counter() - received)
                 for probe in mine:
                     probe.stamps["applying"] = started
