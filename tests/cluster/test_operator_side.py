@@ -149,9 +149,10 @@ async def test_the_console_shows_the_nodes_and_names_a_missing_one(fleet, capsys
             await wait_for(lambda: table.row_count == 2, TIMEOUT * 2)
             assert sorted(str(table.get_row(key)[1]) for key in table.rows) == ["a", "b"]
             groups = screen.query_one(GroupsPanel)
+            screen.action_toggle_groups()  # G: hidden at this width, its tree waits
             status = screen.query_one(StatusBar)
             await wait_for(lambda: status.nodes == [(3, "live")], TIMEOUT * 2)
-            assert {("node", n) for n in NAMES} <= set(groups._group_nodes)
+            await wait_for(lambda: {("node", n) for n in NAMES} <= set(groups._group_nodes))
             banner = screen.query_one("#banner")
 
             b.pause()
