@@ -34,11 +34,12 @@ cycles is still frozen, so the freezer counts the connections closed since
 its last thaw and, past ``thaw_after_closes``, thaws: unfreezes, collects
 everything once (one pause as long as Python's own full collection, 0.5-1 s
 at 10,000 connections) and freezes again. A thaw that gave back almost no
-memory (under 0.1 memory block per close, ``sys.getallocatedblocks``)
-doubles the closes to the next, up to 64 times ``thaw_after_closes``: the
-long pause comes once an hour or so under heavy churn rather than once a
-minute, while garbage that does accumulate still brings the thaws back to
-every ``thaw_after_closes``.
+memory (under 0.1 memory block per close, ``sys.getallocatedblocks``,
+counted once a collection while still frozen has emptied Python's free
+lists, as every full collection does) doubles the closes to the next, up
+to 64 times ``thaw_after_closes``: the long pause comes once an hour or
+so under heavy churn rather than once a minute, while garbage that does
+accumulate still brings the thaws back to every ``thaw_after_closes``.
 
 ``wsconsole serve`` and ``demo`` freeze by default (``--no-gc-freeze``
 leaves Python's collector as it is); :func:`wsconsole.server.serve`, a
@@ -256,6 +257,12 @@ class GcFreezer:
         closes = max(1, closed - self._closed_at_thaw)
         self._closed_at_thaw = closed
         started = time.process_time()
+        # Every full collection empties Python's free lists (up to 2,000
+        # tuples of each small size, floats, lists, dicts: tens of thousands
+        # of blocks after a busy while), which is no garbage of anyone's: a
+        # first one, while frozen (it walks only what is not frozen), empties
+        # them, so that the count below is what the frozen heap held.
+        gc.collect()
         before = sys.getallocatedblocks()
         gc.unfreeze()
         gc.collect()

@@ -293,3 +293,44 @@ async def test_a_thaw_counts_cycles_freed_by_a_generators_finalizer_and_does_not
             assert freezer.next_thaw_after == 1000  # found something: not backed off
         finally:
             restore_gc_defaults(threshold)
+
+
+def _fill_free_lists() -> None:
+    """Leave in Python's free lists what a busy loop leaves there: tuples of
+    each small size, floats, lists and dicts freed since the last full
+    collection (kept for reuse; a full collection gives their memory back)."""
+    for size in range(1, 21):
+        kept = [tuple(range(1000 + size, 1000 + 2 * size)) for _ in range(2000)]
+        del kept
+    kept = [([i], {"i": i}, i + 0.5) for i in range(100)]
+    del kept
+
+
+async def test_a_thaw_that_finds_nothing_backs_off_whatever_the_free_lists_held():
+    """A thaw after closes that left nothing in cycles backs off, though the full
+    collection empties Python's free lists (tens of thousands of blocks after a
+    busy while): what they gave back is no garbage of a closed connection."""
+    from wsconsole.server import serve
+
+    async def idle(connection):
+        await connection.wait_closed()
+
+    threshold = gc.get_threshold()
+    async with serve(idle, "127.0.0.1", 0) as server:
+        try:
+            apply_gc_policy(GcPolicy(freeze=True, thaw_after_closes=None))
+            freezer = GcFreezer(server.hub, thaw_after_closes=40)
+            clients = [await connect(f"ws://127.0.0.1:{server.port}") for _ in range(40)]
+            await wait_for(lambda: len(server.hub.registry) == 40)
+            gc.collect()  # frozen, server side and client side
+            for client in clients:
+                await client.close()
+                release_closed_connection(client)  # the client's side is not ours to clean
+            await wait_for(lambda: not server.connections and not server.hub.registry)
+            del clients, client
+            _fill_free_lists()
+            freezer.thaw()
+            assert freezer.last_thaw_freed < 40 * THAW_FOUND_NOTHING
+            assert freezer.next_thaw_after == 80
+        finally:
+            restore_gc_defaults(threshold)
