@@ -201,3 +201,43 @@ async def test_the_control_listeners_closed_connections_are_freed_without_the_ga
                 pytest.fail(f"{_server_protocols() - before} protocols kept in cycles")
         finally:
             gc.enable()
+
+
+async def test_messages_that_arrived_before_the_end_are_read_after_it() -> None:
+    """A handler that reads only once its connection has ended (closed by the client,
+    dropped, closed by the server) still reads every message that arrived before:
+    breaking the cycles at the end (the parser closed) leaves what was received."""
+    messages = ["hi", b"\x00" * 70_000, "bye" * 1000]  # compressed, one over 64 KiB
+    read: dict[str, list[Any]] = {}
+
+    async def late(connection: ServerConnection) -> None:
+        await connection.wait_closed()
+        assert connection.protocol.parser.gi_frame is None  # released already
+        got: list[Any] = []
+        try:
+            async for message in connection:
+                got.append(message)
+        except ConnectionClosed:
+            pass  # dropped: the error comes after the messages
+        read[connection.request.path] = got
+
+    def received() -> bool:
+        return [record.msgs_in for record in server.hub.registry.query().records] == [3]
+
+    async with serve(late, "127.0.0.1", 0, ping_interval=None) as server:
+        for kind in ("/clean", "/dropped", "/server"):
+            ws = await connect(f"ws://127.0.0.1:{server.port}{kind}", ping_interval=None)
+            for message in messages:
+                await ws.send(message)
+            await wait_for(received)
+            if kind == "/clean":
+                await ws.close()
+            elif kind == "/dropped":
+                ws.transport.abort()  # no close frame
+            else:
+                (connection,) = server.connections
+                await connection.close()
+                del connection
+            await wait_for(lambda: kind in read)
+            await ws.close()
+            assert read[kind] == messages, kind
