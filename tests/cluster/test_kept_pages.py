@@ -180,6 +180,96 @@ def test_a_requester_merges_held_pages_as_it_merges_sent_ones():
     assert fourth == fresh_merge()
 
 
+def test_pages_kept_and_held_equal_pages_made_anew_whatever_happens_between():
+    """Over a seeded run of what moves a fleet (connections coming and going,
+    subscribes, counters on the hot path, samples, a node that does not answer,
+    a node restarted under its name), each page (a few filters, sorts, limits,
+    the next cursor) from kept and held pages is the page made anew."""
+    import random
+
+    rng = random.Random(6)
+    requester, own = fleet_of("a")
+    fleets = {"a": (requester, own), "b": fleet_of("b"), "c": fleet_of("c")}
+    silent: set[str] = set()
+
+    async def scatter(op: str, args: dict[str, Any], *, targets: list[str], timeout: Any,
+                      role: Any, local: Any, extra: Any = None) -> Any:
+        gathered = cluster_fleet._Gathered()
+        gathered.results["a"] = await local()
+        for name in ("b", "c"):
+            if name in silent:
+                gathered.missing[name] = "no reply before the deadline"
+                continue
+            known = (extra or {}).get(PAGES_KNOWN, {}).get(name)
+            groups = (extra or {}).get(cluster_fleet.GROUPS_KNOWN, {}).get(name)
+            gathered.results[name] = fleets[name][0]._local_page(
+                {**ARGS, "user": None, "cursor": None, **args}, columns=True,
+                page_known=known, known=groups)
+        return gathered
+
+    requester._scatter = scatter  # type: ignore[method-assign]
+
+    def page(args: dict[str, Any], kept: bool) -> Any:
+        for fleet, _ in fleets.values():
+            fleet.page_cache = fleet.groups_cache = kept
+        try:
+            answer = asyncio.run(requester.list(**args, node=None, timeout=None))
+        finally:
+            for fleet, _ in fleets.values():
+                fleet.page_cache = fleet.groups_cache = True
+        return answer.result, answer.missing
+
+    cursors: dict[Any, Any] = {}
+    stills = 0
+    for _ in range(1000):
+        name = rng.choice("abc")
+        fleet, hub = fleets[name]
+        registry = hub.registry
+        records = registry.query(limit=1000).records
+        move = rng.random() if rng.random() < 0.15 else 1.0
+        if move < 0.01 and name != "a":
+            fleet, restarted = fleet_of(name)  # a new process: a new instance
+            for record in records[:3]:
+                restarted.add(record.user, record.msgs_in)
+            fleets[name] = (fleet, restarted)
+        elif move < 0.08 or len(records) < 3:
+            hub.add(rng.choice(["ann", "bob", "cy"]), rng.randrange(5))
+        elif move < 0.12:
+            registry.remove(rng.choice(records).id)
+        elif move < 0.18:
+            change = registry.subscribe if rng.random() < 0.6 else registry.unsubscribe
+            change(rng.choice(records).id, "lobby")
+        elif move < 0.35:
+            record = rng.choice(records[:5])  # on the first pages, mostly
+            if rng.random() < 0.5:  # as a detail measures it
+                record.kernel_queued = rng.choice([None, 0, 5])
+            else:  # as the hub's hot path counts
+                field = rng.choice(LIVE_FIELDS[:4])
+                setattr(record, field, getattr(record, field) + 1)
+        elif move < 0.45:
+            now = 100.0 + rng.random()
+            if rng.random() < 0.5:
+                registry.sample_step(now, lambda record: (rng.randrange(2), 0.0))
+            else:
+                registry.sample_all(now)
+        else:
+            silent.clear()
+            if rng.random() < 0.1:
+                silent.add(rng.choice("bc"))
+            args = {**ARGS, "user": rng.choice([None, "ann"]),
+                    "sort": rng.choice(["connected_at", "-msgs_in", "buffered"]),
+                    "limit": rng.choice([2, 5]), "groups": rng.random() < 0.5}
+            key = (args["user"], args["sort"], args["limit"])
+            if cursors.get(key) and rng.random() < 0.5:
+                args["cursor"] = cursors[key]
+            before = sum(fleet.pages_still for fleet, _ in fleets.values())
+            kept = page(dict(args), True)
+            stills += sum(fleet.pages_still for fleet, _ in fleets.values()) - before
+            assert kept == page(dict(args), False), args
+            cursors[key] = kept[0]["next_cursor"]
+    assert stills > 100  # kept pages were answered, not only pages made anew
+
+
 @pytest.fixture(autouse=True)
 def _no_loop_left():
     yield
