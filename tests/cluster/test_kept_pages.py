@@ -180,6 +180,21 @@ def test_a_requester_merges_held_pages_as_it_merges_sent_ones():
     assert fourth == fresh_merge()
 
 
+def test_a_node_restarted_under_its_name_never_answers_a_version_of_its_last_life():
+    """A node that restarts under the same name counts its pages from one again:
+    its versions are its instance's, so one equal in count to a version the
+    requester holds from the last life still gets the page, not the old rows."""
+    before, hub = fleet_of("b")
+    hub.add("ann", 1)
+    held = before._local_page(ARGS, columns=True)
+    restarted, hub = fleet_of("b")  # its first page is its first, as the last one's was
+    hub.add("bob", 2)
+    answer = restarted._local_page(ARGS, columns=True, page_known=held["page_version"])
+    assert answer["page_version"] != held["page_version"]
+    user = SUMMARY_FIELDS.index("user")
+    assert [row[user] for row in answer["rows"]] == ["bob"]
+
+
 def test_pages_kept_and_held_equal_pages_made_anew_whatever_happens_between():
     """Over a seeded run of what moves a fleet (connections coming and going,
     subscribes, counters on the hot path, samples, a node that does not answer,
