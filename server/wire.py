@@ -86,6 +86,7 @@ __all__ = [
     "parse_request",
     "encode_request",
     "encode_reply",
+    "EncodedList",
     "encode_error",
     "encode_event",
     "parse_message",
@@ -602,8 +603,38 @@ def encode_request(request_id: int | str, op: str, args: Mapping[str, Any] | Non
     return _dumps(frame)
 
 
+class EncodedList(list):  # type: ignore[type-arg]
+    """A list that carries its own JSON text, which :func:`encode_reply` writes
+    as it is instead of encoding the list again (a cluster page's rows, already
+    JSON when they arrived from the other nodes: the standard library took
+    0.3 ms to write a page of 100 rows again, orjson 0.03 ms).
+
+    Whoever makes one vouches that ``json`` is the JSON text of the list's
+    items as they are, with no NaN, Infinity or lone surrogate in it; the list
+    is never changed afterwards. Anywhere else it is the plain list.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, items: Any, json: str) -> None:
+        super().__init__(items)
+        self.json = json
+
+
 def encode_reply(request_id: int | str | None, result: Any) -> str:
-    """Server side: a successful reply (ValueError if the result cannot be encoded)."""
+    """Server side: a successful reply (ValueError if the result cannot be encoded).
+
+    A value of ``result`` (an object) that is an :class:`EncodedList` is written
+    as its JSON text, not encoded again.
+    """
+    if type(result) is dict and any(type(value) is EncodedList for value in result.values()):
+        rest = {key: value for key, value in result.items() if type(value) is not EncodedList}
+        head = _dumps({"id": request_id, "ok": True, "result": rest})
+        # "result" is the frame's last member: its object's closing brace,
+        # then the frame's, end the text.
+        spliced = ",".join(f"{_dumps(key)}:{value.json}" for key, value in result.items()
+                           if type(value) is EncodedList)
+        return head[:-2] + ("," if rest else "") + spliced + "}}"
     return _dumps({"id": request_id, "ok": True, "result": result})
 
 

@@ -31,6 +31,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections import Counter, OrderedDict
@@ -60,6 +61,11 @@ from .envelope import DropReason, Message, MessageKind, Refused, ReplayGuard, se
 from .membership import Change, NodeTable
 from .settings import ClusterSettings, redacted_url
 from .taps import ClusterTaps
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a platform without its wheel
+    orjson = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..hub import Hub, Listener
@@ -1087,7 +1093,8 @@ class ClusterFleet(Fleet):
             node_pages.append(page)
             if entry is not None:
                 node_groups[name] = entry
-        merged, rows = self._merged(query, held, answered, node_pages, fields, sort, limit)
+        merged, rows = self._merged(query, held, answered, node_pages, fields, sort, limit,
+                                    own[0][0].records if own else [])
         result: dict[str, Any] = {"connections": rows, "total": merged.total,
                                   "next_cursor": merged.next_cursor}
         if groups:
@@ -1102,11 +1109,11 @@ class ClusterFleet(Fleet):
         return Answer(result=result, missing=gathered.all_missing())
 
     def _merged(self, query: tuple[Any, ...], held: _HeldQuery | None, answered: _HeldQuery,
-                node_pages: list[Page], fields: list[str] | None, sort: str, limit: int
-                ) -> tuple[Page, list[Any]]:
+                node_pages: list[Page], fields: list[str] | None, sort: str, limit: int,
+                own_records: list[Any]) -> tuple[Page, list[Any]]:
         """The nodes' pages merged and the winning rows as objects: those held
         while the same nodes answered the same page versions, else merged anew
-        (and held, with each node's page)."""
+        (and held, with each node's page). ``own_records``: this node's rows."""
         merged_key = None
         if len(answered.nodes) == len(node_pages):
             merged_key = tuple(sorted((name, page.version)
@@ -1114,17 +1121,16 @@ class ClusterFleet(Fleet):
         if held is not None and merged_key is not None and held.merged_key == merged_key:
             assert held.merged is not None
             self._held_pages.move_to_end(query)
-            return held.merged, list(held.rows)
+            return held.merged, _copy_rows(held.rows)
         merged = merge_pages(node_pages, sort=sort, limit=limit)
-        rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
-                for row in merged.records]
+        rows = _encoded_rows(merged.records, fields, own_records)
         if self.page_cache and answered.nodes:
             answered.merged_key, answered.merged, answered.rows = merged_key, merged, rows
             self._held_pages[query] = answered
             self._held_pages.move_to_end(query)
             while len(self._held_pages) > _KEPT_PAGES:
                 self._held_pages.popitem(last=False)
-            rows = list(rows)
+            rows = _copy_rows(rows)
         return merged, rows
 
     def _sum_groups(self, node_groups: dict[str, _NodeGroups], limit: int
@@ -1419,6 +1425,44 @@ def _version_of(key: Any) -> int:
     53 bits of a digest of the nodes' versions, exact in every JSON reader."""
     digest = hashlib.blake2b(repr(key).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 11
+
+
+def _encoded_rows(records: list[Any], fields: list[str] | None, own: list[Any]
+                  ) -> list[dict[str, Any]]:
+    """A merged page's rows (``records``: objects, or values in ``fields``'
+    order) as objects, with their JSON text (:class:`wire.EncodedList`), so
+    that the reply does not encode them again; the plain list where the
+    reply's own encoding must judge them (no orjson; a value orjson refuses:
+    a lone surrogate, an integer past 64 bits, a type it does not know; or a
+    NaN or an infinity in one of this node's rows, ``own``, which orjson
+    would write as null where the reply refuses them). The other nodes' rows
+    were read from JSON, which holds no NaN nor infinity."""
+    rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
+            for row in records]
+    if orjson is None or not rows:
+        return rows
+    try:
+        text = orjson.dumps(rows)
+    except TypeError:  # orjson.JSONEncodeError
+        return rows
+    # A NaN or an infinity among this node's numbers makes their sum one (and
+    # so does an overflow, which is then only a false alarm).
+    mine = set(map(id, own))
+    try:
+        if not math.isfinite(math.fsum([
+                value for record, row in zip(records, rows) if id(record) in mine
+                for value in row.values() if isinstance(value, float)])):
+            return rows
+    except (OverflowError, ValueError):
+        return rows
+    return wire.EncodedList(rows, text.decode("utf-8"))
+
+
+def _copy_rows(rows: list[Any]) -> list[Any]:
+    """A copy of held rows for one reply (the held list is never changed)."""
+    if isinstance(rows, wire.EncodedList):
+        return wire.EncodedList(rows, rows.json)
+    return list(rows)
 
 
 def _with_dict_rows(page: Page, fields: list[str]) -> Page:
