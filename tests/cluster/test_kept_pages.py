@@ -5,10 +5,12 @@ exactly the page that would be made anew, whatever changed since."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
+from wsconsole.server import wire
 from wsconsole.server.cluster import ClusterSettings
 from wsconsole.server.cluster import fleet as cluster_fleet
 from wsconsole.server.cluster.fleet import LIVE_FIELDS, PAGES_KNOWN, ClusterFleet
@@ -289,3 +291,32 @@ def test_pages_kept_and_held_equal_pages_made_anew_whatever_happens_between():
 def _no_loop_left():
     yield
     asyncio.set_event_loop(None)
+
+
+def test_a_merged_page_is_written_from_its_rows_text_and_refused_as_a_single_node_would():
+    """A cluster page's rows reach the reply as their JSON text, which reads
+    back as the rows; a row of this node's that JSON cannot carry (a NaN, a
+    lone surrogate) fails the reply as the standard library's encoding does
+    (orjson would write a NaN as null)."""
+    fleet, hub = fleet_of("a")
+    records = [hub.add(f"user{i}", i) for i in range(5)]
+
+    def reply() -> str:
+        answer = asyncio.run(fleet.list(**ARGS, node="a", timeout=None))
+        assert isinstance(answer.result["connections"], wire.EncodedList)
+        frame = wire.encode_reply(1, answer.result)
+        plain = {**answer.result, "connections": list(answer.result["connections"])}
+        assert json.loads(frame) == json.loads(wire.encode_reply(1, plain))
+        return frame
+
+    assert [row["user"] for row in json.loads(reply())["result"]["connections"]] == [
+        "user4", "user3", "user2"]
+    records[4].msgs_in += 1  # the page is made anew
+    records[4].latency = float("nan")
+    with pytest.raises(ValueError):
+        wire.encode_reply(1, asyncio.run(fleet.list(**ARGS, node="a", timeout=None)).result)
+    records[4].latency = None
+    records[3].user = "\ud800"
+    records[4].msgs_in += 1
+    with pytest.raises(ValueError):
+        wire.encode_reply(1, asyncio.run(fleet.list(**ARGS, node="a", timeout=None)).result)

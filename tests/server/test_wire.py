@@ -144,3 +144,18 @@ def test_an_error_reply_reads_back_as_the_class_the_server_raised():
     assert type(received) is errors.UnknownConnection
     assert received.message == sent.message
     assert type(wire.parse_message('{"id": 1, "ok": false}').exception()) is errors.InternalError
+
+
+def test_an_encoded_list_is_written_as_its_text_beside_the_rest_of_the_reply():
+    """A reply's value that carries its JSON text is written as that text (not
+    encoded again), the rest as always: the frame reads back as the plain one,
+    with or without other values."""
+    rows = [{"id": "a/1", "n": 1.5}, {"id": "a/2", "n": None}]
+    marked = wire.EncodedList(rows, '[{"id":"a/1","n":1.5},{"id":"a/2","n":"from the text"}]')
+    assert marked == rows
+    frame = wire.encode_reply(7, {"connections": marked, "total": 2, "next_cursor": None})
+    assert json.loads(frame) == {"id": 7, "ok": True, "result": {
+        "connections": [{"id": "a/1", "n": 1.5}, {"id": "a/2", "n": "from the text"}],
+        "total": 2, "next_cursor": None}}
+    alone = wire.encode_reply(8, {"connections": wire.EncodedList(rows, "[]")})
+    assert json.loads(alone) == {"id": 8, "ok": True, "result": {"connections": []}}
