@@ -35,7 +35,7 @@ import math
 import secrets
 import time
 from collections import Counter, OrderedDict
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .. import wire
@@ -72,7 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .broker import Broker
 
 __all__ = ["ClusterFleet", "owner_of", "NO_REPLY", "BROKER_UNAVAILABLE", "ID_SEPARATOR",
-           "ROWS_COLUMNS", "GROUPS_KNOWN", "PAGES_KNOWN", "LIVE_FIELDS"]
+           "ROWS_COLUMNS", "GROUPS_KNOWN", "PAGES_KNOWN", "LIVE_FIELDS", "FLOAT_FIELDS"]
 
 logger = logging.getLogger("wsconsole.cluster")
 
@@ -111,6 +111,10 @@ versions stay the same is still the page if these are. The sampler's own
 values (``last_activity``, ``buffered``, ``latency``) move
 ``samples_version``."""
 _LIVE_GETTERS = tuple(map(attrgetter, LIVE_FIELDS))
+FLOAT_FIELDS = ("connected_at", "last_activity", "latency")
+"""The fields of a row that may hold a float (the others hold text, integers,
+None or a list of text): where a merged page's rows are checked for a NaN
+or an infinity before their JSON is written by orjson."""
 
 
 def _live_values(records: list[Any]) -> list[list[Any]]:
@@ -1093,8 +1097,7 @@ class ClusterFleet(Fleet):
             node_pages.append(page)
             if entry is not None:
                 node_groups[name] = entry
-        merged, rows = self._merged(query, held, answered, node_pages, fields, sort, limit,
-                                    own[0][0].records if own else [])
+        merged, rows = self._merged(query, held, answered, node_pages, fields, sort, limit)
         result: dict[str, Any] = {"connections": rows, "total": merged.total,
                                   "next_cursor": merged.next_cursor}
         if groups:
@@ -1109,11 +1112,11 @@ class ClusterFleet(Fleet):
         return Answer(result=result, missing=gathered.all_missing())
 
     def _merged(self, query: tuple[Any, ...], held: _HeldQuery | None, answered: _HeldQuery,
-                node_pages: list[Page], fields: list[str] | None, sort: str, limit: int,
-                own_records: list[Any]) -> tuple[Page, list[Any]]:
+                node_pages: list[Page], fields: list[str] | None, sort: str, limit: int
+                ) -> tuple[Page, list[Any]]:
         """The nodes' pages merged and the winning rows as objects: those held
         while the same nodes answered the same page versions, else merged anew
-        (and held, with each node's page). ``own_records``: this node's rows."""
+        (and held, with each node's page)."""
         merged_key = None
         if len(answered.nodes) == len(node_pages):
             merged_key = tuple(sorted((name, page.version)
@@ -1123,7 +1126,7 @@ class ClusterFleet(Fleet):
             self._held_pages.move_to_end(query)
             return held.merged, _copy_rows(held.rows)
         merged = merge_pages(node_pages, sort=sort, limit=limit)
-        rows = _encoded_rows(merged.records, fields, own_records)
+        rows = _encoded_rows(merged.records, fields)
         if self.page_cache and answered.nodes:
             answered.merged_key, answered.merged, answered.rows = merged_key, merged, rows
             self._held_pages[query] = answered
@@ -1427,16 +1430,15 @@ def _version_of(key: Any) -> int:
     return int.from_bytes(digest, "big") >> 11
 
 
-def _encoded_rows(records: list[Any], fields: list[str] | None, own: list[Any]
-                  ) -> list[dict[str, Any]]:
+def _encoded_rows(records: list[Any], fields: list[str] | None) -> list[dict[str, Any]]:
     """A merged page's rows (``records``: objects, or values in ``fields``'
     order) as objects, with their JSON text (:class:`wire.EncodedList`), so
     that the reply does not encode them again; the plain list where the
-    reply's own encoding must judge them (no orjson; a value orjson refuses:
-    a lone surrogate, an integer past 64 bits, a type it does not know; or a
-    NaN or an infinity in one of this node's rows, ``own``, which orjson
-    would write as null where the reply refuses them). The other nodes' rows
-    were read from JSON, which holds no NaN nor infinity."""
+    reply's own encoding must judge them: no orjson, a value orjson refuses
+    (a lone surrogate, an integer past 64 bits, a type it does not know), or
+    a NaN or an infinity in one of :data:`FLOAT_FIELDS` (in this node's
+    rows: the others' were read from JSON), which orjson writes as null
+    where the reply refuses them."""
     rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
             for row in records]
     if orjson is None or not rows:
@@ -1445,15 +1447,14 @@ def _encoded_rows(records: list[Any], fields: list[str] | None, own: list[Any]
         text = orjson.dumps(rows)
     except TypeError:  # orjson.JSONEncodeError
         return rows
-    # A NaN or an infinity among this node's numbers makes their sum one (and
-    # so does an overflow, which is then only a false alarm).
-    mine = set(map(id, own))
+    # A NaN or an infinity makes the sum one (so does an overflow: a false
+    # alarm, encoded the usual way).
     try:
-        if not math.isfinite(math.fsum([
-                value for record, row in zip(records, rows) if id(record) in mine
-                for value in row.values() if isinstance(value, float)])):
+        if not math.isfinite(math.fsum([value for name in FLOAT_FIELDS
+                                        for value in map(itemgetter(name), rows)
+                                        if value is not None])):
             return rows
-    except (OverflowError, ValueError):
+    except (OverflowError, TypeError, ValueError, KeyError):
         return rows
     return wire.EncodedList(rows, text.decode("utf-8"))
 
