@@ -320,3 +320,15 @@ def test_a_merged_page_is_written_from_its_rows_text_and_refused_as_a_single_nod
     records[4].msgs_in += 1
     with pytest.raises(ValueError):
         wire.encode_reply(1, asyncio.run(fleet.list(**ARGS, node="a", timeout=None)).result)
+
+
+def test_every_field_of_a_row_that_holds_a_float_is_checked_for_nan():
+    """The merged rows' NaN check reads FLOAT_FIELDS only: every field whose
+    value is a float on a sampled record is among them (fails if a float
+    field is added to the rows and not to FLOAT_FIELDS)."""
+    hub = StandInHub("a")
+    record = hub.add("user", 3, "room")
+    record.last_activity, record.latency, record.buffered = 2.5, 0.125, 4
+    floats = {name for name, value in record.summary().items() if isinstance(value, float)}
+    assert floats and floats <= set(cluster_fleet.FLOAT_FIELDS)
+    assert set(cluster_fleet.FLOAT_FIELDS) <= set(SUMMARY_FIELDS)
