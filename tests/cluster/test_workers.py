@@ -3,6 +3,7 @@ one cluster through a real redis-server, stopped together by one signal."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis.asyncio
@@ -73,9 +75,8 @@ def _controls(workers: Supervisor) -> dict[str, str]:
         r"^\[(w-\d)\] wsconsole: control plane on (ws://\S+)")}
 
 
-@pytest.fixture(scope="module")
-def workers(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("workers")
+@contextlib.contextmanager
+def running_workers(folder) -> Iterator[Supervisor]:
     with PrivateRedis(folder / "redis") as redis:
         supervisor = Supervisor(redis.url, folder)
         try:
@@ -85,6 +86,20 @@ def workers(tmp_path_factory):
             if supervisor.process.poll() is None:
                 supervisor.process.kill()  # the workers follow (PR_SET_PDEATHSIG)
                 supervisor.process.wait()
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    with running_workers(tmp_path_factory.mktemp("workers")) as supervisor:
+        yield supervisor
+
+
+@pytest.fixture
+def own_workers(tmp_path):
+    """Workers of one test's own, for a test that ends them: the module's are
+    shared by tests that pytest-xdist may run in any order on one worker."""
+    with running_workers(tmp_path) as supervisor:
+        yield supervisor
 
 
 def test_workers_without_redis_are_refused(monkeypatch):
@@ -208,8 +223,9 @@ async def test_each_worker_exposes_its_cluster_metrics(workers):
         assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
 
 
-def test_sigterm_stops_every_worker(workers):
+def test_sigterm_stops_every_worker(own_workers):
     """SIGTERM to the supervisor stops both workers gracefully; it exits 0."""
+    workers = own_workers
     workers.process.send_signal(signal.SIGTERM)
     assert workers.process.wait(TIMEOUT * 3) == 0
     workers.wait(r"^wsconsole: all workers stopped")
