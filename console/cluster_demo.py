@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .client import ControlClient
 from .simulator import Simulator
+from .workers import spawn_in_own_group
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import ConsoleApp
@@ -57,7 +58,9 @@ class _DemoNode:
         self._drain_task: asyncio.Task[None] | None = None
 
     async def start(self, folder: Path, redis_url: str) -> None:
-        self.process = await asyncio.create_subprocess_exec(
+        # Not the terminal's process group: the console's ctrl+c is the
+        # console's, and the nodes are stopped by us, in order.
+        self.process = await spawn_in_own_group(
             sys.executable, "-m", "wsconsole.console.cli", "serve", "--node", self.name,
             "--port", "0", "--control-port", "0", "--token-file", str(folder / "token"),
             "--redis", redis_url, "--cluster", DEMO_CLUSTER,
@@ -66,9 +69,6 @@ class _DemoNode:
             "--slow-consumer-limit", str(1024 * 1024),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            # Not the terminal's process group: the console's ctrl+c is the
-            # console's, and the nodes are stopped by us, in order.
-            process_group=0,
         )
         assert self.process.stdout is not None
         async with asyncio.timeout(START_TIMEOUT):

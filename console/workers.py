@@ -41,6 +41,23 @@ WORKER_FLAG = "--wsconsole-worker"
 """Hidden argument of ``python -m wsconsole.console.workers``: read the arguments on stdin."""
 
 
+async def spawn_in_own_group(*command: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    """``asyncio.create_subprocess_exec`` of a child in a process group of its
+    own, so that a ctrl+c in the terminal reaches only its parent.
+
+    asyncio's loop takes ``process_group=0`` (setpgid). uvloop refuses that
+    argument (``ValueError: unexpected kwargs``, before anything is started):
+    there the child gets ``start_new_session=True`` (setsid), its own process
+    group too, and no controlling terminal, which a child that reads none does
+    not need.
+    """
+    try:
+        return await asyncio.create_subprocess_exec(*command, process_group=0, **kwargs)
+    except ValueError as exc:
+        if "process_group" not in str(exc):
+            raise
+    return await asyncio.create_subprocess_exec(*command, start_new_session=True, **kwargs)
+
 def worker_names(base: str, count: int) -> list[str]:
     """``BASE-1`` .. ``BASE-N``."""
     return [f"{base}-{index}" for index in range(1, count + 1)]
@@ -118,14 +135,13 @@ async def _supervise(args: argparse.Namespace, base: str, port: int, out: TextIO
     pumps = []
     try:
         for index, name in enumerate(names):
-            process = await asyncio.create_subprocess_exec(
+            # Its own process group: a ctrl+c in the terminal reaches the
+            # supervisor only, which passes one SIGTERM on (two would cut the
+            # graceful drain short).
+            process = await spawn_in_own_group(
                 sys.executable, "-m", "wsconsole.console.workers", WORKER_FLAG,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                # Its own process group: a ctrl+c in the terminal reaches the
-                # supervisor only, which passes one SIGTERM on (two would
-                # cut the graceful drain short).
-                process_group=0,
             )
             assert process.stdin is not None
             process.stdin.write(json.dumps(_worker_args(args, index, name, port)).encode() + b"\n")
