@@ -125,6 +125,11 @@ def _live_values(records: list[Any]) -> list[list[Any]]:
 _KEPT_PAGES = 8
 """Requests (filters, sort, limit, cursor) whose page a node keeps, and whose
 nodes' pages a requester holds: the console's page and poll, a few more."""
+_KEPT_LIMIT = 200
+"""The largest ``limit`` whose page is kept and held: the console's pages (100)
+and a few more; a script's page of 1,000 is made anew each time, so that what
+pages keep stays bounded at 8 requests x 200 rows a node (and x nodes on a
+requester)."""
 _START_WAIT = 1.0
 """Seconds ``start`` waits for Redis before it says it serves locally."""
 _EVENT_FLUSH = 0.1
@@ -964,7 +969,8 @@ class ClusterFleet(Fleet):
         :class:`Page` to merge."""
         registry = self.hub.registry
         key = _page_key(args)
-        kept = self._kept_pages.get(key) if self.page_cache else None
+        keeping = self.page_cache and args["limit"] <= _KEPT_LIMIT
+        kept = self._kept_pages.get(key) if keeping else None
         if kept is None or not kept.still(registry):
             page, result = node_page(
                 registry, user=args["user"], path=args["path"], topic=args["topic"],
@@ -972,7 +978,7 @@ class ClusterFleet(Fleet):
                 cursor=args["cursor"], groups=False, group_limit=0, columns=True)
             result["keys"] = [key[0] for key in page.keys]
             version = None
-            if self.page_cache:
+            if keeping:
                 self._page_serial += 1
                 version = f"{self.instance}.{self._page_serial}"
             kept = _KeptPage(version, registry.version, registry.samples_version,
@@ -1127,7 +1133,7 @@ class ClusterFleet(Fleet):
             return held.merged, _copy_rows(held.rows)
         merged = merge_pages(node_pages, sort=sort, limit=limit)
         rows = _encoded_rows(merged.records, fields)
-        if self.page_cache and answered.nodes:
+        if self.page_cache and answered.nodes and limit <= _KEPT_LIMIT:
             answered.merged_key, answered.merged, answered.rows = merged_key, merged, rows
             self._held_pages[query] = answered
             self._held_pages.move_to_end(query)

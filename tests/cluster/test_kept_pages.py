@@ -122,6 +122,23 @@ def test_another_request_or_another_holder_gets_the_rows():
     assert stale["rows"] == first["rows"] and stale["page_version"] == first["page_version"]
 
 
+def test_a_page_larger_than_the_console_asks_for_is_made_anew_and_not_kept():
+    """A script's page of 1,000 is not kept (what pages keep stays bounded): it
+    carries no version and is made anew however often it is asked for, while a
+    console-sized page beside it is kept."""
+    fleet, hub = fleet_of("b")
+    for i in range(5):
+        hub.add(f"user{i}", i)
+    large = {**ARGS, "limit": cluster_fleet._KEPT_LIMIT + 1}
+    first = fleet._local_page(large, columns=True)
+    again = fleet._local_page(large, columns=True, page_known=first.get("page_version"))
+    assert first.get("page_version") is None and again.get("page_version") is None
+    assert again["rows"] == first["rows"] and len(again["rows"]) == 5
+    small = fleet._local_page(ARGS, columns=True)
+    assert small["page_version"] is not None
+    assert len(fleet._kept_pages) == 1
+
+
 def test_a_requester_merges_held_pages_as_it_merges_sent_ones():
     """A requester that holds the other nodes' pages asks with pages_known and
     merges the pages they answer by version as it would the rows; once a node's
