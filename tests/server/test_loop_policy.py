@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import re
 import subprocess
 import sys
 import weakref
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -253,6 +256,24 @@ async def test_frozen_closed_connections_are_freed_at_once_and_cycles_by_the_nex
             restore_gc_defaults(threshold)
 
 
+@contextlib.asynccontextmanager
+async def _frozen_server() -> AsyncIterator[Any]:
+    """A real server whose connections wait to be closed, with the collector
+    frozen (no thaws of its own) until the block ends."""
+    from wsconsole.server import serve
+
+    async def idle(connection):
+        await connection.wait_closed()
+
+    threshold = gc.get_threshold()
+    async with serve(idle, "127.0.0.1", 0) as server:
+        try:
+            apply_gc_policy(GcPolicy(freeze=True, thaw_after_closes=None))
+            yield server
+        finally:
+            restore_gc_defaults(threshold)
+
+
 class _ParkedParser:
     """An owner and a suspended generator whose frame holds it: the cycle
     websockets' protocol and its parser made, which the collector frees by
@@ -269,30 +290,20 @@ class _ParkedParser:
 async def test_a_thaw_counts_cycles_freed_by_a_generators_finalizer_and_does_not_back_off():
     """A thaw that frees cycles through suspended generators counts them (the memory
     given back), so it does not take them for nothing and back off."""
-    from wsconsole.server import serve
-
-    async def idle(connection):
-        await connection.wait_closed()
-
-    threshold = gc.get_threshold()
-    async with serve(idle, "127.0.0.1", 0) as server:
-        try:
-            apply_gc_policy(GcPolicy(freeze=True, thaw_after_closes=None))
-            freezer = GcFreezer(server.hub, thaw_after_closes=1000)
-            parked = [_ParkedParser() for _ in range(500)]
-            alive = weakref.ref(parked[0])
-            gc.collect()  # a full collection: frozen after it
-            del parked
-            gc.collect()
-            assert alive() is not None  # frozen: not freed by a full collection
-            freezer.thaw()
-            assert alive() is None
-            # No connection closed (counted as one close): a block for each of
-            # 500 owners and their generators at least, where gc.collect() says 0.
-            assert freezer.last_thaw_freed >= 1000
-            assert freezer.next_thaw_after == 1000  # found something: not backed off
-        finally:
-            restore_gc_defaults(threshold)
+    async with _frozen_server() as server:
+        freezer = GcFreezer(server.hub, thaw_after_closes=1000)
+        parked = [_ParkedParser() for _ in range(500)]
+        alive = weakref.ref(parked[0])
+        gc.collect()  # a full collection: frozen after it
+        del parked
+        gc.collect()
+        assert alive() is not None  # frozen: not freed by a full collection
+        freezer.thaw()
+        assert alive() is None
+        # No connection closed (counted as one close): a block for each of
+        # 500 owners and their generators at least, where gc.collect() says 0.
+        assert freezer.last_thaw_freed >= 1000
+        assert freezer.next_thaw_after == 1000  # found something: not backed off
 
 
 def _fill_free_lists() -> None:
@@ -310,27 +321,17 @@ async def test_a_thaw_that_finds_nothing_backs_off_whatever_the_free_lists_held(
     """A thaw after closes that left nothing in cycles backs off, though the full
     collection empties Python's free lists (tens of thousands of blocks after a
     busy while): what they gave back is no garbage of a closed connection."""
-    from wsconsole.server import serve
-
-    async def idle(connection):
-        await connection.wait_closed()
-
-    threshold = gc.get_threshold()
-    async with serve(idle, "127.0.0.1", 0) as server:
-        try:
-            apply_gc_policy(GcPolicy(freeze=True, thaw_after_closes=None))
-            freezer = GcFreezer(server.hub, thaw_after_closes=40)
-            clients = [await connect(f"ws://127.0.0.1:{server.port}") for _ in range(40)]
-            await wait_for(lambda: len(server.hub.registry) == 40)
-            gc.collect()  # frozen, server side and client side
-            for client in clients:
-                await client.close()
-                release_closed_connection(client)  # the client's side is not ours to clean
-            await wait_for(lambda: not server.connections and not server.hub.registry)
-            del clients, client
-            _fill_free_lists()
-            freezer.thaw()
-            assert freezer.last_thaw_freed < 40 * THAW_FOUND_NOTHING
-            assert freezer.next_thaw_after == 80
-        finally:
-            restore_gc_defaults(threshold)
+    async with _frozen_server() as server:
+        freezer = GcFreezer(server.hub, thaw_after_closes=40)
+        clients = [await connect(f"ws://127.0.0.1:{server.port}") for _ in range(40)]
+        await wait_for(lambda: len(server.hub.registry) == 40)
+        gc.collect()  # frozen, server side and client side
+        for client in clients:
+            await client.close()
+            release_closed_connection(client)  # the client's side is not ours to clean
+        await wait_for(lambda: not server.connections and not server.hub.registry)
+        del clients, client
+        _fill_free_lists()
+        freezer.thaw()
+        assert freezer.last_thaw_freed < 40 * THAW_FOUND_NOTHING
+        assert freezer.next_thaw_after == 80
