@@ -71,6 +71,8 @@ __all__ = [
     "encode_cursor",
     "decode_cursor",
     "merge_pages",
+    "page_covers",
+    "page_up_to",
     "merge_groups",
     "WANTED_SECONDS",
     "WALK_STEP_COST",
@@ -1128,6 +1130,33 @@ def merge_pages(pages: Iterable[Page], *, sort: str, limit: int) -> Page:
         next_cursor=encode_cursor(sort, keys[-1]) if more and merged else None,
         keys=keys,
     )
+
+
+def page_covers(merged: Page, boundary: tuple[Any, str], *, sort: str, limit: int) -> bool:
+    """Whether ``merged`` (:func:`merge_pages`) is the page it would be had a
+    node that sent its rows up to ``boundary`` only (and has more) sent them
+    all: it is full, and its last row sorts no later than ``boundary``, so that
+    none of that node's rows past it belongs on the page."""
+    _, descending = _parse_sort(sort)
+    if len(merged.keys) < limit:
+        return False
+    last, boundary = tuple(merged.keys[-1]), tuple(boundary)
+    return last >= boundary if descending else last <= boundary
+
+
+def page_up_to(merged: Page, boundary: tuple[Any, str], *, sort: str) -> Page:
+    """The rows of ``merged`` that sort no later than ``boundary``, resuming
+    after the last of them: what is sure of a page when a node's rows past
+    ``boundary`` are not known."""
+    _, descending = _parse_sort(sort)
+    boundary = tuple(boundary)
+    keys = [tuple(key) for key in merged.keys]
+    kept = sum(1 for key in keys if (key >= boundary if descending else key <= boundary))
+    if kept == len(keys):
+        return merged
+    return Page(records=merged.records[:kept], total=merged.total,
+                next_cursor=encode_cursor(sort, keys[kept - 1]) if kept else None,
+                keys=keys[:kept])
 
 
 def merge_groups(answers: Iterable[tuple[Mapping[str, Mapping[str, int]], bool]],

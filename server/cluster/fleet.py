@@ -35,6 +35,7 @@ import math
 import secrets
 import time
 from collections import Counter, OrderedDict
+from itertools import chain, starmap
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -54,8 +55,11 @@ from ..registry import (
     Page,
     Selector,
     decode_cursor,
+    encode_cursor,
     merge_groups,
     merge_pages,
+    page_covers,
+    page_up_to,
 )
 from .envelope import DropReason, Message, MessageKind, Refused, ReplayGuard, seal, unseal
 from .membership import Change, NodeTable
@@ -96,6 +100,21 @@ each node, the ``groups_version`` of its groups that the requester holds. A
 node whose groups are still those answers ``groups_version`` alone, without
 ``groups``; a node that does not know it answers its groups as before."""
 
+TAKES = "takes"
+"""A ``list`` request's ``takes`` (in its body, beside ``args``): for each node,
+how many rows of its page to send, fewer than the request's ``limit``: about
+as many as it gave the last merged page of the same request, and a margin
+(:func:`_next_take`). A node sends its first ``take`` rows (its ``total`` and
+``next_cursor`` as ever); a node that does not know it sends ``limit``. The
+requester asks a node again, for the rest of its page after its last row
+sent, only when the merged page might miss some of them
+(:meth:`ClusterFleet._complete_pages`)."""
+_TAKE_MARGIN = 10
+"""Rows a node is asked for beyond those it gave the last merged page (or half
+as many again, if more)."""
+_TAKES_KEPT = 32
+"""``list`` requests whose takes a requester remembers."""
+
 PAGES_KNOWN = "pages_known"
 """A ``list`` request's ``pages_known`` (in its body, beside ``args``): for each
 node, the ``page_version`` of its page of this same request (filters, sort,
@@ -115,6 +134,20 @@ FLOAT_FIELDS = ("connected_at", "last_activity", "latency")
 """The fields of a row that may hold a float (the others hold text, integers,
 None or a list of text): where a merged page's rows are checked for a NaN
 or an infinity before their JSON is written by orjson."""
+_SUMMARY_FLOATS = itemgetter(*map(SUMMARY_FIELDS.index, FLOAT_FIELDS))
+
+
+def _summary_maker() -> Callable[..., dict[str, Any]]:
+    """A function of a summary's values (:data:`SUMMARY_FIELDS` order) to the
+    summary as an object: one dict display, in two thirds of the time of
+    ``dict(zip(fields, row))`` (a merged page makes one for each of its rows).
+    Generated from our own constant field names, never from a message's."""
+    names = [f"v{index}" for index in range(len(SUMMARY_FIELDS))]
+    pairs = ", ".join(f"{field!r}: {name}" for field, name in zip(SUMMARY_FIELDS, names))
+    return eval(f"lambda {', '.join(names)}: {{{pairs}}}", {})  # noqa: S307
+
+
+_summary_object = _summary_maker()
 
 
 def _live_values(records: list[Any]) -> list[list[Any]]:
@@ -122,6 +155,8 @@ def _live_values(records: list[Any]) -> list[list[Any]]:
     return [list(map(getter, records)) for getter in _LIVE_GETTERS]
 
 
+_ECHOES = 64
+"""Payloads of this node's own awaited back (:meth:`ClusterFleet._echo`) at most."""
 _KEPT_PAGES = 8
 """Requests (filters, sort, limit, cursor) whose page a node keeps, and whose
 nodes' pages a requester holds: the console's page and poll, a few more."""
@@ -308,6 +343,15 @@ class ClusterFleet(Fleet):
         self._held_pages: OrderedDict[tuple[Any, ...], _HeldQuery] = OrderedDict()
         """Every node's pages of recent requests of this node, the most recent last."""
         self._page_serial = 0
+        self.learn_takes = True
+        """Whether this node asks each node for about as many rows as it gave the
+        last merged page of the same request (:data:`TAKES`), not ``limit``
+        rows from every node. False: every node sends ``limit`` rows, as before
+        (the benchmark measures one against the other)."""
+        self._takes: OrderedDict[tuple[Any, ...], dict[str, int]] = OrderedDict()
+        """By request (:func:`_page_key`): the rows to ask each node for."""
+        self.second_rounds = 0
+        """``list`` requests that asked a node again for the rest of its page."""
         self.pages_made = 0
         """This node's ``list`` pages made anew while pages are kept (its own
         requests' and the others')."""
@@ -323,6 +367,10 @@ class ClusterFleet(Fleet):
         self._events_channel = prefix + "events"
         self.broker: Broker | None = None
         self._pending: dict[str, _Gather] = {}
+        self._echoes: OrderedDict[bytes, None] = OrderedDict()
+        """Payloads this node published to a channel it listens to (requests to
+        every node, its events), until they come back: dropped then without
+        being unsealed, ahead of the answers queued behind them."""
         self._listeners: list[Listener] = []
         self._hub_listening = False
         self._acting = 0
@@ -491,6 +539,11 @@ class ClusterFleet(Fleet):
 
     def _on_payload(self, channel: str, payload: bytes, *, stored: bool = False) -> None:
         """One payload from Redis: acted on only if it is a valid message of ours."""
+        if payload in self._echoes:
+            # Ours, back from a channel we also listen to: the bytes we wrote
+            # (a copy by anyone else would be a replay, dropped too).
+            del self._echoes[payload]
+            return
         try:
             # A stored heartbeat is read again at every join: not a replay.
             message = self._unseal(payload, guard=not stored)
@@ -716,7 +769,15 @@ class ClusterFleet(Fleet):
         except (TypeError, ValueError):
             logger.error("a batch of %d events could not be encoded; not forwarded", len(events))
             return
+        self._echo(payload)
         await self.broker.publish(self._events_channel, payload)
+
+    def _echo(self, payload: bytes) -> None:
+        """``payload`` will come back to this node: it is to be dropped unread."""
+        echoes = self._echoes
+        echoes[payload] = None
+        while len(echoes) > _ECHOES:  # those that never came back (Redis went away)
+            echoes.popitem(last=False)
 
     def _remote_events(self, message: Message) -> None:
         if not self._listeners:
@@ -784,6 +845,8 @@ class ClusterFleet(Fleet):
                     body = {**(extra or {}), "args": args, "to": names}
                     payload = self._seal(MessageKind.REQUEST, body=body, dst=dst,
                                          id=request_id, op=op, role=role, timeout=timeout)
+                    if dst is None:
+                        self._echo(payload)
                     if not await self.broker.publish(channel, payload,  # type: ignore[union-attr]
                                                      max(0.001, deadline - loop.time())):
                         for name in names:
@@ -895,14 +958,7 @@ class ClusterFleet(Fleet):
         if op == "tap_stop":
             return self.taps.stop_part(message.src, args["tap"]), None
         if op == "list":
-            known = message.body.get(GROUPS_KNOWN)
-            known = known.get(self.node) if isinstance(known, dict) else None
-            page_known = message.body.get(PAGES_KNOWN)
-            page_known = page_known.get(self.node) if isinstance(page_known, dict) else None
-            return self._local_page(
-                args, columns=message.body.get("rows") == ROWS_COLUMNS,
-                known=known if isinstance(known, str) else None,
-                page_known=page_known if isinstance(page_known, str) else None), None
+            return self._list_part(args, message.body), None
         if op == "get":
             return (await self.local.get(args["id"])).result, None
         if op == "send":
@@ -921,6 +977,23 @@ class ClusterFleet(Fleet):
             result.pop("per_node", None)
             return result, answer.start
         raise InternalError(f"{op} is not asked of other nodes")
+
+    def _list_part(self, args: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """This node's answer to a requester's ``list``: ``args`` (validated),
+        and what the request's ``body`` says beside them (:data:`ROWS_COLUMNS`,
+        :data:`GROUPS_KNOWN`, :data:`PAGES_KNOWN`, :data:`TAKES`)."""
+        known = body.get(GROUPS_KNOWN)
+        known = known.get(self.node) if isinstance(known, dict) else None
+        page_known = body.get(PAGES_KNOWN)
+        page_known = page_known.get(self.node) if isinstance(page_known, dict) else None
+        take = body.get(TAKES)
+        take = take.get(self.node) if isinstance(take, dict) else None
+        if isinstance(take, int) and not isinstance(take, bool) and 0 < take < args["limit"]:
+            args = {**args, "limit": take}  # this node's first rows only
+        return self._local_page(
+            args, columns=body.get("rows") == ROWS_COLUMNS,
+            known=known if isinstance(known, str) else None,
+            page_known=page_known if isinstance(page_known, str) else None)
 
     def groups_version(self) -> str:
         """This node's ``groups_version`` in a cluster's ``list``: its instance and
@@ -1055,6 +1128,15 @@ class ClusterFleet(Fleet):
         if held is not None and (remote_pages := {name: page.version for name, page
                                                   in held.nodes.items() if name != self.node}):
             extra[PAGES_KNOWN] = remote_pages
+        # How many rows to ask each node for: about what it gave the last page.
+        takes: dict[str, int] = {}
+        learned = self._takes.get(query) if self.learn_takes and self.list_rows else None
+        if learned:
+            takes = {name: take for name, take in learned.items()
+                     if name != self.node and take < limit}
+            if takes:
+                extra[TAKES] = takes
+        started = asyncio.get_running_loop().time()
 
         own: list[tuple[Page, dict[str, Any]]] = []
 
@@ -1072,7 +1154,7 @@ class ClusterFleet(Fleet):
         gathered.raise_single_error()
         pages: dict[str, dict[str, Any]] = {}
         node_groups: dict[str, _NodeGroups] = {}
-        node_pages: list[Page] = []
+        node_pages: dict[str, Page] = {}
         fields: list[str] | None = None
         answered = _HeldQuery()
         for name, answer in gathered.results.items():
@@ -1100,10 +1182,17 @@ class ClusterFleet(Fleet):
                 elif list(page_fields) != fields:
                     page = _with_dict_rows(page, page_fields)
             pages[name] = answer
-            node_pages.append(page)
+            node_pages[name] = page
             if entry is not None:
                 node_groups[name] = entry
-        merged, rows = self._merged(query, held, answered, node_pages, fields, sort, limit)
+        if takes:
+            await self._complete_pages(node_pages, takes, fields, args, answered, gathered,
+                                       (timeout or wire.READ_TIMEOUT) - (
+                                           asyncio.get_running_loop().time() - started))
+        merged, rows = self._merged(query, held, answered, list(node_pages.values()), fields,
+                                    sort, limit)
+        if self.learn_takes and self.list_rows:
+            self._learn_takes(query, merged, node_pages, limit)
         result: dict[str, Any] = {"connections": rows, "total": merged.total,
                                   "next_cursor": merged.next_cursor}
         if groups:
@@ -1116,6 +1205,75 @@ class ClusterFleet(Fleet):
                 # answered): a console that holds them is sent the page alone.
                 result["groups_version"] = version
         return Answer(result=result, missing=gathered.all_missing())
+
+    async def _complete_pages(self, pages: dict[str, Page], takes: dict[str, int],
+                              fields: list[str] | None, args: dict[str, Any],
+                              answered: _HeldQuery, gathered: _Gathered, timeout: float
+                              ) -> None:
+        """Complete, in ``pages``, the page of each node that sent its first
+        ``takes`` rows only (:data:`TAKES`) where the merged page might miss
+        rows of its past them: that node is asked for the rest of its page,
+        after its last row sent (a page of the same request with that cursor).
+        A node that does not answer that is named missing, and every page is
+        cut after its last row sent: what is sure of the page (its cursor
+        resumes there)."""
+        sort, limit = args["sort"], args["limit"]
+        cut = {name: page for name, page in pages.items()
+               if name in takes and page.next_cursor is not None and page.keys}
+        if not cut:
+            return
+        merged = merge_pages(pages.values(), sort=sort, limit=limit)
+        short = {name: page for name, page in cut.items()
+                 if not page_covers(merged, page.keys[-1], sort=sort, limit=limit)}
+        if not short:
+            return
+        self.second_rounds += 1
+        base = {key: value for key, value in args.items() if value is not None}
+        base["groups"] = False
+
+        async def rest(name: str, page: Page) -> tuple[str, Page | None]:
+            more = {**base, "cursor": encode_cursor(sort, tuple(page.keys[-1])),
+                    "limit": limit - len(page.records)}
+            got = await self._scatter("list", more, targets=[name],
+                                      timeout=max(0.001, timeout), role=Role.READ_ONLY,
+                                      local=None, extra={"rows": self.list_rows})
+            answer = got.results.get(name)
+            second, second_fields = _answered_page(answer, None)
+            if second is None or not (second_fields == fields or not second.records):
+                return name, None
+            return name, second
+
+        for name, second in await asyncio.gather(*(rest(name, page)
+                                                   for name, page in short.items())):
+            first = pages[name]
+            # Its rows are no page of one version any more: not held.
+            answered.nodes.pop(name, None)
+            if second is None:
+                gathered.missing[name] = "sent part of its page; no answer for the rest"
+                boundary = first.keys[-1]
+                for other, page in list(pages.items()):
+                    pages[other] = page_up_to(page, boundary, sort=sort)
+                pages[name] = Page(records=first.records, total=first.total,
+                                   next_cursor=first.next_cursor, keys=first.keys)
+                continue
+            seen = {key[1] for key in first.keys}
+            # A live order moves while the pages are read: no row twice.
+            fresh = [(key, row) for key, row in zip(second.keys, second.records)
+                     if key[1] not in seen]
+            pages[name] = Page(records=[*first.records, *(row for _, row in fresh)],
+                               total=first.total, next_cursor=second.next_cursor,
+                               keys=[*first.keys, *(key for key, _ in fresh)])
+
+    def _learn_takes(self, query: tuple[Any, ...], merged: Page, pages: dict[str, Page],
+                     limit: int) -> None:
+        """The rows to ask each node for next time, from what it gave ``merged``."""
+        won = Counter(owner_of(key[1]) for key in merged.keys)
+        last = self._takes.get(query, {})
+        self._takes[query] = {name: _next_take(limit, won.get(name, 0), last.get(name))
+                              for name in pages if name != self.node}
+        self._takes.move_to_end(query)
+        while len(self._takes) > _TAKES_KEPT:
+            self._takes.popitem(last=False)
 
     def _merged(self, query: tuple[Any, ...], held: _HeldQuery | None, answered: _HeldQuery,
                 node_pages: list[Page], fields: list[str] | None, sort: str, limit: int
@@ -1391,6 +1549,17 @@ def _page_of(result: Any) -> Page | None:
     return Page(records=connections, total=result["total"], next_cursor=cursor, keys=keys)
 
 
+def _next_take(limit: int, won: int, last: int | None) -> int:
+    """The rows to ask a node for, that gave ``won`` rows to the last merged
+    page and was asked for ``last``: those and a margin, kept while that is
+    enough and not less than half of it (a take that moved with every page
+    would change the request, and the page the node keeps for it)."""
+    need = min(limit, won + max(_TAKE_MARGIN, won // 2))
+    if last is not None and need <= last < 2 * need:
+        return last
+    return need
+
+
 def _page_key(args: dict[str, Any]) -> tuple[Any, ...]:
     """What makes a ``list`` request's page, groups aside."""
     return (args["user"], args["path"], args["topic"], args["id_prefix"], args["sort"],
@@ -1445,8 +1614,17 @@ def _encoded_rows(records: list[Any], fields: list[str] | None) -> list[dict[str
     a NaN or an infinity in one of :data:`FLOAT_FIELDS` (in this node's
     rows: the others' were read from JSON), which orjson writes as null
     where the reply refuses them."""
-    rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
-            for row in records]
+    floats: Any
+    if fields is not None and tuple(fields) == SUMMARY_FIELDS and (
+            set(map(type, records)) <= {list, tuple}):
+        # Every row a summary's values (a node's page as columns): made an
+        # object by one dict display, and its floats read by index.
+        rows = list(starmap(_summary_object, records))
+        floats = chain.from_iterable(map(_SUMMARY_FLOATS, records))
+    else:
+        rows = [row if isinstance(row, dict) else dict(zip(fields or (), row))
+                for row in records]
+        floats = chain.from_iterable(map(itemgetter(*FLOAT_FIELDS), rows))
     if orjson is None or not rows:
         return rows
     try:
@@ -1454,11 +1632,9 @@ def _encoded_rows(records: list[Any], fields: list[str] | None) -> list[dict[str
     except TypeError:  # orjson.JSONEncodeError
         return rows
     # A NaN or an infinity makes the sum one (so does an overflow: a false
-    # alarm, encoded the usual way).
+    # alarm, encoded the usual way); None (and zero) are left out.
     try:
-        if not math.isfinite(math.fsum([value for name in FLOAT_FIELDS
-                                        for value in map(itemgetter(name), rows)
-                                        if value is not None])):
+        if not math.isfinite(sum(filter(None, floats))):
             return rows
     except (OverflowError, TypeError, ValueError, KeyError):
         return rows

@@ -28,14 +28,16 @@ both alike; compare the ratios, not the absolute figures across runs.
     file limit of 20,000); a second phase does the same with real sockets
     (lean clients of ``bench_server.py``) at 3 x ``--real`` against
     3 x ``--real`` on one node. Goal: cluster p99 within 2x the local p99.
-    Two cluster series (both asked of c0) take turns by blocks of
-    ``--block`` pages, ABBA, every node switched between blocks
+    Three cluster series (all asked of c0) take turns by blocks of
+    ``--block`` pages, ABC CBA, every node switched between blocks
     (``cluster_mode:``): ``now`` (each node keeps its page of a request and
     answers its version alone to a requester that holds it, and the
-    requester holds the nodes' pages and their merge) and ``before`` (every
-    page made, shipped and merged anew: main before the kept pages, and
-    what every page costs when every node's page changed since the last
-    one); both with orjson and the groups kept until they change. Each
+    requester holds the nodes' pages and their merge), ``anew`` (every
+    page made, shipped and merged anew: what every page costs when every
+    node's page changed since the last one; each node asked for about as
+    many rows as it gave the last page, and a margin) and ``before`` (the
+    same with ``limit`` rows from every node: main before the kept pages
+    and the takes); all with orjson and the groups kept until they change. Each
     cluster page is paired with a single node's. Printed: p50 (p25-p75) and p99 of
     each, x the single node's, and the ratios of each round's medians. CPU
     per request is charged to each kind from ``/proc`` around every request.
@@ -390,12 +392,13 @@ LIST_REQUESTS = {
 }
 
 
-LIST_MODES = ("now", "before")
-"""The cluster's two ways of answering a page, measured in the same run:
-``now`` (each node's page of a request kept, and answered by its version
-alone while it is still the page) and ``before`` (every page made, shipped
-and merged anew), both in orjson with the groups kept, switched on every
-node between blocks (``cluster_mode:``)."""
+LIST_MODES = ("now", "anew", "before")
+"""The cluster's ways of answering a page, measured in the same run: ``now``
+(each node's page of a request kept, and answered by its version alone
+while it is still the page), ``anew`` (every page made, shipped and merged
+anew, each node sending about the rows it gave the last page) and
+``before`` (the same, every node sending ``limit`` rows), all in orjson with
+the groups kept, switched on every node between blocks (``cluster_mode:``)."""
 
 
 async def list_phase(ctls: dict[str, Control], nodes: list[BenchNode], reps: int,
@@ -421,13 +424,13 @@ async def list_phase(ctls: dict[str, Control], nodes: list[BenchNode], reps: int
                 await asyncio.wait_for(ws.recv(), START_TIMEOUT)
 
         async def page_counts() -> list[int]:
-            """Pages made anew and found still kept, summed over the nodes."""
-            counts = [0, 0]
+            """Pages made anew, found still kept, and second rounds, summed over the nodes."""
+            counts = [0, 0, 0]
             for ws in switches:
                 await ws.send("page_counts")
-                _, made, still = str(await asyncio.wait_for(ws.recv(), START_TIMEOUT)).split()
-                counts[0] += int(made)
-                counts[1] += int(still)
+                _, *values = str(await asyncio.wait_for(ws.recv(), START_TIMEOUT)).split()
+                for index, value in enumerate(values):
+                    counts[index] += int(value)
             return counts
 
         for label, args in LIST_REQUESTS.items():
@@ -467,9 +470,11 @@ async def list_phase(ctls: dict[str, Control], nodes: list[BenchNode], reps: int
             lines.append(f"  {label}: {len(times['now'])} pages of each mode in blocks of "
                          f"{block}, ABBA; {len(times['local'])} single node pages")
             lines += list_figures(times, rounds)
-            made, still = (after - before for after, before in zip(await page_counts(), counted))
+            made, still, second = (after - before
+                                   for after, before in zip(await page_counts(), counted))
             lines.append(f"    now: pages made anew {made}, found still kept {still} (all nodes, "
-                         f"{still / max(1, made + still):.0%} kept)")
+                         f"{still / max(1, made + still):.0%} kept); second rounds (anew and "
+                         f"now) {second}")
             for kind in times:
                 lines.append(cpu_line(kind, cpu.per_request(kind)))
     if get_ids is not None:
@@ -504,7 +509,7 @@ def list_figures(times: dict[str, list[float]], rounds: list[dict[str, list[floa
             ratio = percentile(series, 0.99) / percentile(local, 0.99)
             line += (f"  (x local: p50 {percentile(series, 0.5) / percentile(local, 0.5):.2f}, "
                      f"p99 {ratio:.2f}")
-            if name == "now":
+            if name in ("now", "anew"):
                 line += f", goal <= {PAGE_GOAL:g}: {'ok' if ratio <= PAGE_GOAL else 'OVER BUDGET'}"
             line += ")"
         else:
@@ -516,6 +521,7 @@ def list_figures(times: dict[str, list[float]], rounds: list[dict[str, list[floa
         return (f"{percentile(ratios, 0.5):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})")
 
     lines.append(f"    each round's medians: now/local {by_round('now', 'local', 0.5)}, "
+                 f"anew/local {by_round('anew', 'local', 0.5)}, "
                  f"before/local {by_round('before', 'local', 0.5)}, now/before "
                  f"{by_round('now', 'before', 0.5)}; now/before pooled p50 "
                  f"{percentile(times['now'], 0.5) / percentile(times['before'], 0.5):.2f}, "

@@ -6,15 +6,19 @@ synthetic connection records (no sockets) to its registry, the fleet of
 the node as cluster ids do; the reply is ``filled TOTAL``.
 ``list_rows:objects`` (or ``list_rows:columns``) sets how this node asks
 the others for their ``list`` pages (``ClusterFleet.list_rows``), so that a
-run can time both shapes side by side. ``cluster_mode:before`` makes the
+run can time both shapes side by side. ``cluster_mode:anew`` makes the
 node keep no pages between requests (every page made, shipped and merged
-anew: what every page cost before the page cache, with orjson and the
-groups kept), ``cluster_mode:now`` undoes it; ``page_cache:on|off``,
+anew, each node asked for about the rows it gave the last page: what a
+page costs when every node's page changed since the last one),
+``cluster_mode:before`` also asks every node for ``limit`` rows (what every
+page cost before the page cache and the takes, with orjson and the groups
+kept), ``cluster_mode:now`` undoes both; ``page_cache:on|off``,
 ``codec:json|orjson`` and ``groups_cache:on|off`` set one of the three
 (``json`` and ``groups_cache:off`` together: the shape of every page
 before orjson and the groups cache). ``page_counts`` answers ``page_counts
-MADE STILL``: the list pages this node made anew and found still kept
-(``ClusterFleet.pages_made``, ``pages_still``). Every other message is echoed. A
+MADE STILL SECOND``: the list pages this node made anew and found still kept
+(``ClusterFleet.pages_made``, ``pages_still``) and its requests that asked a
+node again for the rest of its page (``second_rounds``). Every other message is echoed. A
 synthetic record has no live connection behind it
 (``handle`` None): it can be listed, counted and sampled, never sent to,
 so the benchmarks that send use real sockets.
@@ -78,7 +82,8 @@ async def handler(connection: ServerConnection) -> None:
             elif message == "page_counts":
                 # How many list pages this node made anew and found still kept.
                 cluster = hub.cluster
-                await connection.send(f"page_counts {cluster.pages_made} {cluster.pages_still}")
+                await connection.send(f"page_counts {cluster.pages_made} {cluster.pages_still} "
+                                      f"{cluster.second_rounds}")
             elif isinstance(message, str) and message.startswith(
                     ("cluster_mode:", "codec:", "groups_cache:", "page_cache:")):
                 what, _, value = message.partition(":")
@@ -86,7 +91,8 @@ async def handler(connection: ServerConnection) -> None:
                 if what == "cluster_mode":
                     envelope.use_codec("orjson")
                     cluster.groups_cache = True
-                    cluster.page_cache = value != "before"
+                    cluster.page_cache = value == "now"
+                    cluster.learn_takes = value != "before"
                 elif what == "codec":
                     envelope.use_codec(value)
                 elif what == "groups_cache":

@@ -214,13 +214,17 @@ def test_a_node_restarted_under_its_name_never_answers_a_version_of_its_last_lif
     assert [row[user] for row in answer["rows"]] == ["bob"]
 
 
-def test_pages_kept_and_held_equal_pages_made_anew_whatever_happens_between():
+def test_pages_kept_and_held_equal_pages_made_anew_whatever_happens_between(monkeypatch):
     """Over a seeded run of what moves a fleet (connections coming and going,
     subscribes, counters on the hot path, samples, a node that does not answer,
     a node restarted under its name), each page (a few filters, sorts, limits,
-    the next cursor) from kept and held pages is the page made anew."""
+    the next cursor) from kept and held pages, each node asked for about as
+    many rows as it gave the last page (takes, with a margin of one row here,
+    so that pages often need the rest of a node's rows), is the page made anew
+    from every node's whole page."""
     import random
 
+    monkeypatch.setattr(cluster_fleet, "_TAKE_MARGIN", 1)
     rng = random.Random(6)
     requester, own = fleet_of("a")
     fleets = {"a": (requester, own), "b": fleet_of("b"), "c": fleet_of("c")}
@@ -229,28 +233,28 @@ def test_pages_kept_and_held_equal_pages_made_anew_whatever_happens_between():
     async def scatter(op: str, args: dict[str, Any], *, targets: list[str], timeout: Any,
                       role: Any, local: Any, extra: Any = None) -> Any:
         gathered = cluster_fleet._Gathered()
-        gathered.results["a"] = await local()
-        for name in ("b", "c"):
+        if local is not None:
+            gathered.results["a"] = await local()
+        # The first round asks every node (this table knows none: no heartbeats
+        # here); a second one the nodes it names.
+        for name in ("b", "c") if local is not None else targets:
             if name in silent:
                 gathered.missing[name] = "no reply before the deadline"
                 continue
-            known = (extra or {}).get(PAGES_KNOWN, {}).get(name)
-            groups = (extra or {}).get(cluster_fleet.GROUPS_KNOWN, {}).get(name)
-            gathered.results[name] = fleets[name][0]._local_page(
-                {**ARGS, "user": None, "cursor": None, **args}, columns=True,
-                page_known=known, known=groups)
+            full = {**ARGS, "user": None, "cursor": None, "groups": False, **args}
+            gathered.results[name] = fleets[name][0]._list_part(full, extra or {})
         return gathered
 
     requester._scatter = scatter  # type: ignore[method-assign]
 
     def page(args: dict[str, Any], kept: bool) -> Any:
         for fleet, _ in fleets.values():
-            fleet.page_cache = fleet.groups_cache = kept
+            fleet.page_cache = fleet.groups_cache = fleet.learn_takes = kept
         try:
             answer = asyncio.run(requester.list(**args, node=None, timeout=None))
         finally:
             for fleet, _ in fleets.values():
-                fleet.page_cache = fleet.groups_cache = True
+                fleet.page_cache = fleet.groups_cache = fleet.learn_takes = True
         return answer.result, answer.missing
 
     cursors: dict[Any, Any] = {}
@@ -292,7 +296,7 @@ def test_pages_kept_and_held_equal_pages_made_anew_whatever_happens_between():
                 silent.add(rng.choice("bc"))
             args = {**ARGS, "user": rng.choice([None, "ann"]),
                     "sort": rng.choice(["connected_at", "-msgs_in", "buffered"]),
-                    "limit": rng.choice([2, 5]), "groups": rng.random() < 0.5}
+                    "limit": rng.choice([2, 5, 8]), "groups": rng.random() < 0.5}
             key = (args["user"], args["sort"], args["limit"])
             if cursors.get(key) and rng.random() < 0.5:
                 args["cursor"] = cursors[key]
@@ -302,6 +306,79 @@ def test_pages_kept_and_held_equal_pages_made_anew_whatever_happens_between():
             assert kept == page(dict(args), False), args
             cursors[key] = kept[0]["next_cursor"]
     assert stills > 100  # kept pages were answered, not only pages made anew
+    assert requester.second_rounds > 10  # and pages completed by a second round
+
+
+def test_each_node_sends_about_the_rows_it_gave_and_the_rest_only_when_needed():
+    """A requester learns how many rows each node gives a page and asks for
+    those and a margin; when the order moves so that a node's rows past the
+    ones it sent belong on the page, it asks that node for the rest (one more
+    round), and the page is the one made from every node's whole page. A node
+    that answers the first round and not the second is named missing, and the
+    page stops where what is known of it is sure: its cursor resumes there."""
+    requester, own = fleet_of("a")
+    other, theirs = fleet_of("b")
+    for index in range(45):
+        own.add("ann", msgs_in=2 * index)  # a: the even counts 0..88
+        theirs.add("bob", msgs_in=2 * index + 1)  # b: the odd counts 1..89
+    asked: list[dict[str, Any]] = []
+    silent_second = False
+
+    async def scatter(op: str, args: dict[str, Any], *, targets: list[str], timeout: Any,
+                      role: Any, local: Any, extra: Any = None) -> Any:
+        gathered = cluster_fleet._Gathered()
+        if local is not None:
+            gathered.results["a"] = await local()
+        if local is not None or "b" in targets:
+            asked.append({"args": args, "takes": (extra or {}).get(cluster_fleet.TAKES)})
+            if silent_second and local is None:
+                gathered.missing["b"] = "no reply before the deadline"
+            else:
+                full = {**ARGS, "user": None, "cursor": None, "groups": False, **args}
+                gathered.results["b"] = other._list_part(full, extra or {})
+        return gathered
+
+    requester._scatter = scatter  # type: ignore[method-assign]
+    args = {**ARGS, "limit": 40, "groups": False}
+
+    def ids(answer: Any) -> list[str]:
+        return [row["id"] for row in answer.result["connections"]]
+
+    def whole() -> list[str]:
+        records = sorted([*own.registry.query(limit=1000).records,
+                          *theirs.registry.query(limit=1000).records],
+                         key=lambda record: (-record.msgs_in, record.id))
+        return [record.id for record in records[:40]]
+
+    first = asyncio.run(requester.list(**args, node=None, timeout=None))
+    assert ids(first) == whole() and asked[-1]["takes"] is None  # 40 rows asked of b
+    won = sum(1 for id in ids(first) if id.startswith("b/"))
+    assert won == 20  # 89..51, beside a's 88..50
+    # Next time b is asked for those and half as many again.
+    second = asyncio.run(requester.list(**args, node=None, timeout=None))
+    assert asked[-1]["takes"] == {"b": 30} and len(asked) == 2
+    assert ids(second) == whole() and requester.second_rounds == 0
+    # Now b holds the busiest 40 connections: its 30 rows sent are not enough.
+    for record in theirs.registry.query(limit=1000).records:
+        record.msgs_in += 1000
+    theirs.registry.sample_all(200.0)
+    third = asyncio.run(requester.list(**args, node=None, timeout=None))
+    assert ids(third) == whole() and requester.second_rounds == 1
+    assert asked[-1]["args"]["limit"] == 10 and asked[-1]["args"]["cursor"]
+    assert third.missing == {}
+    # And b has learned to send the whole page (40 and a margin: all 40).
+    asyncio.run(requester.list(**args, node=None, timeout=None))
+    assert asked[-1]["takes"] is None
+    # b answers the first round and not the second: a shorter, sure page.
+    requester._takes[cluster_fleet._page_key(
+        {**args, "cursor": None})] = {"b": 5}
+    silent_second = True
+    partial = asyncio.run(requester.list(**args, node=None, timeout=None))
+    assert "b" in partial.missing and "part of its page" in partial.missing["b"]
+    assert ids(partial) == whole()[:5]  # b's 5 busiest, all ahead of a's
+    rest = asyncio.run(requester.list(**{**args, "cursor": partial.result["next_cursor"]},
+                                      node=None, timeout=None))
+    assert ids(rest)[:1] == whole()[5:6]
 
 
 @pytest.fixture(autouse=True)
