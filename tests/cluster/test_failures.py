@@ -68,6 +68,29 @@ async def test_a_full_answer_does_not_wait_for_the_deadline(cluster):
         assert time.monotonic() - started < 2 and "missing" not in page
 
 
+async def test_connections_redis_closes_are_replaced_by_the_next_messages(cluster):
+    """Redis closes every connection but the subscriptions (CLIENT KILL TYPE
+    normal, as an operator or a proxy's idle timeout would): each node's
+    messages go out on a new connection from the next one, and the cluster
+    answers in full again without a node taking Redis for down."""
+    async with operator(cluster["p"]) as ctl:
+        await wait_health(ctl, "q", "live")
+        assert "missing" not in await ctl.ok("stats")
+        client = aioredis.Redis.from_url(cluster["redis"].url)
+        try:
+            killed = await client.client_kill_filter(_type="normal", skipme=True)
+        finally:
+            await client.aclose()
+        assert killed >= 4  # a connection that publishes on each of p, q, k, z at least
+
+        async def full() -> bool:
+            return "missing" not in await ctl.ok("stats", timeout=0.5)
+
+        await wait_for(full, TIMEOUT)
+        for name in ("p", "q"):
+            assert await health_of(ctl, name) == "live"
+
+
 async def test_a_stopped_node_is_named_missing_within_the_deadline(cluster):
     """A node under SIGSTOP does not answer: the reply comes at the request's
     deadline, not later, with this node's part and the other named missing."""
