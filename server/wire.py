@@ -84,6 +84,7 @@ __all__ = [
     "EventKind",
     "Request",
     "parse_request",
+    "parse_request_object",
     "encode_request",
     "encode_reply",
     "EncodedList",
@@ -421,10 +422,23 @@ def parse_request(frame: str | bytes) -> Request:
         raise MalformedFrame(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MalformedFrame("a request must be a JSON object")
+    return _request_of(data, _may_hold_lone_surrogate(frame))
+
+
+def parse_request_object(data: dict[str, Any]) -> Request:
+    """:func:`parse_request` of a request already read from JSON (``{"id",
+    "op", "args"}``): the same checks, every string walked for a lone
+    surrogate (there is no frame to tell that none can be there)."""
+    if not isinstance(data, dict):
+        raise MalformedFrame("a request must be a JSON object")
+    return _request_of(data, True)
+
+
+def _request_of(data: dict[str, Any], may_hold_lone_surrogate: bool) -> Request:
     found = _Found(data)
     # Every string of the request is checked here, once: past this point no
     # reply, audit line, event or close frame meets a string it cannot encode.
-    if _may_hold_lone_surrogate(frame):
+    if may_hold_lone_surrogate:
         place = _lone_surrogate_at(data)
         if place is not None:
             raise found.error(

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import logging
 import math
 import secrets
@@ -914,8 +913,7 @@ class ClusterFleet(Fleet):
             args = message.body.get("args")
             # The requester validated these; they are validated again here,
             # by the same code, before anything acts on them.
-            request = wire.parse_request(json.dumps({"id": 1, "op": message.op,
-                                                     "args": args}))
+            request = wire.parse_request_object({"id": 1, "op": message.op, "args": args})
             audit = self.audit_log
             if audit is not None and request.op in wire.MUTATING_OPERATIONS:
                 # This node's audit log records what is done to its connections,
@@ -1185,14 +1183,17 @@ class ClusterFleet(Fleet):
             node_pages[name] = page
             if entry is not None:
                 node_groups[name] = entry
+        loop = asyncio.get_running_loop()
+        premerged = None
         if takes:
-            await self._complete_pages(node_pages, takes, fields, args, answered, gathered,
-                                       (timeout or wire.READ_TIMEOUT) - (
-                                           asyncio.get_running_loop().time() - started))
+            premerged = await self._complete_pages(
+                node_pages, takes, fields, args, answered, gathered,
+                (timeout or wire.READ_TIMEOUT) - (loop.time() - started))
         merged, rows = self._merged(query, held, answered, list(node_pages.values()), fields,
-                                    sort, limit)
+                                    sort, limit, premerged)
         if self.learn_takes and self.list_rows:
-            self._learn_takes(query, merged, node_pages, limit)
+            # For the next request: once this one's reply is out.
+            loop.call_soon(self._learn_takes, query, merged, list(node_pages), limit)
         result: dict[str, Any] = {"connections": rows, "total": merged.total,
                                   "next_cursor": merged.next_cursor}
         if groups:
@@ -1209,24 +1210,25 @@ class ClusterFleet(Fleet):
     async def _complete_pages(self, pages: dict[str, Page], takes: dict[str, int],
                               fields: list[str] | None, args: dict[str, Any],
                               answered: _HeldQuery, gathered: _Gathered, timeout: float
-                              ) -> None:
+                              ) -> Page | None:
         """Complete, in ``pages``, the page of each node that sent its first
         ``takes`` rows only (:data:`TAKES`) where the merged page might miss
         rows of its past them: that node is asked for the rest of its page,
         after its last row sent (a page of the same request with that cursor).
         A node that does not answer that is named missing, and every page is
         cut after its last row sent: what is sure of the page (its cursor
-        resumes there)."""
+        resumes there). Returns the pages merged if none changed (a merge
+        tells whether one must), else None."""
         sort, limit = args["sort"], args["limit"]
         cut = {name: page for name, page in pages.items()
                if name in takes and page.next_cursor is not None and page.keys}
         if not cut:
-            return
+            return None
         merged = merge_pages(pages.values(), sort=sort, limit=limit)
         short = {name: page for name, page in cut.items()
                  if not page_covers(merged, page.keys[-1], sort=sort, limit=limit)}
         if not short:
-            return
+            return merged
         self.second_rounds += 1
         base = {key: value for key, value in args.items() if value is not None}
         base["groups"] = False
@@ -1263,8 +1265,9 @@ class ClusterFleet(Fleet):
             pages[name] = Page(records=[*first.records, *(row for _, row in fresh)],
                                total=first.total, next_cursor=second.next_cursor,
                                keys=[*first.keys, *(key for key, _ in fresh)])
+        return None
 
-    def _learn_takes(self, query: tuple[Any, ...], merged: Page, pages: dict[str, Page],
+    def _learn_takes(self, query: tuple[Any, ...], merged: Page, pages: list[str],
                      limit: int) -> None:
         """The rows to ask each node for next time, from what it gave ``merged``."""
         won = Counter(owner_of(key[1]) for key in merged.keys)
@@ -1276,8 +1279,8 @@ class ClusterFleet(Fleet):
             self._takes.popitem(last=False)
 
     def _merged(self, query: tuple[Any, ...], held: _HeldQuery | None, answered: _HeldQuery,
-                node_pages: list[Page], fields: list[str] | None, sort: str, limit: int
-                ) -> tuple[Page, list[Any]]:
+                node_pages: list[Page], fields: list[str] | None, sort: str, limit: int,
+                premerged: Page | None = None) -> tuple[Page, list[Any]]:
         """The nodes' pages merged and the winning rows as objects: those held
         while the same nodes answered the same page versions, else merged anew
         (and held, with each node's page)."""
@@ -1289,7 +1292,8 @@ class ClusterFleet(Fleet):
             assert held.merged is not None
             self._held_pages.move_to_end(query)
             return held.merged, _copy_rows(held.rows)
-        merged = merge_pages(node_pages, sort=sort, limit=limit)
+        merged = (premerged if premerged is not None
+                  else merge_pages(node_pages, sort=sort, limit=limit))
         rows = _encoded_rows(merged.records, fields)
         if self.page_cache and answered.nodes and limit <= _KEPT_LIMIT:
             answered.merged_key, answered.merged, answered.rows = merged_key, merged, rows

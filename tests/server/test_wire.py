@@ -159,3 +159,20 @@ def test_an_encoded_list_is_written_as_its_text_beside_the_rest_of_the_reply():
         "total": 2, "next_cursor": None}}
     alone = wire.encode_reply(8, {"connections": wire.EncodedList(rows, "[]")})
     assert json.loads(alone) == {"id": 8, "ok": True, "result": {"connections": []}}
+
+
+def test_a_request_read_from_json_already_is_checked_as_its_frame_would_be():
+    """What a node acting for another checks (parse_request_object): the same
+    request as its frame gives, and the same refusals, a lone surrogate
+    anywhere included (no frame tells that none can be there)."""
+    args = {"selector": {"user": "ann"}, "text": "hi", "dry_run": True}
+    frame = json.dumps({"id": 1, "op": "send", "args": args})
+    assert wire.parse_request_object({"id": 1, "op": "send", "args": args}) == (
+        wire.parse_request(frame))
+    with pytest.raises(ProtocolViolation, match="lone UTF-16 surrogate"):
+        wire.parse_request_object({"id": 1, "op": "send",
+                                   "args": {**args, "text": "\ud800"}})
+    with pytest.raises(ProtocolViolation, match="unknown argument"):
+        wire.parse_request_object({"id": 1, "op": "list", "args": {"everyone": True}})
+    with pytest.raises(errors.MalformedFrame):
+        wire.parse_request_object([1, "list"])  # type: ignore[arg-type]
