@@ -1130,10 +1130,12 @@ class ClusterFleet(Fleet):
         takes: dict[str, int] = {}
         learned = self._takes.get(query) if self.learn_takes and self.list_rows else None
         if learned:
-            takes = {name: take for name, take in learned.items()
-                     if name != self.node and take < limit}
-            if takes:
-                extra[TAKES] = takes
+            takes = {name: take for name, take in learned.items() if take < limit}
+            if remote_takes := {name: take for name, take in takes.items()
+                                if name != self.node}:
+                extra[TAKES] = remote_takes
+        # This node's own first rows too (the rest, if needed, costs no round trip).
+        own_args = ({**args, "limit": takes[self.node]} if self.node in takes else args)
         started = asyncio.get_running_loop().time()
 
         own: list[tuple[Page, dict[str, Any]]] = []
@@ -1142,7 +1144,8 @@ class ClusterFleet(Fleet):
             # This node's page merges as it is: nothing to check, nor to decode.
             # Its rows as columns too: only the winners become objects.
             entry = known.get(self.node)
-            page, result = self._own_page(args, entry.version if entry is not None else None)
+            page, result = self._own_page(own_args,
+                                          entry.version if entry is not None else None)
             own.append((page, result))
             return result
 
@@ -1214,8 +1217,9 @@ class ClusterFleet(Fleet):
         """Complete, in ``pages``, the page of each node that sent its first
         ``takes`` rows only (:data:`TAKES`) where the merged page might miss
         rows of its past them: that node is asked for the rest of its page,
-        after its last row sent (a page of the same request with that cursor).
-        A node that does not answer that is named missing, and every page is
+        after its last row sent (a page of the same request with that cursor);
+        this node makes its own whole page. A node that does not answer the
+        second round is named missing, and every page is
         cut after its last row sent: what is sure of the page (its cursor
         resumes there). Returns the pages merged if none changed (a merge
         tells whether one must), else None."""
@@ -1229,6 +1233,12 @@ class ClusterFleet(Fleet):
                  if not page_covers(merged, page.keys[-1], sort=sort, limit=limit)}
         if not short:
             return merged
+        if short.pop(self.node, None) is not None:
+            # This node's whole page, here and now.
+            pages[self.node] = self._page_part(args)[1]
+            answered.nodes.pop(self.node, None)
+            if not short:
+                return None
         self.second_rounds += 1
         base = {key: value for key, value in args.items() if value is not None}
         base["groups"] = False
@@ -1273,7 +1283,7 @@ class ClusterFleet(Fleet):
         won = Counter(owner_of(key[1]) for key in merged.keys)
         last = self._takes.get(query, {})
         self._takes[query] = {name: _next_take(limit, won.get(name, 0), last.get(name))
-                              for name in pages if name != self.node}
+                              for name in pages}
         self._takes.move_to_end(query)
         while len(self._takes) > _TAKES_KEPT:
             self._takes.popitem(last=False)
