@@ -73,6 +73,10 @@ class _Publisher:
     async def publish(self, channel: str, payload: bytes) -> None:
         """Write one PUBLISH (RedisError or OSError if the connection cannot)."""
         connection = self.connection
+        # Counted before the write: its answer may be read while the write
+        # waits for the buffer to drain.
+        self.unanswered += 1
+        self._answered.clear()
         try:
             command = connection.pack_command("PUBLISH", channel, payload)
             await connection.send_packed_command(command, check_health=False)
@@ -80,9 +84,10 @@ class _Publisher:
             # redis-py closed it (and would connect again unasked, behind the
             # reader's back): a connection that failed once is not written to again.
             self.broken = True
+            self.unanswered -= 1
+            if not self.unanswered:
+                self._answered.set()
             raise
-        self.unanswered += 1
-        self._answered.clear()
 
     async def _answers(self) -> None:
         connection = self.connection
