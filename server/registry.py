@@ -71,6 +71,7 @@ __all__ = [
     "encode_cursor",
     "decode_cursor",
     "merge_pages",
+    "TEXT_SORT_KEYS",
     "page_covers",
     "page_up_to",
     "merge_groups",
@@ -375,6 +376,8 @@ SORTED_BY: dict[str, str] = {
 """The record attribute each sort key orders by: counters by their sampled copy."""
 
 _TEXT_SORT_KEYS = frozenset({"id", "user", "path", "remote"})
+TEXT_SORT_KEYS = _TEXT_SORT_KEYS
+"""The sort keys whose values are text (the others' are numbers)."""
 # Orders kept per segment; "connected_at" has an index of its own (records
 # arrive in that order: adding one is an append), "id" is each segment's
 # by_id list.

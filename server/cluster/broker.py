@@ -122,6 +122,7 @@ class _Publisher:
             pass
 
     async def close(self) -> None:
+        self._answered.set()  # whoever waits for the answers waits no more
         self._reader.cancel()
         try:
             await self._reader
@@ -289,6 +290,10 @@ class Broker:
                 await publisher.close()
             connection = client.connection_pool.make_connection()
             await connection.connect()
+            if self._client is not client or self._stopping:
+                # Closed (or stopping) meanwhile: this connection must not outlive it.
+                await connection.disconnect(nowait=True)
+                raise OSError("the connection to Redis was closed")
             self._publisher = publisher = _Publisher(connection)
             return publisher
 

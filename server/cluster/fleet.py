@@ -51,6 +51,7 @@ from ..fleet import Answer, Fleet, LocalFleet, ShutdownAnswer, node_page, per_no
 from ..protocol import EventKind, HubState, NodeHealth, Role, ShutdownMode
 from ..registry import (
     SUMMARY_FIELDS,
+    TEXT_SORT_KEYS,
     Page,
     Selector,
     decode_cursor,
@@ -348,7 +349,8 @@ class ClusterFleet(Fleet):
         rows from every node. False: every node sends ``limit`` rows, as before
         (the benchmark measures one against the other)."""
         self._takes: OrderedDict[tuple[Any, ...], dict[str, int]] = OrderedDict()
-        """By request (:func:`_page_key`): the rows to ask each node for."""
+        """By request (:func:`_page_key` and the node asked, if one): the rows
+        to ask each node for."""
         self.second_rounds = 0
         """``list`` requests that asked a node again for the rest of its page."""
         self.pages_made = 0
@@ -769,7 +771,8 @@ class ClusterFleet(Fleet):
             logger.error("a batch of %d events could not be encoded; not forwarded", len(events))
             return
         self._echo(payload)
-        await self.broker.publish(self._events_channel, payload)
+        if not await self.broker.publish(self._events_channel, payload):
+            self._echoes.pop(payload, None)  # it will not come back
 
     def _echo(self, payload: bytes) -> None:
         """``payload`` will come back to this node: it is to be dropped unread."""
@@ -848,6 +851,7 @@ class ClusterFleet(Fleet):
                         self._echo(payload)
                     if not await self.broker.publish(channel, payload,  # type: ignore[union-attr]
                                                      max(0.001, deadline - loop.time())):
+                        self._echoes.pop(payload, None)  # it will not come back
                         for name in names:
                             gathered.missing[name] = BROKER_UNAVAILABLE
                             gather.expected.discard(name)
@@ -1128,7 +1132,10 @@ class ClusterFleet(Fleet):
             extra[PAGES_KNOWN] = remote_pages
         # How many rows to ask each node for: about what it gave the last page.
         takes: dict[str, int] = {}
-        learned = self._takes.get(query) if self.learn_takes and self.list_rows else None
+        # By request and the nodes asked (a page of one node alone is another).
+        takes_key = (*query, node)
+        learned = (self._takes.get(takes_key) if self.learn_takes and self.list_rows
+                   else None)
         if learned:
             takes = {name: take for name, take in learned.items() if take < limit}
             if remote_takes := {name: take for name, take in takes.items()
@@ -1164,7 +1171,7 @@ class ClusterFleet(Fleet):
                 page_fields: Any = SUMMARY_FIELDS
             else:
                 page, page_fields = _answered_page(
-                    answer, held.nodes.get(name) if held is not None else None)
+                    answer, held.nodes.get(name) if held is not None else None, sort)
             entry = (_groups_of(answer, known.get(name), group_limit)
                      if groups and page is not None else None)
             if page is None or (groups and entry is None):
@@ -1196,7 +1203,7 @@ class ClusterFleet(Fleet):
                                     sort, limit, premerged)
         if self.learn_takes and self.list_rows:
             # For the next request: once this one's reply is out.
-            loop.call_soon(self._learn_takes, query, merged, list(node_pages), limit)
+            loop.call_soon(self._learn_takes, takes_key, merged, list(node_pages), limit)
         result: dict[str, Any] = {"connections": rows, "total": merged.total,
                                   "next_cursor": merged.next_cursor}
         if groups:
@@ -1243,30 +1250,32 @@ class ClusterFleet(Fleet):
         base = {key: value for key, value in args.items() if value is not None}
         base["groups"] = False
 
-        async def rest(name: str, page: Page) -> tuple[str, Page | None]:
+        async def rest(name: str, page: Page) -> tuple[str, Page | str]:
             more = {**base, "cursor": encode_cursor(sort, tuple(page.keys[-1])),
                     "limit": limit - len(page.records)}
             got = await self._scatter("list", more, targets=[name],
                                       timeout=max(0.001, timeout), role=Role.READ_ONLY,
                                       local=None, extra={"rows": self.list_rows})
-            answer = got.results.get(name)
-            second, second_fields = _answered_page(answer, None)
-            if second is None or not (second_fields == fields or not second.records):
-                return name, None
+            if name in got.errors:
+                error = got.errors[name]
+                return name, f"{error.code}: {error.message}"
+            if name in got.missing:
+                return name, got.missing[name]
+            second, second_fields = _answered_page(got.results.get(name), None, sort)
+            if second is None:
+                return name, "malformed list answer"
+            if isinstance(second_fields, list) and second_fields != fields and second.records:
+                second = _with_dict_rows(second, second_fields)  # as its first rows were
             return name, second
 
+        failed: dict[str, str] = {}
         for name, second in await asyncio.gather(*(rest(name, page)
                                                    for name, page in short.items())):
-            first = pages[name]
+            first = short[name]  # as the first round brought it: no page is cut yet
             # Its rows are no page of one version any more: not held.
             answered.nodes.pop(name, None)
-            if second is None:
-                gathered.missing[name] = "sent part of its page; no answer for the rest"
-                boundary = first.keys[-1]
-                for other, page in list(pages.items()):
-                    pages[other] = page_up_to(page, boundary, sort=sort)
-                pages[name] = Page(records=first.records, total=first.total,
-                                   next_cursor=first.next_cursor, keys=first.keys)
+            if isinstance(second, str):
+                failed[name] = second
                 continue
             seen = {key[1] for key in first.keys}
             # A live order moves while the pages are read: no row twice.
@@ -1275,6 +1284,23 @@ class ClusterFleet(Fleet):
             pages[name] = Page(records=[*first.records, *(row for _, row in fresh)],
                                total=first.total, next_cursor=second.next_cursor,
                                keys=[*first.keys, *(key for key, _ in fresh)])
+        merged = merge_pages(pages.values(), sort=sort, limit=limit)
+        # Still unsure: a page with rows behind it that it does not hold (a node
+        # that did not answer, or one whose rows moved between the rounds), and
+        # whose last row the merged page passes.
+        unsure = {name: tuple(page.keys[-1]) for name, page in pages.items()
+                  if page.next_cursor is not None and page.keys and len(page.records) < limit
+                  and not page_covers(merged, page.keys[-1], sort=sort, limit=limit)}
+        if not unsure:
+            return merged
+        # Every page up to the first of them: what is sure, its cursor resuming
+        # there (the rows the others hide all sort after it).
+        boundary = sorted(unsure.values(), reverse=sort.startswith("-"))[0]
+        for name, page in list(pages.items()):
+            pages[name] = page_up_to(page, boundary, sort=sort)
+        for name, reason in failed.items():
+            if unsure.get(name) == boundary:  # the node the page stops short for
+                gathered.missing[name] = f"sent part of its page; no answer for the rest ({reason})"
         return None
 
     def _learn_takes(self, query: tuple[Any, ...], merged: Page, pages: list[str],
@@ -1529,10 +1555,13 @@ def _nothing() -> None:
     pass
 
 
-def _page_of(result: Any) -> Page | None:
+def _page_of(result: Any, sort: str) -> Page | None:
     """A node's ``list`` answer as a :class:`Page` to merge, in either shape
     (rows as objects with ``[value, id]`` keys, or :data:`ROWS_COLUMNS`);
-    None if it is neither."""
+    None if it is neither, or if a key is not a value ``sort`` orders by
+    (text for a text order, a number otherwise) with a text id: a key the
+    merge could not compare with the others' would fail the whole page."""
+    values = _KEY_TYPES[sort.lstrip("-") in TEXT_SORT_KEYS]
     if not isinstance(result, dict) or not isinstance(result.get("keys"), list) or not all(
             isinstance(result.get(name), int) and not isinstance(result[name], bool)
             for name in ("total", "count")):
@@ -1552,15 +1581,22 @@ def _page_of(result: Any) -> Page | None:
         if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
             return None
         ids = [row[at] for row in rows]
-        if set(map(type, ids)) != {str}:
+        if set(map(type, ids)) != {str} or not set(map(type, keys)) <= values:
             return None
         return Page(records=rows, total=result["total"], next_cursor=cursor,
                     keys=list(zip(keys, ids)))
     connections = result.get("connections")
     if not isinstance(connections, list) or len(connections) != len(keys) or (
-            keys and (set(map(type, keys)) != {list} or set(map(len, keys)) != {2})):
+            keys and (set(map(type, keys)) != {list} or set(map(len, keys)) != {2}
+                      or not set(map(type, map(itemgetter(0), keys))) <= values
+                      or set(map(type, map(itemgetter(1), keys))) != {str}
+                      or set(map(type, connections)) != {dict})):
         return None
     return Page(records=connections, total=result["total"], next_cursor=cursor, keys=keys)
+
+
+_KEY_TYPES = {True: frozenset({str}), False: frozenset({int, float})}
+"""The types of a page's key values, by whether its order is of text."""
 
 
 def _next_take(limit: int, won: int, last: int | None) -> int:
@@ -1580,7 +1616,8 @@ def _page_key(args: dict[str, Any]) -> tuple[Any, ...]:
             args["limit"], args["cursor"])
 
 
-def _answered_page(answer: Any, held: _HeldPage | None) -> tuple[Page | None, Any]:
+def _answered_page(answer: Any, held: _HeldPage | None, sort: str
+                   ) -> tuple[Page | None, Any]:
     """A node's page in its ``list`` answer and its rows' field names: the page
     it sent, or the one held if it answered that one's ``page_version``
     alone; (None, None) if neither."""
@@ -1590,7 +1627,7 @@ def _answered_page(answer: Any, held: _HeldPage | None) -> tuple[Page | None, An
                 isinstance(answer.get("count"), int)):
             return held.page, held.fields
         return None, None
-    page = _page_of(answer)
+    page = _page_of(answer, sort)
     return page, (answer.get("fields") if page is not None else None)
 
 

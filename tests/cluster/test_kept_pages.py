@@ -370,8 +370,7 @@ def test_each_node_sends_about_the_rows_it_gave_and_the_rest_only_when_needed():
     asyncio.run(requester.list(**args, node=None, timeout=None))
     assert asked[-1]["takes"] is None
     # b answers the first round and not the second: a shorter, sure page.
-    requester._takes[cluster_fleet._page_key(
-        {**args, "cursor": None})] = {"b": 5}
+    requester._takes[(*cluster_fleet._page_key({**args, "cursor": None}), None)] = {"b": 5}
     silent_second = True
     partial = asyncio.run(requester.list(**args, node=None, timeout=None))
     assert "b" in partial.missing and "part of its page" in partial.missing["b"]
@@ -426,3 +425,124 @@ def test_every_field_of_a_row_that_holds_a_float_is_checked_for_nan():
     floats = {name for name, value in record.summary().items() if isinstance(value, float)}
     assert floats and floats <= set(cluster_fleet.FLOAT_FIELDS)
     assert set(cluster_fleet.FLOAT_FIELDS) <= set(SUMMARY_FIELDS)
+
+
+def _requester_with(names: tuple[str, ...], *, silent_second: tuple[str, ...] = (),
+                    answers: dict[tuple[str, bool], Any] | None = None) -> Any:
+    """Requester a and nodes ``names``, each answering through its own
+    ``_list_part`` (or ``answers[(node, first_round)]``); the nodes in
+    ``silent_second`` do not answer a second round."""
+    requester, own = fleet_of("a")
+    fleets = {name: fleet_of(name) for name in names}
+
+    async def scatter(op: str, args: dict[str, Any], *, targets: list[str], timeout: Any,
+                      role: Any, local: Any, extra: Any = None) -> Any:
+        gathered = cluster_fleet._Gathered()
+        first = local is not None
+        if first:
+            gathered.results["a"] = await local()
+        for name in names if first else targets:
+            if not first and name in silent_second:
+                gathered.missing[name] = "no reply before the deadline"
+            elif answers and (name, first) in answers:
+                gathered.results[name] = answers[(name, first)](args, extra)
+            else:
+                full = {**ARGS, "user": None, "cursor": None, "groups": False, **args}
+                gathered.results[name] = fleets[name][0]._list_part(full, extra or {})
+        return gathered
+
+    requester._scatter = scatter  # type: ignore[method-assign]
+    return requester, own, fleets
+
+
+def _page(requester: Any, **args: Any) -> Any:
+    return asyncio.run(requester.list(**{**ARGS, "groups": False, **args}, node=None,
+                                      timeout=None))
+
+
+def _shown(answer: Any) -> list[tuple[str, int]]:
+    return [(row["node"], row["msgs_in"]) for row in answer.result["connections"]]
+
+
+def test_nodes_that_do_not_answer_the_rest_of_their_page_leave_a_shorter_sure_one():
+    """b and c sent their first 3 rows and answer no second round: both are
+    named missing, the page stops at the first of their last rows sent, and
+    its cursor resumes there, with no row of either node skipped."""
+    requester, _, fleets = _requester_with(("b", "c"), silent_second=("b", "c"))
+    for index in range(10):
+        fleets["b"][1].add("u", 100 - index)
+        fleets["c"][1].add("u", 50 - index)
+    requester._takes[(*cluster_fleet._page_key({**ARGS, "limit": 20}), None)] = {"b": 3, "c": 3}
+    partial = _page(requester, limit=20)
+    assert set(partial.missing) == {"b"}  # c's 3 rows are past the page's end anyway
+    assert "part of its page" in partial.missing["b"]
+    assert _shown(partial) == [("b", 100), ("b", 99), ("b", 98)]
+    rest = _page(requester, limit=20, cursor=partial.result["next_cursor"])
+    assert _shown(rest) == [*(("b", value) for value in range(97, 90, -1)),
+                            *(("c", value) for value in range(50, 40, -1))]
+    assert rest.missing == {}
+    # Both short and both silent: the first of their boundaries, both named.
+    requester, _, fleets = _requester_with(("b", "c"), silent_second=("b", "c"))
+    for index in range(10):
+        fleets["b"][1].add("u", 100 - 2 * index)  # 100, 98, ...
+        fleets["c"][1].add("u", 99 - 2 * index)   # 99, 97, ...
+    requester._takes[(*cluster_fleet._page_key({**ARGS, "limit": 20}), None)] = {"b": 3, "c": 3}
+    partial = _page(requester, limit=20)
+    assert set(partial.missing) == {"b"}  # its 96 comes first: c's rows past 95 come later
+    assert [value for _, value in _shown(partial)] == [100, 99, 98, 97, 96]
+    rest = _page(requester, limit=20, cursor=partial.result["next_cursor"])
+    assert [value for _, value in _shown(rest)] == list(range(95, 80, -1))  # 95..81
+
+
+def test_rows_that_move_between_the_two_rounds_are_neither_repeated_nor_lost():
+    """A sample moves b's 99 past its last row sent while the requester asks
+    for the rest: the row is shown once, and no row of b is skipped on the
+    page or the next one."""
+    state: dict[str, Any] = {}
+
+    def first_round(args: dict[str, Any], extra: Any) -> Any:
+        answer = state["b"]._list_part({**ARGS, "user": None, "cursor": None,
+                                        "groups": False, **args}, extra or {})
+        state["r99"].msgs_in = 97  # behind 98 now, as b's sampler will see it
+        state["hub"].registry.sample_all(500.0)
+        return answer
+
+    requester, own, fleets = _requester_with(("b",), answers={("b", True): first_round})
+    state["b"], state["hub"] = fleets["b"]
+    for index in range(10):
+        own.add("u", 50 - index)
+    records = [fleets["b"][1].add("u", value) for value in (100, 99, 98, 97, 96, 95, 94)]
+    state["r99"] = records[1]
+    requester._takes[(*cluster_fleet._page_key({**ARGS, "limit": 6}), None)] = {"b": 3}
+    page = _page(requester, limit=6)
+    following = _page(requester, limit=6, cursor=page.result["next_cursor"])
+    shown = [*_shown(page), *_shown(following)]
+    ids = [row["id"] for answer in (page, following) for row in answer.result["connections"]]
+    assert len(ids) == len(set(ids))  # no row twice
+    # Every row of b, 99 as the first round showed it, and then a's.
+    assert shown[:8] == [("b", 100), ("b", 99), ("b", 98), ("b", 97), ("b", 96), ("b", 95),
+                         ("b", 94), ("a", 50)] and page.missing == {}
+
+
+def test_an_answer_the_merge_could_not_compare_is_named_and_the_page_stands():
+    """A node whose keys are not values of the order (a text in a numeric
+    order, a list for an id), or whose rows are not objects, is named
+    malformed; the others' page is merged as ever."""
+    def objects(keys: list[Any], rows: list[Any]) -> Any:
+        return lambda args, extra: {"connections": rows, "keys": keys, "total": 1,
+                                    "count": 1, "next_cursor": None}
+
+    def columns(args: dict[str, Any], extra: Any) -> Any:
+        row = [None] * len(SUMMARY_FIELDS)
+        row[SUMMARY_FIELDS.index("id")] = "c/1"
+        return {"fields": list(SUMMARY_FIELDS), "rows": [row], "keys": ["zz"], "total": 1,
+                "count": 1, "next_cursor": None}
+
+    for answer in (objects([["zz", "c/1"]], [{"id": "c/1"}]),
+                   objects([[50, ["c", 1]]], [{"id": "c/1"}]),
+                   objects([[50, "c/1"]], [[1, 2]]), columns):
+        requester, own, _ = _requester_with(("c",), answers={("c", True): answer})
+        own.add("u", 100)
+        page = _page(requester, limit=20)
+        assert page.missing == {"c": "malformed list answer"}
+        assert _shown(page) == [("a", 100)]
