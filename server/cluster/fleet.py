@@ -1225,11 +1225,13 @@ class ClusterFleet(Fleet):
         ``takes`` rows only (:data:`TAKES`) where the merged page might miss
         rows of its past them: that node is asked for the rest of its page,
         after its last row sent (a page of the same request with that cursor);
-        this node makes its own whole page. A node that does not answer the
-        second round is named missing, and every page is
-        cut after its last row sent: what is sure of the page (its cursor
-        resumes there). Returns the pages merged if none changed (a merge
-        tells whether one must), else None."""
+        this node makes its own whole page. Then the merge is checked again: a
+        page that may still hide rows of the merged page (its node did not
+        answer, or its rows moved between the rounds) cuts every page at its
+        last row known, the first of them if several: what is sure of the page
+        (its cursor resumes there); the node it stops short for, if it did
+        not answer, is named missing. Returns the pages merged if the last
+        merge is the page, else None."""
         sort, limit = args["sort"], args["limit"]
         cut = {name: page for name, page in pages.items()
                if name in takes and page.next_cursor is not None and page.keys}
