@@ -1246,9 +1246,12 @@ class ClusterFleet(Fleet):
             # This node's whole page, here and now.
             pages[self.node] = self._page_part(args)[1]
             answered.nodes.pop(self.node, None)
-            if not short:
-                return None
-        self.second_rounds += 1
+            # Its rows may have moved or gone meanwhile: the others' checked again.
+            merged = merge_pages(pages.values(), sort=sort, limit=limit)
+            short = {name: page for name, page in cut.items() if name != self.node
+                     and not page_covers(merged, page.keys[-1], sort=sort, limit=limit)}
+        if short:
+            self.second_rounds += 1
         base = {key: value for key, value in args.items() if value is not None}
         base["groups"] = False
 
@@ -1271,8 +1274,9 @@ class ClusterFleet(Fleet):
             return name, second
 
         failed: dict[str, str] = {}
-        for name, second in await asyncio.gather(*(rest(name, page)
-                                                   for name, page in short.items())):
+        for name, second in (await asyncio.gather(*(rest(name, page)
+                                                    for name, page in short.items()))
+                             if short else ()):
             first = short[name]  # as the first round brought it: no page is cut yet
             # Its rows are no page of one version any more: not held.
             answered.nodes.pop(name, None)
@@ -1573,7 +1577,8 @@ def _page_of(result: Any, sort: str) -> Page | None:
         return None
     fields, rows = result.get("fields"), result.get("rows")
     if isinstance(fields, list) and isinstance(rows, list):
-        if len(rows) != len(keys) or (rows and "id" not in fields):
+        if len(rows) != len(keys) or (rows and "id" not in fields) or not (
+                set(map(type, fields)) <= {str}):
             return None
         if not rows:
             return Page(records=[], total=result["total"], next_cursor=cursor)
@@ -1645,8 +1650,9 @@ def _groups_of(answer: dict[str, Any], known: _NodeGroups | None, limit: int
         if known is not None and version is not None and version == known.version:
             return known
         return None
-    if not isinstance(groups, dict) or not all(isinstance(counts, dict)
-                                               for counts in groups.values()):
+    if not isinstance(groups, dict) or not all(
+            isinstance(counts, dict) and set(map(type, counts.values())) <= {int}
+            for counts in groups.values()):
         return None
     return _NodeGroups(version, limit, groups, bool(answer.get("groups_truncated")))
 

@@ -538,11 +538,59 @@ def test_an_answer_the_merge_could_not_compare_is_named_and_the_page_stands():
         return {"fields": list(SUMMARY_FIELDS), "rows": [row], "keys": ["zz"], "total": 1,
                 "count": 1, "next_cursor": None}
 
-    for answer in (objects([["zz", "c/1"]], [{"id": "c/1"}]),
-                   objects([[50, ["c", 1]]], [{"id": "c/1"}]),
-                   objects([[50, "c/1"]], [[1, 2]]), columns):
+    def odd_fields(args: dict[str, Any], extra: Any) -> Any:
+        answer = columns(args, extra)
+        answer["fields"] = [*answer["fields"], ["x"]]  # a name that is no text
+        answer["rows"] = [[*row, 1] for row in answer["rows"]]
+        answer["keys"] = [50]
+        return answer
+
+    def text_counts(args: dict[str, Any], extra: Any) -> Any:
+        answer = {**columns(args, extra), "keys": [50]}
+        answer["groups"] = {"users": {"ann": "7"}}
+        return answer
+
+    for answer, groups in ((objects([["zz", "c/1"]], [{"id": "c/1"}]), False),
+                           (objects([[50, ["c", 1]]], [{"id": "c/1"}]), False),
+                           (objects([[50, "c/1"]], [[1, 2]]), False), (columns, False),
+                           (odd_fields, False), (text_counts, True)):
         requester, own, _ = _requester_with(("c",), answers={("c", True): answer})
         own.add("u", 100)
-        page = _page(requester, limit=20)
+        page = _page(requester, limit=20, groups=groups)
         assert page.missing == {"c": "malformed list answer"}
         assert _shown(page) == [("a", 100)]
+
+
+def test_a_row_of_the_requesters_own_that_goes_meanwhile_hides_no_other_row():
+    """The requester's own first row closes between its first page and the
+    merge: its own whole page is made again, and the others' pages are checked
+    again against it, so that b's second row (open throughout) is asked for
+    and shown, not skipped by this page and the next."""
+    def add(hub: StandInHub, connected_at: float) -> ConnectionRecord:
+        record = ConnectionRecord(f"{hub.node}/{hub.registry.new_id()}", node=hub.node,
+                                  user="u", path="/", connected_at=connected_at)
+        hub.registry.add(record)
+        return record
+
+    state: dict[str, Any] = {}
+
+    def b_first(args: dict[str, Any], extra: Any) -> Any:
+        state["own"].registry.remove(state["gone"].id)  # a's row at 1 closes now
+        return state["b"]._list_part({**ARGS, "user": None, "cursor": None,
+                                      "groups": False, **args}, extra or {})
+
+    requester, own, fleets = _requester_with(("b", "c"), answers={("b", True): b_first})
+    state["own"], state["b"] = own, fleets["b"][0]
+    state["gone"] = add(own, 1.0)
+    add(own, 100.0)
+    add(fleets["b"][1], 2.0)
+    add(fleets["b"][1], 5.0)
+    add(fleets["c"][1], 1.5)
+    args = {"sort": "connected_at", "limit": 3}
+    requester._takes[(*cluster_fleet._page_key({**ARGS, **args}), None)] = {"a": 1, "b": 1}
+    page = _page(requester, **args)
+    requester._takes.clear()
+    following = _page(requester, **args, cursor=page.result["next_cursor"])
+    shown = [row["connected_at"] for answer in (page, following)
+             for row in answer.result["connections"]]
+    assert shown == [1.5, 2.0, 5.0, 100.0] and page.missing == {}
