@@ -594,3 +594,161 @@ def test_a_row_of_the_requesters_own_that_goes_meanwhile_hides_no_other_row():
     shown = [row["connected_at"] for answer in (page, following)
              for row in answer.result["connections"]]
     assert shown == [1.5, 2.0, 5.0, 100.0] and page.missing == {}
+
+
+def test_pages_walked_by_cursor_with_takes_and_failed_second_rounds_are_the_order():
+    """Randomized over 80 seeded fleets (some nodes answering as objects and
+    ignoring takes, any takes, pages kept or not, any order): with values
+    fixed between requests, every page is the true merged order after its
+    cursor, or a prefix of it that ends short for exactly one node named
+    missing (one that sent part of its page and not the rest); its cursor
+    resumes at its last row, and the pages walked to the end are the whole
+    order, no row twice. With rows moving, closing and sampled again between
+    the rounds, no row is shown twice and no row that did not move, sorting
+    before the page's last row, is left out."""
+    import random
+
+    from wsconsole.server.errors import InternalError
+    from wsconsole.server.registry import SORTED_BY, decode_cursor
+
+    second_rounds = short_pages = 0
+    for seed in range(80):
+        rng = random.Random(seed)
+        requester, own = fleet_of("a")
+        fleets = {"a": (requester, own), "b": fleet_of("b"), "c": fleet_of("c")}
+        older = {name for name in "bc" if rng.random() < 0.2}
+        serial = [0]
+
+        def add(name: str) -> None:
+            hub = fleets[name][1]
+            serial[0] += 1
+            record = ConnectionRecord(
+                f"{name}/{hub.registry.new_id()}", node=name,
+                user=rng.choice(["ann", "bob", "cy", "dee"]), path="/",
+                connected_at=float(rng.randrange(40) if rng.random() < 0.5 else serial[0]))
+            record.msgs_in = rng.randrange(30)
+            hub.registry.add(record)
+
+        for name in "abc":
+            for _ in range(rng.randrange(14)):
+                add(name)
+            fleets[name][1].registry.sample_all(100.0)
+        state: dict[str, Any] = {"silent1": set(), "silent2": set(), "failing2": set(),
+                                 "between": None, "after_own": False}
+
+        async def scatter(op: str, args: dict[str, Any], *, targets: list[str], timeout: Any,
+                          role: Any, local: Any, extra: Any = None) -> Any:
+            gathered = cluster_fleet._Gathered()
+            first = local is not None
+            if first:
+                gathered.results["a"] = await local()
+            if state["between"] is not None and (first == state["after_own"]):
+                move, state["between"] = state["between"], None
+                move()
+            for name in ("b", "c") if first else targets:
+                if name in state["silent1" if first else "silent2"]:
+                    gathered.missing[name] = "no reply before the deadline"
+                elif not first and name in state["failing2"]:
+                    gathered.errors[name] = InternalError("boom")
+                else:
+                    full = {**ARGS, "user": None, "cursor": None, "groups": False, **args}
+                    node = fleets[name][0]
+                    gathered.results[name] = (node._local_page(full, columns=False)
+                                              if name in older
+                                              else node._list_part(full, extra or {}))
+            return gathered
+
+        requester._scatter = scatter  # type: ignore[method-assign]
+        sort = rng.choice(["connected_at", "-connected_at", "user", "-user", "id", "-id",
+                           "msgs_in", "-msgs_in"])
+        limit = rng.choice([1, 2, 3, 5, 8])
+        for node, _ in fleets.values():
+            node.page_cache = node.groups_cache = rng.random() < 0.6
+        attribute, descending = SORTED_BY[sort.lstrip("-")], sort.startswith("-")
+
+        def key(record: ConnectionRecord) -> tuple[Any, str]:
+            return (getattr(record, attribute), record.id)
+
+        def records() -> list[ConnectionRecord]:
+            return [record for name in "abc"
+                    for record in fleets[name][1].registry.query(limit=1000).records]
+
+        def order(names: Any, after: Any) -> list[str]:
+            chosen = sorted((record for record in records() if record.node in names),
+                            key=key, reverse=descending)
+            return [record.id for record in chosen if after is None or (
+                key(record) < after if descending else key(record) > after)]
+
+        def ask(cursor: Any) -> Any:
+            nonlocal second_rounds
+            args = {**ARGS, "groups": rng.random() < 0.3, "sort": sort, "limit": limit,
+                    "cursor": cursor}
+            query = (*cluster_fleet._page_key(args), None)
+            if limit > 1 and rng.random() < 0.8:
+                requester._takes[query] = {name: rng.randrange(1, limit) for name in "abc"
+                                           if rng.random() < 0.8}
+            else:
+                requester._takes.pop(query, None)
+            before = requester.second_rounds
+            answer = asyncio.run(requester.list(**args, node=None, timeout=None))
+            second_rounds += requester.second_rounds - before
+            return answer
+
+        if rng.random() < 0.65:  # values fixed: walk to the end
+            cursor, seen = None, []
+            for _ in range(60):
+                state["silent1"] = {name for name in "bc" if rng.random() < 0.1}
+                state["silent2"] = {name for name in "bc" if rng.random() < 0.3}
+                state["failing2"] = {name for name in "bc" if rng.random() < 0.1}
+                for _ in range(2 if rng.random() < 0.3 else 1):  # held pages, now and then
+                    answer = ask(cursor)
+                ids = [row["id"] for row in answer.result["connections"]]
+                cut_for = [name for name, why in answer.missing.items()
+                           if "part of its page" in why]
+                answering = ["a", *(name for name in "bc" if name not in answer.missing
+                                    or name in cut_for)]
+                want = order(answering, decode_cursor(cursor, sort))[:limit]
+                assert ids == want[:len(ids)], (seed, ids, want, answer.missing)
+                assert len(cut_for) == (1 if len(ids) < len(want) else 0), (seed, answer.missing)
+                short_pages += len(ids) < len(want)
+                next_cursor = answer.result["next_cursor"]
+                if ids and next_cursor is not None:
+                    assert decode_cursor(next_cursor, sort)[1] == ids[-1]
+                if state["silent1"]:
+                    cursor, seen = None, []  # a node's rows left out: start again
+                    continue
+                assert next_cursor is not None or len(order("abc", decode_cursor(
+                    cursor, sort))) == len(ids), seed  # never ends early
+                seen += ids
+                cursor = next_cursor
+                if cursor is None:
+                    assert seen == order("abc", None), seed
+                    break
+        else:  # rows move between the rounds (or after the requester's own page)
+            state["silent2"] = {name for name in "bc" if rng.random() < 0.2}
+            state["after_own"] = rng.random() < 0.5
+
+            def move() -> None:
+                for name in "abc":
+                    registry = fleets[name][1].registry
+                    listed = registry.query(limit=1000).records
+                    for record in listed:
+                        if rng.random() < 0.3:
+                            record.msgs_in += rng.randrange(20)
+                    if listed and rng.random() < 0.3:
+                        registry.remove(rng.choice(listed).id)
+                    registry.sample_all(200.0 + rng.random())
+
+            state["between"] = move
+            before = {record.id: key(record) for record in records()}
+            answer = ask(None)
+            after = {record.id: key(record) for record in records()}
+            ids = [row["id"] for row in answer.result["connections"]]
+            assert len(set(ids)) == len(ids), seed
+            if ids:
+                last = [value for value in (before.get(ids[-1]), after.get(ids[-1])) if value]
+                for id, value in before.items():
+                    if after.get(id) == value and all(
+                            value > other if descending else value < other for other in last):
+                        assert id in ids, (seed, id)
+    assert second_rounds > 200 and short_pages > 20  # the cases were there
