@@ -23,6 +23,7 @@ import bisect
 import collections
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,8 +39,7 @@ from websockets.asyncio.client import connect  # noqa: E402
 ARGS = {"limit": 100, "sort": "-msgs_in", "groups": False}
 
 
-async def run(args: argparse.Namespace) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="wsconsole-trace-"))
+async def run(args: argparse.Namespace, folder: Path) -> None:
     stamps = folder / "stamps"
     stamps.mkdir()
     os.environ["WSCONSOLE_TRACE_DIR"] = str(stamps)
@@ -109,7 +109,12 @@ def main() -> int:
     parser.add_argument("--mode", choices=["now", "anew", "before"], default="anew")
     parser.add_argument("--pages", type=int, default=400)
     parser.add_argument("--records", type=int, default=30_000)
-    asyncio.run(run(parser.parse_args()))
+    parsed = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="wsconsole-trace-"))
+    try:
+        asyncio.run(run(parsed, folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
