@@ -540,7 +540,7 @@ class ClusterFleet(Fleet):
 
     def _on_payload(self, channel: str, payload: bytes, *, stored: bool = False) -> None:
         """One payload from Redis: acted on only if it is a valid message of ours."""
-        if payload in self._echoes:
+        if self._echoes and payload in self._echoes:  # (hashing a payload reads it all)
             # Ours, back from a channel we also listen to: the bytes we wrote
             # (a copy by anyone else would be a replay, dropped too).
             del self._echoes[payload]

@@ -31,9 +31,11 @@ class StandInHub:
         self.node = node
         self.registry = ConnectionRegistry()
 
-    def add(self, user: str, msgs_in: int = 0, *topics: str) -> ConnectionRecord:
-        record = ConnectionRecord(f"{self.node}/{self.registry.new_id()}", node=self.node,
-                                  user=user, path="/", connected_at=len(self.registry) + 1.0)
+    def add(self, user: str, msgs_in: int = 0, *topics: str,
+            connected_at: float | None = None) -> ConnectionRecord:
+        record = ConnectionRecord(
+            f"{self.node}/{self.registry.new_id()}", node=self.node, user=user, path="/",
+            connected_at=len(self.registry) + 1.0 if connected_at is None else connected_at)
         record.msgs_in = msgs_in
         self.registry.add(record)
         for topic in topics:
@@ -566,12 +568,6 @@ def test_a_row_of_the_requesters_own_that_goes_meanwhile_hides_no_other_row():
     merge: its own whole page is made again, and the others' pages are checked
     again against it, so that b's second row (open throughout) is asked for
     and shown, not skipped by this page and the next."""
-    def add(hub: StandInHub, connected_at: float) -> ConnectionRecord:
-        record = ConnectionRecord(f"{hub.node}/{hub.registry.new_id()}", node=hub.node,
-                                  user="u", path="/", connected_at=connected_at)
-        hub.registry.add(record)
-        return record
-
     state: dict[str, Any] = {}
 
     def b_first(args: dict[str, Any], extra: Any) -> Any:
@@ -581,11 +577,11 @@ def test_a_row_of_the_requesters_own_that_goes_meanwhile_hides_no_other_row():
 
     requester, own, fleets = _requester_with(("b", "c"), answers={("b", True): b_first})
     state["own"], state["b"] = own, fleets["b"][0]
-    state["gone"] = add(own, 1.0)
-    add(own, 100.0)
-    add(fleets["b"][1], 2.0)
-    add(fleets["b"][1], 5.0)
-    add(fleets["c"][1], 1.5)
+    state["gone"] = own.add("u", connected_at=1.0)
+    own.add("u", connected_at=100.0)
+    fleets["b"][1].add("u", connected_at=2.0)
+    fleets["b"][1].add("u", connected_at=5.0)
+    fleets["c"][1].add("u", connected_at=1.5)
     args = {"sort": "connected_at", "limit": 3}
     requester._takes[(*cluster_fleet._page_key({**ARGS, **args}), None)] = {"a": 1, "b": 1}
     page = _page(requester, **args)
